@@ -1,0 +1,204 @@
+"""The runner: validate -> record -> fan out -> collect -> finish, and resume an interrupted run.
+
+It knows nothing of what a unit produces: the step's hooks read inputs, store each unit's output and close
+the output set. A unit that fails is recorded with its error and the other units carry on.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import shutil
+import traceback
+from collections.abc import Iterator, Mapping, Sequence
+from concurrent.futures import Executor, Future, as_completed
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from pydantic import ValidationError
+
+from tomoprep import __version__
+from tomoprep.errors import ProjectError, StepError, TomoprepError
+from tomoprep.execution.executors import SerialExecutor
+from tomoprep.project import Project, RunRecord, UnitRecord
+from tomoprep.project.records import now
+from tomoprep.steps import get_step
+from tomoprep.steps.base import Params, Step, Unit, UnitOutput
+
+
+def validate_params(step: Step, values: Params | Mapping[str, Any] | None) -> Params:
+    """The step's Params from a model or a mapping; a wrong value raises StepError naming the field."""
+    if isinstance(values, step.params):
+        return values
+    try:
+        return step.params.model_validate(dict(values or {}))
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"{'.'.join(str(p) for p in err['loc'])}: {err['msg']} (got {err.get('input')!r})" for err in exc.errors()
+        )
+        raise StepError(f"invalid parameters for step {step.name!r}: {problems}") from exc
+
+
+def resolve_input(project: Project, step: Step, input_run: int | str | None) -> RunRecord | None:
+    """The run a step consumes: the one asked for, else the newest successful run of a step it consumes."""
+    if not step.consumes:
+        if input_run is not None:
+            raise StepError(f"step {step.name!r} takes no input run (it starts from files).")
+        return None
+    if input_run is not None:
+        record = project.get_run(input_run)
+        if record.step not in step.consumes:
+            raise StepError(f"run {record.label} is a {record.step!r} run; {step.name!r} takes {step.consumes}.")
+        return record
+    candidates = [r for s in step.consumes if (r := project.latest_successful(s)) is not None]
+    if not candidates:
+        raise StepError(f"step {step.name!r} needs a successful run of {' or '.join(step.consumes)} first.")
+    return max(candidates, key=lambda r: r.id)
+
+
+def _load_inputs(project: Project, step: Step, record: RunRecord | None) -> list[Any]:
+    return [] if record is None else step.load_inputs(project.run_dir(record))
+
+
+def run_step(
+    project: Project,
+    step: Step,
+    params: Params | Mapping[str, Any] | None = None,
+    *,
+    input_run: int | str | None = None,
+    executor: Executor | None = None,
+) -> RunRecord:
+    """Run ``step`` on the project: record the run, run every unit, and return the finished record."""
+    validated = validate_params(step, params)
+    source = resolve_input(project, step, input_run)
+    units = step.plan(validated, _load_inputs(project, step, source))
+    run = project.create_run(
+        step.name, validated.model_dump(mode="json"), [] if source is None else [source.id], __version__
+    )
+    source_text = "" if source is None else f" on run {source.label}"
+    project.log_event(run.id, f"{step.name}{source_text}: {len(units)} units; params {validated.model_dump_json()}")
+    return _execute(project, step, run, validated, units, executor, skip=frozenset())
+
+
+def resume_run(
+    project: Project, run_ref: int | str, *, executor: Executor | None = None, step: Step | None = None
+) -> RunRecord:
+    """Finish an interrupted (or partly failed) run without redoing the units already done."""
+    run = project.get_run(run_ref)
+    step = step or get_step(run.step)
+    params = validate_params(step, run.params)
+    sources = [project.get_run(i) for i in run.inputs]
+    units = step.plan(params, _load_inputs(project, step, sources[0] if sources else None))
+    run_dir = project.run_dir(run)
+    done = frozenset(
+        u.name for u in run.units.values() if u.status == "SUCCEEDED" and step.unit_saved(run_dir, u.name)
+    )
+    project.set_run_status(run.id, "RUNNING")
+    project.log_event(run.id, f"resumed: {len(done)} of {len(units)} units already done")
+    return _execute(project, step, run, params, units, executor, skip=done)
+
+
+@contextmanager
+def _run_lock(run_dir: Path) -> Iterator[None]:
+    with open(run_dir / ".lock", "w") as handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError as exc:
+            raise ProjectError(f"{run_dir} is being run by another process; wait for it to finish.") from exc
+        yield
+
+
+def _execute(
+    project: Project,
+    step: Step,
+    run: RunRecord,
+    params: Params,
+    units: Sequence[Unit],
+    executor: Executor | None,
+    *,
+    skip: frozenset[str],
+) -> RunRecord:
+    run_dir = project.run_dir(run)
+    with _run_lock(run_dir):
+        try:
+            succeeded = _run_units(project, step, run, params, [u for u in units if u.name not in skip], executor)
+        except BaseException:
+            project.log_event(run.id, traceback.format_exc(), level="ERROR")
+            project.set_run_status(run.id, "FAILED", error=traceback.format_exc())
+            raise
+        names = [u.name for u in units if u.name in skip or u.name in succeeded]
+        step.finalize(run_dir, names)
+        return _finish(project, run.id, n_units=len(units), n_done=len(names))
+
+
+def _finish(project: Project, run_id: int, *, n_units: int, n_done: int) -> RunRecord:
+    record = project.get_run(run_id)
+    failures = [f"{u.name}: {u.error}" for u in record.units.values() if u.status == "FAILED"]
+    if n_units == 0:
+        error = "nothing to do: the inputs gave no unit of work."
+    elif failures:
+        error = f"{len(failures)} of {n_units} units failed:\n" + "\n".join(failures)
+    else:
+        error = None
+    status = "SUCCEEDED" if n_done > 0 else "FAILED"
+    project.log_event(run_id, f"finished {status}: {n_done} of {n_units} units done", level="INFO")
+    return project.set_run_status(run_id, status, error=error)
+
+
+def _start_unit(project: Project, run: RunRecord, unit: Unit) -> Path:
+    # A unit's folder is emptied before it runs, so a unit stopped half-way never leaves stale files behind.
+    out_dir = project.run_dir(run) / unit.name
+    shutil.rmtree(out_dir, ignore_errors=True)
+    out_dir.mkdir(parents=True)
+    project.set_unit(run.id, UnitRecord(unit.name, "RUNNING", started_at=now()))
+    return out_dir
+
+
+def _run_units(
+    project: Project, step: Step, run: RunRecord, params: Params, units: Sequence[Unit], executor: Executor | None
+) -> set[str]:
+    executor = executor or SerialExecutor()
+    futures: dict[Future[UnitOutput], tuple[Unit, str]] = {}
+    for unit in units:
+        if unit.error is not None:
+            _fail_unit(project, run, unit.name, unit.error, started=now())
+            continue
+        started = now()
+        out_dir = _start_unit(project, run, unit)
+        futures[executor.submit(step.run, unit.payload, params, out_dir)] = (unit, started)
+    succeeded: set[str] = set()
+    for future in as_completed(futures):
+        unit, started = futures[future]
+        try:
+            output = future.result()
+            artifacts = step.save_unit(output, project.run_dir(run))
+        except Exception as exc:
+            detail = "".join(traceback.format_exception(exc))
+            project.log_event(run.id, detail, level="DEBUG", unit=unit.name)
+            message = str(exc) if isinstance(exc, TomoprepError) else f"{type(exc).__name__}: {exc}"
+            _fail_unit(project, run, unit.name, message, started=started)
+            continue
+        _complete_unit(project, run, unit.name, output, artifacts, started=started)
+        succeeded.add(unit.name)
+    return succeeded
+
+
+def _fail_unit(project: Project, run: RunRecord, name: str, message: str, *, started: str) -> None:
+    project.log_event(run.id, message, level="ERROR", unit=name)
+    project.set_unit(run.id, UnitRecord(name, "FAILED", message, started, now()))
+
+
+def _complete_unit(
+    project: Project, run: RunRecord, name: str, output: UnitOutput, artifacts: list[Path], *, started: str
+) -> None:
+    out_dir = project.run_dir(run) / name
+    if out_dir.is_dir() and not any(out_dir.iterdir()):
+        out_dir.rmdir()
+    for note in output.notes:
+        project.log_event(run.id, note, level="INFO", unit=name)
+    for path in artifacts:
+        project.add_artifact(run.id, path, kind=path.suffix.lstrip(".") or "file", unit=name)
+    if out_dir.is_dir():
+        for path in sorted(p for p in out_dir.rglob("*") if p.is_file()):
+            project.add_artifact(run.id, path, kind=path.suffix.lstrip(".") or "file", unit=name)
+    project.set_unit(run.id, UnitRecord(name, "SUCCEEDED", None, started, now()))

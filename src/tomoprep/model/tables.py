@@ -1,0 +1,152 @@
+"""Translate tilt series to and from STAR tables with RELION 5 labels (own labels are prefixed ``tp``).
+
+The set table (``data_global``) has one row per tilt series; each series has its own table
+``data_<rlnTomoName>`` with one row per tilt in acquisition (dose) order, excluded tilts included and flagged.
+Absent optional text is written as ``None``; absent numbers as ``nan``.
+"""
+
+from __future__ import annotations
+
+import math
+from datetime import datetime
+from pathlib import Path
+from typing import Any, cast
+
+import pandas as pd
+
+from tomoprep.model.tilt_series import GainFlip, GainReference, GainRotation, Hand, Optics, TiltImage, TiltSeries
+
+NONE_TEXT = "None"
+
+
+def _text(value: object) -> str:
+    return NONE_TEXT if value is None or value == "" else str(value)
+
+
+def _opt_text(value: object) -> str | None:
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return None
+    text = str(value)
+    return None if text in ("", NONE_TEXT, "<NA>", "nan") else text
+
+
+def _opt_float(value: object) -> float | None:
+    if value is None:
+        return None
+    number = float(cast(Any, value))
+    return None if math.isnan(number) else number
+
+
+def set_row(ts: TiltSeries, *, tilt_series_star_file: str) -> dict[str, object]:
+    """One row of the tilt-series set table for ``ts``; the per-series STAR path is given as stored."""
+    row: dict[str, object] = {
+        "rlnTomoName": ts.name,
+        "rlnTomoTiltSeriesStarFile": tilt_series_star_file,
+        "rlnVoltage": ts.optics.voltage_kv,
+        "rlnSphericalAberration": ts.optics.spherical_aberration_mm,
+        "rlnAmplitudeContrast": ts.optics.amplitude_contrast,
+        "rlnMicrographOriginalPixelSize": ts.original_pixel_spacing_angstrom,
+        "rlnTomoHand": ts.hand,
+        "rlnOpticsGroupName": ts.optics.optics_group_name,
+    }
+    if ts.tilt_series_pixel_spacing_angstrom is not None:
+        row["rlnTomoTiltSeriesPixelSize"] = ts.tilt_series_pixel_spacing_angstrom
+    row["tpSources"] = ";".join(str(p) for p in ts.sources) or NONE_TEXT
+    return row
+
+
+def _micrograph_name(tilt: TiltImage) -> str | None:
+    if tilt.stack_path is not None:
+        return f"{tilt.section_index + 1}@{tilt.stack_path}"
+    return None if tilt.micrograph_path is None else str(tilt.micrograph_path)
+
+
+def tilt_row(tilt: TiltImage) -> dict[str, object]:
+    """One row of a per-series table for ``tilt``."""
+    nominal_defocus_um = (
+        math.nan if tilt.nominal_defocus_angstrom is None else -tilt.nominal_defocus_angstrom / 1e4
+    )
+    gain = tilt.gain
+    return {
+        "rlnMicrographMovieName": _text(tilt.movie_path),
+        "rlnTomoTiltMovieFrameCount": -1 if tilt.frame_count is None else tilt.frame_count,
+        "rlnTomoNominalStageTiltAngle": tilt.nominal_tilt_angle_deg,
+        "rlnTomoNominalTiltAxisAngle": tilt.nominal_tilt_axis_angle_deg,
+        "rlnMicrographPreExposure": tilt.pre_exposure_e_per_angstrom2,
+        "rlnTomoNominalDefocus": nominal_defocus_um,
+        "rlnMicrographName": _text(_micrograph_name(tilt)),
+        "tpAcquisitionIndex": tilt.acquisition_index,
+        "tpSectionIndex": tilt.section_index,
+        "tpExposureDose": tilt.dose_e_per_angstrom2,
+        "tpGainReference": _text(None if gain is None else gain.path),
+        "tpGainRotation": 0 if gain is None else gain.rotation_deg,
+        "tpGainFlip": "none" if gain is None else gain.flip,
+        "tpDateTime": _text(None if tilt.date_time is None else tilt.date_time.isoformat()),
+        "tpExcluded": int(tilt.excluded),
+        "tpExclusionReason": _text(tilt.exclusion_reason),
+    }
+
+
+def tilt_series_table(ts: TiltSeries) -> pd.DataFrame:
+    """The per-series table: one row per tilt, in acquisition order."""
+    tilts = sorted(ts.tilts, key=lambda t: t.acquisition_index)
+    return pd.DataFrame([tilt_row(t) for t in tilts])
+
+
+def _tilt_from_row(row: pd.Series) -> TiltImage:
+    micrograph = _opt_text(row.get("rlnMicrographName"))
+    stack_path: Path | None = None
+    micrograph_path: Path | None = None
+    if micrograph is not None and "@" in micrograph:
+        stack_path = Path(micrograph.split("@", 1)[1])
+    elif micrograph is not None:
+        micrograph_path = Path(micrograph)
+    gain_path = _opt_text(row.get("tpGainReference"))
+    gain = None
+    if gain_path is not None:
+        gain = GainReference(
+            Path(gain_path),
+            rotation_deg=cast(GainRotation, int(row.get("tpGainRotation", 0))),
+            flip=cast(GainFlip, str(row.get("tpGainFlip", "none"))),
+        )
+    movie = _opt_text(row.get("rlnMicrographMovieName"))
+    frames = int(row.get("rlnTomoTiltMovieFrameCount", -1))
+    defocus_um = _opt_float(row.get("rlnTomoNominalDefocus"))
+    stamp = _opt_text(row.get("tpDateTime"))
+    return TiltImage(
+        acquisition_index=int(row["tpAcquisitionIndex"]),
+        section_index=int(row["tpSectionIndex"]),
+        nominal_tilt_angle_deg=float(row["rlnTomoNominalStageTiltAngle"]),
+        nominal_tilt_axis_angle_deg=float(row["rlnTomoNominalTiltAxisAngle"]),
+        pre_exposure_e_per_angstrom2=float(row["rlnMicrographPreExposure"]),
+        dose_e_per_angstrom2=float(row["tpExposureDose"]),
+        movie_path=None if movie is None else Path(movie),
+        frame_count=None if frames < 0 else frames,
+        nominal_defocus_angstrom=None if defocus_um is None else -defocus_um * 1e4,
+        gain=gain,
+        micrograph_path=micrograph_path,
+        stack_path=stack_path,
+        date_time=None if stamp is None else datetime.fromisoformat(stamp),
+        excluded=bool(int(row.get("tpExcluded", 0))),
+        exclusion_reason=_opt_text(row.get("tpExclusionReason")) or "",
+    )
+
+
+def tilt_series_from_tables(set_row_: pd.Series, table: pd.DataFrame) -> TiltSeries:
+    """Rebuild a tilt series from its set-table row and its per-series table."""
+    optics = Optics(
+        voltage_kv=float(set_row_["rlnVoltage"]),
+        spherical_aberration_mm=float(set_row_["rlnSphericalAberration"]),
+        amplitude_contrast=float(set_row_["rlnAmplitudeContrast"]),
+        optics_group_name=str(set_row_.get("rlnOpticsGroupName", "opticsGroup1")),
+    )
+    sources = _opt_text(set_row_.get("tpSources"))
+    return TiltSeries(
+        name=str(set_row_["rlnTomoName"]),
+        original_pixel_spacing_angstrom=float(set_row_["rlnMicrographOriginalPixelSize"]),
+        optics=optics,
+        tilts=tuple(_tilt_from_row(row) for _, row in table.iterrows()),
+        hand=cast(Hand, int(set_row_["rlnTomoHand"])),
+        tilt_series_pixel_spacing_angstrom=_opt_float(set_row_.get("rlnTomoTiltSeriesPixelSize")),
+        sources=() if sources is None else tuple(Path(p) for p in sources.split(";")),
+    )

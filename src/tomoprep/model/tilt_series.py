@@ -1,0 +1,98 @@
+"""Plain data of a tilt series: its optics, its tilt images and their acquisition metadata.
+
+Units follow :mod:`tomoprep.conventions`: Å, degrees, kV, mm, e⁻/Å²; defocus positive for underfocus.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, replace
+from datetime import datetime
+from pathlib import Path
+from typing import Literal
+
+Hand = Literal[-1, 1]
+GainRotation = Literal[0, 90, 180, 270]
+GainFlip = Literal["none", "x", "y"]
+
+
+@dataclass(frozen=True)
+class Optics:
+    """Microscope optics shared by all tilts of a series."""
+
+    voltage_kv: float = 300.0
+    spherical_aberration_mm: float = 2.7
+    amplitude_contrast: float = 0.1
+    optics_group_name: str = "opticsGroup1"
+
+
+@dataclass(frozen=True)
+class GainReference:
+    """A gain reference file and the rotation/flip that puts it on the movies' pixel grid."""
+
+    path: Path
+    rotation_deg: GainRotation = 0
+    flip: GainFlip = "none"
+
+
+@dataclass(frozen=True)
+class TiltImage:
+    """One tilt of a series: its raw movie (or stack section) and what the microscope recorded.
+
+    ``acquisition_index`` is the 0-based position in acquisition (dose) order; ``section_index`` the position
+    in the source (mdoc ZValue or tilt-stack section). ``pre_exposure_e_per_angstrom2`` is the dose the
+    specimen received before this tilt.
+    """
+
+    acquisition_index: int
+    section_index: int
+    nominal_tilt_angle_deg: float
+    nominal_tilt_axis_angle_deg: float
+    pre_exposure_e_per_angstrom2: float
+    dose_e_per_angstrom2: float
+    movie_path: Path | None = None
+    frame_count: int | None = None
+    nominal_defocus_angstrom: float | None = None
+    gain: GainReference | None = None
+    micrograph_path: Path | None = None
+    stack_path: Path | None = None
+    date_time: datetime | None = None
+    excluded: bool = False
+    exclusion_reason: str = ""
+
+
+@dataclass(frozen=True)
+class TiltSeries:
+    """A tilt series: a name, the original pixel spacing, optics and its tilts in acquisition order.
+
+    ``tilt_series_pixel_spacing_angstrom`` is the spacing of the (motion-corrected or imported) tilt images
+    once they exist, ``None`` while there are only movies.
+    """
+
+    name: str
+    original_pixel_spacing_angstrom: float
+    optics: Optics
+    tilts: tuple[TiltImage, ...]
+    hand: Hand = -1
+    tilt_series_pixel_spacing_angstrom: float | None = None
+    sources: tuple[Path, ...] = field(default=())
+
+    def __post_init__(self) -> None:
+        if not self.tilts:
+            raise ValueError(f"tilt series {self.name!r} has no tilts")
+        orders = sorted(t.acquisition_index for t in self.tilts)
+        if orders != list(range(len(self.tilts))):
+            raise ValueError(f"tilt series {self.name!r}: acquisition indices are not 0..{len(self.tilts) - 1}")
+
+    @property
+    def n_tilts(self) -> int:
+        """Number of tilts, excluded ones included."""
+        return len(self.tilts)
+
+    @property
+    def included_tilts(self) -> tuple[TiltImage, ...]:
+        """Tilts not excluded, in acquisition order."""
+        return tuple(t for t in self.tilts if not t.excluded)
+
+    def with_tilts(self, tilts: tuple[TiltImage, ...]) -> TiltSeries:
+        """A copy with other tilts (same name, optics, spacing and hand)."""
+        return replace(self, tilts=tilts)

@@ -1,0 +1,220 @@
+"""Import of tilt-series movies described by mdoc files: one unit per tilt series."""
+
+from __future__ import annotations
+
+import glob
+from collections import Counter
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from tomoprep.conventions import normalise_angle_deg
+from tomoprep.errors import ImageFileError, InputError, MdocError
+from tomoprep.io.mdoc import MdocSeries, MdocTilt, read_mdocs
+from tomoprep.io.movies import read_movie_header
+from tomoprep.model import GainReference, Optics, TiltImage, TiltSeries
+from tomoprep.steps.base import Unit, UnitOutput
+from tomoprep.steps.import_dose import DoseRecord, acquisition_order, pre_exposures
+from tomoprep.steps.import_params import ImportParams
+
+MOVIE_SUFFIXES = (".eer", ".tif", ".tiff", ".mrc", ".mrcs")
+GAIN_SUFFIXES = (".mrc", ".tif", ".tiff", ".gain")
+DEFAULT_VOLTAGE_KV = 300.0
+PIXEL_SPACING_TOLERANCE = 0.02
+
+
+@dataclass(frozen=True)
+class MovieSeriesPayload:
+    """What one movie-import unit needs: the parsed mdoc series and where to find the movies."""
+
+    series: MdocSeries
+    movies_dir: Path
+
+
+def expand_glob(pattern: str, *, what: str) -> list[Path]:
+    """Files matching ``pattern`` (sorted); none is an InputError that names the pattern."""
+    paths = sorted(Path(p).resolve() for p in glob.glob(str(Path(pattern).expanduser()), recursive=True))
+    files = [p for p in paths if p.is_file()]
+    if not files:
+        raise InputError(None, f"no {what} match {pattern!r}.", "check the path and quote the glob.")
+    return files
+
+
+def plan_movie_import(params: ImportParams) -> list[Unit]:
+    """One unit per tilt series found in the mdoc files; an unreadable mdoc becomes a failing unit."""
+    assert params.mdoc is not None  # guaranteed by ImportParams validation
+    paths = expand_glob(params.mdoc, what="mdoc files")
+    series, errors = read_mdocs(paths, flavour=params.mdoc_flavour)
+    units = []
+    for s in series:
+        movies_dir = (params.movies or s.sources[0].parent).resolve()
+        units.append(Unit(name=s.name, payload=MovieSeriesPayload(s, movies_dir)))
+    for error in errors:
+        name = _series_name_of(error.path) if error.path is not None else "mdoc"
+        units.append(Unit(name=name, error=str(error)))
+    return units
+
+
+def _series_name_of(path: Path) -> str:
+    name = path.name
+    for suffix in (".mdoc", ".mrc", ".st", ".tif", ".tiff", ".eer", ".mrcs"):
+        name = name.removesuffix(suffix)
+    return name
+
+
+def index_movies(folder: Path) -> dict[str, Path]:
+    """Movie files in ``folder`` by file name."""
+    if not folder.is_dir():
+        raise InputError(folder, "the movie folder does not exist.", "pass --movies with the folder of the movies.")
+    return {p.name: p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in MOVIE_SUFFIXES}
+
+
+def match_movie(movie_name: str, movies: dict[str, Path]) -> Path | None:
+    """The file for an mdoc ``SubFramePath`` name: the same name, else the same name with another movie suffix.
+
+    Only the last suffix is compared, so ``TS_01_001_3.0.mrc`` never matches ``TS_01_001_3.mrc``.
+    """
+    if movie_name in movies:
+        return movies[movie_name]
+    stem = Path(movie_name).stem
+    candidates = [p for name, p in movies.items() if Path(name).stem == stem]
+    return candidates[0] if len(candidates) == 1 else None
+
+
+def _resolve_pixel_spacing(series: MdocSeries, params: ImportParams) -> float:
+    if params.pixel_spacing_angstrom is not None:
+        return params.pixel_spacing_angstrom
+    source = series.sources[0]
+    values = {t.pixel_spacing_angstrom for t in series.tilts if t.pixel_spacing_angstrom is not None}
+    if len(values) > 1:
+        raise MdocError(source, f"contradictory pixel sizes {sorted(values)} Å between sections.",
+                        "pass --pixel-spacing-angstrom with the movies' pixel spacing.")
+    spacing = series.pixel_spacing_angstrom if series.pixel_spacing_angstrom is not None else next(iter(values), None)
+    if spacing is None:
+        raise MdocError(source, "gives no PixelSpacing.", "pass --pixel-spacing-angstrom.")
+    binnings = {t.binning for t in series.tilts if t.binning is not None}
+    if len(series.sources) == 1 and len(series.tilts) > 1 and binnings - {1.0}:
+        # A tilt-series mdoc describes the saved (binned) tilt images, not the frames.
+        raise MdocError(source, f"PixelSpacing {spacing} Å is that of images binned {sorted(binnings)}, not "
+                        "necessarily of the movies.", "pass --pixel-spacing-angstrom with the movies' spacing.")
+    return float(spacing)
+
+
+def _resolve_tilt_axis(series: MdocSeries, params: ImportParams) -> tuple[float, str]:
+    if params.tilt_axis_angle_deg is not None:
+        return normalise_angle_deg(params.tilt_axis_angle_deg), "given by the user"
+    if series.tilt_axis_angle_deg is None:
+        raise MdocError(series.sources[0], "gives no tilt-axis angle.",
+                        "pass --tilt-axis-angle-deg (counter-clockwise from the image Y axis).")
+    return series.tilt_axis_angle_deg, f"from the mdoc ({series.tilt_axis_source})"
+
+
+def _resolve_optics(series: MdocSeries, params: ImportParams) -> tuple[Optics, list[str]]:
+    notes = []
+    voltage = params.voltage_kv or series.voltage_kv
+    if voltage is None:
+        voltage = DEFAULT_VOLTAGE_KV
+        notes.append(f"the mdoc gives no Voltage; using {DEFAULT_VOLTAGE_KV:g} kV (set --voltage-kv otherwise)")
+    optics = Optics(voltage, params.cs_mm, params.amplitude_contrast, params.optics_group_name)
+    return optics, notes
+
+
+def _gain_for(tilt: MdocTilt, series: MdocSeries, movies_dir: Path, params: ImportParams) -> GainReference | None:
+    if params.gain is not None:
+        path = params.gain.resolve()
+    elif tilt.gain_reference:
+        name = tilt.gain_reference.replace("\\", "/").rsplit("/", 1)[-1]
+        found = [d / name for d in (movies_dir, tilt.source.parent) if (d / name).is_file()]
+        if not found:
+            raise InputError(tilt.source, f"names gain reference {name!r}, which is not in {movies_dir}.",
+                             "copy it beside the movies or pass --gain.")
+        path = found[0]
+    else:
+        return None
+    if not path.is_file():
+        raise InputError(path, "gain reference does not exist.", "check --gain.")
+    if path.suffix.lower() not in GAIN_SUFFIXES:
+        raise ImageFileError(path, f"gain reference format {path.suffix!r} cannot be read.",
+                             "convert it to MRC (IMOD: dm2mrc gain.dm4 gain.mrc) and pass --gain gain.mrc.")
+    return GainReference(path, rotation_deg=params.gain_rotation_deg, flip=params.gain_flip)
+
+
+def _check_movie(tilt: MdocTilt, movie: Path, spacing: float, params: ImportParams) -> tuple[int, list[str]]:
+    header = read_movie_header(movie)
+    notes = []
+    if tilt.num_sub_frames is not None and header.format != "eer" and header.n_frames != tilt.num_sub_frames:
+        notes.append(f"{movie.name}: {header.n_frames} frames in the file, NumSubFrames {tilt.num_sub_frames} "
+                     "in the mdoc; using the file's count")
+    own = header.pixel_spacing_angstrom
+    if params.pixel_spacing_angstrom is None and own and own != 1.0 and abs(own - spacing) > PIXEL_SPACING_TOLERANCE * spacing:
+        raise ImageFileError(movie, f"header pixel spacing {own:.4g} Å contradicts the mdoc's {spacing:.4g} Å "
+                             f"({tilt.source.name}).", "pass --pixel-spacing-angstrom with the right value.")
+    return header.n_frames, notes
+
+
+def import_movie_series(payload: MovieSeriesPayload, params: ImportParams, output_dir: Path) -> UnitOutput:
+    """Build the tilt series of one mdoc series: movies matched, doses, order, optics and overrides resolved."""
+    series, movies = payload.series, index_movies(payload.movies_dir)
+    spacing = _resolve_pixel_spacing(series, params)
+    axis, axis_source = _resolve_tilt_axis(series, params)
+    optics, notes = _resolve_optics(series, params)
+    notes.append(f"tilt-axis angle {axis:.2f}° {axis_source}; pixel spacing {spacing:.4g} Å")
+    tilts = series.tilts
+    _check_duplicate_movies(series)
+    order = acquisition_order([t.section_index for t in tilts], [t.date_time for t in tilts])
+    records = [DoseRecord(t.exposure_dose_e_per_angstrom2, t.prior_record_dose_e_per_angstrom2, t.date_time)
+               for t in tilts]
+    doses, pre = pre_exposures(records, order, dose_per_tilt_e_per_angstrom2=params.dose_per_tilt_e_per_angstrom2,
+                               source=series.sources[0])
+    rank = {position: k for k, position in enumerate(order)}
+    images = []
+    for i, tilt in enumerate(tilts):
+        image, tilt_notes = _tilt_image(tilt, movies, payload.movies_dir, series, params, spacing)
+        notes.extend(tilt_notes)
+        images.append(TiltImage(
+            acquisition_index=rank[i], section_index=tilt.section_index, nominal_tilt_angle_deg=tilt.tilt_angle_deg,
+            nominal_tilt_axis_angle_deg=axis, pre_exposure_e_per_angstrom2=float(pre[i]),
+            dose_e_per_angstrom2=float(doses[i]),
+            nominal_defocus_angstrom=None if tilt.target_defocus_um is None else -tilt.target_defocus_um * 1e4,
+            date_time=tilt.date_time, **image,
+        ))
+    ts = TiltSeries(name=series.name, original_pixel_spacing_angstrom=spacing, optics=optics,
+                    tilts=tuple(images), hand=params.tomo_hand, sources=series.sources)
+    return UnitOutput(ts, tuple(notes))
+
+
+def _check_duplicate_movies(series: MdocSeries) -> None:
+    counts = Counter(t.movie_name for t in series.tilts if t.movie_name)
+    repeated = sorted(name for name, n in counts.items() if n > 1)
+    if repeated:
+        raise MdocError(series.sources[0], f"names the same movie for several tilts: {repeated[:3]}.",
+                        "check the mdoc for duplicated sections (e.g. an *_override.mdoc beside the original).")
+
+
+def _tilt_image(
+    tilt: MdocTilt, movies: dict[str, Path], movies_dir: Path, series: MdocSeries, params: ImportParams,
+    spacing: float,
+) -> tuple[dict[str, object], list[str]]:
+    """Movie, frame count and gain of one tilt, or the tilt excluded with the reason (on_bad_movie=exclude)."""
+    try:
+        if not tilt.movie_name:
+            raise MdocError(tilt.source, f"section {tilt.section_index} (tilt {tilt.tilt_angle_deg:.2f}°) has no "
+                            "SubFramePath.", "re-export the mdoc with frame paths, or import the tilt stack.")
+        movie = match_movie(tilt.movie_name, movies)
+        if movie is None:
+            raise InputError(tilt.source, f"section {tilt.section_index} names movie {tilt.movie_name!r}, which is "
+                             f"not in {movies_dir}.", "pass --movies with the folder that holds it.")
+        frames, notes = _check_movie(tilt, movie, spacing, params)
+        gain = _gain_for(tilt, series, movies_dir, params)
+    except (InputError, ImageFileError) as exc:
+        if params.on_bad_movie == "fail":
+            raise
+        return {"excluded": True, "exclusion_reason": f"import: {exc}"}, [f"tilt excluded: {exc}"]
+    return {"movie_path": movie, "frame_count": frames, "gain": gain}, notes
+
+
+def summarize(outputs: Sequence[TiltSeries]) -> str:
+    """Counts of series, tilts and excluded tilts."""
+    n_tilts = sum(ts.n_tilts for ts in outputs)
+    excluded = sum(ts.n_tilts - len(ts.included_tilts) for ts in outputs)
+    return f"{len(outputs)} tilt series, {n_tilts} tilts ({excluded} excluded)"

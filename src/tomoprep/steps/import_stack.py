@@ -1,0 +1,135 @@
+"""Import of tilt stacks (MRC) with their tilt angles: one unit per stack; later steps skip motion correction."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from tomoprep.conventions import normalise_angle_deg
+from tomoprep.errors import InputError
+from tomoprep.io.imod import read_tilt_angles
+from tomoprep.io.mdoc import MdocSeries, read_mdoc
+from tomoprep.io.mrc import MrcHeader, read_mrc_header
+from tomoprep.model import Optics, TiltImage, TiltSeries
+from tomoprep.steps.base import Unit, UnitOutput
+from tomoprep.steps.import_dose import DoseRecord, acquisition_order, dose_symmetric_order, pre_exposures
+from tomoprep.steps.import_movies import DEFAULT_VOLTAGE_KV, expand_glob
+from tomoprep.steps.import_params import ImportParams
+
+STACK_SUFFIXES = (".st", ".mrc", ".mrcs", ".ali")
+
+
+@dataclass(frozen=True)
+class StackPayload:
+    """One stack to import and the files that describe it."""
+
+    stack: Path
+    tilt_angles: Path | None
+    mdoc: Path | None
+
+
+def _beside(stack: Path, suffixes: tuple[str, ...]) -> Path | None:
+    bases = [stack.with_suffix(""), stack]
+    for base in bases:
+        for suffix in suffixes:
+            candidate = base.parent / (base.name + suffix)
+            if candidate.is_file():
+                return candidate
+    return None
+
+
+def plan_stack_import(params: ImportParams) -> list[Unit]:
+    """One unit per stack; each finds its own .rawtlt/.tlt/.mdoc unless given."""
+    if params.stack is None:
+        raise InputError(None, "no --stack given.", "pass --stack.")
+    stacks = expand_glob(params.stack, what="tilt stacks")
+    units = []
+    for stack in stacks:
+        angles = params.tilt_angles.resolve() if params.tilt_angles else _beside(stack, (".rawtlt", ".tlt"))
+        mdoc = Path(params.mdoc).resolve() if params.mdoc else _beside(stack, (".mdoc",))
+        units.append(Unit(name=stack.stem, payload=StackPayload(stack, angles, mdoc)))
+    return units
+
+
+def _tilt_angles(payload: StackPayload, header: MrcHeader, mdoc: MdocSeries | None) -> np.ndarray:
+    n = header.shape[0] if len(header.shape) == 3 else 1
+    if payload.tilt_angles is not None:
+        angles, source = read_tilt_angles(payload.tilt_angles), payload.tilt_angles
+    elif mdoc is not None:
+        angles, source = np.array([t.tilt_angle_deg for t in mdoc.tilts]), mdoc.sources[0]
+    elif header.sections and all(s.tilt_angle_deg is not None for s in header.sections):
+        angles, source = np.array([s.tilt_angle_deg for s in header.sections], dtype=float), payload.stack
+    else:
+        raise InputError(payload.stack, "has no tilt angles: no .rawtlt/.tlt/.mdoc beside it and none in its header.",
+                         "pass --tilt-angles FILE.rawtlt.")
+    if len(angles) != n:
+        raise InputError(source, f"lists {len(angles)} tilt angles but the stack {payload.stack.name} has {n} "
+                         "sections.", "give the tilt-angle file that belongs to this stack.")
+    return np.asarray(angles, dtype=float)
+
+
+def _pixel_spacing(payload: StackPayload, header: MrcHeader, mdoc: MdocSeries | None, params: ImportParams) -> float:
+    if params.pixel_spacing_angstrom is not None:
+        return params.pixel_spacing_angstrom
+    own = header.pixel_spacing_angstrom
+    if own is not None and own not in (0.0, 1.0):
+        return float(own)
+    if mdoc is not None and mdoc.pixel_spacing_angstrom:
+        return float(mdoc.pixel_spacing_angstrom)
+    raise InputError(payload.stack, f"header pixel spacing is {own!r} (unset).", "pass --pixel-spacing-angstrom.")
+
+
+def _axis(payload: StackPayload, mdoc: MdocSeries | None, params: ImportParams) -> float:
+    if params.tilt_axis_angle_deg is not None:
+        return normalise_angle_deg(params.tilt_axis_angle_deg)
+    if mdoc is not None and mdoc.tilt_axis_angle_deg is not None:
+        return mdoc.tilt_axis_angle_deg
+    raise InputError(payload.stack, "no tilt-axis angle is known for this stack.",
+                     "pass --tilt-axis-angle-deg (counter-clockwise from the image Y axis).")
+
+
+def _order_and_doses(
+    payload: StackPayload, angles: np.ndarray, mdoc: MdocSeries | None, params: ImportParams
+) -> tuple[list[int], np.ndarray, np.ndarray]:
+    if mdoc is not None:
+        order = acquisition_order([t.section_index for t in mdoc.tilts], [t.date_time for t in mdoc.tilts])
+        records = [DoseRecord(t.exposure_dose_e_per_angstrom2, t.prior_record_dose_e_per_angstrom2, t.date_time)
+                   for t in mdoc.tilts]
+    else:
+        order = list(range(len(angles))) if params.stack_acquisition_order == "listed" else dose_symmetric_order(
+            list(angles))
+        records = [DoseRecord(None, None, None)] * len(angles)
+    source = mdoc.sources[0] if mdoc is not None else payload.stack
+    doses, pre = pre_exposures(records, order, dose_per_tilt_e_per_angstrom2=params.dose_per_tilt_e_per_angstrom2,
+                               source=source)
+    return order, doses, pre
+
+
+def import_stack(payload: StackPayload, params: ImportParams, output_dir: Path) -> UnitOutput:
+    """Build the tilt series of one stack: section k of the stack is tilt k."""
+    header = read_mrc_header(payload.stack)
+    mdoc = read_mdoc(payload.mdoc, flavour=params.mdoc_flavour) if payload.mdoc is not None else None
+    angles = _tilt_angles(payload, header, mdoc)
+    spacing = _pixel_spacing(payload, header, mdoc, params)
+    axis = _axis(payload, mdoc, params)
+    order, doses, pre = _order_and_doses(payload, angles, mdoc, params)
+    rank = {position: k for k, position in enumerate(order)}
+    voltage = params.voltage_kv or (mdoc.voltage_kv if mdoc else None) or DEFAULT_VOLTAGE_KV
+    defocus = [None if mdoc is None or mdoc.tilts[i].target_defocus_um is None
+               else -mdoc.tilts[i].target_defocus_um * 1e4 for i in range(len(angles))]  # type: ignore[operator]
+    tilts = tuple(
+        TiltImage(acquisition_index=rank[k], section_index=k, nominal_tilt_angle_deg=float(angles[k]),
+                  nominal_tilt_axis_angle_deg=axis, pre_exposure_e_per_angstrom2=float(pre[k]),
+                  dose_e_per_angstrom2=float(doses[k]), nominal_defocus_angstrom=defocus[k], stack_path=payload.stack)
+        for k in range(len(angles))
+    )
+    ts = TiltSeries(
+        name=payload.stack.stem, original_pixel_spacing_angstrom=spacing,
+        optics=Optics(voltage, params.cs_mm, params.amplitude_contrast, params.optics_group_name),
+        tilts=tilts, hand=params.tomo_hand, tilt_series_pixel_spacing_angstrom=spacing,
+        sources=tuple(p for p in (payload.stack, payload.tilt_angles, payload.mdoc) if p is not None),
+    )
+    notes = (f"{len(tilts)} sections, pixel spacing {spacing:.4g} Å, tilt axis {axis:.2f}°",)
+    return UnitOutput(ts, notes)

@@ -1,0 +1,114 @@
+"""Reading and writing the tilt-series set of a run folder.
+
+``<run>/tilt_series.star`` holds ``data_global`` (one row per tilt series, RELION 5 labels);
+``<run>/tilt_series/<name>.star`` holds ``data_<name>`` (one row per tilt). The per-series path in the set
+table is relative to the project root, as RELION stores it relative to its project directory.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+import pandas as pd
+
+from tomoprep.errors import InputError
+from tomoprep.io.star import read_star, write_star
+from tomoprep.model import TiltSeries
+from tomoprep.model.tables import set_row, tilt_series_from_tables, tilt_series_table
+
+SET_FILE = "tilt_series.star"
+SERIES_DIR = "tilt_series"
+
+
+def series_star_path(run_dir: Path, name: str) -> Path:
+    """Where the per-series STAR of ``name`` lives in ``run_dir``."""
+    return run_dir / SERIES_DIR / f"{name}.star"
+
+
+def _relative_to_project(run_dir: Path, path: Path) -> str:
+    project_root = run_dir.resolve().parent.parent
+    try:
+        return str(path.resolve().relative_to(project_root))
+    except ValueError:
+        return str(path.resolve())
+
+
+def save_tilt_series(ts: TiltSeries, run_dir: Path) -> Path:
+    """Write the per-series STAR of ``ts`` and put its row into the set table (both atomically).
+
+    The set table is kept current after every unit, so a run stopped half-way still has a readable set.
+    """
+    path = series_star_path(run_dir, ts.name)
+    write_star(path, {ts.name: tilt_series_table(ts)})
+    row = set_row(ts, tilt_series_star_file=_relative_to_project(run_dir, path))
+    current = _read_set_table(run_dir)
+    if current is not None:
+        current = current[current["rlnTomoName"].astype(str) != ts.name]
+        table = pd.concat([current, pd.DataFrame([row])], ignore_index=True)
+    else:
+        table = pd.DataFrame([row])
+    write_star(run_dir / SET_FILE, {"global": table})
+    return path
+
+
+def _read_set_table(run_dir: Path) -> pd.DataFrame | None:
+    set_path = run_dir / SET_FILE
+    if not set_path.is_file():
+        return None
+    table = read_star(set_path).get("global")
+    if table is None:
+        raise InputError(set_path, "has no data_global table.", "re-run the step that wrote it.")
+    return table
+
+
+def is_tilt_series_saved(run_dir: Path, name: str) -> bool:
+    """Whether ``name`` has its per-series STAR and its row in the set table."""
+    table = _read_set_table(run_dir)
+    return (
+        series_star_path(run_dir, name).is_file()
+        and table is not None
+        and name in set(table["rlnTomoName"].astype(str))
+    )
+
+
+def finalize_tilt_series_set(run_dir: Path, names: Sequence[str]) -> Path:
+    """Keep only the rows of ``names`` in the set table, in that order (an empty table when none)."""
+    table = _read_set_table(run_dir)
+    path = run_dir / SET_FILE
+    if table is None:
+        table = pd.DataFrame(columns=["rlnTomoName", "rlnTomoTiltSeriesStarFile"])
+    order = {name: i for i, name in enumerate(names)}
+    table = table[table["rlnTomoName"].astype(str).isin(order)]
+    table = table.sort_values("rlnTomoName", key=lambda col: col.astype(str).map(order))
+    write_star(path, {"global": table.reset_index(drop=True)})
+    return path
+
+
+def load_tilt_series(run_dir: Path, name: str) -> TiltSeries:
+    """Read one tilt series of a run folder back (set row + per-series table)."""
+    for ts in load_tilt_series_set(run_dir):
+        if ts.name == name:
+            return ts
+    raise InputError(run_dir / SET_FILE, f"has no tilt series named {name!r}.")
+
+
+def _resolve(run_dir: Path, stored: str) -> Path:
+    path = Path(stored)
+    return path if path.is_absolute() else run_dir.resolve().parent.parent / path
+
+
+def load_tilt_series_set(run_dir: Path) -> list[TiltSeries]:
+    """Every tilt series of a run folder, in the order of its set table."""
+    set_path = run_dir / SET_FILE
+    table = _read_set_table(run_dir)
+    if table is None:
+        raise InputError(set_path, "does not exist.", "run the step that writes it first.")
+    series = []
+    for _, row in table.iterrows():
+        name = str(row["rlnTomoName"])
+        per_series = read_star(_resolve(run_dir, str(row["rlnTomoTiltSeriesStarFile"])))
+        if name not in per_series:
+            raise InputError(set_path, f"the STAR file of {name!r} has no data_{name} table.")
+        series.append(tilt_series_from_tables(row, per_series[name]))
+    return series
