@@ -10,7 +10,7 @@ import fcntl
 import shutil
 import traceback
 from collections.abc import Iterator, Mapping, Sequence
-from concurrent.futures import Executor, Future, as_completed
+from concurrent.futures import FIRST_COMPLETED, Executor, Future, wait
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -157,18 +157,35 @@ def _start_unit(project: Project, run: RunRecord, unit: Unit) -> Path:
 def _run_units(
     project: Project, step: Step, run: RunRecord, params: Params, units: Sequence[Unit], executor: Executor | None
 ) -> set[str]:
+    """Run ``units``, storing each result as soon as it is done, so a kill loses at most the units in flight."""
     executor = executor or SerialExecutor()
-    futures: dict[Future[UnitOutput], tuple[Unit, str]] = {}
+    window = max(1, 2 * int(getattr(executor, "_max_workers", 1) or 1))
+    pending: dict[Future[UnitOutput], tuple[Unit, str]] = {}
+    succeeded: set[str] = set()
     for unit in units:
         if unit.error is not None:
             _fail_unit(project, run, unit.name, unit.error, started=now())
             continue
         started = now()
         out_dir = _start_unit(project, run, unit)
-        futures[executor.submit(step.run, unit.payload, params, out_dir)] = (unit, started)
-    succeeded: set[str] = set()
-    for future in as_completed(futures):
-        unit, started = futures[future]
+        pending[executor.submit(step.run, unit.payload, params, out_dir)] = (unit, started)
+        _collect(project, step, run, pending, succeeded, block=len(pending) >= window)
+    while pending:
+        _collect(project, step, run, pending, succeeded, block=True)
+    return succeeded
+
+
+def _collect(
+    project: Project, step: Step, run: RunRecord, pending: dict[Future[UnitOutput], tuple[Unit, str]],
+    succeeded: set[str], *, block: bool,
+) -> None:
+    """Store the results of the finished futures (waiting for at least one when ``block``)."""
+    if block:
+        done, _ = wait(pending, return_when=FIRST_COMPLETED)
+    else:
+        done = {f for f in pending if f.done()}
+    for future in done:
+        unit, started = pending.pop(future)
         try:
             output = future.result()
             artifacts = step.save_unit(output, project.run_dir(run))
@@ -180,7 +197,6 @@ def _run_units(
             continue
         _complete_unit(project, run, unit.name, output, artifacts, started=started)
         succeeded.add(unit.name)
-    return succeeded
 
 
 def _fail_unit(project: Project, run: RunRecord, name: str, message: str, *, started: str) -> None:
