@@ -50,10 +50,21 @@ def tilt_axis_from_serialem_rotation_angle(rotation_angle_deg: float) -> float:
 def tilt_axis_from_tomo5_rotation_angle(rotation_angle_deg: float) -> float:
     """Tilt-axis angle (CCW from Y) from a Thermo Fisher Tomo5 mdoc ``RotationAngle``.
 
-    Tomo5 measures the axis clockwise and from the image X axis, so the CCW-from-Y angle is
-    ``-rotation - 90`` (the ``isTomo5`` conversion of Scipion).
+    Tomo5 writes the axis twice: ``TiltAxisAngle = θ`` in a title line, in its own convention, and
+    ``RotationAngle = -θ - 90`` in every section (-175.84 and 85.84 in the mdoc quoted in AreTomo3 issue #61).
+    That ``RotationAngle`` is already the CCW-from-Y angle (IMOD's ``header`` and ``alignframes`` take it as
+    the tilt-axis angle of such files), so it is only wrapped here.
     """
-    return normalise_angle_deg(-rotation_angle_deg - 90.0)
+    return normalise_angle_deg(rotation_angle_deg)
+
+
+def tilt_axis_from_tomo5_title_angle(tilt_axis_angle_deg: float) -> float:
+    """Tilt-axis angle (CCW from Y) from the ``TiltAxisAngle = θ`` title line of a Tomo5 mdoc: ``-θ - 90``.
+
+    Scipion applies this conversion with its ``isTomo5`` option; it gives back the ``RotationAngle`` that
+    Tomo5 writes in the sections of the same file (see :func:`tilt_axis_from_tomo5_rotation_angle`).
+    """
+    return normalise_angle_deg(-tilt_axis_angle_deg - 90.0)
 
 
 def microns_to_angstrom(value_um: float) -> float:

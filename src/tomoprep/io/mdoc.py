@@ -1,0 +1,542 @@
+"""Read SerialEM and Thermo Fisher Tomo5 ``.mdoc`` files into plain frozen dataclasses.
+
+An mdoc is an IMOD autodoc: global ``key = value`` lines, ``[T = ...]`` titles, then the sections
+``[ZValue = N]`` per image of a stack, ``[FrameSet = N]`` per movie, ``[MontSection = N]`` per montage. It is
+parsed here, not with ``mdocfile``, which keeps a section cut mid-value (a truncated ``TiltAngle = 30.0008``
+reads 30.0), fails on global lines holding two ``=``, and converts values, losing the raw text that
+:attr:`MdocTilt.extra` keeps; the tests check that both agree on the real files.
+
+The tilts of one file are in stack order (``section_index``, the ZValue). That is the acquisition order only
+until SerialEM sorts a dose-symmetric stack by tilt angle (``017.mdoc``), so ``date_time`` is what orders
+acquisition; tilts merged from several files are put in ``DateTime`` order. For a bidirectional series,
+SerialEM renames the first half to ``<stack>-half1`` (mdoc ``<stack>-half1.mdoc``), copies it inverted into a
+new ``<stack>``, appends the second half with continuing ZValues, and deletes the ``-half1`` files once the
+copy is done (``SetupBidirFileCopy`` in ``MultiTSTasks.cpp``; ``-unsorted`` when it sorts a dose-symmetric
+stack). If the copy is interrupted both files remain, and :func:`read_mdocs` merges them.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+from collections import Counter, defaultdict
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from types import MappingProxyType
+from typing import Literal, TypeVar
+
+from tomoprep.conventions import (
+    normalise_angle_deg,
+    tilt_axis_from_serialem_rotation_angle,
+    tilt_axis_from_tomo5_rotation_angle,
+    tilt_axis_from_tomo5_title_angle,
+)
+from tomoprep.errors import MdocError
+
+MdocFlavour = Literal["auto", "serialem", "tomo5"]
+_T = TypeVar("_T")
+
+_SECTION = re.compile(r"^\[\s*(ZValue|FrameSet|MontSection)\s*=\s*(-?\d+)\s*\]$")
+_TITLE = re.compile(r"^\[?\s*T\s*=(.*?)\]?$")
+# SerialEM: "Tilt axis angle = 85.3, binning = 4 ..."; Tomo5: "TiltAxisAngle = -175.84  Binning = 2 ...".
+_TITLE_AXIS = re.compile(r"tilt\s*axis\s*angle\s*=\s*([-+]?\d+(?:\.\d*)?(?:[eE][-+]?\d+)?)", re.IGNORECASE)
+# Tomo5's first title: "Tomography: TITAN52337740 ..." (to 5.23), "Tomography_5.24.0.10938: TITAN..." (5.24).
+_TOMO5_PROGRAM = re.compile(r"^\s*Tomography(?:[\s_:]|$)")
+_DATE = re.compile(r"^(\d{1,2})-([A-Za-z]{3})-(\d{2}|\d{4}) (\d{1,2}):(\d{2}):(\d{2})$")
+_MONTHS = ("jan", "feb", "mar", "apr", "may", "jun", "jul", "aug", "sep", "oct", "nov", "dec")
+_STACK_SUFFIXES = (".mrc", ".mrcs", ".st", ".tif", ".tiff", ".eer", ".ali", ".hdf")
+_COPY_SUFFIXES = ("-half1", "-unsorted")  # SerialEM's names for a stack it is copying into final order
+_AGAIN = "Copy the file again from the acquisition computer, or correct the line named."
+
+
+@dataclass(frozen=True)
+class MdocTilt:
+    """One tilt image (a ``[ZValue]`` or ``[FrameSet]`` section), values as written, units in the names.
+
+    Defocus is in µm as the microscope gives it (``TargetDefocus`` negative for underfocus), doses in e⁻/Å²,
+    ``DoseRate`` in electrons per unbinned camera pixel per second (SerialEM's definition). Pixel spacing,
+    voltage and image size fall back to the file's global values. ``frame_sections`` are the per-frame
+    ``[ZValue]`` blocks SerialEM writes after the ``[FrameSet]`` of a frame tilt series
+    (``FrameTSStartEndFrames`` ...); ``extra`` holds every other key; both raw.
+    """
+
+    section_index: int
+    source: Path
+    tilt_angle_deg: float
+    sub_frame_path: str | None
+    movie_name: str | None
+    num_sub_frames: int | None
+    exposure_dose_e_per_angstrom2: float | None
+    prior_record_dose_e_per_angstrom2: float | None
+    frame_doses_and_number: tuple[tuple[float, int], ...] | None
+    exposure_time_s: float | None
+    dose_rate_e_per_unbinned_pixel_per_s: float | None
+    pixel_spacing_angstrom: float | None
+    defocus_um: float | None
+    target_defocus_um: float | None
+    rotation_angle_deg: float | None
+    date_time: datetime | None
+    voltage_kv: float | None
+    gain_reference: str | None
+    magnification: float | None
+    binning: float | None
+    image_size: tuple[int, int] | None
+    extra: Mapping[str, str]
+    frame_sections: tuple[Mapping[str, str], ...] = ()
+
+
+@dataclass(frozen=True)
+class MdocSeries:
+    """One tilt series: from one mdoc, from the mdocs of its movies, or from the two files of a copy.
+
+    ``tilts`` are in stack order for one file, in acquisition (``DateTime``) order when merged from several;
+    ``tilt_axis_angle_deg`` is CCW from the image Y axis (``None`` when the files say nothing),
+    ``tilt_axis_source`` says where it came from, and ``headers`` holds each source's global lines, raw.
+    """
+
+    name: str
+    sources: tuple[Path, ...]
+    flavour: Literal["serialem", "tomo5"]
+    tilts: tuple[MdocTilt, ...]
+    pixel_spacing_angstrom: float | None
+    voltage_kv: float | None
+    image_size: tuple[int, int] | None
+    tilt_axis_angle_deg: float | None
+    tilt_axis_source: str
+    title_lines: tuple[str, ...]
+    headers: tuple[Mapping[str, str], ...] = ()
+
+
+@dataclass
+class _Section:
+    kind: str
+    number: int
+    line: int
+    values: dict[str, str]
+
+
+@dataclass
+class _Parsed:
+    header: dict[str, str]
+    titles: list[str]
+    sections: list[_Section]
+
+
+@dataclass
+class _Fields:
+    """Pops typed values out of one raw ``key = value`` dict; errors name the file and the section."""
+
+    path: Path
+    where: str
+    values: dict[str, str]
+    fallback: Mapping[str, str] = dataclasses.field(default_factory=dict)
+
+    def text(self, key: str) -> str | None:
+        return self.values.pop(key, None) or self.fallback.get(key) or None
+
+    def number(self, key: str) -> float | None:
+        raw = self.text(key)
+        if raw is None or raw.lower() == "nan":  # Tomo5 writes NaN for what it does not know
+            return None
+        try:
+            return float(raw)
+        except ValueError:
+            raise self.error(key, raw, "a number") from None
+
+    def integers(self, key: str, count: int) -> tuple[int, ...] | None:
+        raw = self.text(key)
+        if raw is None:
+            return None
+        parts = raw.split()
+        if len(parts) != count or not all(re.fullmatch(r"[-+]?\d+(\.0*)?", part) for part in parts):
+            raise self.error(key, raw, f"{count} whole number(s)")
+        return tuple(int(float(part)) for part in parts)
+
+    def frame_doses(self) -> tuple[tuple[float, int], ...] | None:
+        """``FrameDosesAndNumber = 0.023687 3  0.035531 7``: (e/Å² per frame, number of frames) pairs."""
+        raw = self.text("FrameDosesAndNumber")
+        if raw is None:
+            return None
+        parts = raw.split()
+        try:
+            return tuple((float(d), int(n)) for d, n in zip(parts[0::2], parts[1::2], strict=True))
+        except ValueError:
+            raise self.error("FrameDosesAndNumber", raw, "pairs of dose and frame count") from None
+
+    def date_time(self) -> datetime | None:
+        """``30-Nov-15  15:21:38`` (SerialEM) or ``30-Sep-2025  14:55:42`` (SerialEM 4.1+, Tomo5)."""
+        raw = self.text("DateTime")
+        if raw is None:
+            return None
+        match = _DATE.match(" ".join(raw.split()))
+        month = match.group(2).lower() if match else ""
+        if match is None or month not in _MONTHS:
+            raise self.error("DateTime", raw, "'dd-Mon-yy HH:MM:SS' or 'dd-Mon-yyyy HH:MM:SS'")
+        day, year, hour, minute, second = (int(match.group(i)) for i in (1, 3, 4, 5, 6))
+        year += 2000 if year < 100 else 0  # SerialEM's two-digit years are all in this century
+        try:
+            return datetime(year, _MONTHS.index(month) + 1, day, hour, minute, second)
+        except ValueError:
+            raise self.error("DateTime", raw, "a valid date") from None
+
+    def error(self, key: str, raw: str, expected: str) -> MdocError:
+        return MdocError(self.path, f"{self.where}: {key} = '{raw}' is not {expected}.", _AGAIN)
+
+
+def _read_text(path: Path) -> str:
+    try:
+        raw = path.read_bytes()
+    except OSError as error:
+        raise MdocError(path, f"cannot be read ({error.strerror}).", "Check the path and rights.") from None
+    if not raw.strip() or b"\x00" in raw:
+        raise MdocError(path, "is empty or binary, not an mdoc.", "Pass the .mdoc SerialEM or Tomo5 wrote.")
+    try:
+        return raw.decode("utf-8-sig")
+    except UnicodeDecodeError:
+        return raw.decode("cp1252", errors="replace")  # paths typed on a Windows acquisition PC
+
+
+def _parse(path: Path, text: str) -> _Parsed:
+    parsed = _Parsed({}, [], [])
+    for number, raw in enumerate(text.splitlines(), start=1):
+        line = raw.strip()
+        title = _TITLE.match(line)
+        if not line or line == "]" or line.startswith("#"):  # "]": a title's bracket wrapped to the next line
+            continue
+        if title and (line.startswith("[") or not parsed.sections):  # unbracketed "T = ..." heads frame sets
+            parsed.titles.append(title.group(1).strip())
+        elif section := _SECTION.match(line):
+            parsed.sections.append(_Section(section.group(1), int(section.group(2)), number, {}))
+        else:
+            key, sep, value = (part.strip() for part in line.partition("="))
+            if not sep or not key or line.startswith("["):
+                raise MdocError(
+                    path,
+                    f"line {number} ('{line[:60]}') is neither 'key = value' nor a section "
+                    "header: the file is truncated, edited or not an mdoc.",
+                    _AGAIN,
+                )
+            target = parsed.sections[-1].values if parsed.sections else parsed.header
+            if target.setdefault(key, value) != value:
+                raise MdocError(
+                    path,
+                    f"line {number}: {key} is given twice in one section ('{target[key]}', '{value}').",
+                    "Delete the stale line.",
+                )
+    return parsed
+
+
+def _check_complete(path: Path, text: str, parsed: _Parsed) -> None:
+    """Raise if the file was cut while being written or copied: its last section lacks keys all others have.
+
+    A missing final line break alone is no proof of a cut (some writers omit it), so it is not checked.
+    """
+    by_kind: dict[str, list[_Section]] = defaultdict(list)
+    for section in parsed.sections:
+        by_kind[section.kind].append(section)
+    for kind, (*others, last) in by_kind.items():
+        missing = set.intersection(*(set(s.values) for s in others)) - set(last.values) if others else set()
+        if missing:
+            raise MdocError(
+                path,
+                f"its last section [{kind} = {last.number}] (line {last.line}) lacks "
+                f"{', '.join(sorted(missing))}, which all others have: the file is truncated.",
+                "Copy it again; if it is complete, add the missing lines to that section.",
+            )
+
+
+def _tilt_blocks(path: Path, parsed: _Parsed) -> list[tuple[_Section, list[dict[str, str]]]]:
+    """Each tilt section with the per-frame ``[ZValue]`` blocks that follow it in a frame-set mdoc."""
+    kind = "FrameSet" if any(s.kind == "FrameSet" for s in parsed.sections) else "ZValue"
+    blocks: list[tuple[_Section, list[dict[str, str]]]] = []
+    for section in parsed.sections:
+        if section.kind == kind:
+            blocks.append((section, []))
+        elif section.kind == "ZValue" and blocks:
+            blocks[-1][1].append(dict(section.values))
+        elif section.kind == "ZValue":
+            raise MdocError(
+                path,
+                f"[ZValue = {section.number}] (line {section.line}) comes before any [FrameSet].",
+                "Pass the frame-set mdoc as SerialEM wrote it.",
+            )
+    # [MontSection] blocks only summarise a montage; its pieces are checked here.
+    pieces = Counter(s.values["PieceCoordinates"].split()[-1] for s, _ in blocks if s.values.get("PieceCoordinates"))
+    if (pieces and max(pieces.values()) > 1) or (not blocks and parsed.sections):
+        raise MdocError(
+            path,
+            "is a montage, not a tilt series of single images.",
+            "Blend the montage first (IMOD blendmont), or pass the mdoc of a tilt series.",
+        )
+    if not blocks:
+        raise MdocError(
+            path,
+            "has no [ZValue] or [FrameSet] sections: no tilt images.",
+            "Pass the mdoc of a tilt series or of its movies.",
+        )
+    repeated = [n for n, c in Counter(s.number for s, _ in blocks).items() if c > 1]
+    if repeated:
+        raise MdocError(
+            path,
+            f"[{kind} = {repeated[0]}] appears more than once.",
+            "Delete the stale section (left by an edit or an aborted acquisition).",
+        )
+    return blocks
+
+
+def _to_tilt(path: Path, section: _Section, header: dict[str, str], frames: list[dict[str, str]]) -> MdocTilt:
+    where = f"section [{section.kind} = {section.number}] (line {section.line})"
+    f = _Fields(path, where, dict(section.values), header)
+    tilt_angle = f.number("TiltAngle")
+    if tilt_angle is None:
+        raise MdocError(path, f"{where} has no TiltAngle.", _AGAIN)
+    sub_frame_path = f.values.pop("SubFramePath", None) or None
+    num_sub_frames, image_size = f.integers("NumSubFrames", 1), f.integers("ImageSize", 2)
+    return MdocTilt(
+        section_index=section.number,
+        source=path,
+        tilt_angle_deg=tilt_angle,
+        sub_frame_path=sub_frame_path,
+        movie_name=re.split(r"[\\/]", sub_frame_path)[-1] if sub_frame_path else None,
+        num_sub_frames=num_sub_frames[0] if num_sub_frames else None,
+        exposure_dose_e_per_angstrom2=f.number("ExposureDose"),
+        prior_record_dose_e_per_angstrom2=f.number("PriorRecordDose"),
+        frame_doses_and_number=f.frame_doses(),
+        exposure_time_s=f.number("ExposureTime"),
+        dose_rate_e_per_unbinned_pixel_per_s=f.number("DoseRate"),
+        pixel_spacing_angstrom=f.number("PixelSpacing"),
+        defocus_um=f.number("Defocus"),
+        target_defocus_um=f.number("TargetDefocus"),
+        rotation_angle_deg=f.number("RotationAngle"),
+        date_time=f.date_time(),
+        voltage_kv=f.number("Voltage"),
+        gain_reference=f.values.pop("GainReference", None) or None,
+        magnification=f.number("Magnification"),
+        binning=f.number("Binning"),
+        image_size=(image_size[0], image_size[1]) if image_size else None,
+        extra=MappingProxyType(f.values),
+        frame_sections=tuple(MappingProxyType(block) for block in frames),
+    )
+
+
+def _flavour_of(parsed: _Parsed) -> Literal["serialem", "tomo5"]:
+    # Tomo5 names itself in its first title and spells the axis "TiltAxisAngle"; SerialEM (with or without a
+    # Version line) writes "SerialEM: ..." and "Tilt axis angle", and anything else is read the SerialEM way.
+    tomo5 = any(_TOMO5_PROGRAM.match(t) or "TiltAxisAngle" in t for t in parsed.titles)
+    return "tomo5" if tomo5 else "serialem"
+
+
+def _tilt_axis(flavour: str, titles: Sequence[str], tilts: Sequence[MdocTilt]) -> tuple[float | None, str]:
+    """Tilt-axis angle CCW from Y (degrees) and its source: a title line first, else ``RotationAngle``."""
+    for title in titles:
+        if match := _TITLE_AXIS.search(title):
+            value, text = float(match.group(1)), f"title line '{match.group(0)}'"
+            if flavour == "tomo5":
+                return tilt_axis_from_tomo5_title_angle(value), f"{text} (Tomo5, -θ-90)"
+            return normalise_angle_deg(value), text
+    rotation = next((t.rotation_angle_deg for t in tilts if t.rotation_angle_deg is not None), None)
+    if rotation is None:
+        return None, "none"
+    if flavour == "tomo5":
+        return tilt_axis_from_tomo5_rotation_angle(rotation), f"RotationAngle {rotation:g} (Tomo5, as is)"
+    return tilt_axis_from_serialem_rotation_angle(rotation), f"RotationAngle {rotation:g} (SerialEM, -90)"
+
+
+def _common(values: Sequence[_T | None]) -> _T | None:
+    """The value all entries share, or ``None`` when they differ or are missing."""
+    distinct = set(values)
+    return distinct.pop() if len(distinct) == 1 else None
+
+
+def _acquisition_order(tilts: Sequence[MdocTilt]) -> tuple[MdocTilt, ...]:
+    if all(t.date_time is not None for t in tilts):
+        return tuple(sorted(tilts, key=lambda t: t.date_time or datetime.min))  # stable: ties keep file order
+    return tuple(tilts)
+
+
+def _series_name(path: Path) -> str:
+    """``TS_01.mrc.mdoc``, ``TS_01.mrc-half1.mdoc`` -> ``TS_01``; ``Position_1.mdoc`` -> ``Position_1``."""
+    name = path.name[:-5] if path.name.lower().endswith(".mdoc") else path.name
+    for suffix in _COPY_SUFFIXES:
+        name = name.removesuffix(suffix)
+    suffix = next((s for s in _STACK_SUFFIXES if name.lower().endswith(s)), "")
+    return name[: len(name) - len(suffix)]
+
+
+def _movie_key(path: Path) -> tuple[str, int | None]:
+    """Series name and index of a movie's mdoc, ``<series>_<index>_<angle>[_...]`` (``TS_019_0003_6.0``)."""
+    fields = _series_name(path).split("_")
+    for i in range(len(fields) - 2, 0, -1):
+        if fields[i].isdigit() and re.fullmatch(r"[-+]?\d+\.\d+", fields[i + 1]):
+            return "_".join(fields[:i]), int(fields[i])
+    return _series_name(path), None
+
+
+def _load(path: Path, flavour: MdocFlavour) -> tuple[MdocSeries, bool]:
+    """Read one file; the flag is true for the mdoc of one movie (``[FrameSet]`` sections)."""
+    text = _read_text(path)
+    parsed = _parse(path, text)
+    _check_complete(path, text, parsed)
+    blocks = _tilt_blocks(path, parsed)
+    kind = _flavour_of(parsed) if flavour == "auto" else flavour
+    blocks.sort(key=lambda block: block[0].number)  # stack order, whatever order the sections were written in
+    tilts = [_to_tilt(path, section, parsed.header, frames) for section, frames in blocks]
+    frame_set = blocks[0][0].kind == "FrameSet"
+    header = _Fields(path, "global values", dict(parsed.header))
+    axis, axis_source = _tilt_axis(kind, parsed.titles, tilts)
+    image_size = header.integers("ImageSize", 2)
+    pixel = header.number("PixelSpacing")
+    series = MdocSeries(
+        name=_movie_key(path)[0] if frame_set else _series_name(path),
+        sources=(path,),
+        flavour=kind,
+        tilts=tuple(tilts),
+        pixel_spacing_angstrom=pixel or _common([t.pixel_spacing_angstrom for t in tilts]),
+        voltage_kv=header.number("Voltage") or _common([t.voltage_kv for t in tilts]),
+        image_size=(image_size[0], image_size[1]) if image_size else _common([t.image_size for t in tilts]),
+        tilt_axis_angle_deg=axis,
+        tilt_axis_source=axis_source,
+        title_lines=tuple(parsed.titles),
+        headers=(MappingProxyType(parsed.header),),
+    )
+    return series, frame_set
+
+
+def detect_flavour(path: Path) -> Literal["serialem", "tomo5"]:
+    """Which program wrote an mdoc: ``"tomo5"`` (Thermo Fisher Tomography 5) or ``"serialem"``.
+
+    Tomo5 is recognised by its titles: ``[T = Tomography: TITAN... ]`` (``Tomography_5.24...:`` from 5.24 on)
+    and ``[T = TiltAxisAngle = -175.84  Binning = 2 ...]``; any other mdoc is read as SerialEM's.
+
+    Raises
+    ------
+    MdocError
+        If the file cannot be read or is not an mdoc.
+    """
+    path = Path(path)
+    return _flavour_of(_parse(path, _read_text(path)))
+
+
+def read_mdoc(path: Path, *, flavour: MdocFlavour = "auto") -> MdocSeries:
+    """Read one mdoc: a tilt series (``[ZValue]`` sections) or one movie (``[FrameSet]``).
+
+    Parameters
+    ----------
+    path
+        The ``.mdoc`` file.
+    flavour
+        ``"auto"`` (from the titles), ``"serialem"`` or ``"tomo5"``: which convention the tilt axis follows.
+
+    Raises
+    ------
+    MdocError
+        If the file is unreadable, truncated, a montage (several pieces per tilt), or holds a malformed line
+        or value.
+    """
+    return _load(Path(path), flavour)[0]
+
+
+def _combine(name: str, parts: Sequence[MdocSeries], tilts: Sequence[MdocTilt]) -> MdocSeries:
+    for what, values in (
+        ("flavour", {p.flavour for p in parts}),
+        ("tilt axis", {round(p.tilt_axis_angle_deg or 0, 2) for p in parts if p.tilt_axis_angle_deg is not None}),
+    ):
+        if len(values) > 1:
+            raise MdocError(
+                parts[0].sources[0],
+                f"the files of tilt series '{name}' disagree on the {what} ({sorted(map(str, values))}).",
+                "Pass only the files of one tilt series.",
+            )
+    with_axis = next((p for p in parts if p.tilt_axis_angle_deg is not None), parts[0])
+    return dataclasses.replace(
+        parts[0],
+        name=name,
+        sources=tuple(s for p in parts for s in p.sources),
+        tilts=tuple(tilts),
+        pixel_spacing_angstrom=_common([p.pixel_spacing_angstrom for p in parts]),
+        voltage_kv=_common([p.voltage_kv for p in parts]),
+        image_size=_common([p.image_size for p in parts]),
+        tilt_axis_angle_deg=with_axis.tilt_axis_angle_deg,
+        tilt_axis_source=with_axis.tilt_axis_source,
+        title_lines=tuple(dict.fromkeys(t for p in parts for t in p.title_lines)),
+        headers=tuple(h for p in parts for h in p.headers),
+    )
+
+
+def _merge_copies(name: str, group: Sequence[MdocSeries]) -> MdocSeries:
+    """One series from a stack's mdoc and the ``-half1``/``-unsorted`` mdoc of SerialEM's interrupted copy."""
+    is_copy = [s.sources[0].name.lower().removesuffix(".mdoc").endswith(_COPY_SUFFIXES) for s in group]
+    copies = [s for s, copy in zip(group, is_copy, strict=True) if copy]
+    mains = [s for s, copy in zip(group, is_copy, strict=True) if not copy]
+    if len(mains) > 1:
+        files = ", ".join(str(s.sources[0]) for s in mains)
+        raise MdocError(
+            mains[0].sources[0],
+            f"{len(mains)} mdoc files map to tilt series '{name}': {files}.",
+            "Pass only one of them, or rename one so that the names differ.",
+        )
+    if len(group) == 1:
+        return group[0]  # one file: keep its stack order
+    # The copy was interrupted part-way, so some first-half tilts are in both files: the stack's copy wins.
+    main_tilts = [t for m in mains for t in m.tilts]
+    in_main = {(t.tilt_angle_deg, t.date_time, t.sub_frame_path) for t in main_tilts}
+    tilts = [t for c in copies for t in c.tilts if (t.tilt_angle_deg, t.date_time, t.sub_frame_path) not in in_main]
+    return _combine(name, copies + mains, _acquisition_order(tilts + main_tilts))
+
+
+def _merge_frame_sets(name: str, group: Sequence[MdocSeries]) -> MdocSeries:
+    """One series from the mdocs of its movies: by DateTime, else by the index in the file names."""
+    keys = {s.sources[0]: _movie_key(s.sources[0])[1] for s in group}
+    group = sorted(group, key=lambda s: (keys[s.sources[0]] is None, keys[s.sources[0]] or 0, s.sources[0]))
+    tilts = [t for s in group for t in s.tilts]
+    indices = [_movie_key(t.source)[1] for t in tilts]
+    numbers = indices if None not in indices and len(set(indices)) == len(indices) else range(len(tilts))
+    tilts = [dataclasses.replace(t, section_index=int(i or 0)) for t, i in zip(tilts, numbers, strict=True)]
+    return _combine(name, group, _acquisition_order(tilts))
+
+
+def read_mdocs(paths: Sequence[Path], *, flavour: MdocFlavour = "auto") -> tuple[list[MdocSeries], list[MdocError]]:
+    """Read many mdocs into one series per tilt-series name; a bad file does not stop the others.
+
+    The mdocs of one movie each (``TS_019_0000_8.0.mrc.mdoc``) are grouped by the name before
+    ``_<index>_<angle>``; the ``-half1``/``-unsorted`` mdoc that an interrupted SerialEM copy leaves is merged
+    with the mdoc of the same stack (tilts in both are kept once).
+
+    Parameters
+    ----------
+    paths
+        The ``.mdoc`` files, in any order.
+    flavour
+        As for :func:`read_mdoc`, for every file.
+
+    Returns
+    -------
+    series, errors
+        The series sorted by name, and one :class:`MdocError` per file or group that could not be read.
+    """
+    errors: list[MdocError] = []
+    stacks: dict[str, list[MdocSeries]] = defaultdict(list)
+    movies: dict[str, list[MdocSeries]] = defaultdict(list)
+    for path in paths:
+        try:
+            series, frame_set = _load(Path(path), flavour)
+            (movies if frame_set else stacks)[series.name].append(series)
+        except MdocError as error:
+            errors.append(error)
+    result: list[MdocSeries] = []
+    for name, group in [*stacks.items(), *movies.items()]:
+        frame_sets = group is movies.get(name)
+        try:
+            if frame_sets and name in stacks:
+                raise MdocError(
+                    group[0].sources[0],
+                    f"{len(group)} movie mdocs belong to tilt series "
+                    f"'{name}', which also has a tilt-series mdoc; they were not used.",
+                    "Pass either the tilt-series mdoc or the movie mdocs.",
+                )
+            result.append(_merge_frame_sets(name, group) if frame_sets else _merge_copies(name, group))
+        except MdocError as error:
+            errors.append(error)
+    return sorted(result, key=lambda s: s.name), errors
