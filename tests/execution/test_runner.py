@@ -19,7 +19,6 @@ from tomoprep.project import init_project, open_project
 from tomoprep.steps.tilt_series_set import load_tilt_series_set
 
 
-
 @pytest.fixture
 def project(tmp_path: Path):
     with init_project(tmp_path / "p") as proj:

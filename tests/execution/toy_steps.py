@@ -23,8 +23,14 @@ class ToyParams(Params):
 
 def tiny_tilt_series(name: str, n: int = 3) -> TiltSeries:
     tilts = tuple(
-        TiltImage(acquisition_index=i, section_index=i, nominal_tilt_angle_deg=3.0 * i,
-                  nominal_tilt_axis_angle_deg=85.0, pre_exposure_e_per_angstrom2=3.0 * i, dose_e_per_angstrom2=3.0)
+        TiltImage(
+            acquisition_index=i,
+            section_index=i,
+            nominal_tilt_angle_deg=3.0 * i,
+            nominal_tilt_axis_angle_deg=85.0,
+            pre_exposure_e_per_angstrom2=3.0 * i,
+            dose_e_per_angstrom2=3.0,
+        )
         for i in range(n)
     )
     return TiltSeries(name=name, original_pixel_spacing_angstrom=1.35, optics=Optics(), tilts=tilts)

@@ -151,9 +151,7 @@ def test_agard_layout_when_flags_do_not_fit(tmp_path: Path) -> None:
     # nint=1 int32 and nreal=2 float32 per section; IMOD takes the first real as the tilt angle.
     extended = struct.pack("<iff", 7, -30.5, 1.5) + struct.pack("<iff", 8, 30.5, 2.5)
     path = tmp_path / "agard.mrc"
-    _write_with_extended_header(
-        path, np.zeros((2, 2, 2), np.float32), extended, exttyp=b"AGAR", nint=1, nreal=2
-    )
+    _write_with_extended_header(path, np.zeros((2, 2, 2), np.float32), extended, exttyp=b"AGAR", nint=1, nreal=2)
     sections = read_mrc_header(path).sections
     assert [s.tilt_angle_deg for s in sections] == [-30.5, 30.5]
     assert dict(sections[1].extra) == {"int_0": 8, "real_1": 2.5}
@@ -229,9 +227,7 @@ def test_fei_values_physically_plausible(real_data: Path, name: str) -> None:
     ("name", "expected_bytes", "actual_bytes"),
     [("fei-extended.mrc.head", 29265416, 787456), ("epu2.9_example.mrc.head", 34464768, 910336)],
 )
-def test_header_excerpt_data_is_truncated(
-    real_data: Path, name: str, expected_bytes: int, actual_bytes: int
-) -> None:
+def test_header_excerpt_data_is_truncated(real_data: Path, name: str, expected_bytes: int, actual_bytes: int) -> None:
     path = real_data / "ccpem-mrcfile" / name
     with pytest.raises(ImageFileError, match="truncated") as info:
         read_mrc(path)

@@ -17,8 +17,12 @@ from tomoprep.project import UnitRecord, init_project, open_project
 
 def test_init_creates_explicit_schema_and_runs_folder(tmp_path: Path) -> None:
     project = init_project(tmp_path / "p")
-    tables = {r[0] for r in sqlite3.connect(tmp_path / "p" / "project.db").execute(
-        "SELECT name FROM sqlite_master WHERE type='table'")}
+    tables = {
+        r[0]
+        for r in sqlite3.connect(tmp_path / "p" / "project.db").execute(
+            "SELECT name FROM sqlite_master WHERE type='table'"
+        )
+    }
     assert {"runs", "run_inputs", "artifacts", "events", "units"} <= tables
     assert (tmp_path / "p" / "runs").is_dir()
     project.close()
@@ -70,6 +74,9 @@ def test_repair_rebuilds_the_index_from_run_folders(tmp_path: Path) -> None:
         project.set_unit(a.id, UnitRecord("TS_01", "FAILED", "missing movie"))
         project.set_run_status(a.id, "SUCCEEDED")
         b = project.create_run("motioncorr", {}, [a.id], "1")
+        (project.run_dir(a) / "TS_01").mkdir()
+        (project.run_dir(a) / "TS_01" / "stack.mrc").write_bytes(b"x")
+        project.add_artifact(a.id, project.run_dir(a) / "TS_01" / "stack.mrc", kind="mrc", unit="TS_01")
         before = [project.get_run(1), project.get_run(2)]
     (tmp_path / "p" / "project.db").unlink()
     for suffix in ("-wal", "-shm"):
@@ -79,6 +86,7 @@ def test_repair_rebuilds_the_index_from_run_folders(tmp_path: Path) -> None:
     assert project.repair() == 2
     assert [project.get_run(1), project.get_run(2)] == before
     assert project.get_run(b.id).inputs == (a.id,)
+    assert project.artifacts(a.id) == [("TS_01", "mrc", "runs/001_import/TS_01/stack.mrc")]
     project.close()
 
 
@@ -99,8 +107,12 @@ def test_two_processes_write_one_project_at_once(tmp_path: Path) -> None:
     script = tmp_path / "writer.py"
     script.write_text(WRITER)
     n = 25
-    procs = [subprocess.Popen([sys.executable, str(script), str(tmp_path / "p"), str(n), tag],
-                              stderr=subprocess.PIPE, text=True) for tag in ("a", "b")]
+    procs = [
+        subprocess.Popen(
+            [sys.executable, str(script), str(tmp_path / "p"), str(n), tag], stderr=subprocess.PIPE, text=True
+        )
+        for tag in ("a", "b")
+    ]
     for proc in procs:
         _, err = proc.communicate(timeout=120)
         assert proc.returncode == 0, err

@@ -2,15 +2,17 @@
 
 from __future__ import annotations
 
+import functools
+import inspect
+from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated, Any
 
-import click
 import typer
 from rich.console import Console
 
 from tomoprep import __version__
-from tomoprep.cli.params import options_for, values_from_cli
+from tomoprep.cli.params import option_parameters
 from tomoprep.cli.render import runs_table, tilt_series_table
 from tomoprep.errors import TomoprepError
 from tomoprep.execution import local_executor, resume_run, run_step
@@ -18,23 +20,34 @@ from tomoprep.project import Project, RunRecord, init_project, open_project
 from tomoprep.steps import Step, all_steps, get_step
 
 console = Console()
-app = typer.Typer(help="tomoprep: cryo-ET preprocessing from raw tilt-series movies to RELION 5.",
-                  no_args_is_help=True, add_completion=False)
 
 ProjectOption = Annotated[
-    Path, typer.Option("--project", "-p", envvar="TOMOPREP_PROJECT", help="Project folder.", show_default=True)
+    Path,
+    typer.Option("--project", "-p", envvar="TOMOPREP_PROJECT", help="Project folder.", show_default=True),
 ]
 JobsOption = Annotated[int, typer.Option("--jobs", "-j", min=1, help="Tilt series processed in parallel.")]
 
 
-@app.command()
+def _clear_errors(command: Callable[..., None]) -> Callable[..., None]:
+    """tomoprep's own errors print as one line (file, value, fix) and exit with status 2, no traceback."""
+
+    @functools.wraps(command)
+    def wrapper(*args: Any, **kwargs: Any) -> None:
+        try:
+            command(*args, **kwargs)
+        except TomoprepError as exc:
+            console.print(f"[red]error:[/red] {exc}", highlight=False, soft_wrap=True)
+            raise typer.Exit(code=2) from None
+
+    return wrapper
+
+
 def init(path: Annotated[Path, typer.Argument(help="Folder of the new project.")]) -> None:
     """Create a project: an index (project.db) and a folder for runs."""
     with init_project(path) as project:
         console.print(f"Created project [bold]{project.root}[/bold]")
 
 
-@app.command()
 def status(
     run: Annotated[str | None, typer.Argument(help="A run to show in detail (number or folder name).")] = None,
     project: ProjectOption = Path("."),
@@ -43,114 +56,105 @@ def status(
     with open_project(project) as proj:
         runs = proj.list_runs()
         console.print(runs_table(runs))
-        chosen = proj.get_run(run) if run is not None else next((r for r in reversed(runs) if r.status == "SUCCEEDED"), None)
+        succeeded = [r for r in runs if r.status == "SUCCEEDED"]
+        chosen = proj.get_run(run) if run is not None else (succeeded[-1] if succeeded else None)
         if chosen is not None:
-            _print_run_detail(proj, chosen)
+            _print_outputs(proj, chosen, title=f"Tilt series of run {chosen.label}")
 
 
-def _print_run_detail(project: Project, run: RunRecord) -> None:
-    step = get_step(run.step)
-    try:
-        outputs = step.load_inputs(project.run_dir(run))
-    except TomoprepError:
-        outputs = []
-    if outputs:
-        console.print(tilt_series_table(outputs, title=f"Tilt series of run {run.label}"))
-    for unit in run.units.values():
-        if unit.status == "FAILED":
-            console.print(f"[red]{unit.name} failed:[/red] {unit.error}")
-
-
-@app.command()
 def repair(project: ProjectOption = Path(".")) -> None:
     """Rebuild the project index from the run folders (run.json files)."""
     with open_project(project) as proj:
         console.print(f"Rebuilt the index from {proj.repair()} run folders.")
 
 
-@app.command("run")
-def run_command(
+def resume(
     resume: Annotated[str, typer.Option("--resume", help="Resume this run (number or folder name).")],
     project: ProjectOption = Path("."),
     jobs: JobsOption = 1,
 ) -> None:
     """Resume an interrupted or partly failed run without redoing the units already done."""
-    with open_project(project) as proj, _executor(jobs) as executor:
+    with open_project(project) as proj, local_executor(jobs) as executor:
         _report(proj, resume_run(proj, resume, executor=executor))
 
 
-def _executor(jobs: int) -> Any:
-    return local_executor(jobs)
+def _print_outputs(project: Project, run: RunRecord, *, title: str) -> None:
+    try:
+        outputs = get_step(run.step).load_inputs(project.run_dir(run))
+    except TomoprepError:
+        outputs = []
+    if outputs:
+        console.print(tilt_series_table(outputs, title=title))
+    for unit in run.units.values():
+        if unit.status == "FAILED":
+            console.print(f"[red]{unit.name} failed:[/red] {unit.error}", highlight=False, soft_wrap=True)
 
 
 def _report(project: Project, run: RunRecord) -> None:
     style = "green" if run.status == "SUCCEEDED" else "red"
     console.print(f"Run [bold]{run.label}[/bold]: [{style}]{run.status}[/{style}]")
-    step = get_step(run.step)
-    try:
-        outputs = step.load_inputs(project.run_dir(run))
-    except TomoprepError:
-        outputs = []
-    if outputs:
-        console.print(step.summarize(outputs))
-    for unit in run.units.values():
-        if unit.status == "FAILED":
-            console.print(f"[red]{unit.name} failed:[/red] {unit.error}")
+    _print_outputs(project, run, title=f"Tilt series of run {run.label}")
     if run.status != "SUCCEEDED":
         raise typer.Exit(code=1)
 
 
-def step_command(step: Step) -> click.Command:
-    """The click command of a step: one option per Params field, plus --project, --input and --jobs."""
+def step_command(step: Step) -> Callable[..., None]:
+    """The command of a step: one option per Params field, plus --project, --input and --jobs."""
 
-    def callback(project: Path, input_run: str | None, jobs: int, **values: Any) -> None:
-        params = values_from_cli(step.params, values)
-        with open_project(project) as proj, _executor(jobs) as executor:
-            _report(proj, run_step(proj, step, params, input_run=input_run, executor=executor))
+    def command(*, project: Path, input_run: str | None, jobs: int, **values: Any) -> None:
+        with open_project(project) as proj, local_executor(jobs) as executor:
+            _report(proj, run_step(proj, step, values, input_run=input_run, executor=executor))
 
-    params: list[click.Parameter] = [
-        click.Option(["--project", "-p"], type=click.Path(path_type=Path), default=Path("."), envvar="TOMOPREP_PROJECT",
-                     show_default=True, help="Project folder."),
-        click.Option(["--jobs", "-j"], type=click.IntRange(min=1), default=1, show_default=True,
-                     help="Tilt series processed in parallel."),
-        *options_for(step.params),
+    consumes = "/".join(step.consumes)
+    common = [
+        inspect.Parameter("project", inspect.Parameter.KEYWORD_ONLY, default=Path("."), annotation=ProjectOption),
+        inspect.Parameter(
+            "input_run",
+            inspect.Parameter.KEYWORD_ONLY,
+            default=None,
+            annotation=Annotated[
+                str | None,
+                typer.Option(
+                    "--input",
+                    hidden=not step.consumes,
+                    help=f"Run to take as input (default: the newest successful {consumes} run).",
+                ),
+            ],
+        ),
+        inspect.Parameter("jobs", inspect.Parameter.KEYWORD_ONLY, default=1, annotation=JobsOption),
     ]
-    if step.consumes:
-        params.insert(1, click.Option(["--input", "input_run"], default=None,
-                                      help=f"Run to take as input (default: newest successful {'/'.join(step.consumes)})."))
-    else:
-        params.insert(1, click.Option(["--input", "input_run"], default=None, hidden=True))
-    return click.Command(step.name, callback=callback, params=params, help=step.title, short_help=step.title)
+    command.__signature__ = inspect.Signature([*common, *option_parameters(step.params)])  # type: ignore[attr-defined]
+    command.__doc__ = step.title
+    command.__name__ = step.name
+    return command
 
 
-def build_cli() -> click.Group:
-    """The whole command: typer's project commands plus one generated command per step."""
-    group = typer.main.get_command(app)
-    assert isinstance(group, click.Group)
-    for step in all_steps():
-        group.add_command(step_command(step))
-    group.params.append(click.Option(["--version"], is_flag=True, expose_value=False, is_eager=True,
-                                     callback=_print_version, help="Show the version and exit."))
-    return group
-
-
-def _print_version(ctx: click.Context, _param: click.Parameter, value: bool) -> None:
+def _version(value: bool) -> None:
     if value:
-        click.echo(f"tomoprep {__version__}")
-        ctx.exit()
+        console.print(f"tomoprep {__version__}")
+        raise typer.Exit()
+
+
+def _root(
+    version: Annotated[
+        bool, typer.Option("--version", callback=_version, is_eager=True, help="Show the version and exit.")
+    ] = False,
+) -> None:
+    """tomoprep: cryo-ET preprocessing from raw tilt-series movies to RELION 5."""
+
+
+def build_app() -> typer.Typer:
+    """The whole command: project commands plus one generated command per step (plugins included)."""
+    app = typer.Typer(no_args_is_help=True, add_completion=False, callback=_root)
+    app.command()(_clear_errors(init))
+    app.command()(_clear_errors(status))
+    app.command()(_clear_errors(repair))
+    app.command("run")(_clear_errors(resume))
+    for step in all_steps():
+        app.command(step.name, help=step.title)(_clear_errors(step_command(step)))
+    return app
 
 
 def main() -> None:
-    """Entry point of the ``tomoprep`` console script; tomoprep's own errors print as one clear line."""
-    try:
-        build_cli().main(prog_name="tomoprep", standalone_mode=False)
-    except click.exceptions.Exit as done:
-        raise SystemExit(done.exit_code) from None
-    except click.ClickException as exc:
-        exc.show()
-        raise SystemExit(exc.exit_code) from None
-    except click.exceptions.Abort:
-        raise SystemExit(130) from None
-    except TomoprepError as exc:
-        console.print(f"[red]error:[/red] {exc}", highlight=False)
-        raise SystemExit(2) from None
+    """Entry point of the ``tomoprep`` console script."""
+    build_app()(prog_name="tomoprep")

@@ -29,8 +29,13 @@ def runs_table(runs: list[RunRecord]) -> Table:
         failed = len(run.failed_units)
         style = STATUS_STYLE.get(run.status, "")
         table.add_row(
-            run.label, run.step, f"[{style}]{run.status}[/{style}]", f"{done}/{failed}/{len(run.units)}",
-            ", ".join(str(i) for i in run.inputs) or "-", run.started_at[:19].replace("T", " "), _duration(run),
+            run.label,
+            run.step,
+            f"[{style}]{run.status}[/{style}]",
+            f"{done}/{failed}/{len(run.units)}",
+            ", ".join(str(i) for i in run.inputs) or "-",
+            run.started_at[:19].replace("T", " "),
+            _duration(run),
         )
     return table
 
@@ -38,14 +43,26 @@ def runs_table(runs: list[RunRecord]) -> Table:
 def tilt_series_table(series: list[TiltSeries], *, title: str) -> Table:
     """One row per tilt series: tilts, excluded, tilt range, axis, pixel spacing, dose."""
     table = Table(title=title)
-    for column in ("tilt series", "tilts", "excluded", "tilt range (°)", "axis (°)", "pixel (Å)", "total dose (e/Å²)"):
+    for column in (
+        "tilt series",
+        "tilts",
+        "excluded",
+        "tilt range (°)",
+        "axis (°)",
+        "pixel (Å)",
+        "total dose (e/Å²)",
+    ):
         table.add_column(column)
     for ts in series:
         angles = [t.nominal_tilt_angle_deg for t in ts.tilts]
         total = max(t.pre_exposure_e_per_angstrom2 + t.dose_e_per_angstrom2 for t in ts.tilts)
         table.add_row(
-            ts.name, str(ts.n_tilts), str(ts.n_tilts - len(ts.included_tilts)),
-            f"{min(angles):.1f} … {max(angles):.1f}", f"{ts.tilts[0].nominal_tilt_axis_angle_deg:.2f}",
-            f"{ts.original_pixel_spacing_angstrom:.4g}", f"{total:.1f}",
+            ts.name,
+            str(ts.n_tilts),
+            str(ts.n_tilts - len(ts.included_tilts)),
+            f"{min(angles):.1f} … {max(angles):.1f}",
+            f"{ts.tilts[0].nominal_tilt_axis_angle_deg:.2f}",
+            f"{ts.original_pixel_spacing_angstrom:.4g}",
+            f"{total:.1f}",
         )
     return table

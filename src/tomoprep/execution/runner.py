@@ -21,7 +21,7 @@ from tomoprep import __version__
 from tomoprep.errors import ProjectError, StepError, TomoprepError
 from tomoprep.execution.executors import SerialExecutor
 from tomoprep.project import Project, RunRecord, UnitRecord
-from tomoprep.project.records import now
+from tomoprep.project.records import Status, now
 from tomoprep.steps import get_step
 from tomoprep.steps.base import Params, Step, Unit, UnitOutput
 
@@ -90,9 +90,7 @@ def resume_run(
     sources = [project.get_run(i) for i in run.inputs]
     units = step.plan(params, _load_inputs(project, step, sources[0] if sources else None))
     run_dir = project.run_dir(run)
-    done = frozenset(
-        u.name for u in run.units.values() if u.status == "SUCCEEDED" and step.unit_saved(run_dir, u.name)
-    )
+    done = frozenset(u.name for u in run.units.values() if u.status == "SUCCEEDED" and step.unit_saved(run_dir, u.name))
     project.set_run_status(run.id, "RUNNING")
     project.log_event(run.id, f"resumed: {len(done)} of {len(units)} units already done")
     return _execute(project, step, run, params, units, executor, skip=done)
@@ -140,7 +138,7 @@ def _finish(project: Project, run_id: int, *, n_units: int, n_done: int) -> RunR
         error = f"{len(failures)} of {n_units} units failed:\n" + "\n".join(failures)
     else:
         error = None
-    status = "SUCCEEDED" if n_done > 0 else "FAILED"
+    status: Status = "SUCCEEDED" if n_done > 0 else "FAILED"
     project.log_event(run_id, f"finished {status}: {n_done} of {n_units} units done", level="INFO")
     return project.set_run_status(run_id, status, error=error)
 
@@ -155,7 +153,12 @@ def _start_unit(project: Project, run: RunRecord, unit: Unit) -> Path:
 
 
 def _run_units(
-    project: Project, step: Step, run: RunRecord, params: Params, units: Sequence[Unit], executor: Executor | None
+    project: Project,
+    step: Step,
+    run: RunRecord,
+    params: Params,
+    units: Sequence[Unit],
+    executor: Executor | None,
 ) -> set[str]:
     """Run ``units``, storing each result as soon as it is done, so a kill loses at most the units in flight."""
     executor = executor or SerialExecutor()
@@ -176,8 +179,13 @@ def _run_units(
 
 
 def _collect(
-    project: Project, step: Step, run: RunRecord, pending: dict[Future[UnitOutput], tuple[Unit, str]],
-    succeeded: set[str], *, block: bool,
+    project: Project,
+    step: Step,
+    run: RunRecord,
+    pending: dict[Future[UnitOutput], tuple[Unit, str]],
+    succeeded: set[str],
+    *,
+    block: bool,
 ) -> None:
     """Store the results of the finished futures (waiting for at least one when ``block``)."""
     if block:

@@ -167,8 +167,7 @@ def read_mrc_header(path: Path) -> MrcHeader:
             extended_header_type=exttyp,
             sections=_decode_sections(mrc, exttyp),
             labels=tuple(
-                bytes(label).decode("ascii", "replace").rstrip(" \x00")
-                for label in header.label[: int(header.nlabl)]
+                bytes(label).decode("ascii", "replace").rstrip(" \x00") for label in header.label[: int(header.nlabl)]
             ),
         )
 
@@ -194,9 +193,7 @@ def read_mrc(path: Path) -> np.ndarray:
         shape = tuple(int(n) for n in mrcfile.utils.data_shape_from_header(header))
         expected = HEADER_BYTES + int(header.nsymbt) + math.prod(shape) * dtype.itemsize
     if dtype.kind == "c":
-        raise ImageFileError(
-            path, f"holds complex data (mode {int(header.mode)}).", "convert it to real first."
-        )
+        raise ImageFileError(path, f"holds complex data (mode {int(header.mode)}).", "convert it to real first.")
     with path.open("rb") as stream:
         compressed = stream.read(3).startswith(_COMPRESSED_MAGIC)
     actual = path.stat().st_size
@@ -214,9 +211,7 @@ def read_mrc(path: Path) -> np.ndarray:
         return np.array(mrc.data.view(dtype), dtype=IMAGE_DTYPE)
 
 
-def write_mrc(
-    path: Path, data: np.ndarray, *, pixel_spacing_angstrom: float, overwrite: bool = False
-) -> None:
+def write_mrc(path: Path, data: np.ndarray, *, pixel_spacing_angstrom: float, overwrite: bool = False) -> None:
     """Write an image, stack or volume as a float32 MRC file with its voxel size.
 
     Parameters
@@ -258,9 +253,7 @@ def _open_mrc(path: Path, *, header_only: bool, memory_map: bool = False) -> Ite
     try:
         mrc = mrcfile.mmap(path, mode="r") if memory_map else mrcfile.open(path, header_only=header_only)
     except (ValueError, OSError) as exc:
-        raise ImageFileError(
-            path, f"cannot be read as MRC ({exc}).", "check the file is a complete MRC."
-        ) from exc
+        raise ImageFileError(path, f"cannot be read as MRC ({exc}).", "check the file is a complete MRC.") from exc
     with mrc:
         yield mrc
 
@@ -281,9 +274,7 @@ def _pixel_dtype(path: Path, header: Any) -> np.dtype[Any]:
     try:
         dtype: np.dtype[Any] = mrcfile.utils.data_dtype_from_header(header)
     except ValueError as exc:
-        raise ImageFileError(
-            path, f"has an unsupported MRC mode ({exc}).", "convert it to mode 1 or 2."
-        ) from exc
+        raise ImageFileError(path, f"has an unsupported MRC mode ({exc}).", "convert it to mode 1 or 2.") from exc
     # IMOD writes mode 0 as unsigned bytes unless flag 1 ("bytes are signed") is set under its stamp.
     imod_unsigned = _header_int(header, 152, "i4") == IMOD_STAMP and not _header_int(header, 156, "i4") & 1
     if dtype.kind == "i" and dtype.itemsize == 1 and imod_unsigned:
@@ -394,9 +385,7 @@ def _fei_section(record: np.void) -> SectionMetadata:
         # Each bitmask flags the fields after it, in order; an unflagged field holds no value.
         if mask & (1 << bit):
             value = record[name].item()
-            valid[name] = (
-                value.decode("ascii", "replace").strip(" \x00") if isinstance(value, bytes) else value
-            )
+            valid[name] = value.decode("ascii", "replace").strip(" \x00") if isinstance(value, bytes) else value
         bit += _FEI_BIT_SPAN.get(name, 1)
     named: dict[str, Any] = {
         attr: float(valid[name]) * scale for name, (attr, scale) in _FEI_ATTRIBUTES.items() if name in valid

@@ -14,13 +14,27 @@ from typing import Any, cast
 
 import pandas as pd
 
-from tomoprep.model.tilt_series import GainFlip, GainReference, GainRotation, Hand, Optics, TiltImage, TiltSeries
+from tomoprep.model.tilt_series import (
+    GainFlip,
+    GainReference,
+    GainRotation,
+    Hand,
+    Optics,
+    TiltImage,
+    TiltSeries,
+)
 
 NONE_TEXT = "None"
 
 
 def _text(value: object) -> str:
     return NONE_TEXT if value is None or value == "" else str(value)
+
+
+def _free_text(value: str) -> str:
+    # STAR readers split on white space and honour quotes; quotes inside a quoted field break them.
+    cleaned = " ".join(value.replace('"', "").replace("'", "").split())
+    return _text(cleaned)
 
 
 def _opt_text(value: object) -> str | None:
@@ -63,9 +77,7 @@ def _micrograph_name(tilt: TiltImage) -> str | None:
 
 def tilt_row(tilt: TiltImage) -> dict[str, object]:
     """One row of a per-series table for ``tilt``."""
-    nominal_defocus_um = (
-        math.nan if tilt.nominal_defocus_angstrom is None else -tilt.nominal_defocus_angstrom / 1e4
-    )
+    nominal_defocus_um = math.nan if tilt.nominal_defocus_angstrom is None else -tilt.nominal_defocus_angstrom / 1e4
     gain = tilt.gain
     return {
         "rlnMicrographMovieName": _text(tilt.movie_path),
@@ -83,7 +95,7 @@ def tilt_row(tilt: TiltImage) -> dict[str, object]:
         "tpGainFlip": "none" if gain is None else gain.flip,
         "tpDateTime": _text(None if tilt.date_time is None else tilt.date_time.isoformat()),
         "tpExcluded": int(tilt.excluded),
-        "tpExclusionReason": _text(tilt.exclusion_reason),
+        "tpExclusionReason": _free_text(tilt.exclusion_reason),
     }
 
 

@@ -92,9 +92,7 @@ class Project:
         return self.root / run.directory
 
     # -- runs -------------------------------------------------------------------------------------------
-    def create_run(
-        self, step: str, params: dict[str, Any], inputs: Sequence[int], package_version: str
-    ) -> RunRecord:
+    def create_run(self, step: str, params: dict[str, Any], inputs: Sequence[int], package_version: str) -> RunRecord:
         """Record a new RUNNING run, create its folder and write its ``run.json``."""
         host, started = socket.gethostname(), now()
         with self._write() as db:
@@ -106,12 +104,17 @@ class Project:
             run_id = int(cursor.lastrowid or 0)
             directory = f"{RUNS_DIR}/{run_id:03d}_{step}"
             db.execute("UPDATE runs SET directory = ? WHERE id = ?", (directory, run_id))
-            db.executemany(
-                "INSERT INTO run_inputs VALUES (?, ?)", [(run_id, int(i)) for i in sorted(set(inputs))]
-            )
+            db.executemany("INSERT INTO run_inputs VALUES (?, ?)", [(run_id, int(i)) for i in sorted(set(inputs))])
         record = RunRecord(
-            id=run_id, step=step, directory=directory, status="RUNNING", params=params,
-            inputs=tuple(sorted(set(inputs))), package_version=package_version, host=host, started_at=started,
+            id=run_id,
+            step=step,
+            directory=directory,
+            status="RUNNING",
+            params=params,
+            inputs=tuple(sorted(set(inputs))),
+            package_version=package_version,
+            host=host,
+            started_at=started,
         )
         (self.root / directory).mkdir(parents=True, exist_ok=True)
         self._write_run_json(record)
@@ -137,17 +140,26 @@ class Project:
         ).fetchall()
         units = self._conn.execute("SELECT * FROM units WHERE run_id = ? ORDER BY name", (row["id"],)).fetchall()
         return RunRecord(
-            id=row["id"], step=row["step"], directory=row["directory"], status=row["status"],
-            params=json.loads(row["params_json"]), inputs=tuple(r[0] for r in inputs),
-            package_version=row["package_version"], host=row["host"], started_at=row["started_at"],
-            finished_at=row["finished_at"], error=row["error"],
-            units={u["name"]: UnitRecord(u["name"], u["status"], u["error"], u["started_at"], u["finished_at"])
-                   for u in units},
+            id=row["id"],
+            step=row["step"],
+            directory=row["directory"],
+            status=row["status"],
+            params=json.loads(row["params_json"]),
+            inputs=tuple(r[0] for r in inputs),
+            package_version=row["package_version"],
+            host=row["host"],
+            started_at=row["started_at"],
+            finished_at=row["finished_at"],
+            error=row["error"],
+            units={
+                u["name"]: UnitRecord(u["name"], u["status"], u["error"], u["started_at"], u["finished_at"])
+                for u in units
+            },
         )
 
     def list_runs(self, *, step: str | None = None, status: Status | None = None) -> list[RunRecord]:
         """Runs in order of creation, optionally only of one step and/or one status."""
-        sql, args = "SELECT * FROM runs WHERE 1=1", []
+        sql, args = "SELECT * FROM runs WHERE 1=1", list[str]()
         if step is not None:
             sql, args = sql + " AND step = ?", [*args, step]
         if status is not None:
@@ -225,7 +237,11 @@ class Project:
 
     # -- repair -----------------------------------------------------------------------------------------
     def repair(self) -> int:
-        """Rebuild the run, input and unit tables from the ``run.json`` files; returns the number of runs."""
+        """Rebuild the index from the run folders; returns the number of runs.
+
+        Runs, inputs and units come from each ``run.json``, artifacts from the files in the folder; events are
+        not rebuilt (each run's ``log.txt`` keeps them).
+        """
         records = []
         for run_json in sorted((self.root / RUNS_DIR).glob("*/run.json")):
             try:
@@ -237,14 +253,41 @@ class Project:
                 db.execute(f"DELETE FROM {table}")
             for rec in records:
                 self._insert_record(db, rec)
+                db.executemany(
+                    "INSERT INTO artifacts (run_id, unit, kind, path) VALUES (?, ?, ?, ?)",
+                    self._artifacts_on_disk(rec),
+                )
         return len(records)
+
+    def _artifacts_on_disk(self, rec: RunRecord) -> list[tuple[int, str | None, str, str]]:
+        """Every output file of a run folder, its unit taken from the first folder or the file stem."""
+        folder = self.root / rec.directory
+        own = {"run.json", "log.txt", ".lock", *MARKERS}
+        rows = []
+        for path in sorted(p for p in folder.rglob("*") if p.is_file() and p.name not in own):
+            relative = path.relative_to(folder)
+            candidates = (relative.parts[0], path.stem)
+            unit = next((c for c in candidates if c in rec.units), None)
+            kind = path.suffix.lstrip(".") or "file"
+            rows.append((rec.id, unit, kind, str(path.relative_to(self.root))))
+        return rows
 
     @staticmethod
     def _insert_record(db: sqlite3.Connection, rec: RunRecord) -> None:
         db.execute(
             "INSERT INTO runs VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            (rec.id, rec.step, rec.directory, rec.status, json.dumps(rec.params, sort_keys=True, default=str),
-             rec.package_version, rec.host, rec.started_at, rec.finished_at, rec.error),
+            (
+                rec.id,
+                rec.step,
+                rec.directory,
+                rec.status,
+                json.dumps(rec.params, sort_keys=True, default=str),
+                rec.package_version,
+                rec.host,
+                rec.started_at,
+                rec.finished_at,
+                rec.error,
+            ),
         )
         db.executemany("INSERT INTO run_inputs VALUES (?, ?)", [(rec.id, i) for i in rec.inputs])
         db.executemany(

@@ -24,6 +24,15 @@ PIXEL_SPACING_TOLERANCE = 0.02
 
 
 @dataclass(frozen=True)
+class _MovieFacts:
+    movie_path: Path | None = None
+    frame_count: int | None = None
+    gain: GainReference | None = None
+    excluded: bool = False
+    exclusion_reason: str = ""
+
+
+@dataclass(frozen=True)
 class MovieSeriesPayload:
     """What one movie-import unit needs: the parsed mdoc series and where to find the movies."""
 
@@ -42,7 +51,8 @@ def expand_glob(pattern: str, *, what: str) -> list[Path]:
 
 def plan_movie_import(params: ImportParams) -> list[Unit]:
     """One unit per tilt series found in the mdoc files; an unreadable mdoc becomes a failing unit."""
-    assert params.mdoc is not None  # guaranteed by ImportParams validation
+    if params.mdoc is None:
+        raise InputError(None, "no --mdoc given.", "pass --mdoc 'folder/*.mdoc'.")
     paths = expand_glob(params.mdoc, what="mdoc files")
     series, errors = read_mdocs(paths, flavour=params.mdoc_flavour)
     units = []
@@ -87,16 +97,22 @@ def _resolve_pixel_spacing(series: MdocSeries, params: ImportParams) -> float:
     source = series.sources[0]
     values = {t.pixel_spacing_angstrom for t in series.tilts if t.pixel_spacing_angstrom is not None}
     if len(values) > 1:
-        raise MdocError(source, f"contradictory pixel sizes {sorted(values)} Å between sections.",
-                        "pass --pixel-spacing-angstrom with the movies' pixel spacing.")
+        raise MdocError(
+            source,
+            f"contradictory pixel sizes {sorted(values)} Å between sections.",
+            "pass --pixel-spacing-angstrom with the movies' pixel spacing.",
+        )
     spacing = series.pixel_spacing_angstrom if series.pixel_spacing_angstrom is not None else next(iter(values), None)
     if spacing is None:
         raise MdocError(source, "gives no PixelSpacing.", "pass --pixel-spacing-angstrom.")
     binnings = {t.binning for t in series.tilts if t.binning is not None}
     if len(series.sources) == 1 and len(series.tilts) > 1 and binnings - {1.0}:
         # A tilt-series mdoc describes the saved (binned) tilt images, not the frames.
-        raise MdocError(source, f"PixelSpacing {spacing} Å is that of images binned {sorted(binnings)}, not "
-                        "necessarily of the movies.", "pass --pixel-spacing-angstrom with the movies' spacing.")
+        raise MdocError(
+            source,
+            f"PixelSpacing {spacing} Å is that of images binned {sorted(binnings)}, not necessarily of the movies.",
+            "pass --pixel-spacing-angstrom with the movies' spacing.",
+        )
     return float(spacing)
 
 
@@ -104,8 +120,11 @@ def _resolve_tilt_axis(series: MdocSeries, params: ImportParams) -> tuple[float,
     if params.tilt_axis_angle_deg is not None:
         return normalise_angle_deg(params.tilt_axis_angle_deg), "given by the user"
     if series.tilt_axis_angle_deg is None:
-        raise MdocError(series.sources[0], "gives no tilt-axis angle.",
-                        "pass --tilt-axis-angle-deg (counter-clockwise from the image Y axis).")
+        raise MdocError(
+            series.sources[0],
+            "gives no tilt-axis angle.",
+            "pass --tilt-axis-angle-deg (counter-clockwise from the image Y axis).",
+        )
     return series.tilt_axis_angle_deg, f"from the mdoc ({series.tilt_axis_source})"
 
 
@@ -126,16 +145,22 @@ def _gain_for(tilt: MdocTilt, series: MdocSeries, movies_dir: Path, params: Impo
         name = tilt.gain_reference.replace("\\", "/").rsplit("/", 1)[-1]
         found = [d / name for d in (movies_dir, tilt.source.parent) if (d / name).is_file()]
         if not found:
-            raise InputError(tilt.source, f"names gain reference {name!r}, which is not in {movies_dir}.",
-                             "copy it beside the movies or pass --gain.")
+            raise InputError(
+                tilt.source,
+                f"names gain reference {name!r}, which is not in {movies_dir}.",
+                "copy it beside the movies or pass --gain.",
+            )
         path = found[0]
     else:
         return None
     if not path.is_file():
         raise InputError(path, "gain reference does not exist.", "check --gain.")
     if path.suffix.lower() not in GAIN_SUFFIXES:
-        raise ImageFileError(path, f"gain reference format {path.suffix!r} cannot be read.",
-                             "convert it to MRC (IMOD: dm2mrc gain.dm4 gain.mrc) and pass --gain gain.mrc.")
+        raise ImageFileError(
+            path,
+            f"gain reference format {path.suffix!r} cannot be read.",
+            "convert it to MRC (IMOD: dm2mrc gain.dm4 gain.mrc) and pass --gain gain.mrc.",
+        )
     return GainReference(path, rotation_deg=params.gain_rotation_deg, flip=params.gain_flip)
 
 
@@ -143,12 +168,22 @@ def _check_movie(tilt: MdocTilt, movie: Path, spacing: float, params: ImportPara
     header = read_movie_header(movie)
     notes = []
     if tilt.num_sub_frames is not None and header.format != "eer" and header.n_frames != tilt.num_sub_frames:
-        notes.append(f"{movie.name}: {header.n_frames} frames in the file, NumSubFrames {tilt.num_sub_frames} "
-                     "in the mdoc; using the file's count")
+        notes.append(
+            f"{movie.name}: {header.n_frames} frames in the file, NumSubFrames {tilt.num_sub_frames} "
+            "in the mdoc; using the file's count"
+        )
     own = header.pixel_spacing_angstrom
-    if params.pixel_spacing_angstrom is None and own and own != 1.0 and abs(own - spacing) > PIXEL_SPACING_TOLERANCE * spacing:
-        raise ImageFileError(movie, f"header pixel spacing {own:.4g} Å contradicts the mdoc's {spacing:.4g} Å "
-                             f"({tilt.source.name}).", "pass --pixel-spacing-angstrom with the right value.")
+    if (
+        params.pixel_spacing_angstrom is None
+        and own
+        and own != 1.0
+        and abs(own - spacing) > PIXEL_SPACING_TOLERANCE * spacing
+    ):
+        raise ImageFileError(
+            movie,
+            f"header pixel spacing {own:.4g} Å contradicts the mdoc's {spacing:.4g} Å ({tilt.source.name}).",
+            "pass --pixel-spacing-angstrom with the right value.",
+        )
     return header.n_frames, notes
 
 
@@ -162,24 +197,45 @@ def import_movie_series(payload: MovieSeriesPayload, params: ImportParams, outpu
     tilts = series.tilts
     _check_duplicate_movies(series)
     order = acquisition_order([t.section_index for t in tilts], [t.date_time for t in tilts])
-    records = [DoseRecord(t.exposure_dose_e_per_angstrom2, t.prior_record_dose_e_per_angstrom2, t.date_time)
-               for t in tilts]
-    doses, pre = pre_exposures(records, order, dose_per_tilt_e_per_angstrom2=params.dose_per_tilt_e_per_angstrom2,
-                               source=series.sources[0])
+    records = [
+        DoseRecord(t.exposure_dose_e_per_angstrom2, t.prior_record_dose_e_per_angstrom2, t.date_time) for t in tilts
+    ]
+    doses, pre = pre_exposures(
+        records,
+        order,
+        dose_per_tilt_e_per_angstrom2=params.dose_per_tilt_e_per_angstrom2,
+        source=series.sources[0],
+    )
     rank = {position: k for k, position in enumerate(order)}
     images = []
     for i, tilt in enumerate(tilts):
-        image, tilt_notes = _tilt_image(tilt, movies, payload.movies_dir, series, params, spacing)
+        facts, tilt_notes = _tilt_image(tilt, movies, payload.movies_dir, series, params, spacing)
         notes.extend(tilt_notes)
-        images.append(TiltImage(
-            acquisition_index=rank[i], section_index=tilt.section_index, nominal_tilt_angle_deg=tilt.tilt_angle_deg,
-            nominal_tilt_axis_angle_deg=axis, pre_exposure_e_per_angstrom2=float(pre[i]),
-            dose_e_per_angstrom2=float(doses[i]),
-            nominal_defocus_angstrom=None if tilt.target_defocus_um is None else -tilt.target_defocus_um * 1e4,
-            date_time=tilt.date_time, **image,
-        ))
-    ts = TiltSeries(name=series.name, original_pixel_spacing_angstrom=spacing, optics=optics,
-                    tilts=tuple(images), hand=params.tomo_hand, sources=series.sources)
+        images.append(
+            TiltImage(
+                acquisition_index=rank[i],
+                section_index=tilt.section_index,
+                nominal_tilt_angle_deg=tilt.tilt_angle_deg,
+                nominal_tilt_axis_angle_deg=axis,
+                pre_exposure_e_per_angstrom2=float(pre[i]),
+                dose_e_per_angstrom2=float(doses[i]),
+                nominal_defocus_angstrom=None if tilt.target_defocus_um is None else -tilt.target_defocus_um * 1e4,
+                date_time=tilt.date_time,
+                movie_path=facts.movie_path,
+                frame_count=facts.frame_count,
+                gain=facts.gain,
+                excluded=facts.excluded,
+                exclusion_reason=facts.exclusion_reason,
+            )
+        )
+    ts = TiltSeries(
+        name=series.name,
+        original_pixel_spacing_angstrom=spacing,
+        optics=optics,
+        tilts=tuple(images),
+        hand=params.tomo_hand,
+        sources=series.sources,
+    )
     return UnitOutput(ts, tuple(notes))
 
 
@@ -187,30 +243,43 @@ def _check_duplicate_movies(series: MdocSeries) -> None:
     counts = Counter(t.movie_name for t in series.tilts if t.movie_name)
     repeated = sorted(name for name, n in counts.items() if n > 1)
     if repeated:
-        raise MdocError(series.sources[0], f"names the same movie for several tilts: {repeated[:3]}.",
-                        "check the mdoc for duplicated sections (e.g. an *_override.mdoc beside the original).")
+        raise MdocError(
+            series.sources[0],
+            f"names the same movie for several tilts: {repeated[:3]}.",
+            "check the mdoc for duplicated sections (e.g. an *_override.mdoc beside the original).",
+        )
 
 
 def _tilt_image(
-    tilt: MdocTilt, movies: dict[str, Path], movies_dir: Path, series: MdocSeries, params: ImportParams,
+    tilt: MdocTilt,
+    movies: dict[str, Path],
+    movies_dir: Path,
+    series: MdocSeries,
+    params: ImportParams,
     spacing: float,
-) -> tuple[dict[str, object], list[str]]:
+) -> tuple[_MovieFacts, list[str]]:
     """Movie, frame count and gain of one tilt, or the tilt excluded with the reason (on_bad_movie=exclude)."""
     try:
         if not tilt.movie_name:
-            raise MdocError(tilt.source, f"section {tilt.section_index} (tilt {tilt.tilt_angle_deg:.2f}°) has no "
-                            "SubFramePath.", "re-export the mdoc with frame paths, or import the tilt stack.")
+            raise MdocError(
+                tilt.source,
+                f"section {tilt.section_index} (tilt {tilt.tilt_angle_deg:.2f}°) has no SubFramePath.",
+                "re-export the mdoc with frame paths, or import the tilt stack.",
+            )
         movie = match_movie(tilt.movie_name, movies)
         if movie is None:
-            raise InputError(tilt.source, f"section {tilt.section_index} names movie {tilt.movie_name!r}, which is "
-                             f"not in {movies_dir}.", "pass --movies with the folder that holds it.")
+            raise InputError(
+                tilt.source,
+                f"section {tilt.section_index} names movie {tilt.movie_name!r}, which is not in {movies_dir}.",
+                "pass --movies with the folder that holds it.",
+            )
         frames, notes = _check_movie(tilt, movie, spacing, params)
         gain = _gain_for(tilt, series, movies_dir, params)
     except (InputError, ImageFileError) as exc:
         if params.on_bad_movie == "fail":
             raise
-        return {"excluded": True, "exclusion_reason": f"import: {exc}"}, [f"tilt excluded: {exc}"]
-    return {"movie_path": movie, "frame_count": frames, "gain": gain}, notes
+        return _MovieFacts(excluded=True, exclusion_reason=f"import: {exc}"), [f"tilt excluded: {exc}"]
+    return _MovieFacts(movie_path=movie, frame_count=frames, gain=gain), notes
 
 
 def summarize(outputs: Sequence[TiltSeries]) -> str:

@@ -17,10 +17,12 @@ class ImportParams(Params):
     """
 
     mdoc: str | None = Field(
-        None, description="Glob of mdoc files, one per tilt series or one per movie (quote it: 'mdoc/*.mdoc')."
+        None,
+        description="Glob of mdoc files, one per tilt series or one per movie (quote it: 'mdoc/*.mdoc').",
     )
     movies: Path | None = Field(
-        None, description="Folder holding the movies named by the mdoc SubFramePath; default: the mdoc's folder."
+        None,
+        description="Folder holding the movies named by the mdoc SubFramePath; default: the mdoc's folder.",
     )
     stack: str | None = Field(
         None,
@@ -39,19 +41,24 @@ class ImportParams(Params):
         None, description="Gain reference (MRC, TIFF or EER .gain) for every movie; default: the mdoc's own."
     )
     gain_rotation_deg: Literal[0, 90, 180, 270] = Field(
-        0, description="Rotation of the gain reference, counter-clockwise in degrees, applied before the flip."
+        0,
+        description="Rotation of the gain reference, counter-clockwise in degrees, applied before the flip.",
     )
     gain_flip: Literal["none", "x", "y"] = Field("none", description="Flip of the gain reference after rotation.")
     pixel_spacing_angstrom: float | None = Field(
         None, gt=0, description="Pixel spacing of the movies (or stack) in Å; overrides the mdoc and headers."
     )
     tilt_axis_angle_deg: float | None = Field(
-        None, ge=-360, le=360,
+        None,
+        ge=-360,
+        le=360,
         description="Tilt-axis angle in degrees, counter-clockwise from the image Y axis; overrides the mdoc. "
         "A wrong sign gives a mirrored tomogram.",
     )
     dose_per_tilt_e_per_angstrom2: float | None = Field(
-        None, ge=0, description="Electron dose per tilt in e/Å²; overrides the mdoc's ExposureDose/PriorRecordDose."
+        None,
+        ge=0,
+        description="Electron dose per tilt in e/Å²; overrides the mdoc's ExposureDose/PriorRecordDose.",
     )
     voltage_kv: float | None = Field(None, gt=0, description="Acceleration voltage in kV; default: mdoc, else 300.")
     cs_mm: float = Field(2.7, ge=0, description="Spherical aberration in mm.")

@@ -62,11 +62,17 @@ def _tilt_angles(payload: StackPayload, header: MrcHeader, mdoc: MdocSeries | No
     elif header.sections and all(s.tilt_angle_deg is not None for s in header.sections):
         angles, source = np.array([s.tilt_angle_deg for s in header.sections], dtype=float), payload.stack
     else:
-        raise InputError(payload.stack, "has no tilt angles: no .rawtlt/.tlt/.mdoc beside it and none in its header.",
-                         "pass --tilt-angles FILE.rawtlt.")
+        raise InputError(
+            payload.stack,
+            "has no tilt angles: no .rawtlt/.tlt/.mdoc beside it and none in its header.",
+            "pass --tilt-angles FILE.rawtlt.",
+        )
     if len(angles) != n:
-        raise InputError(source, f"lists {len(angles)} tilt angles but the stack {payload.stack.name} has {n} "
-                         "sections.", "give the tilt-angle file that belongs to this stack.")
+        raise InputError(
+            source,
+            f"lists {len(angles)} tilt angles but the stack {payload.stack.name} has {n} sections.",
+            "give the tilt-angle file that belongs to this stack.",
+        )
     return np.asarray(angles, dtype=float)
 
 
@@ -86,8 +92,11 @@ def _axis(payload: StackPayload, mdoc: MdocSeries | None, params: ImportParams) 
         return normalise_angle_deg(params.tilt_axis_angle_deg)
     if mdoc is not None and mdoc.tilt_axis_angle_deg is not None:
         return mdoc.tilt_axis_angle_deg
-    raise InputError(payload.stack, "no tilt-axis angle is known for this stack.",
-                     "pass --tilt-axis-angle-deg (counter-clockwise from the image Y axis).")
+    raise InputError(
+        payload.stack,
+        "no tilt-axis angle is known for this stack.",
+        "pass --tilt-axis-angle-deg (counter-clockwise from the image Y axis).",
+    )
 
 
 def _order_and_doses(
@@ -95,16 +104,27 @@ def _order_and_doses(
 ) -> tuple[list[int], np.ndarray, np.ndarray]:
     if mdoc is not None:
         order = acquisition_order([t.section_index for t in mdoc.tilts], [t.date_time for t in mdoc.tilts])
-        records = [DoseRecord(t.exposure_dose_e_per_angstrom2, t.prior_record_dose_e_per_angstrom2, t.date_time)
-                   for t in mdoc.tilts]
+        records = [
+            DoseRecord(t.exposure_dose_e_per_angstrom2, t.prior_record_dose_e_per_angstrom2, t.date_time)
+            for t in mdoc.tilts
+        ]
     else:
-        order = list(range(len(angles))) if params.stack_acquisition_order == "listed" else dose_symmetric_order(
-            list(angles))
+        order = (
+            list(range(len(angles)))
+            if params.stack_acquisition_order == "listed"
+            else dose_symmetric_order(list(angles))
+        )
         records = [DoseRecord(None, None, None)] * len(angles)
     source = mdoc.sources[0] if mdoc is not None else payload.stack
-    doses, pre = pre_exposures(records, order, dose_per_tilt_e_per_angstrom2=params.dose_per_tilt_e_per_angstrom2,
-                               source=source)
+    doses, pre = pre_exposures(
+        records, order, dose_per_tilt_e_per_angstrom2=params.dose_per_tilt_e_per_angstrom2, source=source
+    )
     return order, doses, pre
+
+
+def _nominal_defocus(mdoc: MdocSeries | None, index: int) -> float | None:
+    target = None if mdoc is None else mdoc.tilts[index].target_defocus_um
+    return None if target is None else -target * 1e4
 
 
 def import_stack(payload: StackPayload, params: ImportParams, output_dir: Path) -> UnitOutput:
@@ -117,18 +137,27 @@ def import_stack(payload: StackPayload, params: ImportParams, output_dir: Path) 
     order, doses, pre = _order_and_doses(payload, angles, mdoc, params)
     rank = {position: k for k, position in enumerate(order)}
     voltage = params.voltage_kv or (mdoc.voltage_kv if mdoc else None) or DEFAULT_VOLTAGE_KV
-    defocus = [None if mdoc is None or mdoc.tilts[i].target_defocus_um is None
-               else -mdoc.tilts[i].target_defocus_um * 1e4 for i in range(len(angles))]  # type: ignore[operator]
+    defocus = [_nominal_defocus(mdoc, i) for i in range(len(angles))]
     tilts = tuple(
-        TiltImage(acquisition_index=rank[k], section_index=k, nominal_tilt_angle_deg=float(angles[k]),
-                  nominal_tilt_axis_angle_deg=axis, pre_exposure_e_per_angstrom2=float(pre[k]),
-                  dose_e_per_angstrom2=float(doses[k]), nominal_defocus_angstrom=defocus[k], stack_path=payload.stack)
+        TiltImage(
+            acquisition_index=rank[k],
+            section_index=k,
+            nominal_tilt_angle_deg=float(angles[k]),
+            nominal_tilt_axis_angle_deg=axis,
+            pre_exposure_e_per_angstrom2=float(pre[k]),
+            dose_e_per_angstrom2=float(doses[k]),
+            nominal_defocus_angstrom=defocus[k],
+            stack_path=payload.stack,
+        )
         for k in range(len(angles))
     )
     ts = TiltSeries(
-        name=payload.stack.stem, original_pixel_spacing_angstrom=spacing,
+        name=payload.stack.stem,
+        original_pixel_spacing_angstrom=spacing,
         optics=Optics(voltage, params.cs_mm, params.amplitude_contrast, params.optics_group_name),
-        tilts=tilts, hand=params.tomo_hand, tilt_series_pixel_spacing_angstrom=spacing,
+        tilts=tilts,
+        hand=params.tomo_hand,
+        tilt_series_pixel_spacing_angstrom=spacing,
         sources=tuple(p for p in (payload.stack, payload.tilt_angles, payload.mdoc) if p is not None),
     )
     notes = (f"{len(tilts)} sections, pixel spacing {spacing:.4g} Å, tilt axis {axis:.2f}°",)
