@@ -30,12 +30,12 @@ from typing import Any, Literal
 from xml.etree import ElementTree
 
 import imagecodecs
-import mrcfile
 import numpy as np
 import tifffile
 
 from tomoprep.conventions import IMAGE_DTYPE
 from tomoprep.errors import ImageFileError, InputError
+from tomoprep.io.mrc import check_mrc_complete, read_mrc, read_mrc_header
 
 MovieFormat = Literal["tiff", "mrc", "eer"]
 EerUpsampling = Literal[1, 2]
@@ -51,7 +51,6 @@ _EER_COMPRESSIONS = (65000, 65001, 65002)
 #: Adding more binary frames than this into the uint16 accumulator could overflow it.
 _UINT16_SAFE_FRAMES = 65535
 _RECOPY = "re-copy the movie from its source (the copy is incomplete)."
-_MRC_HEADER_BYTES = 1024
 
 
 @dataclass(frozen=True)
@@ -405,31 +404,11 @@ def _yx(shape: Sequence[int]) -> tuple[int, int]:
 
 
 def _mrc_header(path: Path) -> MovieHeader:
-    try:
-        with mrcfile.open(path, header_only=True, permissive=False) as mrc:
-            header = mrc.header
-            dtype = mrcfile.utils.data_dtype_from_header(header)
-            nz, ny, nx = int(header.nz), int(header.ny), int(header.nx)
-            # The shortest decimal of the stored float32, not its float64 expansion.
-            spacing, extended = float(str(mrc.voxel_size.x)), int(header.nsymbt)
-    except ValueError as exc:  # not MRC, a cut header, or a mode mrcfile lacks (IMOD's packed 4-bit 101)
-        fix = "re-copy the movie; unpack a mode-101 (4-bit) stack first with IMOD clip unpack."
-        raise ImageFileError(path, f"cannot be read as MRC ({exc}).", fix) from exc
-    expected = _MRC_HEADER_BYTES + extended + nz * ny * nx * dtype.itemsize
-    size = path.stat().st_size
-    # mrcfile's header-only open does not look at the data block: a cut copy is caught here.
-    if size < expected:
-        problem = f"is truncated: the file is {size} bytes, its header implies {expected}."
-        raise ImageFileError(path, problem, _RECOPY)
-    pixel = spacing if math.isfinite(spacing) and spacing > 0 else None
-    return MovieHeader(path, "mrc", nz, (ny, nx), dtype.name, pixel, {})
+    header = read_mrc_header(path)
+    check_mrc_complete(path)
+    shape = header.shape if len(header.shape) == 3 else (1, *header.shape)
+    return MovieHeader(path, "mrc", int(shape[0]), _yx(shape), header.dtype, header.pixel_spacing_angstrom, {})
 
 
 def _read_mrc(header: MovieHeader, indices: Sequence[int]) -> np.ndarray:
-    try:
-        with mrcfile.mmap(header.path, mode="r", permissive=False) as mrc:
-            data = np.asarray(mrc.data).reshape(header.n_frames, *header.shape_yx)
-            # Fancy indexing copies only the selected frames out of the memory map.
-            return np.asarray(data[list(indices)], dtype=IMAGE_DTYPE)
-    except ValueError as exc:
-        raise ImageFileError(header.path, f"cannot be read as MRC ({exc}).", _RECOPY) from exc
+    return read_mrc(header.path, sections=indices).reshape(len(indices), *header.shape_yx)

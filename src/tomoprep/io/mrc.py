@@ -28,7 +28,7 @@ from __future__ import annotations
 import dataclasses
 import math
 import types
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -172,8 +172,42 @@ def read_mrc_header(path: Path) -> MrcHeader:
         )
 
 
-def read_mrc(path: Path) -> np.ndarray:
-    """Read the data of an MRC file as float32.
+def check_mrc_complete(path: Path) -> None:
+    """Raise :class:`ImageFileError` if the MRC file is shorter than its header says (a cut copy).
+
+    mrcfile's header-only read does not look at the data block, so this compares sizes itself; gzip/bzip2
+    files are left to mrcfile, which notices their truncation when reading.
+    """
+    path = Path(path)
+    with _open_mrc(path, header_only=True) as mrc:
+        header = mrc.header
+        dtype = _pixel_dtype(path, header)
+        shape = tuple(int(n) for n in mrcfile.utils.data_shape_from_header(header))
+        expected = HEADER_BYTES + int(header.nsymbt) + math.prod(shape) * dtype.itemsize
+    actual = path.stat().st_size
+    if not _is_compressed(path) and actual < expected:
+        raise ImageFileError(
+            path,
+            f"is truncated: the file is {actual} bytes, its header implies {expected} ({HEADER_BYTES}-byte "
+            f"header, {int(header.nsymbt)}-byte extended header, {dtype.name} data of shape {shape}).",
+            "re-copy the file from its source; read_mrc_header still reads the metadata.",
+        )
+
+
+def _is_compressed(path: Path) -> bool:
+    with path.open("rb") as stream:
+        return stream.read(3).startswith(_COMPRESSED_MAGIC)
+
+
+def read_mrc(path: Path, *, sections: Sequence[int] | None = None) -> np.ndarray:
+    """Read the data of an MRC file (or some of its sections) as float32.
+
+    Parameters
+    ----------
+    path
+        The MRC file.
+    sections
+        Indices along the first axis of a stack to read; ``None`` reads everything.
 
     Returns
     -------
@@ -187,28 +221,18 @@ def read_mrc(path: Path) -> np.ndarray:
         If the file is missing, not MRC, complex-valued, or shorter than its header says (truncated).
     """
     path = Path(path)
+    check_mrc_complete(path)
     with _open_mrc(path, header_only=True) as mrc:
         header = mrc.header
         dtype = _pixel_dtype(path, header)
-        shape = tuple(int(n) for n in mrcfile.utils.data_shape_from_header(header))
-        expected = HEADER_BYTES + int(header.nsymbt) + math.prod(shape) * dtype.itemsize
     if dtype.kind == "c":
         raise ImageFileError(path, f"holds complex data (mode {int(header.mode)}).", "convert it to real first.")
-    with path.open("rb") as stream:
-        compressed = stream.read(3).startswith(_COMPRESSED_MAGIC)
-    actual = path.stat().st_size
-    # mrcfile's header-only read does not look at the data block, so a cut-off copy is caught here.
-    if not compressed and actual < expected:
-        raise ImageFileError(
-            path,
-            f"is truncated: its header describes {expected} bytes ({HEADER_BYTES}-byte header, "
-            f"{int(header.nsymbt)}-byte extended header, {dtype.name} data of shape "
-            f"{shape}) but the file has {actual} bytes.",
-            "copy the file again from its source; read_mrc_header still reads the metadata.",
-        )
-    # Memory-mapping keeps only the float32 copy in memory; mrcfile.open also reads gzip/bzip2.
-    with _open_mrc(path, header_only=False, memory_map=not compressed) as mrc:
-        return np.array(mrc.data.view(dtype), dtype=IMAGE_DTYPE)
+    # Memory-mapping keeps only the float32 copy (of the sections asked for) in memory.
+    with _open_mrc(path, header_only=False, memory_map=not _is_compressed(path)) as mrc:
+        data = mrc.data.view(dtype)
+        if sections is not None:
+            data = data.reshape(-1, *data.shape[-2:])[list(sections)]
+        return np.array(data, dtype=IMAGE_DTYPE)
 
 
 def write_mrc(path: Path, data: np.ndarray, *, pixel_spacing_angstrom: float, overwrite: bool = False) -> None:
