@@ -1,10 +1,7 @@
 """Read SerialEM and Thermo Fisher Tomo5 ``.mdoc`` files into plain frozen dataclasses.
 
-An mdoc is an IMOD autodoc: global ``key = value`` lines, ``[T = ...]`` titles, then the sections
-``[ZValue = N]`` per image of a stack, ``[FrameSet = N]`` per movie, ``[MontSection = N]`` per montage. It is
-parsed here, not with ``mdocfile``, which keeps a section cut mid-value (a truncated ``TiltAngle = 30.0008``
-reads 30.0), fails on global lines holding two ``=``, and converts values, losing the raw text that
-:attr:`MdocTilt.extra` keeps; the tests check that both agree on the real files.
+The text of a file (lines, sections, raw values) is read by :mod:`tomoprep.io.mdoc_text`; here its sections
+become tilts, its titles a flavour and a tilt axis, and files become tilt series.
 
 The tilts of one file are in stack order (``section_index``, the ZValue). That is the acquisition order only
 until SerialEM sorts a dose-symmetric stack by tilt angle (``017.mdoc``), so ``date_time`` is what orders
@@ -34,21 +31,17 @@ from tomoprep.conventions import (
     tilt_axis_from_tomo5_title_angle,
 )
 from tomoprep.errors import MdocError
+from tomoprep.io.mdoc_text import AGAIN, Fields, ParsedMdoc, Section, check_complete, parse_text, read_text
 
 MdocFlavour = Literal["auto", "serialem", "tomo5"]
 _T = TypeVar("_T")
 
-_SECTION = re.compile(r"^\[\s*(ZValue|FrameSet|MontSection)\s*=\s*(-?\d+)\s*\]$")
-_TITLE = re.compile(r"^\[?\s*T\s*=(.*?)\]?$")
 # SerialEM: "Tilt axis angle = 85.3, binning = 4 ..."; Tomo5: "TiltAxisAngle = -175.84  Binning = 2 ...".
 _TITLE_AXIS = re.compile(r"tilt\s*axis\s*angle\s*=\s*([-+]?\d+(?:\.\d*)?(?:[eE][-+]?\d+)?)", re.IGNORECASE)
 # Tomo5's first title: "Tomography: TITAN52337740 ..." (to 5.23), "Tomography_5.24.0.10938: TITAN..." (5.24).
 _TOMO5_PROGRAM = re.compile(r"^\s*Tomography(?:[\s_:]|$)")
-_DATE = re.compile(r"^(\d{1,2})-([A-Za-z]{3})-(\d{2}|\d{4}) (\d{1,2}):(\d{2}):(\d{2})$")
-_MONTHS = ("jan", "feb", "mar", "apr", "may", "jun", "jul", "aug", "sep", "oct", "nov", "dec")
 _STACK_SUFFIXES = (".mrc", ".mrcs", ".st", ".tif", ".tiff", ".eer", ".ali", ".hdf")
 _COPY_SUFFIXES = ("-half1", "-unsorted")  # SerialEM's names for a stack it is copying into final order
-_AGAIN = "Copy the file again from the acquisition computer, or correct the line named."
 
 
 @dataclass(frozen=True)
@@ -109,148 +102,10 @@ class MdocSeries:
     headers: tuple[Mapping[str, str], ...] = ()
 
 
-@dataclass
-class _Section:
-    kind: str
-    number: int
-    line: int
-    values: dict[str, str]
-
-
-@dataclass
-class _Parsed:
-    header: dict[str, str]
-    titles: list[str]
-    sections: list[_Section]
-
-
-@dataclass
-class _Fields:
-    """Pops typed values out of one raw ``key = value`` dict; errors name the file and the section."""
-
-    path: Path
-    where: str
-    values: dict[str, str]
-    fallback: Mapping[str, str] = dataclasses.field(default_factory=dict)
-
-    def text(self, key: str) -> str | None:
-        return self.values.pop(key, None) or self.fallback.get(key) or None
-
-    def number(self, key: str) -> float | None:
-        raw = self.text(key)
-        if raw is None or raw.lower() == "nan":  # Tomo5 writes NaN for what it does not know
-            return None
-        try:
-            return float(raw)
-        except ValueError:
-            raise self.error(key, raw, "a number") from None
-
-    def integers(self, key: str, count: int) -> tuple[int, ...] | None:
-        raw = self.text(key)
-        if raw is None:
-            return None
-        parts = raw.split()
-        if len(parts) != count or not all(re.fullmatch(r"[-+]?\d+(\.0*)?", part) for part in parts):
-            raise self.error(key, raw, f"{count} whole number(s)")
-        return tuple(int(float(part)) for part in parts)
-
-    def frame_doses(self) -> tuple[tuple[float, int], ...] | None:
-        """``FrameDosesAndNumber = 0.023687 3  0.035531 7``: (e/Å² per frame, number of frames) pairs."""
-        raw = self.text("FrameDosesAndNumber")
-        if raw is None:
-            return None
-        parts = raw.split()
-        try:
-            return tuple((float(d), int(n)) for d, n in zip(parts[0::2], parts[1::2], strict=True))
-        except ValueError:
-            raise self.error("FrameDosesAndNumber", raw, "pairs of dose and frame count") from None
-
-    def date_time(self) -> datetime | None:
-        """``30-Nov-15  15:21:38`` (SerialEM) or ``30-Sep-2025  14:55:42`` (SerialEM 4.1+, Tomo5)."""
-        raw = self.text("DateTime")
-        if raw is None:
-            return None
-        match = _DATE.match(" ".join(raw.split()))
-        month = match.group(2).lower() if match else ""
-        if match is None or month not in _MONTHS:
-            raise self.error("DateTime", raw, "'dd-Mon-yy HH:MM:SS' or 'dd-Mon-yyyy HH:MM:SS'")
-        day, year, hour, minute, second = (int(match.group(i)) for i in (1, 3, 4, 5, 6))
-        year += 2000 if year < 100 else 0  # SerialEM's two-digit years are all in this century
-        try:
-            return datetime(year, _MONTHS.index(month) + 1, day, hour, minute, second)
-        except ValueError:
-            raise self.error("DateTime", raw, "a valid date") from None
-
-    def error(self, key: str, raw: str, expected: str) -> MdocError:
-        return MdocError(self.path, f"{self.where}: {key} = '{raw}' is not {expected}.", _AGAIN)
-
-
-def _read_text(path: Path) -> str:
-    try:
-        raw = path.read_bytes()
-    except OSError as error:
-        raise MdocError(path, f"cannot be read ({error.strerror}).", "Check the path and rights.") from None
-    if not raw.strip() or b"\x00" in raw:
-        raise MdocError(path, "is empty or binary, not an mdoc.", "Pass the .mdoc SerialEM or Tomo5 wrote.")
-    try:
-        return raw.decode("utf-8-sig")
-    except UnicodeDecodeError:
-        return raw.decode("cp1252", errors="replace")  # paths typed on a Windows acquisition PC
-
-
-def _parse(path: Path, text: str) -> _Parsed:
-    parsed = _Parsed({}, [], [])
-    for number, raw in enumerate(text.splitlines(), start=1):
-        line = raw.strip()
-        title = _TITLE.match(line)
-        if not line or line == "]" or line.startswith("#"):  # "]": a title's bracket wrapped to the next line
-            continue
-        if title and (line.startswith("[") or not parsed.sections):  # unbracketed "T = ..." heads frame sets
-            parsed.titles.append(title.group(1).strip())
-        elif section := _SECTION.match(line):
-            parsed.sections.append(_Section(section.group(1), int(section.group(2)), number, {}))
-        else:
-            key, sep, value = (part.strip() for part in line.partition("="))
-            if not sep or not key or line.startswith("["):
-                raise MdocError(
-                    path,
-                    f"line {number} ('{line[:60]}') is neither 'key = value' nor a section "
-                    "header: the file is truncated, edited or not an mdoc.",
-                    _AGAIN,
-                )
-            target = parsed.sections[-1].values if parsed.sections else parsed.header
-            if target.setdefault(key, value) != value:
-                raise MdocError(
-                    path,
-                    f"line {number}: {key} is given twice in one section ('{target[key]}', '{value}').",
-                    "Delete the stale line.",
-                )
-    return parsed
-
-
-def _check_complete(path: Path, text: str, parsed: _Parsed) -> None:
-    """Raise if the file was cut while being written or copied: its last section lacks keys all others have.
-
-    A missing final line break alone is no proof of a cut (some writers omit it), so it is not checked.
-    """
-    by_kind: dict[str, list[_Section]] = defaultdict(list)
-    for section in parsed.sections:
-        by_kind[section.kind].append(section)
-    for kind, (*others, last) in by_kind.items():
-        missing = set.intersection(*(set(s.values) for s in others)) - set(last.values) if others else set()
-        if missing:
-            raise MdocError(
-                path,
-                f"its last section [{kind} = {last.number}] (line {last.line}) lacks "
-                f"{', '.join(sorted(missing))}, which all others have: the file is truncated.",
-                "Copy it again; if it is complete, add the missing lines to that section.",
-            )
-
-
-def _tilt_blocks(path: Path, parsed: _Parsed) -> list[tuple[_Section, list[dict[str, str]]]]:
+def _tilt_blocks(path: Path, parsed: ParsedMdoc) -> list[tuple[Section, list[dict[str, str]]]]:
     """Each tilt section with the per-frame ``[ZValue]`` blocks that follow it in a frame-set mdoc."""
     kind = "FrameSet" if any(s.kind == "FrameSet" for s in parsed.sections) else "ZValue"
-    blocks: list[tuple[_Section, list[dict[str, str]]]] = []
+    blocks: list[tuple[Section, list[dict[str, str]]]] = []
     for section in parsed.sections:
         if section.kind == kind:
             blocks.append((section, []))
@@ -286,12 +141,12 @@ def _tilt_blocks(path: Path, parsed: _Parsed) -> list[tuple[_Section, list[dict[
     return blocks
 
 
-def _to_tilt(path: Path, section: _Section, header: dict[str, str], frames: list[dict[str, str]]) -> MdocTilt:
+def _to_tilt(path: Path, section: Section, header: dict[str, str], frames: list[dict[str, str]]) -> MdocTilt:
     where = f"section [{section.kind} = {section.number}] (line {section.line})"
-    f = _Fields(path, where, dict(section.values), header)
+    f = Fields(path, where, dict(section.values), header)
     tilt_angle = f.number("TiltAngle")
     if tilt_angle is None:
-        raise MdocError(path, f"{where} has no TiltAngle.", _AGAIN)
+        raise MdocError(path, f"{where} has no TiltAngle.", AGAIN)
     sub_frame_path = f.values.pop("SubFramePath", None) or None
     num_sub_frames, image_size = f.integers("NumSubFrames", 1), f.integers("ImageSize", 2)
     return MdocTilt(
@@ -321,7 +176,7 @@ def _to_tilt(path: Path, section: _Section, header: dict[str, str], frames: list
     )
 
 
-def _flavour_of(parsed: _Parsed) -> Literal["serialem", "tomo5"]:
+def _flavour_of(parsed: ParsedMdoc) -> Literal["serialem", "tomo5"]:
     # Tomo5 names itself in its first title and spells the axis "TiltAxisAngle"; SerialEM (with or without a
     # Version line) writes "SerialEM: ..." and "Tilt axis angle", and anything else is read the SerialEM way.
     tomo5 = any(_TOMO5_PROGRAM.match(t) or "TiltAxisAngle" in t for t in parsed.titles)
@@ -376,15 +231,15 @@ def _movie_key(path: Path) -> tuple[str, int | None]:
 
 def _load(path: Path, flavour: MdocFlavour) -> tuple[MdocSeries, bool]:
     """Read one file; the flag is true for the mdoc of one movie (``[FrameSet]`` sections)."""
-    text = _read_text(path)
-    parsed = _parse(path, text)
-    _check_complete(path, text, parsed)
+    text = read_text(path)
+    parsed = parse_text(path, text)
+    check_complete(path, parsed)
     blocks = _tilt_blocks(path, parsed)
     kind = _flavour_of(parsed) if flavour == "auto" else flavour
     blocks.sort(key=lambda block: block[0].number)  # stack order, whatever order the sections were written in
     tilts = [_to_tilt(path, section, parsed.header, frames) for section, frames in blocks]
     frame_set = blocks[0][0].kind == "FrameSet"
-    header = _Fields(path, "global values", dict(parsed.header))
+    header = Fields(path, "global values", dict(parsed.header))
     axis, axis_source = _tilt_axis(kind, parsed.titles, tilts)
     image_size = header.integers("ImageSize", 2)
     pixel = header.number("PixelSpacing")
@@ -416,7 +271,7 @@ def detect_flavour(path: Path) -> Literal["serialem", "tomo5"]:
         If the file cannot be read or is not an mdoc.
     """
     path = Path(path)
-    return _flavour_of(_parse(path, _read_text(path)))
+    return _flavour_of(parse_text(path, read_text(path)))
 
 
 def read_mdoc(path: Path, *, flavour: MdocFlavour = "auto") -> MdocSeries:
