@@ -383,3 +383,11 @@ def test_read_mdocs_keeps_the_stack_order_of_a_single_file(shared_real_data: Pat
     path = shared_real_data / "turonova-cryoCAT/TS_017/017.mdoc"
     (series,), errors = read_mdocs([path])
     assert errors == [] and series == read_mdoc(path)
+
+
+def test_series_pickle_for_worker_processes(real_data: Path) -> None:
+    """Tilt series travel to worker processes of a process pool, so they must pickle."""
+    import pickle
+
+    series = read_mdoc(real_data / TS_01)
+    assert pickle.loads(pickle.dumps(series)) == series

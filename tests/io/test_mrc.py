@@ -336,3 +336,11 @@ def test_gzip_compressed_file(tmp_path: Path) -> None:
     cut.write_bytes(gzip.compress(gzip.decompress(path.read_bytes())[:-10]))
     with pytest.raises(ImageFileError, match=r"cut\.mrc\.gz"):
         read_mrc(cut)
+
+
+def test_header_pickles_for_worker_processes(real_data: Path) -> None:
+    """Headers travel to worker processes of a process pool, so they must pickle."""
+    import pickle
+
+    header = read_mrc_header(real_data / "nist-etspy" / "test_000.mrc")
+    assert pickle.loads(pickle.dumps(header)) == header

@@ -255,3 +255,13 @@ def test_every_override_is_recorded_and_applied(project, session: Path) -> None:
     )
     assert run.params["voltage_kv"] == 200.0 and run.params["cs_mm"] == 2.0
     assert sub_frame_names((session / "mdoc" / "TS_01.mrc.mdoc").read_text())[0] == ts.tilts[0].movie_path.name
+
+
+def test_import_runs_in_worker_processes(project, session: Path) -> None:
+    from tomoprep.execution import local_executor
+
+    with local_executor(2) as executor:
+        run = run_step(project, STEP, {"mdoc": str(session / "mdoc" / "*.mdoc"), "movies": session / "frames",
+                                       **RELION_OPTIONS}, executor=executor)
+    assert run.status == "SUCCEEDED", run.error
+    assert load_tilt_series_set(project.run_dir(run))[0].n_tilts == 41

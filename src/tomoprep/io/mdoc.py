@@ -21,7 +21,6 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
-from types import MappingProxyType
 from typing import Literal, TypeVar
 
 from tomoprep.conventions import (
@@ -171,8 +170,8 @@ def _to_tilt(path: Path, section: Section, header: dict[str, str], frames: list[
         magnification=f.number("Magnification"),
         binning=f.number("Binning"),
         image_size=(image_size[0], image_size[1]) if image_size else None,
-        extra=MappingProxyType(f.values),
-        frame_sections=tuple(MappingProxyType(block) for block in frames),
+        extra=dict(f.values),
+        frame_sections=tuple(dict(block) for block in frames),
     )
 
 
@@ -254,7 +253,7 @@ def _load(path: Path, flavour: MdocFlavour) -> tuple[MdocSeries, bool]:
         tilt_axis_angle_deg=axis,
         tilt_axis_source=axis_source,
         title_lines=tuple(parsed.titles),
-        headers=(MappingProxyType(parsed.header),),
+        headers=(dict(parsed.header),),
     )
     return series, frame_set
 

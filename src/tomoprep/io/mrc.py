@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import dataclasses
 import math
-import types
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -102,10 +101,6 @@ class SectionMetadata:
     magnification: float | None = None
     voltage_kv: float | None = None
     extra: Mapping[str, float | int | str] = field(default_factory=dict)
-
-    def __post_init__(self) -> None:
-        # A read-only copy, so that a frozen record cannot be changed through its mapping either.
-        object.__setattr__(self, "extra", types.MappingProxyType(dict(self.extra)))
 
 
 @dataclass(frozen=True)
