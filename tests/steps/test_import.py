@@ -261,7 +261,11 @@ def test_import_runs_in_worker_processes(project, session: Path) -> None:
     from tomoprep.execution import local_executor
 
     with local_executor(2) as executor:
-        run = run_step(project, STEP, {"mdoc": str(session / "mdoc" / "*.mdoc"), "movies": session / "frames",
-                                       **RELION_OPTIONS}, executor=executor)
+        run = run_step(
+            project,
+            STEP,
+            {"mdoc": str(session / "mdoc" / "*.mdoc"), "movies": session / "frames", **RELION_OPTIONS},
+            executor=executor,
+        )
     assert run.status == "SUCCEEDED", run.error
     assert load_tilt_series_set(project.run_dir(run))[0].n_tilts == 41

@@ -152,6 +152,10 @@ def build_app() -> typer.Typer:
     app.command("run")(_clear_errors(resume))
     for step in all_steps():
         app.command(step.name, help=step.title)(_clear_errors(step_command(step)))
+    from tomoprep.cli.simulate import demo, simulate_command
+
+    app.command("simulate")(_clear_errors(simulate_command()))
+    app.command("demo")(_clear_errors(demo))
     return app
 
 

@@ -1,0 +1,95 @@
+"""``tomoprep simulate`` and ``tomoprep demo``: simulated sessions with ground truth, and the whole pipeline on one."""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+from tomoprep.cli.params import option_parameters
+from tomoprep.execution import local_executor, run_step
+from tomoprep.project import init_project
+from tomoprep.simulate.params import SimulateParams
+from tomoprep.simulate.session import simulate_session
+from tomoprep.steps import get_step
+
+console = Console()
+
+#: The steps the demo runs, in workflow order, with the parameters it gives them beyond the defaults.
+DEMO_STEPS: tuple[tuple[str, dict[str, Any]], ...] = (("import", {}),)
+
+
+@contextmanager
+def progress_bar() -> Iterator[Callable[[str, int, int], None]]:
+    """A rich progress bar fed by ``callback(stage, done, total)``."""
+    with Progress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        console=console,
+        transient=True,
+    ) as progress:
+        tasks: dict[str, Any] = {}
+
+        def callback(stage: str, done: int, total: int) -> None:
+            if stage not in tasks:
+                tasks[stage] = progress.add_task(stage, total=total)
+            progress.update(tasks[stage], completed=done, total=total)
+
+        yield callback
+
+
+def simulate_command() -> Callable[..., None]:
+    """``tomoprep simulate OUT [options]``, its options generated from :class:`SimulateParams`."""
+
+    def command(*, out: Path, **values: Any) -> None:
+        params = SimulateParams.model_validate(values)
+        with progress_bar() as callback:
+            simulate_session(out, params, progress=callback)
+        console.print(f"Simulated session in [bold]{out}[/bold] (ground truth: {out / 'truth.json'})")
+
+    out = inspect.Parameter(
+        "out",
+        inspect.Parameter.KEYWORD_ONLY,
+        annotation=Annotated[Path, typer.Argument(help="Folder to write the session into (must be new or empty).")],
+    )
+    command.__signature__ = inspect.Signature([out, *option_parameters(SimulateParams)])  # type: ignore[attr-defined]
+    command.__doc__ = "Simulate a tilt-series session (movies, mdoc, gain) with its ground truth in truth.json."
+    return command
+
+
+def demo(
+    folder: Annotated[Path, typer.Argument(help="Folder for the simulated session and the project.")] = Path(
+        "tomoprep-demo"
+    ),
+    jobs: Annotated[int, typer.Option("--jobs", "-j", min=1, help="Tilt series processed in parallel.")] = 2,
+    seed: Annotated[int, typer.Option(help="Seed of the simulated session.")] = 1,
+) -> None:
+    """Simulate a small realistic session and run every step on it, printing where the results are."""
+    session, project_dir = folder / "session", folder / "project"
+    with progress_bar() as callback:
+        simulate_session(session, SimulateParams(preset="demo", seed=seed), progress=callback)
+    console.print(f"Simulated session: [bold]{session}[/bold] (truth: {session / 'truth.json'})")
+    with init_project(project_dir) as project, local_executor(jobs) as executor:
+        for name, extra in DEMO_STEPS:
+            params = demo_params(name, session) | extra
+            run = run_step(project, get_step(name), params, executor=executor)
+            console.print(f"{name}: {run.status} -> {project.run_dir(run)}")
+            if run.status != "SUCCEEDED":
+                console.print(f"[red]{run.error}[/red]")
+                raise typer.Exit(code=1)
+    console.print(f"Project: [bold]{project_dir}[/bold]; see `tomoprep status -p {project_dir}`")
+
+
+def demo_params(step_name: str, session: Path) -> dict[str, Any]:
+    """Parameters the demo gives a step, from where the simulated session lies."""
+    if step_name == "import":
+        return {"mdoc": str(session / "*.mdoc"), "movies": session / "frames"}
+    return {}
