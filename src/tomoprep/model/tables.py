@@ -99,10 +99,47 @@ def tilt_row(tilt: TiltImage) -> dict[str, object]:
     }
 
 
+#: Optional per-tilt columns: label -> how to get the value; written only when some tilt has one.
+OPTIONAL_PATHS = {
+    "rlnMicrographNameOdd": "micrograph_odd_path",
+    "rlnMicrographNameEven": "micrograph_even_path",
+    "tpMicrographNameDoseWeighted": "micrograph_dose_weighted_path",
+    "rlnMicrographMetadata": "motion_metadata_path",
+}
+MOTION_LABELS = ("rlnAccumMotionTotal", "rlnAccumMotionEarly", "rlnAccumMotionLate")
+
+
+def _optional_columns(tilts: list[TiltImage]) -> dict[str, list[object]]:
+    columns: dict[str, list[object]] = {}
+    for label, attribute in OPTIONAL_PATHS.items():
+        values = [getattr(t, attribute) for t in tilts]
+        if any(v is not None for v in values):
+            columns[label] = [_text(v) for v in values]
+    if any(t.accumulated_motion_angstrom is not None for t in tilts):
+        for k, label in enumerate(MOTION_LABELS):
+            columns[label] = [
+                math.nan if t.accumulated_motion_angstrom is None else t.accumulated_motion_angstrom[k] for t in tilts
+            ]
+    return columns
+
+
 def tilt_series_table(ts: TiltSeries) -> pd.DataFrame:
     """The per-series table: one row per tilt, in acquisition order."""
     tilts = sorted(ts.tilts, key=lambda t: t.acquisition_index)
-    return pd.DataFrame([tilt_row(t) for t in tilts])
+    table = pd.DataFrame([tilt_row(t) for t in tilts])
+    for label, values in _optional_columns(tilts).items():
+        table[label] = values
+    return table
+
+
+def _optional_fields(row: pd.Series) -> dict[str, object]:
+    fields: dict[str, object] = {}
+    for label, attribute in OPTIONAL_PATHS.items():
+        text = _opt_text(row.get(label))
+        fields[attribute] = None if text is None else Path(text)
+    motion = [_opt_float(row.get(label)) for label in MOTION_LABELS]
+    fields["accumulated_motion_angstrom"] = None if any(m is None for m in motion) else tuple(motion)
+    return fields
 
 
 def _tilt_from_row(row: pd.Series) -> TiltImage:
@@ -141,6 +178,7 @@ def _tilt_from_row(row: pd.Series) -> TiltImage:
         date_time=None if stamp is None else datetime.fromisoformat(stamp),
         excluded=bool(int(row.get("tpExcluded", 0))),
         exclusion_reason=_opt_text(row.get("tpExclusionReason")) or "",
+        **_optional_fields(row),  # type: ignore[arg-type]
     )
 
 

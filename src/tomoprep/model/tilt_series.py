@@ -40,7 +40,8 @@ class TiltImage:
 
     ``acquisition_index`` is the 0-based position in acquisition (dose) order; ``section_index`` the position
     in the source (mdoc ZValue or tilt-stack section). ``pre_exposure_e_per_angstrom2`` is the dose the
-    specimen received before this tilt.
+    specimen received before this tilt. ``micrograph_*`` are the motion-corrected sums (odd and even frames for
+    Noise2Noise, dose-weighted); ``accumulated_motion_angstrom`` is RELION's (total, early, late) motion.
     """
 
     acquisition_index: int
@@ -54,6 +55,11 @@ class TiltImage:
     nominal_defocus_angstrom: float | None = None
     gain: GainReference | None = None
     micrograph_path: Path | None = None
+    micrograph_odd_path: Path | None = None
+    micrograph_even_path: Path | None = None
+    micrograph_dose_weighted_path: Path | None = None
+    motion_metadata_path: Path | None = None
+    accumulated_motion_angstrom: tuple[float, float, float] | None = None
     stack_path: Path | None = None
     date_time: datetime | None = None
     excluded: bool = False
