@@ -203,25 +203,45 @@ def test_eer_with_fewer_frames_than_its_metadata_is_truncated(tmp_path: Path) ->
 
 
 def test_eer_frames_per_group_worked_example() -> None:
-    # 3 e/A^2 in 600 frames is 0.005 e/A^2 per frame; 0.5 e/A^2 per group is 100 frames.
-    for pixel_spacing_angstrom in (None, 0.8, 3.2):  # the pixel area cancels between two doses per A^2
-        n = eer_frames_per_group(
+    # The tutorial's two gain-reference groups: 308 and 350 EER frames, 3.5 e/A^2 per tilt, 1.91 A pixels.
+    common = {
+        "dose_per_group_e_per_angstrom2": 0.5,
+        "dose_per_tilt_e_per_angstrom2": 3.5,
+        "pixel_spacing_angstrom": 1.91,
+    }
+    assert eer_frames_per_group(**common, n_eer_frames=308) == 12  # 0.5 / (3.5 * 1.91**2 / 308) = 12.06
+    assert eer_frames_per_group(**common, n_eer_frames=350) == 14  # 13.7
+    # With 1 A pixels the group holds the target dose per A^2: 3 e/A^2 in 600 frames, 0.5 per group -> 100.
+    assert (
+        eer_frames_per_group(
             dose_per_group_e_per_angstrom2=0.5,
             dose_per_tilt_e_per_angstrom2=3.0,
+            pixel_spacing_angstrom=1.0,
             n_eer_frames=600,
-            pixel_spacing_angstrom=pixel_spacing_angstrom,
         )
-        assert n == 100
+        == 100
+    )
 
 
 @pytest.mark.parametrize(
-    ("per_group", "per_tilt", "n", "expected"),
-    [(1.0, 4.0, 450, 112), (0.6, 3.5, 400, 69), (0.001, 3.0, 600, 1), (10.0, 3.0, 600, 600)],
+    ("per_group", "per_tilt", "pixel", "n", "expected"),
+    [
+        (1.0, 4.0, 1.0, 450, 112),
+        (0.6, 3.5, 1.0, 400, 69),
+        (0.5, 3.0, 2.0, 600, 25),
+        (0.001, 3.0, 1.0, 600, 1),
+        (10.0, 3.0, 1.0, 600, 600),
+    ],
 )
-def test_eer_frames_per_group_rounds_and_clamps(per_group: float, per_tilt: float, n: int, expected: int) -> None:
-    # 112.5 rounds to even (112); 68.57 -> 69; clamped to [1, n].
+def test_eer_frames_per_group_rounds_and_clamps(
+    per_group: float, per_tilt: float, pixel: float, n: int, expected: int
+) -> None:
+    # 112.5 rounds to even (112); 68.57 -> 69; 2 A pixels carry 4x the electrons per frame; clamped to [1, n].
     result = eer_frames_per_group(
-        dose_per_group_e_per_angstrom2=per_group, dose_per_tilt_e_per_angstrom2=per_tilt, n_eer_frames=n
+        dose_per_group_e_per_angstrom2=per_group,
+        dose_per_tilt_e_per_angstrom2=per_tilt,
+        pixel_spacing_angstrom=pixel,
+        n_eer_frames=n,
     )
     assert result == expected
 
@@ -240,6 +260,7 @@ def test_eer_frames_per_group_rejects_bad_values(kwargs: dict) -> None:
     values = {
         "dose_per_group_e_per_angstrom2": 0.5,
         "dose_per_tilt_e_per_angstrom2": 3.0,
+        "pixel_spacing_angstrom": 1.5,
         "n_eer_frames": 600,
     }
     with pytest.raises(InputError, match=next(iter(kwargs))):

@@ -185,30 +185,27 @@ def eer_frames_per_group(
     *,
     dose_per_group_e_per_angstrom2: float,
     dose_per_tilt_e_per_angstrom2: float,
+    pixel_spacing_angstrom: float,
     n_eer_frames: int,
-    pixel_spacing_angstrom: float | None = None,
 ) -> int:
-    """Raw EER frames per group for a target dose per group.
+    """Raw EER frames per group for a target dose per group, by the formula users apply today.
 
-    Each raw frame receives ``dose_per_tilt / n_eer_frames`` e⁻/Å², so ``N`` frames receive
-    ``N * dose_per_tilt / n_eer_frames`` and ``N = round(dose_per_group * n_eer_frames / dose_per_tilt)``,
-    clamped to ``[1, n_eer_frames]``. Example: 3 e⁻/Å² per tilt in 600 frames (0.005 e⁻/Å² per frame) and a
-    target of 0.5 e⁻/Å² per group give 100 frames per group.
-
-    Both doses are per Å², so the pixel area cancels: the result depends neither on the pixel spacing nor on
-    the EER upsampling (which changes e⁻/pixel, not e⁻/Å²). A dose known per pixel, such as the EER header's
-    ``totalDose`` (e⁻ per sensor pixel), must first be divided by ``pixel_spacing_angstrom ** 2``.
+    ``N = dose_per_group / (dose_per_tilt * pixel_spacing**2 / n_eer_frames)``, rounded and clamped to
+    ``[1, n_eer_frames]``. The denominator is the dose of one raw frame on one pixel (e⁻/pixel), so the group
+    holds ``dose_per_group`` electrons per pixel: exactly the e⁻/Å² target for 1 Å pixels, and proportionally
+    fewer frames for larger pixels, where each frame already carries more signal per pixel. Example (3.5 e⁻/Å²
+    per tilt, 1.91 Å pixels, 308 frames, target 0.5): ``0.5 / (3.5 * 1.91**2 / 308) = 12.06`` -> 12 frames.
 
     Parameters
     ----------
     dose_per_group_e_per_angstrom2
-        Target dose per group in e⁻/Å².
+        Target dose per group (0.5 is the usual choice).
     dose_per_tilt_e_per_angstrom2
         Dose of the whole movie (one tilt) in e⁻/Å².
+    pixel_spacing_angstrom
+        Pixel spacing of the movie (the EER sensor pixel, before upsampling), Å.
     n_eer_frames
         Raw frames in the movie (:attr:`MovieHeader.n_frames`).
-    pixel_spacing_angstrom
-        Not used in the arithmetic (see above); checked to be positive when given.
 
     Raises
     ------
@@ -218,14 +215,15 @@ def eer_frames_per_group(
     values = {
         "dose_per_group_e_per_angstrom2": dose_per_group_e_per_angstrom2,
         "dose_per_tilt_e_per_angstrom2": dose_per_tilt_e_per_angstrom2,
-        "pixel_spacing_angstrom": 1.0 if pixel_spacing_angstrom is None else pixel_spacing_angstrom,
+        "pixel_spacing_angstrom": pixel_spacing_angstrom,
     }
     for name, value in values.items():
         if not (math.isfinite(value) and value > 0):
             raise InputError(None, f"{name} = {value} must be a positive number.", f"give {name} > 0.")
     if n_eer_frames < 1:
         raise InputError(None, f"n_eer_frames = {n_eer_frames} must be at least 1.", "check the movie.")
-    n = round(dose_per_group_e_per_angstrom2 * n_eer_frames / dose_per_tilt_e_per_angstrom2)
+    dose_per_frame_per_pixel = dose_per_tilt_e_per_angstrom2 * pixel_spacing_angstrom**2 / n_eer_frames
+    n = round(dose_per_group_e_per_angstrom2 / dose_per_frame_per_pixel)
     return min(max(n, 1), n_eer_frames)
 
 

@@ -1,0 +1,75 @@
+"""RELION's per-movie motion STAR file (``data_general``, ``data_global_shift``, ``data_hot_pixels``).
+
+Shifts are in unbinned movie pixels, one row per frame numbered from 1, and give the displacement of the frame's
+content relative to the first frame (a frame ``f`` shows the specimen moved by ``(ShiftX, ShiftY)``), as
+RELION's motion correction writes them for polishing.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from tomoprep.io.star import read_star, write_star
+
+
+@dataclass(frozen=True)
+class MovieMotion:
+    """Motion of one movie and the facts RELION keeps beside it."""
+
+    movie_name: str
+    image_size_xyz: tuple[int, int, int]
+    shifts_xy_px: np.ndarray  # (n_frames, 2): x, y in unbinned pixels
+    original_pixel_spacing_angstrom: float
+    binning: float
+    dose_per_frame_e_per_angstrom2: float
+    pre_exposure_e_per_angstrom2: float
+    voltage_kv: float
+    hot_pixels_xy: np.ndarray | None = None  # (n, 2) x, y
+    gain_name: str | None = None
+
+
+def write_motion_star(path: Path, motion: MovieMotion) -> None:
+    """Write ``motion`` as RELION 5 does (``# version 50001`` blocks)."""
+    general = {
+        "rlnImageSizeX": motion.image_size_xyz[0],
+        "rlnImageSizeY": motion.image_size_xyz[1],
+        "rlnImageSizeZ": motion.image_size_xyz[2],
+        "rlnMicrographMovieName": motion.movie_name,
+        "rlnMicrographGainName": motion.gain_name or "None",
+        "rlnMicrographBinning": motion.binning,
+        "rlnMicrographOriginalPixelSize": motion.original_pixel_spacing_angstrom,
+        "rlnMicrographDoseRate": motion.dose_per_frame_e_per_angstrom2,
+        "rlnMicrographPreExposure": motion.pre_exposure_e_per_angstrom2,
+        "rlnVoltage": motion.voltage_kv,
+        "rlnMicrographStartFrame": 1,
+        "rlnMotionModelVersion": 0,
+    }
+    shifts = np.asarray(motion.shifts_xy_px, dtype=float)
+    blocks = {
+        "general": pd.DataFrame([general]),
+        "global_shift": pd.DataFrame({
+            "rlnMicrographFrameNumber": np.arange(1, len(shifts) + 1),
+            "rlnMicrographShiftX": shifts[:, 0],
+            "rlnMicrographShiftY": shifts[:, 1],
+        }),
+    }
+    if motion.hot_pixels_xy is not None and len(motion.hot_pixels_xy):
+        hot = np.asarray(motion.hot_pixels_xy, dtype=float)
+        blocks["hot_pixels"] = pd.DataFrame({"rlnCoordinateX": hot[:, 0], "rlnCoordinateY": hot[:, 1]})
+    write_star(path, blocks)
+
+
+def read_motion_shifts(path: Path) -> np.ndarray:
+    """The ``(n_frames, 2)`` x, y shifts (unbinned pixels) of a RELION motion STAR file."""
+    table = read_star(path)["global_shift"]
+    return table[["rlnMicrographShiftX", "rlnMicrographShiftY"]].to_numpy(dtype=float)
+
+
+def frame_numbers(path: Path) -> Sequence[int]:
+    """Frame numbers (from 1) listed in a RELION motion STAR file."""
+    return [int(n) for n in read_star(path)["global_shift"]["rlnMicrographFrameNumber"]]
