@@ -1,7 +1,7 @@
 """A phantom specimen made of analytic primitives, with its ground truth.
 
 Specimen coordinates ``(x, y, z)`` are in Å from the specimen centre, ``z`` along the beam at zero tilt (the
-frame RELION 5's projection model rotates, see :mod:`tomoprep.simulate.imaging`).
+frame RELION 5's projection model rotates, see :mod:`tomoprep.simulate.geometry`).
 
 Density unit
     Every density is a contrast relative to vitreous ice, in radians of electron phase shift per Å of path at
@@ -25,41 +25,50 @@ from typing import Any
 import numpy as np
 
 from tomoprep.errors import InputError
-from tomoprep.simulate.ctf import band_limited_profiles, hankel_frequencies
-
-PROTEIN_DENSITY = 0.0017
-HEADGROUP_DENSITY = 0.0015
-HYDROCARBON_DENSITY = -0.0004
-GOLD_DENSITY = 0.012
-GOLD_RADIUS_ANGSTROM = 50.0
-LEAFLET_WIDTH_ANGSTROM = 20.0
-#: Distance between the centres of the two leaflets of a bilayer.
-LEAFLET_SEPARATION_ANGSTROM = 40.0
-VESICLE_RADIUS_RANGE_ANGSTROM = (200.0, 600.0)
-#: Lengths of the chiral object's arms (long, medium, short) before any shrinking to fit a thin slab.
-CHIRAL_ARM_LENGTHS_ANGSTROM = (600.0, 400.0, 250.0)
-#: Arms are rods of overlapping balls, ~40 Å thick (3 pixels at bin 8 of 1.5 Å), twice as dense as protein
-#: (a marker, like a nucleic-acid-rich body) so that they stand out in single tilts.
-_CHIRAL_BALL_SIGMA_ANGSTROM = 17.0
-_CHIRAL_BALL_SPACING_ANGSTROM = 20.0
-_CHIRAL_DENSITY = 2 * PROTEIN_DENSITY
-#: Nothing is placed closer than this to a slab surface.
-_SURFACE_MARGIN_ANGSTROM = 10.0
-_MIN_THICKNESS_ANGSTROM = 300.0
-#: The complex: ball centres and sigmas (Å, for a 120 Å complex), deliberately without any symmetry. Its mass,
-#: Σ ρ (2π)^1.5 σ³ = 1000 rad·Å², is that of 0.5 MDa of protein (1.21 Å³/Da): plausible for a lumpy 120 Å complex.
-_COMPLEX_TEMPLATE = np.array(
-    [
-        [0.0, 0.0, 0.0, 22.0],
-        [30.0, 8.0, -6.0, 19.0],
-        [-26.0, 20.0, 10.0, 18.0],
-        [6.0, -34.0, 14.0, 17.0],
-        [-10.0, -6.0, 38.0, 15.0],
-        [42.0, -26.0, -22.0, 12.0],
-        [-36.0, -30.0, -16.0, 14.0],
-        [16.0, 34.0, 30.0, 11.0],
-    ]
+from tomoprep.simulate.profiles import projection_profiles, projection_transforms
+from tomoprep.simulate.specimen_parts import (
+    CHIRAL_ARM_LENGTHS_ANGSTROM,
+    GOLD_DENSITY,
+    GOLD_RADIUS_ANGSTROM,
+    HEADGROUP_DENSITY,
+    HYDROCARBON_DENSITY,
+    LEAFLET_SEPARATION_ANGSTROM,
+    LEAFLET_WIDTH_ANGSTROM,
+    PROTEIN_DENSITY,
+    VESICLE_RADIUS_RANGE_ANGSTROM,
+    Layout,
+    add_chiral,
+    add_complex,
+    add_fiducial,
+    add_vesicle,
+    complex_template,
+    random_rotation,
 )
+
+# The parts and the primitives' profiles moved to specimen_parts.py and profiles.py; their names stay
+# importable from here, where callers and tests take them.
+__all__ = [
+    "CHIRAL_ARM_LENGTHS_ANGSTROM",
+    "GOLD_DENSITY",
+    "GOLD_RADIUS_ANGSTROM",
+    "HEADGROUP_DENSITY",
+    "HYDROCARBON_DENSITY",
+    "LEAFLET_SEPARATION_ANGSTROM",
+    "LEAFLET_WIDTH_ANGSTROM",
+    "PROTEIN_DENSITY",
+    "VESICLE_RADIUS_RANGE_ANGSTROM",
+    "Phantom",
+    "complex_template",
+    "empty_phantom",
+    "make_phantom",
+    "phantom_to_dict",
+    "projection_profiles",
+    "projection_transforms",
+    "random_rotation",
+    "rasterize",
+]
+
+_MIN_THICKNESS_ANGSTROM = 300.0
 
 
 def _empty_points() -> np.ndarray:
@@ -141,115 +150,6 @@ def empty_phantom(*, thickness_angstrom: float, pretilt_deg: float = 0.0, z_offs
     )
 
 
-def complex_template(complex_size_angstrom: float = 120.0) -> tuple[np.ndarray, np.ndarray]:
-    """The one asymmetric complex every copy is made of: ball offsets ``(b, 3)`` and sigmas ``(b,)``, Å."""
-    scale = complex_size_angstrom / 120.0
-    return _COMPLEX_TEMPLATE[:, :3] * scale, _COMPLEX_TEMPLATE[:, 3] * scale
-
-
-def random_rotation(rng: np.random.Generator) -> np.ndarray:
-    """A rotation matrix ``(3, 3)`` drawn uniformly (from a normalised Gaussian quaternion)."""
-    quaternion = rng.standard_normal(4)
-    w, x, y, z = quaternion / np.linalg.norm(quaternion)
-    return np.array(
-        [
-            [1 - 2 * (y * y + z * z), 2 * (x * y - w * z), 2 * (x * z + w * y)],
-            [2 * (x * y + w * z), 1 - 2 * (x * x + z * z), 2 * (y * z - w * x)],
-            [2 * (x * z - w * y), 2 * (y * z + w * x), 1 - 2 * (x * x + y * y)],
-        ]
-    )
-
-
-class _Layout:
-    """Places primitives in slab coordinates ``(a, b, c)``: ``c`` along the slab normal from the slab centre."""
-
-    def __init__(self, rng: np.random.Generator, field_of_view_angstrom: tuple[float, float], thickness: float):
-        self.rng = rng
-        self.half_fov = np.array(field_of_view_angstrom, dtype=float) / 2
-        self.half_thickness = thickness / 2 - _SURFACE_MARGIN_ANGSTROM
-        self.occupied_centres = np.zeros((0, 3))
-        self.occupied_radii = np.zeros(0)
-        self.balls: list[tuple[np.ndarray, float, float, str]] = []
-        self.spheres: list[tuple[np.ndarray, float, float, str]] = []
-
-    def occupy(self, centres: np.ndarray, radii: np.ndarray) -> None:
-        self.occupied_centres = np.vstack([self.occupied_centres, np.reshape(centres, (-1, 3))])
-        self.occupied_radii = np.concatenate([self.occupied_radii, np.broadcast_to(radii, (len(centres),))])
-
-    def place(self, radius: float, *, tries: int = 100) -> np.ndarray:
-        """A random free position for a body of bounding ``radius`` (Å); overlaps only when none is found."""
-        half = np.array([*np.maximum(self.half_fov - radius, 0.0), max(self.half_thickness - radius, 0.0)])
-        for _ in range(tries):
-            centre = self.rng.uniform(-1.0, 1.0, 3) * half
-            gaps = np.linalg.norm(self.occupied_centres - centre, axis=1) - self.occupied_radii - radius
-            if not np.any(gaps < 0):
-                break
-        self.occupy(centre[None], np.array([radius]))
-        return centre
-
-
-def _chiral_pose(layout: _Layout, pad: float) -> tuple[np.ndarray, np.ndarray]:
-    """Junction (slab coordinates) and arm vectors ``(3, 3)`` (rows) that fit the slab, no arm along the beam."""
-    for scale in (1.0, 0.8, 0.64, 0.5, 0.4, 0.3, 0.2):
-        lengths = np.array(CHIRAL_ARM_LENGTHS_ANGSTROM) * scale
-        for _ in range(200):
-            rotation = random_rotation(layout.rng)
-            # Arms steeper than ~37° from the slab plane would be smeared by the missing wedge.
-            if np.max(np.abs(rotation[2])) > 0.8:
-                continue
-            arms = (rotation * lengths).T
-            top, bottom = max(arms[:, 2].max(), 0.0) + pad, min(arms[:, 2].min(), 0.0) - pad
-            if top - bottom > 2 * layout.half_thickness:
-                continue
-            c = layout.rng.uniform(-layout.half_thickness - bottom, layout.half_thickness - top)
-            ab = layout.rng.uniform(-1.0, 1.0, 2) * layout.half_fov / 3
-            return np.array([*ab, c]), arms
-    raise InputError(None, f"the slab ({2 * layout.half_thickness:.0f} Å usable) cannot hold the chiral object.")
-
-
-def _add_chiral(layout: _Layout) -> tuple[np.ndarray, np.ndarray]:
-    sigma = _CHIRAL_BALL_SIGMA_ANGSTROM
-    junction, arms = _chiral_pose(layout, pad=2.5 * sigma)
-    layout.balls.append((junction, 1.7 * sigma, _CHIRAL_DENSITY, "chiral"))
-    for arm in arms:
-        length = float(np.linalg.norm(arm))
-        count = math.ceil(length / _CHIRAL_BALL_SPACING_ANGSTROM)
-        points = junction + np.outer(np.arange(1, count + 1) / count, arm)
-        layout.balls.extend((point, sigma, _CHIRAL_DENSITY, "chiral") for point in points)
-        layout.occupy(points, np.full(len(points), 2.5 * sigma))
-    # The distinct end: a knob on the long arm's tip, so even a short view of it tells the arms apart.
-    layout.balls.append((junction + arms[0], 2 * sigma, _CHIRAL_DENSITY, "chiral"))
-    layout.occupy(junction[None], np.array([2.5 * sigma]))
-    return junction, arms
-
-
-def _add_vesicle(layout: _Layout, index: int) -> None:
-    bilayer = LEAFLET_SEPARATION_ANGSTROM + LEAFLET_WIDTH_ANGSTROM
-    largest = min(VESICLE_RADIUS_RANGE_ANGSTROM[1], layout.half_thickness)
-    if largest < bilayer + 40.0:
-        return
-    radius = min(layout.rng.uniform(*VESICLE_RADIUS_RANGE_ANGSTROM), largest)
-    centre = layout.place(radius)
-    width, label = LEAFLET_WIDTH_ANGSTROM, f"vesicle:{index}"
-    # Outer leaflet, hydrocarbon core, inner leaflet as differences of concentric spheres.
-    shells = [
-        (radius, HEADGROUP_DENSITY),
-        (radius - width, HYDROCARBON_DENSITY - HEADGROUP_DENSITY),
-        (radius - 2 * width, HEADGROUP_DENSITY - HYDROCARBON_DENSITY),
-        (radius - bilayer, -HEADGROUP_DENSITY),
-    ]
-    layout.spheres.extend((centre, r, density, label) for r, density in shells)
-
-
-def _add_complex(layout: _Layout, index: int, offsets: np.ndarray, sigmas: np.ndarray) -> np.ndarray:
-    bounding = float(np.max(np.linalg.norm(offsets, axis=1) + 2 * sigmas))
-    centre = layout.place(bounding)
-    rotation = random_rotation(layout.rng)
-    for offset, sigma in zip(offsets, sigmas, strict=True):
-        layout.balls.append((centre + rotation @ offset, float(sigma), PROTEIN_DENSITY, f"complex:{index}"))
-    return np.concatenate([centre, rotation.ravel()])
-
-
 def _pretilt_matrix(pretilt_deg: float) -> np.ndarray:
     angle = math.radians(pretilt_deg)
     c, s = math.cos(angle), math.sin(angle)
@@ -304,18 +204,17 @@ def make_phantom(
         raise InputError(None, f"thickness_angstrom={thickness_angstrom} is too thin for a phantom.", "use ≥ 300 Å.")
     if min(field_of_view_angstrom) <= 0 or min(n_vesicles, n_complexes, n_fiducials) < 0:
         raise InputError(None, f"field of view {field_of_view_angstrom} and counts must be positive.")
-    layout = _Layout(np.random.default_rng(seed), field_of_view_angstrom, thickness_angstrom)
+    layout = Layout(np.random.default_rng(seed), field_of_view_angstrom, thickness_angstrom)
     offsets, sigmas = complex_template(complex_size_angstrom)
     if n_complexes and np.max(np.linalg.norm(offsets, axis=1) + 2 * sigmas) > layout.half_thickness:
         raise InputError(None, f"complexes of {complex_size_angstrom} Å do not fit a {thickness_angstrom} Å slab.",
                          "use a thicker slab or smaller complexes.")  # fmt: skip
-    junction, arms = _add_chiral(layout)
+    junction, arms = add_chiral(layout)
     for index in range(n_vesicles):
-        _add_vesicle(layout, index)
-    poses = np.array([_add_complex(layout, index, offsets, sigmas) for index in range(n_complexes)]).reshape(-1, 12)
+        add_vesicle(layout, index)
+    poses = np.array([add_complex(layout, index, offsets, sigmas) for index in range(n_complexes)]).reshape(-1, 12)
     for index in range(n_fiducials):
-        centre = layout.place(GOLD_RADIUS_ANGSTROM + _SURFACE_MARGIN_ANGSTROM)
-        layout.spheres.append((centre, GOLD_RADIUS_ANGSTROM, GOLD_DENSITY, f"gold:{index}"))
+        add_fiducial(layout, index)
     tilt = _pretilt_matrix(pretilt_deg)
     origin = np.array([0.0, 0.0, z_offset_angstrom])
     ball_centres, ball_sigmas, ball_densities = _columns(layout.balls)
@@ -442,61 +341,3 @@ def rasterize(
         height = ((x - origin[2]) * v - centre[0]) * normal[0] + ((z - origin[0]) * v - centre[2]) * normal[2]
         volume[np.broadcast_to(np.abs(height) > p.thickness_angstrom / 2, shape_zyx)] = outside_slab_value
     return volume
-
-
-def projection_transforms(sigmas_angstrom: np.ndarray, radii_angstrom: np.ndarray, k: np.ndarray) -> np.ndarray:
-    """Radial 2D Fourier transforms of the projections of unit-density balls and spheres.
-
-    Returns
-    -------
-    numpy.ndarray
-        ``(n_sigmas + n_radii, nk)``, rad·Å² per rad/Å, at the frequencies ``k`` (1/Å, ``(nk,)``).
-    """
-    sigma = np.asarray(sigmas_angstrom, dtype=float)[:, None]
-    balls = math.sqrt(2 * math.pi) * sigma * 2 * math.pi * sigma**2 * np.exp(-2 * (math.pi * sigma * k) ** 2)
-    radius = np.asarray(radii_angstrom, dtype=float)[:, None]
-    x = np.maximum(2 * math.pi * k * radius, 1e-3)
-    # A projection's 2D transform is the 3D transform's central section (the sphere's form factor).
-    shape = np.where(x > 1e-2, 3 * (np.sin(x) - x * np.cos(x)) / x**3, 1 - x**2 / 10)
-    spheres = 4 / 3 * math.pi * radius**3 * shape
-    return np.vstack([balls.reshape(-1, k.size), spheres.reshape(-1, k.size)])
-
-
-def projection_profiles(
-    ball_sigmas_angstrom: np.ndarray,
-    sphere_radii_angstrom: np.ndarray,
-    *,
-    pixel_spacing_angstrom: float,
-    r_max_angstrom: float,
-    frequency_filter: np.ndarray | None = None,
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Band-limited projections of unit-density primitives, as radial profiles (exact up to the band limit).
-
-    Parameters
-    ----------
-    ball_sigmas_angstrom, sphere_radii_angstrom
-        ``(nb,)`` ball sigmas and ``(ns,)`` sphere radii, Å.
-    pixel_spacing_angstrom
-        Image pixel spacing, Å: sets the band limit.
-    r_max_angstrom
-        Largest radius needed, Å.
-    frequency_filter
-        Optional ``(nk,)`` radial filter (e.g. the exposure filter) on the grid of
-        :func:`tomoprep.simulate.ctf.hankel_frequencies` for the same arguments.
-
-    Returns
-    -------
-    r_angstrom
-        ``(nr,)`` radii, Å, from 0 in steps of ``pixel_spacing / 8``.
-    ball_profiles, sphere_profiles
-        ``(nb, nr)`` and ``(ns, nr)`` projected phase per unit density (rad per rad/Å, i.e. Å), float32.
-    """
-    k = hankel_frequencies(pixel_spacing_angstrom=pixel_spacing_angstrom, r_max_angstrom=r_max_angstrom)
-    transforms = projection_transforms(ball_sigmas_angstrom, sphere_radii_angstrom, k)
-    if frequency_filter is not None:
-        transforms *= frequency_filter
-    r, profiles = band_limited_profiles(
-        transforms, pixel_spacing_angstrom=pixel_spacing_angstrom, r_max_angstrom=r_max_angstrom
-    )
-    n_balls = len(ball_sigmas_angstrom)
-    return r, profiles[:n_balls], profiles[n_balls:]

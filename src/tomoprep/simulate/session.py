@@ -19,58 +19,42 @@ from __future__ import annotations
 import dataclasses
 import math
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from pathlib import Path
 
-import mrcfile
 import numpy as np
-import scipy.fft
-import tifffile
 
 from tomoprep import __version__
 from tomoprep.errors import InputError
-from tomoprep.io.gain import GainFlip, GainRotation
 from tomoprep.io.imod import write_tilt_angles
 from tomoprep.io.mrc import write_mrc
-from tomoprep.simulate.acquisition import (
-    Detector,
-    SeriesPlan,
-    SeriesSettings,
-    TiltPlan,
-    make_detector,
-    plan_series,
-    session_start_time,
-)
-from tomoprep.simulate.contact_sheet import SheetTile, make_tile, write_contact_sheet
-from tomoprep.simulate.ctf import electron_wavelength_angstrom
-from tomoprep.simulate.frames import TiltMotion, make_tilt_motion, movie_suffix, open_movie, simulate_movie
-from tomoprep.simulate.imaging import Microscope, TiltCtf, TiltGeometry, expected_image
-from tomoprep.simulate.mdoc_writer import (
-    MdocHeader,
-    movie_name,
-    stack_records,
-    tilt_records,
-    windows_frame_path,
-    write_mdoc,
-)
+from tomoprep.simulate.acquisition import SeriesPlan, SeriesSettings, plan_series, session_start_time
+from tomoprep.simulate.contact_sheet import write_contact_sheet
+from tomoprep.simulate.gain_files import write_gain_file, write_gains
+from tomoprep.simulate.mdoc_writer import MdocHeader, stack_records, tilt_records, windows_frame_path, write_mdoc
 from tomoprep.simulate.params import ResolvedParams, SimulateParams
 from tomoprep.simulate.phantom import Phantom, make_phantom, phantom_to_dict, rasterize
-from tomoprep.simulate.truth import (
-    SCHEMA_VERSION,
-    GainTruth,
-    SeriesTruth,
-    TiltTruth,
-    Truth,
-    plan_fields,
-    tilt_truth,
-    write_truth,
+from tomoprep.simulate.tilt_movie import (
+    ICE_MEAN_FREE_PATH_ANGSTROM,
+    SECONDS_PER_FRAME,
+    SeriesContext,
+    open_stack,
+    simulate_tilt,
 )
+from tomoprep.simulate.truth import SCHEMA_VERSION, SeriesTruth, TiltTruth, Truth, plan_fields, write_truth
+
+# The gain files and the simulation of one tilt live in gain_files.py and tilt_movie.py; these names stay
+# importable from here, where callers and tests take them.
+__all__ = [
+    "COMPLEX_SIZE_ANGSTROM",
+    "ICE_MEAN_FREE_PATH_ANGSTROM",
+    "MAX_PHANTOM_FIELD_FACTOR",
+    "SECONDS_PER_FRAME",
+    "Progress",
+    "simulate_session",
+    "write_gain_file",
+]
 
 Progress = Callable[[str, int, int], None]
-#: Seconds per movie frame: a Falcon's EER frame, a K3 frame.
-SECONDS_PER_FRAME = {"eer": 0.004, "tiff": 0.1, "mrc": 0.1}
-#: Mean free path of inelastic scattering in vitreous ice used for the images (Å).
-ICE_MEAN_FREE_PATH_ANGSTROM = 3500.0
 #: Size of the phantom's complexes: about a ribosome, so that they show in single tilts as they do in real data.
 COMPLEX_SIZE_ANGSTROM = 200.0
 #: The phantom covers this much more than the detector (at most), so that high tilts see specimen to the edges.
@@ -97,13 +81,13 @@ def simulate_session(out_dir: Path, params: SimulateParams, *, progress: Progres
     out_dir = _prepare_out(Path(out_dir))
     resolved = params.resolve()
     seeds = np.random.SeedSequence(params.seed).spawn(resolved.n_tilt_series + 1)
-    detectors, gains = _write_gains(out_dir, params, resolved, np.random.default_rng(seeds[0]))
+    detectors, gains = write_gains(out_dir, params, resolved, np.random.default_rng(seeds[0]))
     series = []
     for index in range(resolved.n_tilt_series):
         detector = detectors[-1] if index >= _n_series_on_first_gain(params, resolved) else detectors[0]
         frames = resolved.frames_per_tilt_b if detector is not detectors[0] else resolved.frames_per_tilt
         rng = np.random.default_rng(seeds[index + 1])
-        context = _SeriesContext(out_dir, params, resolved, index, detector, frames, rng)
+        context = SeriesContext(out_dir, params, resolved, index, detector, frames, rng)
         series.append(_simulate_series(context, progress))
     truth = Truth(
         schema_version=SCHEMA_VERSION,
@@ -138,72 +122,10 @@ def _resolved_dict(resolved: ResolvedParams) -> dict[str, object]:
     return values
 
 
-# --- gain references -----------------------------------------------------------------------------------
-
-
-def _write_gains(
-    out_dir: Path, params: SimulateParams, resolved: ResolvedParams, rng: np.random.Generator
-) -> tuple[list[Detector], list[GainTruth]]:
-    names = ["A", "B"] if params.two_gain_references and resolved.n_tilt_series > 1 else ["A"]
-    suffix = ".gain" if resolved.movie_format == "eer" else ".mrc"
-    detectors, truths = [], []
-    for name in names:
-        detector = make_detector(resolved.detector_shape_yx, name=name, rng=rng)
-        path = out_dir / f"gain_{name}{suffix}"
-        write_gain_file(path, detector.gain, rotation_deg=params.gain_rotation_deg, flip=params.gain_flip,
-                        pixel_spacing_angstrom=resolved.pixel_spacing_angstrom)  # fmt: skip
-        detectors.append(detector)
-        truths.append(
-            GainTruth(
-                name=name,
-                file=path.name,
-                rotation_deg=params.gain_rotation_deg,
-                flip=params.gain_flip,
-                hot_pixels_yx=detector.hot_pixels_yx.tolist(),
-                hot_rate_factor=detector.hot_rate_factor.tolist(),
-                dead_pixels_yx=detector.dead_pixels_yx.tolist(),
-            )
-        )
-    return detectors, truths
-
-
-def write_gain_file(
-    path: Path, gain: np.ndarray, *, rotation_deg: GainRotation, flip: GainFlip, pixel_spacing_angstrom: float
-) -> None:
-    """Store ``gain`` so that ``read_gain(path, rotation_deg=..., flip=...)`` gives it back.
-
-    ``.mrc``: float32 MRC; ``.gain``: float32 TIFF stored as is (Thermo EPU's EER gain; no row reversal);
-    ``.tif``: TIFF with rows reversed (:mod:`tomoprep.io.gain` reverses them on reading).
-    """
-    unflipped = gain[::-1] if flip == "y" else gain[:, ::-1] if flip == "x" else gain
-    # orient_gain turns by rot90(k=-n); the stored image is turned the other way.
-    stored = np.ascontiguousarray(np.rot90(unflipped, k=rotation_deg // 90), dtype=np.float32)
-    if path.suffix == ".mrc":
-        write_mrc(path, stored, pixel_spacing_angstrom=pixel_spacing_angstrom)
-    else:
-        tifffile.imwrite(path, stored[::-1] if path.suffix in (".tif", ".tiff") else stored)
-
-
 # --- one tilt series -----------------------------------------------------------------------------------
 
 
-@dataclass
-class _SeriesContext:
-    out_dir: Path
-    params: SimulateParams
-    resolved: ResolvedParams
-    index: int
-    detector: Detector
-    n_frames: int
-    rng: np.random.Generator
-    tiles: list[SheetTile] = field(default_factory=list)
-
-    @property
-    def name(self) -> str:
-        return f"TS_{self.index + 1:02d}"
-
-
-def _simulate_series(context: _SeriesContext, progress: Progress | None) -> SeriesTruth:
+def _simulate_series(context: SeriesContext, progress: Progress | None) -> SeriesTruth:
     params, resolved, rng = context.params, context.resolved, context.rng
     settings = SeriesSettings(
         n_tilts=resolved.n_tilts,
@@ -222,10 +144,10 @@ def _simulate_series(context: _SeriesContext, progress: Progress | None) -> Seri
     plan = plan_series(context.name, settings, rng=rng, start_time=start)
     phantom = _make_phantom(plan, resolved, rng)
     volume_path, voxel = _write_phantom_volume(context, phantom)
-    stack = _open_stack(context) if params.write_tilt_stack else None
+    stack = open_stack(context) if params.write_tilt_stack else None
     tilts = []
     for tilt in plan.tilts:
-        tilts.append(_simulate_tilt(context, plan, phantom, tilt, stack))
+        tilts.append(simulate_tilt(context, phantom, tilt, stack))
         if progress is not None:
             progress(context.name, len(tilts), len(plan.tilts))
     if stack is not None:
@@ -265,7 +187,7 @@ def _make_phantom(plan: SeriesPlan, resolved: ResolvedParams, rng: np.random.Gen
     )
 
 
-def _write_phantom_volume(context: _SeriesContext, phantom: Phantom) -> tuple[Path, float]:
+def _write_phantom_volume(context: SeriesContext, phantom: Phantom) -> tuple[Path, float]:
     """Rasterize the phantom over the detector's field of view at 0° on a coarse grid (small enough to keep)."""
     ny, nx = context.resolved.detector_shape_yx
     px = context.resolved.pixel_spacing_angstrom
@@ -278,118 +200,10 @@ def _write_phantom_volume(context: _SeriesContext, phantom: Phantom) -> tuple[Pa
     return path, voxel
 
 
-def _open_stack(context: _SeriesContext) -> mrcfile.mrcfile.MrcFile:
-    folder = context.out_dir / "stacks"
-    folder.mkdir(exist_ok=True)
-    shape = (context.resolved.n_tilts, *context.resolved.detector_shape_yx)
-    stack = mrcfile.new_mmap(folder / f"{context.name}.st", shape=shape, mrc_mode=2, overwrite=True)
-    stack.voxel_size = context.resolved.pixel_spacing_angstrom
-    return stack
-
-
-def _simulate_tilt(
-    context: _SeriesContext, plan: SeriesPlan, phantom: Phantom, tilt: TiltPlan, stack: mrcfile.mrcfile.MrcFile | None
-) -> TiltTruth:
-    """One tilt: its motion, expected image and movie; its tile on the contact sheet and its stack section."""
-    resolved = context.resolved
-    px, (ny, nx) = resolved.pixel_spacing_angstrom, resolved.detector_shape_yx
-    motion = make_tilt_motion(
-        context.n_frames,
-        movie_format=resolved.movie_format,
-        dose_e_per_angstrom2=tilt.dose_e_per_angstrom2,
-        tilt_deg=tilt.nominal_tilt_deg,
-        local_motion_angstrom=context.params.local_motion_angstrom,
-        field_of_view_angstrom=nx * px,
-        rng=context.rng,
-    )
-    image = _expected_image(context, phantom, tilt, motion)
-    name = movie_name(context.name, tilt.acquisition_index, tilt.intended_tilt_deg, movie_suffix(resolved.movie_format))
-    electrons_per_frame = tilt.dose_e_per_angstrom2 * px**2 / context.n_frames
-    peak = max(float(image.max()) * 1.2, 15.0) * electrons_per_frame  # hot pixels count up to 15x the mean
-    sink = open_movie(
-        context.out_dir / "frames" / name,
-        movie_format=resolved.movie_format,
-        shape_yx=(ny, nx),
-        n_frames=context.n_frames,
-        max_counts_per_frame=peak + 6 * math.sqrt(peak) + 6,
-        pixel_spacing_angstrom=px,
-        eer_metadata=_eer_metadata(resolved, tilt, context.n_frames),
-    )
-    result = simulate_movie(
-        sink,
-        image,
-        detector=context.detector,
-        motion=motion,
-        dose_e_per_angstrom2=tilt.dose_e_per_angstrom2,
-        pixel_spacing_angstrom=px,
-        rng=context.rng,
-        motion_corrected=stack is not None,
-    )
-    if stack is not None and result.motion_corrected_sum is not None:
-        stack.data[tilt.stack_index] = result.motion_corrected_sum
-    context.tiles.append(make_tile(result.frame_sum, tilt_deg=tilt.nominal_tilt_deg))
-    movie = f"frames/{name}"
-    return tilt_truth(tilt, motion, movie=movie, gain=context.detector.name, fraction_counts=result.fraction_counts)
-
-
-def _expected_image(context: _SeriesContext, phantom: Phantom, tilt: TiltPlan, motion: TiltMotion) -> np.ndarray:
-    """The tilt's expected image on a padded grid centred on the detector (:func:`frames.crop_box`)."""
-    params, (ny, nx) = context.params, context.resolved.detector_shape_yx
-    px = context.resolved.pixel_spacing_angstrom
-    margin = _margin_px(motion, tilt, px, voltage_kv=params.voltage_kv)
-    # FFT-friendly sizes (4096 + 2 x 157 = 4410 takes 4x longer than 4500).
-    padded = (_fast_size(ny + 2 * margin), _fast_size(nx + 2 * margin))
-    return expected_image(
-        phantom,
-        TiltGeometry(tilt.true_tilt_deg, tilt.true_tilt_axis_deg, 0.0, tilt.shift_x_angstrom, tilt.shift_y_angstrom),
-        TiltCtf(tilt.defocus_u_angstrom, tilt.defocus_v_angstrom, tilt.astigmatism_angle_deg, hand=params.hand),
-        Microscope(params.voltage_kv, params.cs_mm, params.amplitude_contrast),
-        image_shape_yx=padded,
-        pixel_spacing_angstrom=px,
-        pre_exposure_e_per_angstrom2=tilt.pre_exposure_e_per_angstrom2,
-        dose_e_per_angstrom2=tilt.dose_e_per_angstrom2,
-        seed=int(context.rng.integers(2**31)),
-        ice_mean_free_path_angstrom=ICE_MEAN_FREE_PATH_ANGSTROM,
-    )
-
-
-def _margin_px(motion: TiltMotion, tilt: TiltPlan, pixel_spacing_angstrom: float, *, voltage_kv: float) -> int:
-    """Pixels simulated beyond each detector edge: what motion brings in, plus the CTF's delocalisation.
-
-    The image is computed with periodic FFTs; a defocus ``Δf`` spreads detail at the Nyquist frequency over
-    ``λ Δf / (2 px)`` Å, so that much margin keeps wrapped-around signal off the detector.
-    """
-    reach = float(np.abs(motion.trajectory_angstrom).max())
-    if motion.local is not None:
-        reach += float(np.abs(motion.local.amplitudes_angstrom).sum())
-    defocus = max(tilt.defocus_u_angstrom, tilt.defocus_v_angstrom)
-    spread = electron_wavelength_angstrom(voltage_kv) * defocus / (2 * pixel_spacing_angstrom)
-    return math.ceil((reach + spread) / pixel_spacing_angstrom) + 4
-
-
-def _fast_size(n: int) -> int:
-    """The smallest size above ``n`` that FFTs handle fast."""
-    return int(scipy.fft.next_fast_len(n + 1, real=True))
-
-
-def _eer_metadata(resolved: ResolvedParams, tilt: TiltPlan, n_frames: int) -> dict[str, str]:
-    px = resolved.pixel_spacing_angstrom
-    seconds = n_frames * SECONDS_PER_FRAME["eer"]
-    electrons = tilt.dose_e_per_angstrom2 * px**2
-    return {
-        "sensorPixelSize.width": f"{px * 1e-10:.6e}",
-        "sensorPixelSize.height": f"{px * 1e-10:.6e}",
-        "exposureTime": f"{seconds:.6g}",
-        "totalDose": f"{electrons:.6g}",
-        "meanDoseRate": f"{electrons / seconds:.6g}",
-        "commercialName": "Falcon 4i (tomoprep simulated)",
-    }
-
-
 # --- mdoc, stack files and truth ------------------------------------------------------------------------
 
 
-def _write_series_mdocs(context: _SeriesContext, plan: SeriesPlan, tilts: list[TiltTruth]) -> Path:
+def _write_series_mdocs(context: SeriesContext, plan: SeriesPlan, tilts: list[TiltTruth]) -> Path:
     """The movie mdoc (sections in acquisition order); with a tilt stack also its .st.mdoc and .rawtlt."""
     resolved, params, flavour = context.resolved, context.params, context.params.mdoc_flavour
     two_gains = params.two_gain_references and resolved.n_tilt_series > 1
@@ -424,7 +238,7 @@ def _write_series_mdocs(context: _SeriesContext, plan: SeriesPlan, tilts: list[T
 
 
 def _series_truth(
-    context: _SeriesContext,
+    context: SeriesContext,
     plan: SeriesPlan,
     phantom: Phantom,
     tilts: list[TiltTruth],
