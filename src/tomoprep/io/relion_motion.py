@@ -1,8 +1,10 @@
-"""RELION's per-movie motion STAR file (``data_general``, ``data_global_shift``, ``data_hot_pixels``).
+"""RELION's per-movie motion STAR file (``data_general``, ``data_global_shift``, ``data_local_shift``,
+``data_hot_pixels``).
 
 Shifts are in unbinned movie pixels, one row per frame numbered from 1, and give the displacement of the frame's
 content relative to the first frame (a frame ``f`` shows the specimen moved by ``(ShiftX, ShiftY)``), as
-RELION's motion correction writes them for polishing.
+RELION's motion correction writes them for polishing. ``data_local_shift`` lists, per frame and patch centre,
+the total shift there (global plus local model).
 """
 
 from __future__ import annotations
@@ -31,6 +33,7 @@ class MovieMotion:
     voltage_kv: float
     hot_pixels_xy: np.ndarray | None = None  # (n, 2) x, y
     gain_name: str | None = None
+    local_shifts: np.ndarray | None = None  # (m, 5): frame (from 1), x, y, shift x, shift y (total, px)
 
 
 def write_motion_star(path: Path, motion: MovieMotion) -> None:
@@ -52,12 +55,25 @@ def write_motion_star(path: Path, motion: MovieMotion) -> None:
     shifts = np.asarray(motion.shifts_xy_px, dtype=float)
     blocks = {
         "general": pd.DataFrame([general]),
-        "global_shift": pd.DataFrame({
-            "rlnMicrographFrameNumber": np.arange(1, len(shifts) + 1),
-            "rlnMicrographShiftX": shifts[:, 0],
-            "rlnMicrographShiftY": shifts[:, 1],
-        }),
+        "global_shift": pd.DataFrame(
+            {
+                "rlnMicrographFrameNumber": np.arange(1, len(shifts) + 1),
+                "rlnMicrographShiftX": shifts[:, 0],
+                "rlnMicrographShiftY": shifts[:, 1],
+            }
+        ),
     }
+    if motion.local_shifts is not None and len(motion.local_shifts):
+        local = np.asarray(motion.local_shifts, dtype=float)
+        blocks["local_shift"] = pd.DataFrame(
+            {
+                "rlnMicrographFrameNumber": local[:, 0].astype(int),
+                "rlnCoordinateX": local[:, 1],
+                "rlnCoordinateY": local[:, 2],
+                "rlnMicrographShiftX": local[:, 3],
+                "rlnMicrographShiftY": local[:, 4],
+            }
+        )
     if motion.hot_pixels_xy is not None and len(motion.hot_pixels_xy):
         hot = np.asarray(motion.hot_pixels_xy, dtype=float)
         blocks["hot_pixels"] = pd.DataFrame({"rlnCoordinateX": hot[:, 0], "rlnCoordinateY": hot[:, 1]})
@@ -68,6 +84,21 @@ def read_motion_shifts(path: Path) -> np.ndarray:
     """The ``(n_frames, 2)`` x, y shifts (unbinned pixels) of a RELION motion STAR file."""
     table = read_star(path)["global_shift"]
     return table[["rlnMicrographShiftX", "rlnMicrographShiftY"]].to_numpy(dtype=float)
+
+
+def read_local_shifts(path: Path) -> np.ndarray | None:
+    """``(m, 5)`` frame, x, y, shift x, shift y of the ``data_local_shift`` block, or ``None`` without one."""
+    blocks = read_star(path)
+    if "local_shift" not in blocks:
+        return None
+    labels = [
+        "rlnMicrographFrameNumber",
+        "rlnCoordinateX",
+        "rlnCoordinateY",
+        "rlnMicrographShiftX",
+        "rlnMicrographShiftY",
+    ]
+    return blocks["local_shift"][labels].to_numpy(dtype=float)
 
 
 def frame_numbers(path: Path) -> Sequence[int]:

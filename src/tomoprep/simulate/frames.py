@@ -159,7 +159,7 @@ def make_tilt_motion(
     local_motion_angstrom
         Amplitude of the local deformation in Å; 0 for none.
     field_of_view_angstrom
-        Image width in Å; the deformation has one to two waves across it.
+        Image width in Å; the deformation has a quarter to half a wave across it.
     rng
         Source of the random values.
     """
@@ -192,7 +192,8 @@ def _unit_vectors(rng: np.random.Generator, n: int) -> list[np.ndarray]:
 def _local_motion(rng: np.random.Generator, amplitude: float, width: float, profile: np.ndarray) -> LocalMotion:
     n_waves = 3
     directions = _unit_vectors(rng, n_waves)
-    wavelengths = rng.uniform(0.6, 1.2, size=n_waves) * width
+    # Beam-induced doming bends the whole field smoothly: a quarter to half a wave across the image.
+    wavelengths = rng.uniform(2.0, 4.0, size=n_waves) * width
     vectors = np.array([d / w for d, w in zip(directions, wavelengths, strict=True)])
     amplitudes = rng.normal(0.0, amplitude / np.sqrt(n_waves), size=(n_waves, 2))
     return LocalMotion(vectors, rng.uniform(0, 2 * np.pi, n_waves), amplitudes, profile / max(profile[-1], 1e-9))

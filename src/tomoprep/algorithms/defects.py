@@ -1,0 +1,178 @@
+"""Detector defects: find hot and dead pixels in the sum of a movie, and replace them in frames or sums.
+
+Detection compares each pixel of a sum of many frames with the (separable) median of its neighbourhood, the
+count it should have had. Counting detectors give Poisson counts, so the comparison is a Poisson tail
+probability: a pixel is hot (dead) when a count at least as high (as low) has a probability below the one-sided
+normal probability of ``threshold_sigma`` (1e-9 at 6 sigma: no false defect expected on a 4k sensor, measured
+on Poisson sums of 20, 50 and 1000 counts per pixel). To absorb gain scaling and specimen contrast the counts
+are first divided by the robust variance (1.4826 x median absolute deviation, squared) of the residuals on
+Anscombe's variance-stabilised scale ``2 sqrt(c + 3/8)``, which is 1 for pure Poisson counts. A pixel that never
+counts stands out only where ≥ 21 counts are expected (``P(0 | 21) = 8e-10``); fewer counts cannot
+distinguish a dead pixel from chance.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Literal
+
+import torch
+import torch.nn.functional as nnf
+
+#: Consistency factor of the median absolute deviation for a normal distribution.
+_MAD_TO_SIGMA = 1.4826
+
+
+@dataclass(frozen=True)
+class DefectMasks:
+    """Defective pixels found by :func:`detect_defects`.
+
+    Attributes
+    ----------
+    hot
+        ``(y, x)`` bool: pixels counting far more than their neighbourhood.
+    dead
+        ``(y, x)`` bool: pixels counting far less (including those that never count).
+    """
+
+    hot: torch.Tensor
+    dead: torch.Tensor
+
+    @property
+    def combined(self) -> torch.Tensor:
+        """``(y, x)`` bool: hot or dead."""
+        return self.hot | self.dead
+
+
+def _median_along(values: torch.Tensor, window_px: int, dim: int) -> torch.Tensor:
+    half = window_px // 2
+    padding = (half, half, 0, 0) if dim == 1 else (0, 0, half, half)
+    padded = nnf.pad(values[None, None], padding, mode="reflect")[0, 0]
+    return padded.unfold(dim, window_px, 1).median(dim=-1).values
+
+
+def local_median(image: torch.Tensor, window_px: int = 5) -> torch.Tensor:
+    """Separable median of the ``window_px x window_px`` neighbourhood of every pixel of an ``(y, x)`` image.
+
+    The median along x, then the median of those along y: it ignores isolated outliers, bad rows and bad columns
+    as the full 2-D median does, at a quarter of the cost (2.4 s for 4096² on two CPU cores). Edges are mirrored;
+    ``window_px`` must be odd.
+    """
+    if window_px < 3 or window_px % 2 == 0:
+        raise ValueError(f"window_px must be an odd number ≥ 3, got {window_px}")
+    return _median_along(_median_along(image.float(), window_px, dim=1), window_px, dim=0)
+
+
+def _robust_sigma(values: torch.Tensor) -> torch.Tensor:
+    # a strided subset keeps the two medians cheap on 4k images and is as good an estimate
+    sample = values.flatten()[:: max(1, values.numel() // 1_000_000)]
+    centre = sample.median()
+    return _MAD_TO_SIGMA * (sample - centre).abs().median()
+
+
+def detect_defects(counts_sum: torch.Tensor, *, threshold_sigma: float = 6.0, window_px: int = 5) -> DefectMasks:
+    """Find hot and dead pixels in the sum of many frames of a movie (or of several movies).
+
+    Candidates are pixels whose variance-stabilised residual exceeds ``threshold_sigma - 2`` robust standard
+    deviations; each is then tested with the exact Poisson tail probability of its count given the local
+    median, in effective counts (both divided by the robust variance, which undoes a gain scaling), against the
+    one-sided Gaussian probability of ``threshold_sigma`` (1e-9 at 6). Pixels whose neighbourhood median is 0
+    are not tested.
+
+    Parameters
+    ----------
+    counts_sum
+        ``(y, x)`` sum of frames, in counts (before gain correction, or gain-corrected: the robust spread
+        absorbs a scaling). A pixel that never counts is only significant at 6 sigma where ≥ 21 counts are
+        expected (``P(0 | 21) = 8e-10``): sum enough frames.
+    threshold_sigma
+        Significance of a defect, in standard deviations of a normal distribution.
+    window_px
+        Side of the neighbourhood whose median is the expected count (odd, ≥ 3); larger than a cluster of
+        defects (5 tolerates a bad column or a 2 x 2 cluster).
+
+    Returns
+    -------
+    DefectMasks
+        Hot and dead masks, ``(y, x)`` bool each, on the input's device.
+    """
+    if counts_sum.ndim != 2:
+        raise ValueError(f"counts_sum must be one (y, x) image, got shape {tuple(counts_sum.shape)}")
+    counts = counts_sum.float().clamp_min(0)
+    expected = local_median(counts, window_px)
+    residual = 2 * (torch.sqrt(counts + 0.375) - torch.sqrt(expected + 0.375))
+    variance = _robust_sigma(residual).clamp_min(1e-3).double() ** 2
+    candidates = ((residual.abs() > (threshold_sigma - 2) * variance.sqrt()) & (expected > 0)).nonzero(as_tuple=True)
+    count, mean = counts[candidates].double() / variance, expected[candidates].double() / variance
+    false_alarm = 0.5 * math.erfc(threshold_sigma / math.sqrt(2))
+    hot, dead = torch.zeros_like(counts, dtype=torch.bool), torch.zeros_like(counts, dtype=torch.bool)
+    # P(X >= count) and P(X <= count) for X ~ Poisson(mean), continued to non-integer counts
+    hot[candidates] = (count > mean) & (torch.special.gammainc(count.clamp_min(1e-9), mean) < false_alarm)
+    dead[candidates] = (count < mean) & (torch.special.gammaincc(count + 1, mean) < false_alarm)
+    return DefectMasks(hot=hot, dead=dead)
+
+
+def _neighbours(mask: torch.Tensor, window_px: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Rows ``(D, K)``, columns ``(D, K)`` and validity ``(D, K)`` of the good neighbours of each masked pixel."""
+    ny, nx = mask.shape
+    ys, xs = mask.nonzero(as_tuple=True)
+    half = window_px // 2
+    steps = torch.arange(-half, half + 1, device=mask.device)
+    oy, ox = torch.meshgrid(steps, steps, indexing="ij")
+    keep = (oy != 0) | (ox != 0)
+    rows = ys[:, None] + oy[keep][None, :]
+    cols = xs[:, None] + ox[keep][None, :]
+    inside = (rows >= 0) & (rows < ny) & (cols >= 0) & (cols < nx)
+    rows, cols = rows.clamp(0, ny - 1), cols.clamp(0, nx - 1)
+    return rows, cols, inside & ~mask[rows, cols]
+
+
+def correct_defects(
+    images: torch.Tensor,
+    mask: torch.Tensor,
+    *,
+    method: Literal["neighbour", "median"] = "neighbour",
+    window_px: int = 5,
+    generator: torch.Generator | None = None,
+) -> torch.Tensor:
+    """Replace masked pixels of images (frames or sums) by values from their good neighbours.
+
+    Parameters
+    ----------
+    images
+        ``(..., y, x)`` images sharing one defect mask.
+    mask
+        ``(y, x)`` bool, ``True`` at defects (e.g. :attr:`DefectMasks.combined`).
+    method
+        ``"neighbour"``: the value of a good neighbour drawn at random per pixel and image (keeps the counting
+        statistics of sparse frames, as RELION does with random values); ``"median"``: the median of the good
+        neighbours (better for sums).
+    window_px
+        Side of the neighbourhood searched (odd). A defect with no good neighbour gets the image's median.
+    generator
+        Random generator for ``"neighbour"`` (reproducible results); must be on the images' device.
+
+    Returns
+    -------
+    torch.Tensor
+        Corrected copy of ``images``.
+    """
+    if mask.shape != images.shape[-2:]:
+        raise ValueError(f"mask of shape {tuple(mask.shape)} does not fit images of shape {tuple(images.shape)}")
+    out = images.clone()
+    if not bool(mask.any()):
+        return out
+    rows, cols, valid = _neighbours(mask.to(images.device), window_px)
+    values = images[..., rows, cols].float()  # (..., D, K)
+    if method == "median":
+        chosen = values.masked_fill(~valid, float("nan")).nanmedian(dim=-1).values
+    else:
+        weights = valid.float().expand(values.shape).reshape(-1, values.shape[-1]) + 1e-12
+        picks = torch.multinomial(weights, 1, generator=generator).reshape(values.shape[:-1])
+        chosen = values.gather(-1, picks[..., None])[..., 0]
+    fallback = images.flatten(-2).float().median(dim=-1).values[..., None]
+    chosen = torch.where(valid.any(dim=-1), chosen, fallback.expand_as(chosen))
+    ys, xs = mask.to(images.device).nonzero(as_tuple=True)
+    out[..., ys, xs] = chosen.to(out.dtype)
+    return out

@@ -1,0 +1,89 @@
+"""Is the gain reference on the movies' pixel grid? Compare its pattern with the counts, in every orientation.
+
+Un-normalised movies record ``counts ∝ 1 / gain``: the fine pattern of the detector's sensitivity is in every
+movie sum. Correlating the high-pass-filtered sum with the high-pass-filtered ``1 / gain`` in each of the eight
+orientations (four rotations, with and without a flip) shows which one fits; a wrongly oriented gain correlates
+with nothing, and it leaves its own pattern in every corrected image.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+from scipy import ndimage
+
+from tomoprep.io.gain import GainFlip, GainRotation, orient_gain
+
+ORIENTATIONS: tuple[tuple[GainRotation, GainFlip], ...] = tuple(
+    (rotation, flip) for flip in ("none", "x") for rotation in (0, 90, 180, 270)
+)
+
+
+@dataclass(frozen=True)
+class GainOrientationCheck:
+    """Correlation of the movie pattern with the gain in each orientation, and the verdict."""
+
+    scores: dict[tuple[GainRotation, GainFlip], float]
+    given: tuple[GainRotation, GainFlip]
+
+    @property
+    def best(self) -> tuple[GainRotation, GainFlip]:
+        """The orientation that fits the movies best."""
+        return max(self.scores, key=lambda k: self.scores[k])
+
+    @property
+    def given_is_wrong(self) -> bool:
+        """Another orientation fits clearly better than the given one."""
+        best, given = self.scores[self.best], self.scores.get(self.given, 0.0)
+        return best > 0.05 and given < 0.5 * best
+
+
+def _high_pass(image: np.ndarray, sigma_px: float = 3.0) -> np.ndarray:
+    image = image.astype(np.float64)
+    local = ndimage.gaussian_filter(image, sigma_px)
+    residual = image / np.where(local > 0, local, 1.0) - 1.0
+    residual[local <= 0] = 0.0
+    return residual - residual.mean()
+
+
+def _correlation(a: np.ndarray, b: np.ndarray) -> float:
+    denominator = float(np.sqrt((a * a).sum() * (b * b).sum()))
+    return float((a * b).sum() / denominator) if denominator > 0 else 0.0
+
+
+def check_gain_orientation(
+    counts_sum: np.ndarray, stored_gain: np.ndarray, *, given: tuple[GainRotation, GainFlip]
+) -> GainOrientationCheck:
+    """Score every orientation of ``stored_gain`` (as stored in its file) against a movie's raw counts sum.
+
+    Parameters
+    ----------
+    counts_sum
+        ``(y, x)`` sum of a movie's frames before gain correction, on the gain's pixel grid.
+    stored_gain
+        ``(y, x)`` gain as read with no rotation and no flip.
+    given
+        The rotation/flip the user asked for.
+    """
+    target = _high_pass(counts_sum)
+    scores: dict[tuple[GainRotation, GainFlip], float] = {}
+    for rotation, flip in ORIENTATIONS:
+        oriented = orient_gain(stored_gain, rotation_deg=rotation, flip=flip)
+        if oriented.shape != counts_sum.shape:
+            continue
+        sensitivity = np.where(oriented > 0, 1.0 / np.where(oriented > 0, oriented, 1.0), 0.0)
+        scores[(rotation, flip)] = _correlation(target, _high_pass(sensitivity))
+    canonical = _canonical(given, stored_gain)
+    return GainOrientationCheck(scores, canonical)
+
+
+def _canonical(given: tuple[GainRotation, GainFlip], stored_gain: np.ndarray) -> tuple[GainRotation, GainFlip]:
+    """The member of :data:`ORIENTATIONS` that orients the gain as ``given`` does (a y flip is a rotated x flip)."""
+    rotation, flip = given
+    target = orient_gain(stored_gain, rotation_deg=rotation, flip=flip)
+    for candidate in ORIENTATIONS:
+        oriented = orient_gain(stored_gain, rotation_deg=candidate[0], flip=candidate[1])
+        if oriented.shape == target.shape and np.array_equal(oriented, target):
+            return candidate
+    return given

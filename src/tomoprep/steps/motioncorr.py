@@ -1,0 +1,104 @@
+"""The motion-correction step: every tilt movie of a series becomes an aligned, gain-corrected image."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from tomoprep.errors import InputError
+from tomoprep.io.gain import read_gain
+from tomoprep.model import GainReference, TiltImage, TiltSeries
+from tomoprep.steps.base import Step, UnitOutput
+from tomoprep.steps.gain_check import check_gain_orientation
+from tomoprep.steps.motioncorr_movie import MovieGroups, correct_movie, device_for, movie_groups
+from tomoprep.steps.motioncorr_params import MotionCorrParams
+from tomoprep.steps.motioncorr_plots import write_motion_plot
+
+
+class _Gains:
+    """Gain references of one tilt series, read once each, checked once each against the first movie."""
+
+    def __init__(self, params: MotionCorrParams) -> None:
+        self.params = params
+        self.cache: dict[GainReference, np.ndarray] = {}
+        self.notes: list[str] = []
+
+    def get(self, reference: GainReference | None, groups: MovieGroups) -> np.ndarray | None:
+        if reference is None:
+            return None
+        if reference not in self.cache:
+            gain = read_gain(reference.path, rotation_deg=reference.rotation_deg, flip=reference.flip)
+            self.cache[reference] = gain
+            if self.params.check_gain_orientation:
+                self._check(reference, groups)
+        return self.cache[reference]
+
+    def _check(self, reference: GainReference, groups: MovieGroups) -> None:
+        stored = read_gain(reference.path)
+        counts = np.sum([groups.read(i) for i in range(min(groups.n_groups, 8))], axis=0)
+        if counts.shape != stored.shape and counts.shape[0] == 2 * stored.shape[0]:
+            counts = counts.reshape(stored.shape[0], 2, stored.shape[1], 2).sum(axis=(1, 3))
+        check = check_gain_orientation(np.asarray(counts), stored, given=(reference.rotation_deg, reference.flip))
+        if check.given_is_wrong:
+            rotation, flip = check.best
+            self.notes.append(
+                f"WARNING: gain reference {reference.path.name} does not match the movies as oriented "
+                f"(rotation {reference.rotation_deg}°, flip {reference.flip}: correlation "
+                f"{check.scores.get(check.given, 0.0):.3f}); rotation {rotation}°, flip {flip} fits "
+                f"({check.scores[check.best]:.3f}). Re-import with --gain-rotation-deg {rotation} --gain-flip {flip}."
+            )
+
+
+def motioncorr_series(ts: TiltSeries, params: MotionCorrParams, output_dir: Path) -> UnitOutput:
+    """Motion-correct every tilt of ``ts`` that has a movie and is not excluded."""
+    if all(t.movie_path is None for t in ts.tilts):
+        if all(t.stack_path is not None for t in ts.tilts):
+            return UnitOutput(ts, ("imported from a tilt stack: no movies, passed through unchanged",))
+        raise InputError(None, f"tilt series {ts.name} has no movies.", "import its movies (tomoprep import --mdoc).")
+    device = device_for(params.device)
+    torch.set_num_threads(max(1, torch.get_num_threads()))
+    gains, tilts, trajectories, notes = _Gains(params), [], {}, []
+    spacing = ts.original_pixel_spacing_angstrom
+    for tilt in ts.tilts:
+        if tilt.excluded or tilt.movie_path is None:
+            tilts.append(tilt)
+            continue
+        groups = movie_groups(tilt, ts, params)
+        gain = gains.get(tilt.gain, groups)
+        updated, trajectory = correct_movie(tilt, ts, groups, gain, params, output_dir, device)
+        tilts.append(updated)
+        trajectories[tilt.acquisition_index] = trajectory
+        spacing = ts.original_pixel_spacing_angstrom / groups.upsampling * params.output_binning
+        if groups.eer_group_frames is not None:
+            notes.append(f"{tilt.movie_path.name}: {groups.n_groups} groups of {groups.eer_group_frames} EER frames")
+    result = replace(ts, tilts=tuple(tilts), tilt_series_pixel_spacing_angstrom=spacing)
+    write_motion_plot(result, trajectories, output_dir / f"{ts.name}_motion.png")
+    return UnitOutput(result, tuple(gains.notes + _summary_notes(result) + notes))
+
+
+def _summary_notes(ts: TiltSeries) -> list[str]:
+    motions = [t.accumulated_motion_angstrom[0] for t in ts.tilts if t.accumulated_motion_angstrom is not None]
+    if not motions:
+        return []
+    return [f"{len(motions)} movies aligned; total motion median {np.median(motions):.1f} Å, max {max(motions):.1f} Å"]
+
+
+def summarize(outputs: Sequence[TiltSeries]) -> str:
+    """Series, aligned tilts, and the median total motion."""
+    tilts: list[TiltImage] = [t for ts in outputs for t in ts.tilts if t.accumulated_motion_angstrom is not None]
+    median = np.median([t.accumulated_motion_angstrom[0] for t in tilts]) if tilts else 0.0  # type: ignore[index]
+    return f"{len(outputs)} tilt series, {len(tilts)} movies aligned, median total motion {median:.1f} Å"
+
+
+STEP = Step(
+    name="motioncorr",
+    title="Motion correction: gain, defects, global and local motion, odd/even and dose-weighted sums.",
+    params=MotionCorrParams,
+    run=motioncorr_series,
+    consumes=("import",),
+    summarize=summarize,
+)

@@ -1,0 +1,304 @@
+"""Motion correction of one tilt movie: group, gain-correct, find defects, estimate motion, sum, write."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Literal
+
+import numpy as np
+import torch
+
+from tomoprep.algorithms.defects import correct_defects, detect_defects
+from tomoprep.algorithms.fourier import fourier_bin
+from tomoprep.algorithms.motion import (
+    DoseWeighting,
+    LocalMotionModel,
+    accumulated_motion,
+    align_and_sum,
+    estimate_global_motion,
+    estimate_local_motion,
+    local_shifts_at,
+)
+from tomoprep.errors import ImageFileError
+from tomoprep.io.gain import apply_gain
+from tomoprep.io.movies import MovieHeader, eer_frames_per_group, eer_group_ranges, read_movie, read_movie_header
+from tomoprep.io.mrc import write_mrc
+from tomoprep.io.relion_motion import MovieMotion, write_motion_star
+from tomoprep.model import TiltImage, TiltSeries
+from tomoprep.steps.motioncorr_params import MotionCorrParams
+
+
+@dataclass(frozen=True)
+class MovieGroups:
+    """How a movie is read as groups of frames: group ``i`` holds ``frame_counts[i]`` raw frames."""
+
+    header: MovieHeader
+    frame_counts: tuple[int, ...]
+    eer_group_frames: int | None
+    upsampling: int
+    group_frames: int
+
+    @property
+    def n_groups(self) -> int:
+        """Number of groups (frames given to the alignment)."""
+        return len(self.frame_counts)
+
+    def read(self, index: int) -> np.ndarray:
+        """Group ``index`` as a ``(y, x)`` float32 image of counts."""
+        if self.eer_group_frames is not None:
+            upsampling: Literal[1, 2] = 2 if self.upsampling == 2 else 1
+            return read_movie(
+                self.header.path,
+                eer_group_frames=self.eer_group_frames,
+                eer_upsampling=upsampling,
+                frames=slice(index, index + 1),
+            )[0]
+        start = index * self.group_frames
+        stop = self.header.n_frames if index == self.n_groups - 1 else start + self.group_frames
+        return read_movie(self.header.path, frames=slice(start, stop)).sum(axis=0)
+
+
+def movie_groups(tilt: TiltImage, ts: TiltSeries, params: MotionCorrParams) -> MovieGroups:
+    """Read the movie header, check it against the import record, and decide the grouping."""
+    if tilt.movie_path is None:
+        raise ImageFileError(
+            None,
+            f"tilt {tilt.nominal_tilt_angle_deg:.1f}° of {ts.name} has no movie.",
+            "exclude it, or import the movies.",
+        )
+    header = read_movie_header(tilt.movie_path)
+    if tilt.frame_count is not None and header.n_frames != tilt.frame_count:
+        raise ImageFileError(
+            tilt.movie_path,
+            f"has {header.n_frames} frames, but the import recorded {tilt.frame_count}.",
+            "re-import the session if the movie was replaced.",
+        )
+    if header.format == "eer":
+        n = params.eer_frames_per_group or eer_frames_per_group(
+            dose_per_group_e_per_angstrom2=params.eer_dose_per_group_e_per_angstrom2,
+            dose_per_tilt_e_per_angstrom2=tilt.dose_e_per_angstrom2,
+            pixel_spacing_angstrom=ts.original_pixel_spacing_angstrom,
+            n_eer_frames=header.n_frames,
+        )
+        eer_counts = tuple(len(r) for r in eer_group_ranges(header.n_frames, n))
+        return MovieGroups(header, eer_counts, n, params.eer_upsampling, 1)
+    if header.n_frames < 2 * params.group_frames:
+        raise ImageFileError(
+            tilt.movie_path,
+            f"has only {header.n_frames} frames; motion correction needs at least two groups.",
+            "lower --group-frames.",
+        )
+    n_groups = header.n_frames // params.group_frames
+    counts = [params.group_frames] * n_groups
+    counts[-1] += header.n_frames - params.group_frames * n_groups
+    return MovieGroups(header, tuple(counts), None, 1, params.group_frames)
+
+
+def _binned(image: torch.Tensor, size_px: int) -> tuple[torch.Tensor, float]:
+    factor = max(1.0, max(image.shape[-2:]) / size_px)
+    return (fourier_bin(image, factor) if factor > 1 else image), factor
+
+
+def _compact(counts: np.ndarray) -> np.ndarray:
+    """The smallest exact dtype for a group of counts (uint8 for EER groups), float32 for non-count data."""
+    if np.array_equal(counts, np.round(counts)) and counts.min() >= 0:
+        top = counts.max()
+        if top < 256:
+            return counts.astype(np.uint8)
+        if top < 65536:
+            return counts.astype(np.uint16)
+    return counts.astype(np.float32)
+
+
+def load_groups(groups: MovieGroups) -> list[np.ndarray]:
+    """Every group of the movie, decoded once and kept in the smallest exact dtype.
+
+    Defects must be known before motion is estimated (a static hot pixel pulls every shift to zero), and they
+    are found in the sum of all frames: keeping the groups as counts (a 4K EER group is 16 MB) avoids decoding
+    the movie twice.
+    """
+    return [_compact(groups.read(index)) for index in range(groups.n_groups)]
+
+
+@dataclass(frozen=True)
+class MotionEstimate:
+    """Shifts of each group in rendered-frame pixels (dy, dx) and an optional local model."""
+
+    shifts_px: torch.Tensor
+    local_model: LocalMotionModel | None
+
+
+def _scaled_model(model: LocalMotionModel, factor: float, shape_yx: tuple[int, int]) -> LocalMotionModel:
+    # The model is a polynomial of normalised position, so scaling its coefficients and centres moves it to
+    # the unbinned grid.
+    return replace(
+        model,
+        coefficients_px=model.coefficients_px * factor,
+        shape_yx=shape_yx,
+        patch_centres_yx_px=model.patch_centres_yx_px * factor,
+        patch_shifts_px=model.patch_shifts_px * factor,
+    )
+
+
+def find_defects(counts: list[np.ndarray], params: MotionCorrParams, device: torch.device) -> torch.Tensor | None:
+    """Hot and dead pixels of a movie, from the sum of its raw counts; ``None`` when not asked for."""
+    if not params.correct_defects:
+        return None
+    total = np.sum([c.astype(np.float32) for c in counts], axis=0)
+    return detect_defects(torch.from_numpy(total).to(device), threshold_sigma=params.defect_threshold_sigma).combined
+
+
+def corrected_frames(
+    counts: list[np.ndarray], gain: np.ndarray | None, defects: torch.Tensor | None, device: torch.device
+) -> Iterator[torch.Tensor]:
+    """Gain- and defect-corrected groups, one at a time, as float32 tensors on ``device``."""
+    for group in counts:
+        values = group.astype(np.float32)
+        values = apply_gain(values, gain) if gain is not None else values
+        frame = torch.from_numpy(np.ascontiguousarray(values, dtype=np.float32)).to(device)
+        if defects is not None and bool(defects.any()):
+            frame = correct_defects(frame, defects)
+        yield frame
+
+
+def estimate_motion(
+    counts: list[np.ndarray],
+    gain: np.ndarray | None,
+    defects: torch.Tensor | None,
+    pixel_spacing_angstrom: float,
+    params: MotionCorrParams,
+    device: torch.device,
+) -> MotionEstimate:
+    """Global (and local) motion from binned copies of the corrected groups."""
+    binned, factor = [], 1.0
+    for frame in corrected_frames(counts, gain, defects, device):
+        small, factor = _binned(frame, params.alignment_size_px)
+        binned.append(small)
+    stack = torch.stack(binned)
+    bfactor_px2 = params.bfactor_angstrom2 / (pixel_spacing_angstrom * factor) ** 2
+    shifts = estimate_global_motion(
+        stack, bfactor_px2=bfactor_px2, alignment_size_px=params.alignment_size_px, device=device
+    )
+    model = None
+    if params.local_motion and len(counts) >= 4:
+        local = estimate_local_motion(
+            stack,
+            shifts,
+            patches=(params.patches_y, params.patches_x),
+            bfactor_px2=bfactor_px2,
+            alignment_size_px=params.alignment_size_px,
+            device=device,
+        )
+        model = _scaled_model(local, factor, (counts[0].shape[0], counts[0].shape[1]))
+    return MotionEstimate(shifts * factor, model)
+
+
+def correct_movie(
+    tilt: TiltImage,
+    ts: TiltSeries,
+    groups: MovieGroups,
+    gain: np.ndarray | None,
+    params: MotionCorrParams,
+    output_dir: Path,
+    device: torch.device,
+) -> tuple[TiltImage, np.ndarray]:
+    """Both passes over one movie and its outputs; returns the updated tilt and its trajectory (x, y Å)."""
+    frame_spacing = ts.original_pixel_spacing_angstrom / groups.upsampling
+    counts = load_groups(groups)
+    defects = find_defects(counts, params, device)
+    estimate = estimate_motion(counts, gain, defects, frame_spacing, params, device)
+    doses = [tilt.dose_e_per_angstrom2 * n / sum(groups.frame_counts) for n in groups.frame_counts]
+    weighting = (
+        DoseWeighting(frame_spacing, doses, tilt.pre_exposure_e_per_angstrom2, ts.optics.voltage_kv)
+        if params.dose_weighting
+        else None
+    )
+    sums = align_and_sum(
+        corrected_frames(counts, gain, defects, device),
+        estimate.shifts_px,
+        local_model=estimate.local_model,
+        dose_weighting=weighting,
+        split_odd_even=params.odd_even,
+        bin_factor=params.output_binning,
+        device=device,
+    )
+    stem = groups.header.path.name.rsplit(".", 1)[0]
+    out_spacing = frame_spacing * params.output_binning
+    paths = _write_sums(sums, output_dir, stem, out_spacing)
+    shifts_xy = estimate.shifts_px.flip(-1).cpu().numpy().astype(float)
+    motion = accumulated_motion(
+        estimate.shifts_px,
+        frame_spacing,
+        frame_doses_e_per_angstrom2=doses,
+        pre_exposure_e_per_angstrom2=tilt.pre_exposure_e_per_angstrom2,
+    )
+    hot = None if defects is None else torch.nonzero(defects).flip(-1).cpu().numpy()
+    star = output_dir / f"{stem}.star"
+    write_motion_star(
+        star,
+        MovieMotion(
+            movie_name=str(groups.header.path),
+            image_size_xyz=(
+                groups.header.shape_yx[1] * groups.upsampling,
+                groups.header.shape_yx[0] * groups.upsampling,
+                groups.n_groups,
+            ),
+            shifts_xy_px=shifts_xy,
+            original_pixel_spacing_angstrom=ts.original_pixel_spacing_angstrom,
+            binning=params.output_binning / groups.upsampling,
+            dose_per_frame_e_per_angstrom2=doses[0],
+            pre_exposure_e_per_angstrom2=tilt.pre_exposure_e_per_angstrom2,
+            voltage_kv=ts.optics.voltage_kv,
+            hot_pixels_xy=hot,
+            gain_name=None if tilt.gain is None else str(tilt.gain.path),
+            local_shifts=_local_shift_table(estimate),
+        ),
+    )
+    updated = replace(
+        tilt,
+        micrograph_path=paths["sum"],
+        micrograph_odd_path=paths.get("odd"),
+        micrograph_even_path=paths.get("even"),
+        micrograph_dose_weighted_path=paths.get("dose_weighted"),
+        motion_metadata_path=star,
+        accumulated_motion_angstrom=(motion.total_angstrom, motion.early_angstrom, motion.late_angstrom),
+    )
+    return updated, shifts_xy * frame_spacing
+
+
+def _local_shift_table(estimate: MotionEstimate) -> np.ndarray | None:
+    """Rows (frame from 1, x, y, total shift x, total shift y) at the patch centres of the local model."""
+    model = estimate.local_model
+    if model is None:
+        return None
+    centres = model.patch_centres_yx_px
+    rows = []
+    for frame in range(model.n_frames):
+        total = local_shifts_at(model, centres, frame).cpu() + estimate.shifts_px[frame].cpu()
+        for (y, x), (dy, dx) in zip(centres.cpu().tolist(), total.tolist(), strict=True):
+            rows.append((frame + 1, x, y, dx, dy))
+    return np.array(rows, dtype=float)
+
+
+SUFFIXES = {"sum": "", "odd": "_ODD", "even": "_EVN", "dose_weighted": "_DW"}
+
+
+def _write_sums(sums: object, output_dir: Path, stem: str, spacing: float) -> dict[str, Path]:
+    paths = {}
+    for name, suffix in SUFFIXES.items():
+        image = getattr(sums, name)
+        if image is None:
+            continue
+        path = output_dir / f"{stem}{suffix}.mrc"
+        write_mrc(path, image.cpu().numpy().astype(np.float32), pixel_spacing_angstrom=spacing, overwrite=True)
+        paths[name] = path
+    return paths
+
+
+def device_for(choice: str) -> torch.device:
+    """The torch device for ``auto``/``cpu``/``cuda``."""
+    if choice == "cuda" and not torch.cuda.is_available():
+        raise ImageFileError(None, "--device cuda was asked for but no CUDA device is available.", "use --device auto.")
+    return torch.device("cuda" if choice != "cpu" and torch.cuda.is_available() else "cpu")

@@ -1,0 +1,58 @@
+"""Quality-control picture of a motion-corrected tilt series: trajectories and the tilt images by angle."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt
+import numpy as np
+
+from tomoprep.io.mrc import read_mrc
+from tomoprep.model import TiltSeries
+
+THUMBNAIL_PX = 160
+
+
+def _thumbnail(path: Path) -> np.ndarray:
+    image = read_mrc(path)
+    step = max(1, max(image.shape) // THUMBNAIL_PX)
+    h, w = (image.shape[0] // step) * step, (image.shape[1] // step) * step
+    small = image[:h, :w].reshape(h // step, step, w // step, step).mean(axis=(1, 3))
+    low, high = np.percentile(small, [1, 99])
+    return np.clip((small - low) / max(high - low, 1e-9), 0, 1)
+
+
+def write_motion_plot(ts: TiltSeries, trajectories: dict[int, np.ndarray], path: Path) -> Path:
+    """PNG: per-movie trajectories (Å) on the left, aligned sums sorted by tilt angle on the right."""
+    tilts = sorted((t for t in ts.tilts if t.micrograph_path is not None), key=lambda t: t.nominal_tilt_angle_deg)
+    columns = max(1, int(np.ceil(np.sqrt(max(len(tilts), 1)))))
+    rows = max(1, int(np.ceil(len(tilts) / columns)))
+    figure = plt.figure(figsize=(4 + 1.6 * columns, max(4.0, 1.6 * rows)))
+    grid = figure.add_gridspec(rows, columns + 3)
+    axis = figure.add_subplot(grid[:, :3])
+    colours = plt.get_cmap("viridis")(np.linspace(0, 1, max(len(trajectories), 1)))
+    for colour, (index, trajectory) in zip(colours, sorted(trajectories.items()), strict=False):
+        axis.plot(
+            trajectory[:, 0] - trajectory[0, 0],
+            trajectory[:, 1] - trajectory[0, 1],
+            ".-",
+            color=colour,
+            lw=0.8,
+            ms=2,
+            label=str(index) if len(trajectories) <= 12 else None,
+        )
+    axis.set_xlabel("x (Å)")
+    axis.set_ylabel("y (Å)")
+    axis.set_aspect("equal", adjustable="datalim")
+    axis.set_title(f"{ts.name}: trajectories (colour = acquisition order)", fontsize=9)
+    for k, tilt in enumerate(tilts):
+        ax = figure.add_subplot(grid[k // columns, 3 + k % columns])
+        ax.imshow(_thumbnail(tilt.micrograph_path), cmap="gray")  # type: ignore[arg-type]
+        ax.set_title(f"{tilt.nominal_tilt_angle_deg:+.1f}°", fontsize=7), ax.axis("off")
+    figure.tight_layout()
+    figure.savefig(path, dpi=80)
+    plt.close(figure)
+    return path

@@ -1,0 +1,155 @@
+"""Fourier helpers: shifts, peak fitting, Fourier binning, B-factor and dose weights."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+from tomoprep.algorithms.fourier import (
+    bfactor_filter,
+    binned_shape,
+    critical_exposure,
+    crop_rfft,
+    cross_correlation,
+    dose_weights,
+    edge_taper,
+    exposure_attenuation,
+    exposure_weights,
+    find_peak_subpixel,
+    fourier_bin,
+    fourier_crop,
+    fourier_shift,
+    rfft_squared_frequencies,
+    taper_edges,
+)
+
+
+def band_limited(shape: tuple[int, int], *, cutoff_per_px: float = 0.2, seed: int = 0) -> torch.Tensor:
+    """White noise low-passed well below Nyquist (so sub-pixel shifts are exact)."""
+    noise = torch.randn(shape, generator=torch.Generator().manual_seed(seed))
+    k2 = rfft_squared_frequencies(shape)
+    return torch.fft.irfft2(torch.fft.rfft2(noise) * (k2 < cutoff_per_px**2), s=shape)
+
+
+def test_fourier_shift_moves_content_by_plus_shift_and_round_trips() -> None:
+    image = band_limited((96, 80))
+    by_integer = fourier_shift(image, torch.tensor([3.0, -5.0]))
+    assert torch.allclose(by_integer, torch.roll(image, shifts=(3, -5), dims=(0, 1)), atol=1e-5)
+    shift = torch.tensor([2.37, -7.81])
+    back = fourier_shift(fourier_shift(image, shift), -shift)
+    assert (back - image).abs().max() < 1e-4 * image.abs().max()
+
+
+def test_fourier_shift_broadcasts_one_shift_per_image() -> None:
+    stack = band_limited((64, 64)).expand(3, 64, 64)
+    shifts = torch.tensor([[1.0, 0.0], [0.0, 2.0], [-3.0, 1.0]])
+    moved = fourier_shift(stack, shifts)
+    for image, (dy, dx) in zip(moved, shifts.long().tolist(), strict=True):
+        assert torch.allclose(image, torch.roll(stack[0], (dy, dx), (0, 1)), atol=1e-5)
+
+
+@pytest.mark.parametrize("shift", [(0.3, -0.45), (-0.12, 0.21), (10.49, -20.51), (-31.7, 0.02)])
+def test_peak_of_a_cross_correlation_is_found_within_two_hundredths(shift: tuple[float, float]) -> None:
+    torch.manual_seed(1)
+    image = torch.randn(256, 256)
+    moved = fourier_shift(image, torch.tensor(shift))
+    weight = torch.exp(-100 * rfft_squared_frequencies((256, 256)) / 2)
+    cc = cross_correlation(torch.fft.rfft2(moved), torch.fft.rfft2(image), shape_yx=(256, 256), weight=weight)
+    found = find_peak_subpixel(cc)
+    assert (found - torch.tensor(shift)).abs().max() <= 0.02
+
+
+def test_gaussian_peak_fit_is_exact_and_wraps_around_index_zero() -> None:
+    n = 64
+    index = torch.arange(n, dtype=torch.float32)
+    wrapped = torch.minimum(index, n - index)  # distance from index 0 through the wrap
+
+    def gaussian_peak(dy: float, dx: float) -> torch.Tensor:
+        ddy = torch.remainder(index - dy + n / 2, n) - n / 2
+        ddx = torch.remainder(index - dx + n / 2, n) - n / 2
+        return torch.exp(-(ddy[:, None] ** 2 + ddx[None, :] ** 2) / (2 * 1.5**2))
+
+    assert wrapped[n - 1] == 1
+    for dy, dx in [(-0.4, 0.3), (-3.25, -0.5), (5.1, -6.9)]:
+        found = find_peak_subpixel(gaussian_peak(dy, dx))
+        assert torch.allclose(found, torch.tensor([dy, dx]), atol=1e-3)
+    parabolic = find_peak_subpixel(gaussian_peak(-0.4, 0.3), method="parabolic")
+    assert (parabolic - torch.tensor([-0.4, 0.3])).abs().max() < 0.1
+
+
+def test_peak_search_respects_max_shift_and_batches() -> None:
+    maps = torch.zeros(2, 32, 32)
+    maps[0, 12, 12] = 2.0  # far peak
+    maps[0, 1, 31] = 1.0  # near peak, at (+1, -1)
+    maps[1, 30, 2] = 1.0  # at (-2, +2)
+    found = find_peak_subpixel(maps, max_shift_px=4)
+    assert torch.allclose(found, torch.tensor([[1.0, -1.0], [-2.0, 2.0]]))
+    assert torch.allclose(find_peak_subpixel(maps[0]), torch.tensor([12.0, 12.0]))
+
+
+def test_fourier_binning_keeps_the_mean_and_pixel_zero() -> None:
+    image = band_limited((120, 96), cutoff_per_px=0.1) + 5.0
+    binned = fourier_bin(image, 1.5)
+    assert binned.shape == binned_shape((120, 96), 1.5) == (80, 64)
+    assert torch.isclose(binned.mean(), image.mean(), atol=1e-4)
+    # a cosine below the new Nyquist frequency is resampled exactly, sample 0 staying on sample 0
+    x = torch.arange(96, dtype=torch.float32)
+    wave = torch.cos(2 * math.pi * 6 * x / 96 + 0.4).expand(120, 96)
+    expected = torch.cos(2 * math.pi * 6 * torch.arange(48) / 48 + 0.4)
+    assert torch.allclose(fourier_crop(wave, (60, 48))[7], expected, atol=1e-5)
+
+
+def test_crop_rfft_rejects_growth() -> None:
+    with pytest.raises(ValueError, match="Fourier-crop"):
+        crop_rfft(torch.zeros(8, 5, dtype=torch.complex64), shape_yx=(8, 8), new_shape_yx=(16, 8))
+
+
+def test_bfactor_filter_is_exp_minus_b_k2_over_4() -> None:
+    spectrum = torch.ones(64, 33, dtype=torch.complex64)
+    filtered = bfactor_filter(spectrum, 200.0, 2.0)
+    k = 10 / (64 * 2.0)  # index 10 along x, 1/Å
+    assert torch.isclose(filtered[0, 10].real, torch.tensor(math.exp(-200 * k**2 / 4)))
+    assert filtered[0, 0].real == 1
+
+
+def test_critical_exposure_follows_grant_and_grigorieff() -> None:
+    value = critical_exposure(torch.tensor([0.1]))
+    assert torch.isclose(value, torch.tensor([0.245 * 0.1**-1.665 + 2.81]))
+    assert math.isclose(float(value), 14.138, abs_tol=1e-3)
+    assert torch.isclose(critical_exposure(torch.tensor([0.1]), voltage_kv=200), 0.8 * value)
+    assert torch.isclose(critical_exposure(torch.tensor([0.1]), voltage_kv=100), 0.64 * value)
+    with pytest.raises(ValueError, match="80 kV"):
+        critical_exposure(torch.tensor([0.1]), voltage_kv=80)
+
+
+def test_dose_weights_are_one_at_zero_frequency_and_fall_with_exposure() -> None:
+    shape, pixel = (64, 64), 1.5
+    early = dose_weights(shape, pixel, pre_exposure_e_per_angstrom2=0.0, dose_e_per_angstrom2=1.0)
+    late = dose_weights(shape, pixel, pre_exposure_e_per_angstrom2=30.0, dose_e_per_angstrom2=1.0)
+    assert early.shape == (64, 33)
+    assert early[0, 0] == 1 and late[0, 0] == 1
+    assert (late[1:] < early[1:]).all() and (early[1:] < 1).all()
+    assert early[0, 20] < early[0, 5]  # falls with frequency
+    # the weight of an instant exposure is exp(-N / 2Ne); a frame's weight is its mean over the frame
+    k = 20 / (64 * pixel)
+    ne = 0.245 * k**-1.665 + 2.81
+    instant = dose_weights(shape, pixel, pre_exposure_e_per_angstrom2=30.0, dose_e_per_angstrom2=0.0)
+    assert math.isclose(float(instant[0, 20]), math.exp(-30 / (2 * ne)), rel_tol=1e-5)
+    mean = (2 * ne / 4) * (math.exp(-30 / (2 * ne)) - math.exp(-34 / (2 * ne)))
+    framed = dose_weights(shape, pixel, pre_exposure_e_per_angstrom2=30.0, dose_e_per_angstrom2=4.0)
+    assert math.isclose(float(framed[0, 20]), mean, rel_tol=1e-5)
+    critical = critical_exposure(torch.tensor([k]))
+    split = exposure_attenuation(critical, 30.0) * exposure_weights(
+        critical, pre_exposure_e_per_angstrom2=0.0, dose_e_per_angstrom2=4.0
+    )
+    assert math.isclose(float(split), mean, rel_tol=1e-5)
+
+
+def test_taper_edges_subtracts_the_mean_and_tapers_only_the_border() -> None:
+    images = torch.rand(2, 40, 50) + 3
+    tapered = taper_edges(images, 8)
+    expected = (images - images.mean(dim=(-2, -1), keepdim=True)) * edge_taper((40, 50), 8)
+    assert torch.allclose(tapered, expected, atol=1e-6)
+    assert torch.equal(tapered[:, 8:-8, 8:-8], (images - images.mean(dim=(-2, -1), keepdim=True))[:, 8:-8, 8:-8])

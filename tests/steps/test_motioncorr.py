@@ -1,0 +1,179 @@
+"""Motion correction on simulated sessions with known trajectories, gains and frame counts."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from tomoprep.execution import run_step
+from tomoprep.io.movies import eer_frames_per_group
+from tomoprep.io.mrc import read_mrc, read_mrc_header
+from tomoprep.io.relion_motion import read_motion_shifts
+from tomoprep.io.star import read_star
+from tomoprep.project import init_project
+from tomoprep.simulate.params import SimulateParams
+from tomoprep.simulate.session import simulate_session
+from tomoprep.steps import get_step
+from tomoprep.steps.tilt_series_set import load_tilt_series_set
+
+IMPORT, MOTIONCORR = get_step("import"), get_step("motioncorr")
+
+
+def _session(folder: Path, **options: object) -> dict:
+    simulate_session(folder, SimulateParams.model_validate({"preset": "tiny", **options}))
+    return json.loads((folder / "truth.json").read_text())
+
+
+def _imported(tmp_path: Path, session: Path, **options: object):
+    project = init_project(tmp_path / "project")
+    run = run_step(project, IMPORT, {"mdoc": str(session / "*.mdoc"), "movies": session / "frames", **options})
+    assert run.status == "SUCCEEDED", run.error
+    return project
+
+
+def _trajectory_errors_px(truth: dict, run_dir: Path) -> list[np.ndarray]:
+    errors = []
+    for series in truth["tilt_series"]:
+        spacing = series["pixel_spacing_angstrom"]
+        for tilt in series["tilts"]:
+            stem = Path(tilt["movie"]).name.rsplit(".", 1)[0]
+            estimated = read_motion_shifts(run_dir / series["name"] / f"{stem}.star")
+            true = np.array(tilt["trajectory_angstrom"]) / spacing
+            # Both are relative to a reference frame of their own choice: compare about the mean.
+            errors.append((estimated - estimated.mean(0)) - (true - true.mean(0)))
+    return errors
+
+
+def test_global_trajectories_within_a_tenth_of_a_pixel_at_tomography_dose(tmp_path: Path) -> None:
+    """3 e/Å² per tilt over 10 frames at 2 Å/px (1.2 e/px per frame), 1024² movies."""
+    session = tmp_path / "session"
+    truth = _session(
+        session,
+        detector_size_px=1024,
+        pixel_spacing_angstrom=2.0,
+        frames_per_tilt=10,
+        n_tilts=3,
+        tilt_step_deg=20,
+        dose_per_tilt_e_per_angstrom2=3.0,
+        seed=11,
+    )
+    project = _imported(tmp_path, session)
+    run = run_step(project, MOTIONCORR, {"local_motion": False})
+    assert run.status == "SUCCEEDED", run.error
+    errors = np.concatenate(_trajectory_errors_px(truth, project.run_dir(run)))
+    rms = float(np.sqrt((errors**2).sum(axis=1).mean()))
+    assert rms <= 0.1, f"trajectory RMS error {rms:.3f} px"
+
+
+def test_outputs_labels_odd_even_and_pixel_size(tmp_path: Path) -> None:
+    session = tmp_path / "session"
+    _session(session, seed=2, n_tilts=3)
+    project = _imported(tmp_path, session)
+    run = run_step(project, MOTIONCORR, {"output_binning": 2.0})
+    assert run.status == "SUCCEEDED", run.error
+    folder = project.run_dir(run)
+    (ts,) = load_tilt_series_set(folder)
+    assert ts.tilt_series_pixel_spacing_angstrom == pytest.approx(ts.original_pixel_spacing_angstrom * 2)
+    table = read_star(folder / "tilt_series" / f"{ts.name}.star")[ts.name]
+    for label in (
+        "rlnMicrographName",
+        "rlnMicrographNameOdd",
+        "rlnMicrographNameEven",
+        "rlnMicrographMetadata",
+        "rlnAccumMotionTotal",
+        "rlnAccumMotionEarly",
+        "rlnAccumMotionLate",
+    ):
+        assert label in table.columns, label
+    assert "rlnTomoTiltSeriesPixelSize" in read_star(folder / "tilt_series.star")["global"].columns
+    tilt = ts.tilts[0]
+    assert tilt.micrograph_path and tilt.micrograph_odd_path and tilt.micrograph_even_path
+    total, odd, even = (
+        read_mrc(p) for p in (tilt.micrograph_path, tilt.micrograph_odd_path, tilt.micrograph_even_path)
+    )
+    assert total.shape == (128, 128)
+    np.testing.assert_allclose(odd + even, total, rtol=1e-4, atol=1e-3 * float(np.abs(total).mean()))
+    assert read_mrc_header(tilt.micrograph_path).pixel_spacing_angstrom == pytest.approx(
+        ts.tilt_series_pixel_spacing_angstrom, rel=1e-4
+    )
+    assert tilt.micrograph_dose_weighted_path is not None and tilt.micrograph_dose_weighted_path.is_file()
+    total_motion, early, late = tilt.accumulated_motion_angstrom or (0, 0, 0)
+    assert total_motion == pytest.approx(early + late, rel=1e-6) and total_motion > 0
+    assert (folder / ts.name / f"{ts.name}_motion.png").stat().st_size > 5000
+
+
+def test_eer_groups_follow_each_tilts_frame_count(tmp_path: Path) -> None:
+    """Two gain references with different frame counts in one session: each tilt gets its own grouping."""
+    session = tmp_path / "session"
+    truth = _session(
+        session,
+        movie_format="eer",
+        two_gain_references=True,
+        n_tilt_series=2,
+        n_tilts=2,
+        detector_size_px=128,
+        pixel_spacing_angstrom=1.5,
+        frames_per_tilt=200,
+        seed=4,
+    )
+    project = _imported(tmp_path, session)
+    run = run_step(project, MOTIONCORR, {"local_motion": False})
+    assert run.status == "SUCCEEDED", run.error
+    counts = set()
+    for series in truth["tilt_series"]:
+        for tilt in series["tilts"]:
+            stem = Path(tilt["movie"]).name.rsplit(".", 1)[0]
+            general = read_star(project.run_dir(run) / series["name"] / f"{stem}.star")["general"].iloc[0]
+            n = eer_frames_per_group(
+                dose_per_group_e_per_angstrom2=0.5,
+                dose_per_tilt_e_per_angstrom2=tilt["dose_e_per_angstrom2"],
+                pixel_spacing_angstrom=series["pixel_spacing_angstrom"],
+                n_eer_frames=tilt["n_frames"],
+            )
+            assert int(general["rlnImageSizeZ"]) == tilt["n_frames"] // n
+            counts.add(tilt["n_frames"])
+    assert len(counts) == 2
+
+
+def test_wrongly_oriented_gain_is_detected(tmp_path: Path) -> None:
+    session = tmp_path / "session"
+    _session(session, gain_rotation_deg=90, detector_size_px=256, n_tilts=3, seed=3)
+    project = _imported(tmp_path, session, gain_rotation_deg=0)
+    wrong = run_step(project, MOTIONCORR, {"local_motion": False})
+    log = (project.run_dir(wrong) / "log.txt").read_text()
+    assert "WARNING: gain reference" in log and "--gain-rotation-deg 90" in log
+    right_import = run_step(
+        project, IMPORT, {"mdoc": str(session / "*.mdoc"), "movies": session / "frames", "gain_rotation_deg": 90}
+    )
+    right = run_step(project, MOTIONCORR, {"local_motion": False}, input_run=right_import.id)
+    assert "WARNING: gain reference" not in (project.run_dir(right) / "log.txt").read_text()
+
+
+def test_movie_with_other_frame_count_than_imported_fails_its_series(tmp_path: Path) -> None:
+    session = tmp_path / "session"
+    truth = _session(session, seed=6, movie_format="mrc", n_tilts=3)
+    project = _imported(tmp_path, session)
+    movie = session / truth["tilt_series"][0]["tilts"][2]["movie"]
+    import mrcfile
+
+    with mrcfile.open(movie) as mrc:
+        frames = mrc.data[:-2].copy()
+    with mrcfile.new(movie, overwrite=True) as mrc:
+        mrc.set_data(frames)
+    run = run_step(project, MOTIONCORR, {"local_motion": False})
+    error = run.units["TS_01"].error or ""
+    assert run.status == "FAILED" and movie.name in error and "frames" in error
+
+
+def test_stack_import_passes_through(tmp_path: Path) -> None:
+    session = tmp_path / "session"
+    _session(session, write_tilt_stack=True, seed=8, n_tilts=3)
+    project = init_project(tmp_path / "project")
+    imported = run_step(project, IMPORT, {"stack": str(session / "stacks" / "*.st")})
+    assert imported.status == "SUCCEEDED", imported.error
+    run = run_step(project, MOTIONCORR)
+    assert run.status == "SUCCEEDED"
+    assert load_tilt_series_set(project.run_dir(run)) == load_tilt_series_set(project.run_dir(imported))
