@@ -20,11 +20,17 @@ def test_real_relion_motion_file_reads(real_data: Path) -> None:
 
 
 def test_written_motion_has_relions_blocks_and_labels(tmp_path: Path, real_data: Path) -> None:
-    motion = MovieMotion(movie_name="frames/a.eer", image_size_xyz=(4096, 4096, 20),
-                         shifts_xy_px=np.array([[0.0, 0.0], [1.5, -2.25], [2.0, -3.0]]),
-                         original_pixel_spacing_angstrom=0.95, binning=2.0, dose_per_frame_e_per_angstrom2=0.15,
-                         pre_exposure_e_per_angstrom2=6.0, voltage_kv=300.0,
-                         hot_pixels_xy=np.array([[10, 20], [30, 40]]))
+    motion = MovieMotion(
+        movie_name="frames/a.eer",
+        image_size_xyz=(4096, 4096, 20),
+        shifts_xy_px=np.array([[0.0, 0.0], [1.5, -2.25], [2.0, -3.0]]),
+        original_pixel_spacing_angstrom=0.95,
+        binning=2.0,
+        dose_per_frame_e_per_angstrom2=0.15,
+        pre_exposure_e_per_angstrom2=6.0,
+        voltage_kv=300.0,
+        hot_pixels_xy=np.array([[10, 20], [30, 40]]),
+    )
     write_motion_star(tmp_path / "a.star", motion)
     ours, relion = read_star(tmp_path / "a.star"), read_star(real_data / REAL)
     assert set(relion) == set(ours)
