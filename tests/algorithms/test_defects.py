@@ -94,3 +94,17 @@ def test_defect_masks_combine() -> None:
     hot = torch.tensor([[True, False]])
     dead = torch.tensor([[False, True]])
     assert torch.equal(DefectMasks(hot=hot, dead=dead).combined, torch.tensor([[True, True]]))
+
+
+def test_defect_filler_replaces_only_defects_by_their_good_neighbours() -> None:
+    from tomoprep.algorithms.defects import DefectFiller
+
+    frame = torch.arange(100, dtype=torch.float32).reshape(10, 10)
+    mask = torch.zeros(10, 10, dtype=torch.bool)
+    mask[4, 4] = mask[4, 5] = mask[0, 0] = True
+    filled = DefectFiller(mask, window_px=3)(frame)
+    assert torch.equal(filled[~mask], frame[~mask])
+    # (4, 4): 3x3 neighbours without itself and (4, 5): mean of 33, 34, 35, 43, 53, 54, 55 = 43.857...
+    assert filled[4, 4].item() == pytest.approx((33 + 34 + 35 + 43 + 53 + 54 + 55) / 7)
+    # corner (0, 0): clamped window holds (0,1), (1,0), (1,1) and repeats; all good ones count
+    assert 0 < filled[0, 0].item() < 12

@@ -40,7 +40,8 @@ def _trajectory_errors_px(truth: dict, run_dir: Path) -> list[np.ndarray]:
         spacing = series["pixel_spacing_angstrom"]
         for tilt in series["tilts"]:
             stem = Path(tilt["movie"]).name.rsplit(".", 1)[0]
-            estimated = read_motion_shifts(run_dir / series["name"] / f"{stem}.star")
+            # RELION's sign: the listed shift aligns the frame, the content moved the other way.
+            estimated = -read_motion_shifts(run_dir / series["name"] / f"{stem}.star")
             true = np.array(tilt["trajectory_angstrom"]) / spacing
             # Both are relative to a reference frame of their own choice: compare about the mean.
             errors.append((estimated - estimated.mean(0)) - (true - true.mean(0)))

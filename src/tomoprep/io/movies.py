@@ -21,8 +21,10 @@ pixel from its sub-pixel bits (8192² for a 4096² sensor); binning 2x2 gives th
 from __future__ import annotations
 
 import math
+import os
 import struct
 from collections.abc import Iterator, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -365,28 +367,64 @@ def _eer_code_bits(keyframe: Any) -> tuple[int, int, int]:
 
 
 def _read_eer(header: MovieHeader, groups: Sequence[range], *, upsampling: int) -> np.ndarray:
-    path = header.path
     shape = (header.shape_yx[0] * upsampling, header.shape_yx[1] * upsampling)
     out = np.zeros((len(groups), *shape), dtype=IMAGE_DTYPE)
-    counts = np.zeros(shape, dtype=np.uint16)
-    with _open_tiff(path) as tif:
-        keyframe, pages = _eer_pages(path, tif)
-        bits = _eer_code_bits(keyframe)
-        for g, group in enumerate(groups):
-            counts[:] = 0
-            for n_added, index in enumerate(group, start=1):
-                page = pages[index]
-                strip = b"".join(
-                    _read_bytes(tif, o, n) for o, n in zip(page.dataoffsets, page.databytecounts, strict=True)
-                )
-                # Given a uint16 ``out``, imagecodecs adds the frame's events to it in place; its decode
-                # errors (RuntimeError) become ImageFileError in _open_tiff.
-                imagecodecs.eer_decode(strip, shape, *bits, superres=upsampling - 1, out=counts)
-                if n_added % _UINT16_SAFE_FRAMES == 0:
-                    out[g] += counts
-                    counts[:] = 0
-            out[g] += counts
+    for g, group_sum in enumerate(_eer_group_sums(header, groups, upsampling=upsampling)):
+        out[g] = group_sum
     return out
+
+
+def iter_movie_groups(
+    path: Path, *, eer_group_frames: int | None = None, eer_upsampling: EerUpsampling = 1, group_frames: int = 1
+) -> Iterator[np.ndarray]:
+    """The movie's groups of frames one at a time, ``(y, x)`` float32 each, from one opening of the file.
+
+    EER: sums of ``eer_group_frames`` raw frames (remainder frames join the last group), decoded on all cores.
+    TIFF/MRC: sums of ``group_frames`` frames (remainder frames join the last group).
+    """
+    header = read_movie_header(path)
+    n = _checked_options(header, eer_group_frames, eer_upsampling)
+    if header.format == "eer":
+        yield from _eer_group_sums(header, eer_group_ranges(header.n_frames, n), upsampling=eer_upsampling)
+        return
+    for group in eer_group_ranges(header.n_frames, group_frames):
+        indices = list(group)
+        frames = _read_mrc(header, indices) if header.format == "mrc" else _read_tiff(header, indices)
+        yield frames.sum(axis=0, dtype=IMAGE_DTYPE)
+
+
+def _eer_group_sums(header: MovieHeader, groups: Sequence[range], *, upsampling: int) -> Iterator[np.ndarray]:
+    """Decode EER groups; the raw frames of a group are split over threads (imagecodecs releases the GIL)."""
+    shape = (header.shape_yx[0] * upsampling, header.shape_yx[1] * upsampling)
+    workers = max(1, min(os.cpu_count() or 1, 8))
+    with _open_tiff(header.path) as tif, ThreadPoolExecutor(max_workers=workers) as pool:
+        keyframe, pages = _eer_pages(header.path, tif)
+        bits = _eer_code_bits(keyframe)
+        for group in groups:
+            strips = [
+                b"".join(_read_bytes(tif, o, n) for o, n in zip(p.dataoffsets, p.databytecounts, strict=True))
+                for p in (pages[i] for i in group)
+            ]
+            chunks = [strips[k::workers] for k in range(workers) if strips[k::workers]]
+            parts = pool.map(lambda chunk: _decode_eer_strips(chunk, shape, bits, upsampling), chunks)
+            total = np.zeros(shape, dtype=IMAGE_DTYPE)
+            for part in parts:
+                total += part
+            yield total
+
+
+def _decode_eer_strips(strips: Sequence[bytes], shape: tuple[int, int], bits: tuple[int, int, int],
+                       upsampling: int) -> np.ndarray:
+    counts = np.zeros(shape, dtype=np.uint16)
+    total = np.zeros(shape, dtype=IMAGE_DTYPE)
+    for n_added, strip in enumerate(strips, start=1):
+        # Given a uint16 ``out``, imagecodecs adds the frame's events to it in place.
+        imagecodecs.eer_decode(strip, shape, *bits, superres=upsampling - 1, out=counts)
+        if n_added % _UINT16_SAFE_FRAMES == 0:
+            total += counts
+            counts[:] = 0
+    total += counts
+    return total
 
 
 def _read_bytes(tif: tifffile.TiffFile, offset: int, count: int) -> bytes:

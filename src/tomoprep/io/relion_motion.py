@@ -1,10 +1,11 @@
 """RELION's per-movie motion STAR file (``data_general``, ``data_global_shift``, ``data_local_shift``,
 ``data_hot_pixels``).
 
-Shifts are in unbinned movie pixels, one row per frame numbered from 1, and give the displacement of the frame's
-content relative to the first frame (a frame ``f`` shows the specimen moved by ``(ShiftX, ShiftY)``), as
-RELION's motion correction writes them for polishing. ``data_local_shift`` lists, per frame and patch centre,
-the total shift there (global plus local model).
+Shifts are in movie pixels, one row per frame numbered from 1, with RELION's sign: the shift that aligns frame
+``f``, i.e. minus the displacement of its content (a frame whose specimen moved by ``(dx, dy)`` is listed as
+``(-dx, -dy)``), as RELION's motion correction writes them for polishing (checked against RELION 3.1's output
+on the same simulated movie in ``benchmarks/motioncorr.py``). ``data_local_shift`` lists, per frame and patch centre,
+the total shift there (global plus local model), with the same sign.
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ class MovieMotion:
 
     movie_name: str
     image_size_xyz: tuple[int, int, int]
-    shifts_xy_px: np.ndarray  # (n_frames, 2): x, y in unbinned pixels
+    shifts_xy_px: np.ndarray  # (n_frames, 2): x, y in movie pixels, RELION's sign (minus the content motion)
     original_pixel_spacing_angstrom: float
     binning: float
     dose_per_frame_e_per_angstrom2: float

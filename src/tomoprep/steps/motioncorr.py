@@ -14,7 +14,14 @@ from tomoprep.io.gain import read_gain
 from tomoprep.model import GainReference, TiltImage, TiltSeries
 from tomoprep.steps.base import Step, UnitOutput
 from tomoprep.steps.gain_check import check_gain_orientation
-from tomoprep.steps.motioncorr_movie import MovieGroups, correct_movie, device_for, movie_groups
+from tomoprep.steps.motioncorr_movie import (
+    SeriesDefects,
+    correct_movie,
+    counts_sum,
+    device_for,
+    load_groups,
+    movie_groups,
+)
 from tomoprep.steps.motioncorr_params import MotionCorrParams
 from tomoprep.steps.motioncorr_plots import write_motion_plot
 
@@ -27,19 +34,19 @@ class _Gains:
         self.cache: dict[GainReference, np.ndarray] = {}
         self.notes: list[str] = []
 
-    def get(self, reference: GainReference | None, groups: MovieGroups) -> np.ndarray | None:
+    def get(self, reference: GainReference | None, counts: np.ndarray) -> np.ndarray | None:
+        """The oriented gain of ``reference``; its orientation is checked against ``counts`` the first time."""
         if reference is None:
             return None
         if reference not in self.cache:
             gain = read_gain(reference.path, rotation_deg=reference.rotation_deg, flip=reference.flip)
             self.cache[reference] = gain
             if self.params.check_gain_orientation:
-                self._check(reference, groups)
+                self._check(reference, counts)
         return self.cache[reference]
 
-    def _check(self, reference: GainReference, groups: MovieGroups) -> None:
+    def _check(self, reference: GainReference, counts: np.ndarray) -> None:
         stored = read_gain(reference.path)
-        counts = np.sum([groups.read(i) for i in range(min(groups.n_groups, 8))], axis=0)
         if counts.shape != stored.shape and counts.shape[0] == 2 * stored.shape[0]:
             counts = counts.reshape(stored.shape[0], 2, stored.shape[1], 2).sum(axis=(1, 3))
         check = check_gain_orientation(np.asarray(counts), stored, given=(reference.rotation_deg, reference.flip))
@@ -61,15 +68,18 @@ def motioncorr_series(ts: TiltSeries, params: MotionCorrParams, output_dir: Path
         raise InputError(None, f"tilt series {ts.name} has no movies.", "import its movies (tomoprep import --mdoc).")
     device = device_for(params.device)
     torch.set_num_threads(max(1, torch.get_num_threads()))
-    gains, tilts, trajectories, notes = _Gains(params), [], {}, []
+    gains, defects, tilts, trajectories, notes = _Gains(params), SeriesDefects(params, device), [], {}, []
     spacing = ts.original_pixel_spacing_angstrom
     for tilt in ts.tilts:
         if tilt.excluded or tilt.movie_path is None:
             tilts.append(tilt)
             continue
         groups = movie_groups(tilt, ts, params)
-        gain = gains.get(tilt.gain, groups)
-        updated, trajectory = correct_movie(tilt, ts, groups, gain, params, output_dir, device)
+        counts = load_groups(groups)
+        total = counts_sum(counts)
+        gain = gains.get(tilt.gain, total)
+        mask = defects.mask_for(total)
+        updated, trajectory = correct_movie(tilt, ts, groups, counts, gain, mask, params, output_dir, device)
         tilts.append(updated)
         trajectories[tilt.acquisition_index] = trajectory
         spacing = ts.original_pixel_spacing_angstrom / groups.upsampling * params.output_binning

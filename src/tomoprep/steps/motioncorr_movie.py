@@ -10,7 +10,7 @@ from typing import Literal
 import numpy as np
 import torch
 
-from tomoprep.algorithms.defects import correct_defects, detect_defects
+from tomoprep.algorithms.defects import DefectFiller, detect_defects
 from tomoprep.algorithms.fourier import fourier_bin
 from tomoprep.algorithms.motion import (
     DoseWeighting,
@@ -23,7 +23,13 @@ from tomoprep.algorithms.motion import (
 )
 from tomoprep.errors import ImageFileError
 from tomoprep.io.gain import apply_gain
-from tomoprep.io.movies import MovieHeader, eer_frames_per_group, eer_group_ranges, read_movie, read_movie_header
+from tomoprep.io.movies import (
+    MovieHeader,
+    eer_frames_per_group,
+    eer_group_ranges,
+    iter_movie_groups,
+    read_movie_header,
+)
 from tomoprep.io.mrc import write_mrc
 from tomoprep.io.relion_motion import MovieMotion, write_motion_star
 from tomoprep.model import TiltImage, TiltSeries
@@ -45,19 +51,15 @@ class MovieGroups:
         """Number of groups (frames given to the alignment)."""
         return len(self.frame_counts)
 
-    def read(self, index: int) -> np.ndarray:
-        """Group ``index`` as a ``(y, x)`` float32 image of counts."""
-        if self.eer_group_frames is not None:
-            upsampling: Literal[1, 2] = 2 if self.upsampling == 2 else 1
-            return read_movie(
-                self.header.path,
-                eer_group_frames=self.eer_group_frames,
-                eer_upsampling=upsampling,
-                frames=slice(index, index + 1),
-            )[0]
-        start = index * self.group_frames
-        stop = self.header.n_frames if index == self.n_groups - 1 else start + self.group_frames
-        return read_movie(self.header.path, frames=slice(start, stop)).sum(axis=0)
+    def read_all(self) -> Iterator[np.ndarray]:
+        """Every group, in order, as ``(y, x)`` float32 images of counts, from one opening of the movie."""
+        upsampling: Literal[1, 2] = 2 if self.upsampling == 2 else 1
+        return iter_movie_groups(
+            self.header.path,
+            eer_group_frames=self.eer_group_frames,
+            eer_upsampling=upsampling,
+            group_frames=self.group_frames,
+        )
 
 
 def movie_groups(tilt: TiltImage, ts: TiltSeries, params: MotionCorrParams) -> MovieGroups:
@@ -97,8 +99,14 @@ def movie_groups(tilt: TiltImage, ts: TiltSeries, params: MotionCorrParams) -> M
 
 
 def _binned(image: torch.Tensor, size_px: int) -> tuple[torch.Tensor, float]:
+    """Bin to about ``size_px``: whole pixel blocks first (cheap), then the rest by Fourier cropping."""
     factor = max(1.0, max(image.shape[-2:]) / size_px)
-    return (fourier_bin(image, factor) if factor > 1 else image), factor
+    block = int(factor // 2) if factor >= 4 else 1
+    if block > 1:
+        h, w = (image.shape[-2] // block) * block, (image.shape[-1] // block) * block
+        image = image[:h, :w].reshape(h // block, block, w // block, block).mean(dim=(1, 3))
+    rest = factor / block
+    return (fourier_bin(image, rest) if rest > 1 else image), factor
 
 
 def _compact(counts: np.ndarray) -> np.ndarray:
@@ -119,7 +127,7 @@ def load_groups(groups: MovieGroups) -> list[np.ndarray]:
     are found in the sum of all frames: keeping the groups as counts (a 4K EER group is 16 MB) avoids decoding
     the movie twice.
     """
-    return [_compact(groups.read(index)) for index in range(groups.n_groups)]
+    return [_compact(group) for group in groups.read_all()]
 
 
 @dataclass(frozen=True)
@@ -142,25 +150,51 @@ def _scaled_model(model: LocalMotionModel, factor: float, shape_yx: tuple[int, i
     )
 
 
-def find_defects(counts: list[np.ndarray], params: MotionCorrParams, device: torch.device) -> torch.Tensor | None:
-    """Hot and dead pixels of a movie, from the sum of its raw counts; ``None`` when not asked for."""
-    if not params.correct_defects:
-        return None
-    total = np.sum([c.astype(np.float32) for c in counts], axis=0)
-    return detect_defects(torch.from_numpy(total).to(device), threshold_sigma=params.defect_threshold_sigma).combined
+def counts_sum(counts: list[np.ndarray]) -> np.ndarray:
+    """The ``(y, x)`` float32 sum of a movie's groups of raw counts."""
+    total = np.zeros(counts[0].shape, dtype=np.float32)
+    for group in counts:
+        total += group
+    return total
+
+
+class SeriesDefects:
+    """Hot and dead pixels of a detector, found in the summed counts of the first movies of a tilt series.
+
+    Defects belong to the camera, not the movie: summing the first ``n_movies`` movies makes the test
+    sensitive enough for dead pixels (which need tens of expected counts), and later movies reuse the mask
+    instead of repeating the detection.
+    """
+
+    def __init__(self, params: MotionCorrParams, device: torch.device, *, n_movies: int = 3) -> None:
+        self.params, self.device, self.n_movies = params, device, n_movies
+        self.totals: dict[tuple[int, ...], np.ndarray] = {}
+        self.seen: dict[tuple[int, ...], int] = {}
+        self.masks: dict[tuple[int, ...], torch.Tensor] = {}
+
+    def mask_for(self, total: np.ndarray) -> torch.Tensor | None:
+        """The defect mask to use for a movie whose raw counts sum to ``total``; ``None`` when not asked for."""
+        if not self.params.correct_defects:
+            return None
+        shape = total.shape
+        if self.seen.get(shape, 0) < self.n_movies:
+            self.totals[shape] = self.totals.get(shape, 0) + total
+            self.seen[shape] = self.seen.get(shape, 0) + 1
+            counts = torch.from_numpy(np.asarray(self.totals[shape], dtype=np.float32)).to(self.device)
+            self.masks[shape] = detect_defects(counts, threshold_sigma=self.params.defect_threshold_sigma).combined
+        return self.masks[shape]
 
 
 def corrected_frames(
     counts: list[np.ndarray], gain: np.ndarray | None, defects: torch.Tensor | None, device: torch.device
 ) -> Iterator[torch.Tensor]:
     """Gain- and defect-corrected groups, one at a time, as float32 tensors on ``device``."""
+    filler = DefectFiller(defects) if defects is not None and bool(defects.any()) else None
     for group in counts:
         values = group.astype(np.float32)
         values = apply_gain(values, gain) if gain is not None else values
         frame = torch.from_numpy(np.ascontiguousarray(values, dtype=np.float32)).to(device)
-        if defects is not None and bool(defects.any()):
-            frame = correct_defects(frame, defects)
-        yield frame
+        yield filler(frame) if filler is not None else frame
 
 
 def estimate_motion(
@@ -199,15 +233,16 @@ def correct_movie(
     tilt: TiltImage,
     ts: TiltSeries,
     groups: MovieGroups,
+    counts: list[np.ndarray],
     gain: np.ndarray | None,
+    defects: torch.Tensor | None,
     params: MotionCorrParams,
     output_dir: Path,
     device: torch.device,
 ) -> tuple[TiltImage, np.ndarray]:
-    """Both passes over one movie and its outputs; returns the updated tilt and its trajectory (x, y Å)."""
+    """Motion of one movie (its groups of counts given), its sums and records; returns the updated tilt and the
+    trajectory of its content (x, y Å)."""
     frame_spacing = ts.original_pixel_spacing_angstrom / groups.upsampling
-    counts = load_groups(groups)
-    defects = find_defects(counts, params, device)
     estimate = estimate_motion(counts, gain, defects, frame_spacing, params, device)
     doses = [tilt.dose_e_per_angstrom2 * n / sum(groups.frame_counts) for n in groups.frame_counts]
     weighting = (
@@ -227,7 +262,7 @@ def correct_movie(
     stem = groups.header.path.name.rsplit(".", 1)[0]
     out_spacing = frame_spacing * params.output_binning
     paths = _write_sums(sums, output_dir, stem, out_spacing)
-    shifts_xy = estimate.shifts_px.flip(-1).cpu().numpy().astype(float)
+    motion_xy = estimate.shifts_px.flip(-1).cpu().numpy().astype(float)
     motion = accumulated_motion(
         estimate.shifts_px,
         frame_spacing,
@@ -245,7 +280,7 @@ def correct_movie(
                 groups.header.shape_yx[0] * groups.upsampling,
                 groups.n_groups,
             ),
-            shifts_xy_px=shifts_xy,
+            shifts_xy_px=-motion_xy,
             original_pixel_spacing_angstrom=ts.original_pixel_spacing_angstrom,
             binning=params.output_binning / groups.upsampling,
             dose_per_frame_e_per_angstrom2=doses[0],
@@ -265,11 +300,11 @@ def correct_movie(
         motion_metadata_path=star,
         accumulated_motion_angstrom=(motion.total_angstrom, motion.early_angstrom, motion.late_angstrom),
     )
-    return updated, shifts_xy * frame_spacing
+    return updated, motion_xy * frame_spacing
 
 
 def _local_shift_table(estimate: MotionEstimate) -> np.ndarray | None:
-    """Rows (frame from 1, x, y, total shift x, total shift y) at the patch centres of the local model."""
+    """Rows (frame from 1, x, y, shift x, shift y) at the patch centres of the local model, in RELION's sign."""
     model = estimate.local_model
     if model is None:
         return None
@@ -278,7 +313,7 @@ def _local_shift_table(estimate: MotionEstimate) -> np.ndarray | None:
     for frame in range(model.n_frames):
         total = local_shifts_at(model, centres, frame).cpu() + estimate.shifts_px[frame].cpu()
         for (y, x), (dy, dx) in zip(centres.cpu().tolist(), total.tolist(), strict=True):
-            rows.append((frame + 1, x, y, dx, dy))
+            rows.append((frame + 1, x, y, -dx, -dy))  # RELION's sign: the shift that aligns
     return np.array(rows, dtype=float)
 
 

@@ -29,7 +29,11 @@ class MotionCorrParams(Params):
     output_binning: float = Field(
         1.0, ge=1, le=16, description="Fourier binning of the output images, relative to the rendered frames."
     )
-    local_motion: bool = Field(True, description="Also correct local (patch) motion with a smooth deformation model.")
+    local_motion: bool = Field(
+        False,
+        description="Also correct local (patch) motion with a smooth deformation model. Off by default, as in "
+        "RELION's tomography motion correction: at a few e/Å² per tilt, patches hold little signal.",
+    )
     patches_x: int = Field(5, ge=2, le=20, description="Patches along x for local motion.")
     patches_y: int = Field(5, ge=2, le=20, description="Patches along y for local motion.")
     bfactor_angstrom2: float = Field(
