@@ -197,7 +197,7 @@ def make_phantom(
     Returns
     -------
     Phantom
-        Always with one right-handed chiral object (arms 480, 320 and 200 Å, shrunk only when the slab is too
+        Always with one right-handed chiral object (arms 600, 400 and 250 Å, shrunk only when the slab is too
         thin) near the centre, placed first, then vesicles, complexes and fiducials, all inside the slab.
     """
     if thickness_angstrom < _MIN_THICKNESS_ANGSTROM:
