@@ -3,7 +3,8 @@
 Shifts follow the conventions of :mod:`tomoprep.algorithms.motion`: pixels of the frames given, ``(dy, dx)``, the
 displacement of the specimen in each frame. The spectra (:func:`_binned_spectra`) and the iteration
 (:func:`_align_stack`) serve :func:`tomoprep.algorithms.motion.estimate_global_motion` on whole frames and
-:func:`tomoprep.algorithms.local_motion.estimate_local_motion` on patches. :func:`smooth_trajectory` is public and
+:func:`tomoprep.algorithms.local_motion.estimate_local_motion` on patches (:func:`_align_stack_bounded`, which
+keeps the residual shifts of patches within a small window). :func:`smooth_trajectory` is public and
 re-exported by :mod:`tomoprep.algorithms.motion`.
 """
 
@@ -162,3 +163,38 @@ def _align_stack(
         if change < tolerance_px:
             break
     return shifts
+
+
+def _align_stack_bounded(
+    spectra: torch.Tensor,
+    *,
+    shape_yx: tuple[int, int],
+    weight: torch.Tensor,
+    max_iterations: int,
+    tolerance_px: float,
+    max_shift_px: float,
+    smoothing: Smoothing,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """As :func:`_align_stack`, but every shift stays within ``±max_shift_px``; also returns the raw measurements.
+
+    Each frame is correlated *unmoved* with the sum of the other frames moved by their current shifts, so the
+    peak is the frame's whole shift and the search window bounds it, not only each round's update (a patch of
+    noise would otherwise wander by a window per round). Returns the smoothed shifts and the last round's
+    measured, unsmoothed ones, both ``(..., n, 2)`` and mean-free over the frames.
+    """
+    shifts = torch.zeros((*spectra.shape[:-2], 2), device=spectra.device)
+    measured = shifts
+    for _ in range(max_iterations):
+        aligned = fourier_shift_rfft(spectra, -shifts, shape_yx=shape_yx)
+        others = aligned.sum(dim=-3, keepdim=True) - aligned
+        cc = torch.fft.irfft2(spectra * others.conj() * weight, s=shape_yx)
+        del aligned, others
+        measured = find_peak_subpixel(cc, max_shift_px=max_shift_px)
+        measured = measured - measured.mean(dim=-2, keepdim=True)
+        updated = smooth_trajectory(measured, smoothing=smoothing)
+        updated = updated - updated.mean(dim=-2, keepdim=True)
+        change = float((updated - shifts).abs().max())
+        shifts = updated
+        if change < tolerance_px:
+            break
+    return shifts, measured

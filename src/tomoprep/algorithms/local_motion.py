@@ -1,10 +1,35 @@
 """Local beam-induced motion: the smooth residual left after the global shifts, estimated patch by patch.
 
 Shifts follow the conventions of :mod:`tomoprep.algorithms.motion`: pixels of the frames given, ``(dy, dx)``, the
-displacement of the specimen in each frame. The globally aligned frames are cut into overlapping patches, the
-leave-one-out iteration of :mod:`tomoprep.algorithms.frame_alignment` gives each patch's residual trajectory, and
-one polynomial in space and time (:class:`LocalMotionModel`) is fitted to all of them; :func:`apply_local_motion`
+displacement of the specimen in each frame. One polynomial in space and time (:class:`LocalMotionModel`) is fitted
+to the residual trajectories of overlapping patches of the globally aligned frames; :func:`apply_local_motion`
 warps frames by it.
+
+At a tomography dose (≈ 1 e⁻/px per frame) a patch holds few electrons, and where it also holds little contrast
+(thin ice) its correlation peak is noise. :func:`estimate_local_motion` therefore guards every step:
+
+- Each patch's trajectory is searched within ``±max_shift_px`` of the global shift as a whole
+  (:func:`tomoprep.algorithms.frame_alignment._align_stack_bounded`), not per round: a patch of noise cannot
+  wander off, and its measurements scatter over the window instead.
+- The polynomial is fitted to the measured (unsmoothed) patch shifts by weighted least squares, each patch
+  weighing as the inverse of its scatter about the fit (re-weighted three times; no patch above 10 x the median):
+  the patches of noise get almost no say.
+- Significance: the noise of each patch's measurements is estimated from their third differences over frames
+  (which cancel smooth motion, so misfit of the model does not count as noise), taken to be correlated between
+  patches as the fraction of area they share, and propagated to the covariance ``C`` of the coefficients. The
+  model is then shrunk towards zero by empirical Bayes: the coefficients ``c`` get a Gaussian prior
+  ``N(0, τ² M⁻¹)``, ``cᵀ M c`` being the mean square displacement of the model over the patches and frames
+  (the prior is isotropic in displacement); ``τ²`` maximises the marginal likelihood of the fitted coefficients,
+  ``ĉ ~ N(0, τ² M⁻¹ + C)``, and the model kept is the posterior mean ``τ² M⁻¹ (τ² M⁻¹ + C)⁻¹ ĉ``. Where the
+  model's displacement is not larger than its noise ``τ² = 0`` and the model vanishes (only the global shifts
+  remain); where it is well above it, it is kept almost whole; directions that the patches hardly constrain
+  (extrapolation over patches of noise) are shrunk the most. ``χ² = ĉᵀ C⁻¹ ĉ`` (about 36 for noise alone with
+  18 terms per axis) and the share of the fitted displacement kept are recorded on the model.
+
+Measured on simulated tilt movies (1024², 2 Å/px, 10 frames, 5 x 5 patches, 8 Å local waves, 3 seeds x 3 tilts),
+RMS error at the patch centres of global + local against global alone: at 3 e⁻/Å² 0.10-0.42 px against
+0.29-1.24 px (the unguarded fit: 2.5-3.9 px); at 30 e⁻/Å² 0.15-0.76 px against 0.29-1.08 px; without local
+motion at most 1.09 x the global shifts alone (+0.005 px).
 """
 
 from __future__ import annotations
@@ -16,14 +41,14 @@ from typing import Literal
 import torch
 import torch.nn.functional as nnf
 
-from tomoprep.algorithms.fourier import Device, find_peak_subpixel, fourier_shift_rfft, taper_edges
+from tomoprep.algorithms.fourier import Device, fourier_shift_rfft, taper_edges
 from tomoprep.algorithms.frame_alignment import (
     Smoothing,
+    _align_stack_bounded,
     _binned_spectra,
     _check_frames,
     _correlation_weight,
     _fft_size,
-    smooth_trajectory,
 )
 
 Interpolation = Literal["bilinear", "bicubic"]
@@ -32,10 +57,14 @@ Interpolation = Literal["bilinear", "bicubic"]
 _TIME_DEGREE = 3
 #: Rounds of re-weighting patches by their scatter about the fitted model.
 _REWEIGHTING_ROUNDS = 3
-#: No patch weighs more than the median patch / this (a patch locked onto a static pattern scatters little).
+#: No patch weighs more than 1 / this x the median patch (a patch locked onto a static pattern scatters little).
 _VARIANCE_FLOOR = 0.1
-#: F ratio (explained / residual per degree of freedom) that noise alone reaches; see the module notes.
-_NOISE_F_RATIO = float(__import__("os").environ.get("LM_G", "3.0"))
+#: Variance floor in px², against division by zero on noiseless data.
+_TINY_PX2 = 1e-12
+#: Relative ridge keeping the coefficient covariance positive definite.
+_RIDGE = 1e-9
+#: Candidate prior variances τ² of the model's displacement per independent component, px² (0 is also tried).
+_PRIOR_GRID_PX2 = tuple(10 ** (k / 8) for k in range(-64, 25))
 
 
 @dataclass(frozen=True)
@@ -61,7 +90,15 @@ class LocalMotionModel:
     patch_centres_yx_px
         ``(n_patches, 2)`` centres of the patches measured, input pixels.
     patch_shifts_px
-        ``(n_patches, n_frames, 2)`` residual shifts measured per patch, before the fit (for quality control).
+        ``(n_patches, n_frames, 2)`` residual shifts measured per patch (smoothed over frames), before the fit
+        (for quality control).
+    patch_weights
+        ``(n_patches,)`` relative weight of each patch in the fit, summing to 1 (``None`` if not fitted here).
+    chi2
+        Significance of the fitted model before shrinking, ``ĉᵀ C⁻¹ ĉ`` over both axes (module notes); noise alone
+        gives about twice the number of terms per axis.
+    shrinkage
+        RMS displacement at the patches of the model kept over that of the model fitted, in [0, 1].
     """
 
     coefficients_px: torch.Tensor
@@ -70,7 +107,7 @@ class LocalMotionModel:
     patch_centres_yx_px: torch.Tensor
     patch_shifts_px: torch.Tensor
     patch_weights: torch.Tensor | None = None
-    f_ratio: float = math.nan
+    chi2: float = math.nan
     shrinkage: float = 1.0
 
 
@@ -163,38 +200,41 @@ def _patch_layout(shape_yx: tuple[int, int], patches: tuple[int, int], overlap: 
 
 
 def _measure_patches(
-    spectra: torch.Tensor,
+    aligned: torch.Tensor,
     *,
-    shape_yx: tuple[int, int],
-    weight: torch.Tensor,
+    patches: tuple[int, int],
+    patch_overlap: float,
+    bfactor_px2: float,
     max_iterations: int,
     tolerance_px: float,
     max_shift_px: float,
     smoothing: Smoothing,
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """Leave-one-out alignment of patch stacks ``(P, n, Y, X // 2 + 1)`` within ``±max_shift_px`` of zero.
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Residual trajectories of the patches of globally aligned frames ``(n, Y, X)``, all in their pixels.
 
-    Each frame is correlated *unmoved* with the sum of the other frames moved by their current shifts, so the
-    peak is the frame's whole residual and the window bounds it, not only each round's update (a patch of noise
-    would otherwise wander a window per round). Returns the smoothed shifts and the last round's measured,
-    unsmoothed ones, both ``(P, n, 2)`` and mean-free over the frames.
+    Returns the smoothed and the measured shifts ``(P, n, 2)``, the patch centres ``(P, 2)`` and the patch shape
+    ``(2,)``.
     """
-    shifts = torch.zeros((*spectra.shape[:-2], 2), device=spectra.device)
-    measured = shifts
-    for _ in range(max_iterations):
-        aligned = fourier_shift_rfft(spectra, -shifts, shape_yx=shape_yx)
-        others = aligned.sum(dim=-3, keepdim=True) - aligned
-        cc = torch.fft.irfft2(spectra * others.conj() * weight, s=shape_yx)
-        del aligned, others
-        measured = find_peak_subpixel(cc, max_shift_px=max_shift_px)
-        measured = measured - measured.mean(dim=-2, keepdim=True)
-        updated = smooth_trajectory(measured, smoothing=smoothing)
-        updated = updated - updated.mean(dim=-2, keepdim=True)
-        change = float((updated - shifts).abs().max())
-        shifts = updated
-        if change < tolerance_px:
-            break
-    return shifts, measured
+    starts_y, starts_x, size = _patch_layout((aligned.shape[-2], aligned.shape[-1]), patches, patch_overlap)
+    weight = _correlation_weight(size, bfactor_px2, aligned.device)
+    shifts, measured, centres = [], [], []
+    for y0 in starts_y:  # one row of patches at a time bounds the memory
+        stack = torch.stack([aligned[:, y0 : y0 + size[0], x0 : x0 + size[1]] for x0 in starts_x])
+        stack = taper_edges(stack, max(4, min(size) // 8))
+        row_shifts, row_measured = _align_stack_bounded(
+            torch.fft.rfft2(stack),
+            shape_yx=size,
+            weight=weight,
+            max_iterations=max_iterations,
+            tolerance_px=tolerance_px,
+            max_shift_px=max_shift_px,
+            smoothing=smoothing,
+        )
+        shifts.append(row_shifts)
+        measured.append(row_measured)
+        centres += [(y0 + (size[0] - 1) / 2, x0 + (size[1] - 1) / 2) for x0 in starts_x]
+    centres_px = torch.tensor(centres, device=aligned.device)
+    return torch.cat(shifts), torch.cat(measured), centres_px, torch.tensor(size, device=aligned.device)
 
 
 def _design(centres_px: torch.Tensor, n_frames: int, shape_yx: tuple[int, int]) -> torch.Tensor:
@@ -212,31 +252,104 @@ def _weighted_fit(design: torch.Tensor, shifts_px: torch.Tensor, weights: torch.
 
 @dataclass(frozen=True)
 class _Fit:
-    coefficients: torch.Tensor  # (K, 2), before shrinking
-    weights: torch.Tensor  # (P,), relative
-    f_ratio: float
+    coefficients: torch.Tensor  # (K, 2) float64, shrunk
+    weights: torch.Tensor  # (P,), summing to 1
+    chi2: float
     shrinkage: float
 
 
-def _fit_local_model(design: torch.Tensor, measured_px: torch.Tensor) -> _Fit:
-    """Fit the model to measured patch shifts, weighting each patch by its scatter, and shrink it (module notes)."""
+def _reweighted_fit(design: torch.Tensor, measured_px: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Coefficients ``(K, 2)`` and per-patch weights ``(P,)``: each patch weighs as 1 / its scatter about the fit.
+
+    The scatter (per shift component, over the residual degrees of freedom) is floored at a tenth of the median
+    so that no patch dominates, not even one locked onto a static pattern.
+    """
     n_patches, n_frames, n_terms = design.shape
-    data_dof = 2 * n_patches * (n_frames - 1)
-    if data_dof <= 2 * n_terms:
+    residual_dof = 2 * n_patches * (n_frames - 1) - 2 * n_terms
+    if residual_dof <= 0:
         raise ValueError(f"{n_patches} patches of {n_frames} frames cannot fit {n_terms} terms per axis")
     weights = torch.ones(n_patches, dtype=torch.float64, device=design.device)
     for _ in range(_REWEIGHTING_ROUNDS):
         coefficients = _weighted_fit(design, measured_px, weights)
         residual = measured_px.double() - design @ coefficients
-        variance = residual.pow(2).sum(dim=(1, 2)) / (data_dof - 2 * n_terms) * n_patches
-        weights = 1 / variance.clamp_min(_VARIANCE_FLOOR * float(variance.median()) + 1e-12)
-    coefficients = _weighted_fit(design, measured_px, weights)
-    explained = float((weights[:, None, None] * (design @ coefficients).pow(2)).sum())
-    residual = measured_px.double() - design @ coefficients
-    noise = float((weights[:, None, None] * residual.pow(2)).sum()) / (data_dof - 2 * n_terms)
-    f_ratio = explained / (2 * n_terms * noise)
-    shrinkage = max(0.0, 1.0 - _NOISE_F_RATIO / f_ratio) if f_ratio > 0 else 0.0
-    return _Fit(coefficients, weights / weights.sum(), f_ratio, shrinkage)
+        variance = residual.pow(2).sum(dim=(1, 2)) * n_patches / residual_dof
+        weights = 1 / variance.clamp_min(_VARIANCE_FLOOR * float(variance.median()) + _TINY_PX2)
+    return _weighted_fit(design, measured_px, weights), weights
+
+
+def _measurement_variance(measured_px: torch.Tensor) -> torch.Tensor:
+    """``(P,)`` noise variance of one shift component per patch, from the median of its third differences.
+
+    Third differences over frames cancel motion smooth to second degree (and leave 6 c / (n - 1)³ of a cubic
+    ``c τ³``) and multiply white noise variance by 20; the median (/ 0.6745) ignores the few large ones of a
+    sudden start. Model misfit therefore does not count as noise.
+    """
+    differences = torch.diff(measured_px.double(), n=3, dim=1).abs().flatten(1)
+    return (differences.median(dim=1).values / 0.6745) ** 2 / 20
+
+
+def _patch_correlation(centres_px: torch.Tensor, size_yx_px: torch.Tensor) -> torch.Tensor:
+    """``(P, P)`` correlation of the noise of overlapping patches, taken as the fraction of area they share."""
+    distance = (centres_px[:, None, :] - centres_px[None, :, :]).abs().double()
+    return (1 - distance / size_yx_px.double()).clamp_min(0).prod(dim=-1)
+
+
+def _coefficient_covariance(
+    design: torch.Tensor, weights: torch.Tensor, variance: torch.Tensor, correlation: torch.Tensor
+) -> torch.Tensor:
+    """``(K, K)`` covariance of weighted least-squares coefficients (either axis) from the patches' noise.
+
+    The coefficients are ``projector · data``, so their covariance is ``projector · noise · projectorᵀ``, the
+    noise being independent between frames and correlated between patches as ``correlation``.
+    """
+    n_patches, n_frames, n_terms = design.shape
+    weighted = design * weights[:, None, None]
+    normal = torch.einsum("pfk,pfl->kl", weighted, design)
+    projector = torch.linalg.solve(normal, weighted.flatten(0, 1).T).reshape(n_terms, n_patches, n_frames)
+    sigma = variance.clamp_min(_TINY_PX2).sqrt()
+    noise = correlation * sigma[:, None] * sigma[None, :]
+    covariance = torch.einsum("kpf,pq,lqf->kl", projector, noise, projector)
+    ridge = _RIDGE * covariance.diagonal().mean()
+    return covariance + ridge * torch.eye(n_terms, dtype=covariance.dtype, device=covariance.device)
+
+
+def _posterior_mean(
+    coefficients: torch.Tensor, covariance: torch.Tensor, metric: torch.Tensor
+) -> tuple[torch.Tensor, float]:
+    """Empirical-Bayes shrinkage of coefficients ``(K, 2)`` towards zero (module notes); also returns their χ².
+
+    In the basis that whitens the noise (``covariance``) and diagonalises the prior (``τ² metric⁻¹``), component
+    ``j`` has variance ``τ² g_j + 1``; ``τ²`` maximises the marginal likelihood of both axes together, and each
+    component keeps the share ``τ² g_j / (τ² g_j + 1)`` of its value.
+    """
+    lower = torch.linalg.cholesky(covariance)
+    inner = torch.linalg.solve_triangular(lower, torch.linalg.inv(metric), upper=False)
+    inner = torch.linalg.solve_triangular(lower, inner.T, upper=False)
+    gain, vectors = torch.linalg.eigh((inner + inner.T) / 2)
+    components = vectors.T @ torch.linalg.solve_triangular(lower, coefficients, upper=False)
+    power = components.pow(2).sum(dim=1)
+    best, best_tau2 = -float(power.sum()) / 2, 0.0
+    for tau2 in _PRIOR_GRID_PX2:
+        spread = tau2 * gain.clamp_min(0) + 1
+        likelihood = float(-(power / spread).sum() / 2 - spread.log().sum())
+        if likelihood > best:
+            best, best_tau2 = likelihood, tau2
+    keep = best_tau2 * gain.clamp_min(0) / (best_tau2 * gain.clamp_min(0) + 1)
+    return lower @ vectors @ (components * keep[:, None]), float(power.sum())
+
+
+def _fit_local_model(design: torch.Tensor, measured_px: torch.Tensor, correlation: torch.Tensor) -> _Fit:
+    """Weighted fit of the model to measured patch shifts ``(P, n, 2)``, shrunk by its significance (module notes)."""
+    coefficients, weights = _reweighted_fit(design, measured_px)
+    # with too few frames to tell noise from motion in time, the scatter about the fit stands in for the noise
+    variance = _measurement_variance(measured_px) if design.shape[1] > _TIME_DEGREE + 1 else 1 / weights
+    covariance = _coefficient_covariance(design, weights, variance, correlation)
+    flat = design.flatten(0, 1)
+    metric = flat.T @ flat / flat.shape[0]
+    shrunk, chi2 = _posterior_mean(coefficients, covariance, metric)
+    before, after = float((flat @ coefficients).pow(2).sum()), float((flat @ shrunk).pow(2).sum())
+    shrinkage = math.sqrt(after / before) if before > 0 else 0.0
+    return _Fit(shrunk, weights / weights.sum(), chi2, shrinkage)
 
 
 def estimate_local_motion(
@@ -268,14 +381,19 @@ def estimate_local_motion(
     bfactor_px2, max_iterations, tolerance_px, alignment_size_px, smoothing
         As for :func:`tomoprep.algorithms.motion.estimate_global_motion`, applied to each patch's stack.
     max_shift_px
-        Largest residual shift of a patch, input pixels (the global shift is already removed).
+        Largest residual shift of a patch about the global shift, input pixels: local motion is a few Å, and
+        4 px of frames binned to 1024 from 4K is about 13 Å. Noise is searched over this window only.
     device
         Where to compute; by default the frames' device.
 
     Returns
     -------
     LocalMotionModel
-        The fitted model; patch shifts and centres included.
+        The model fitted and shrunk by its significance (module notes), with the patch shifts, centres and
+        weights. On 512² frames, 10 frames, a rotation moving the corners by ±1.7 px about the drift: 0.04 px
+        RMS at 20 e⁻/px per frame, 0.17-0.24 px at 0.9 e⁻/px (4 seeds; the unguarded fit: 0.13-0.18 px).
+        Without local motion at 0.9 e⁻/px, 60 % of the field free of contrast: 0.18 px against 0.17 px for the
+        global shifts alone (the unguarded fit: 5-6 px).
     """
     _check_frames(frames)
     if min(patches) < 3 or not 0 <= patch_overlap < 1:
@@ -285,37 +403,27 @@ def estimate_local_motion(
     moved = fourier_shift_rfft(spectra, -global_shifts_px.to(device) / scale, shape_yx=shape_b)
     aligned = torch.fft.irfft2(moved, s=shape_b)
     del spectra, moved
-    starts_y, starts_x, size = _patch_layout(shape_b, patches, patch_overlap)
     pixel_b = float(scale.mean())
-    weight = _correlation_weight(size, bfactor_px2 / pixel_b**2, device)
-    shifts, measured, centres = [], [], []
-    for y0 in starts_y:  # one row of patches at a time bounds the memory
-        stack = torch.stack([aligned[:, y0 : y0 + size[0], x0 : x0 + size[1]] for x0 in starts_x])
-        stack = taper_edges(stack, max(4, min(size) // 8))
-        row_shifts, row_measured = _measure_patches(
-            torch.fft.rfft2(stack),
-            shape_yx=size,
-            weight=weight,
-            max_iterations=max_iterations,
-            tolerance_px=tolerance_px / pixel_b,
-            max_shift_px=max_shift_px / pixel_b,
-            smoothing=smoothing,
-        )
-        shifts.append(row_shifts)
-        measured.append(row_measured)
-        centres += [(y0 + (size[0] - 1) / 2, x0 + (size[1] - 1) / 2) for x0 in starts_x]
-    patch_centres = torch.tensor(centres, device=device) * scale
-    shape_yx = (frames.shape[-2], frames.shape[-1])
-    design = _design(patch_centres, frames.shape[0], shape_yx)
-    fit = _fit_local_model(design, torch.cat(measured) * scale)
-    n_time = design.shape[-1] // 6
+    shifts, measured, centres, size = _measure_patches(
+        aligned,
+        patches=patches,
+        patch_overlap=patch_overlap,
+        bfactor_px2=bfactor_px2 / pixel_b**2,
+        max_iterations=max_iterations,
+        tolerance_px=tolerance_px / pixel_b,
+        max_shift_px=max_shift_px / pixel_b,
+        smoothing=smoothing,
+    )
+    centres, shape_yx = centres * scale, (frames.shape[-2], frames.shape[-1])
+    design = _design(centres, frames.shape[0], shape_yx)
+    fit = _fit_local_model(design, measured * scale, _patch_correlation(centres, size * scale))
     return LocalMotionModel(
-        coefficients_px=(fit.coefficients * fit.shrinkage).T.reshape(2, 6, n_time).float(),
+        coefficients_px=fit.coefficients.T.reshape(2, 6, -1).float(),
         shape_yx=shape_yx,
         n_frames=frames.shape[0],
-        patch_centres_yx_px=patch_centres,
-        patch_shifts_px=torch.cat(shifts) * scale,
+        patch_centres_yx_px=centres,
+        patch_shifts_px=shifts * scale,
         patch_weights=fit.weights.float(),
-        f_ratio=fit.f_ratio,
+        chi2=fit.chi2,
         shrinkage=fit.shrinkage,
     )
