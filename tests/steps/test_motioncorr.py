@@ -224,13 +224,14 @@ def test_local_motion_is_recovered_where_the_simulator_applies_it(tmp_path: Path
             true.append(trajectory[f] + offset)
             local.append((-shift_x, -shift_y))
             plain.append(global_shifts[f])
-        n_patches = len(rows) // len(trajectory)
-
-        def about_mean(values: list) -> np.ndarray:
-            array = np.array(values).reshape(len(trajectory), n_patches, 2)
-            return array - array.mean(axis=0)
-
-        local_errors.append(about_mean(local) - about_mean(true))
-        global_errors.append(about_mean(plain) - about_mean(true))
+        shape = (len(trajectory), len(rows) // len(trajectory), 2)
+        local_errors.append(_about_mean(local, shape) - _about_mean(true, shape))
+        global_errors.append(_about_mean(plain, shape) - _about_mean(true, shape))
     rms = [float(np.sqrt((np.concatenate(e) ** 2).sum(-1).mean())) for e in (local_errors, global_errors)]
     assert rms[0] <= 0.6 * rms[1], f"local {rms[0]:.3f} px vs global-only {rms[1]:.3f} px"
+
+
+def _about_mean(values: list, shape: tuple[int, int, int]) -> np.ndarray:
+    """(frames, patches, 2) shifts minus each patch's mean over the frames."""
+    array = np.array(values).reshape(shape)
+    return array - array.mean(axis=0)
