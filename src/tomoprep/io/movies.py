@@ -413,8 +413,9 @@ def _eer_group_sums(header: MovieHeader, groups: Sequence[range], *, upsampling:
             yield total
 
 
-def _decode_eer_strips(strips: Sequence[bytes], shape: tuple[int, int], bits: tuple[int, int, int],
-                       upsampling: int) -> np.ndarray:
+def _decode_eer_strips(
+    strips: Sequence[bytes], shape: tuple[int, int], bits: tuple[int, int, int], upsampling: int
+) -> np.ndarray:
     counts = np.zeros(shape, dtype=np.uint16)
     total = np.zeros(shape, dtype=IMAGE_DTYPE)
     for n_added, strip in enumerate(strips, start=1):
