@@ -92,10 +92,9 @@ def movie_groups(tilt: TiltImage, ts: TiltSeries, params: MotionCorrParams) -> M
             f"has only {header.n_frames} frames; motion correction needs at least two groups.",
             "lower --group-frames.",
         )
-    n_groups = header.n_frames // params.group_frames
-    counts = [params.group_frames] * n_groups
-    counts[-1] += header.n_frames - params.group_frames * n_groups
-    return MovieGroups(header, tuple(counts), None, 1, params.group_frames)
+    # The same grouping as the reader's (remainder frames join the last group).
+    counts = tuple(len(r) for r in eer_group_ranges(header.n_frames, params.group_frames))
+    return MovieGroups(header, counts, None, 1, params.group_frames)
 
 
 def _binned(image: torch.Tensor, size_px: int) -> tuple[torch.Tensor, float]:
