@@ -7,7 +7,7 @@ from datetime import datetime
 from pathlib import Path
 
 from tomoprep.io.star import read_star, write_star
-from tomoprep.model import GainReference, Optics, TiltImage, TiltSeries
+from tomoprep.model import GainReference, Optics, TiltAlignment, TiltImage, TiltSeries
 from tomoprep.model.tables import set_row, tilt_series_from_tables, tilt_series_table
 
 
@@ -90,3 +90,18 @@ def test_motion_corrected_columns_round_trip_and_use_relion_labels(tmp_path: Pat
     assert back.tilts[2].accumulated_motion_angstrom == (5.0, 1.0, 4.0)
     assert back.tilts[0].micrograph_even_path == Path("/r/0_EVN.mrc")
     assert back.tilt_series_pixel_spacing_angstrom == 1.9
+
+
+def test_alignment_and_thickness_round_trip_under_relion_labels(tmp_path: Path) -> None:
+    ts = _series()
+    poses = [TiltAlignment(-3.0 * i + 1.2, -94.6, 0.1 * i, 12.5 - i, -7.25 * i) for i in range(3)]
+    tilts = tuple(replace(t, alignment=None if t.excluded else pose) for t, pose in zip(ts.tilts, poses, strict=True))
+    ts = replace(ts, tilts=tilts, specimen_thickness_angstrom=1830.0)
+    table = tilt_series_table(ts)
+    assert list(table["rlnTomoZRot"][[0, 2]]) == [-94.6, -94.6]
+    assert table["rlnTomoYTilt"].isna().tolist() == [False, True, False]
+    back = _round_trip(ts, tmp_path)
+    assert back.tilts[2].alignment == poses[2]
+    assert back.tilts[1].alignment is None
+    assert back.specimen_thickness_angstrom == 1830.0
+    assert "rlnTomoXTilt" not in tilt_series_table(_series()).columns

@@ -20,6 +20,7 @@ from tomoprep.model.tilt_series import (
     GainRotation,
     Hand,
     Optics,
+    TiltAlignment,
     TiltImage,
     TiltSeries,
 )
@@ -66,6 +67,8 @@ def set_row(ts: TiltSeries, *, tilt_series_star_file: str) -> dict[str, object]:
     if ts.tilt_series_pixel_spacing_angstrom is not None:
         row["rlnTomoTiltSeriesPixelSize"] = ts.tilt_series_pixel_spacing_angstrom
     row["tpSources"] = ";".join(str(p) for p in ts.sources) or NONE_TEXT
+    if ts.specimen_thickness_angstrom is not None:
+        row["tpSpecimenThicknessAngst"] = ts.specimen_thickness_angstrom
     return row
 
 
@@ -107,6 +110,14 @@ OPTIONAL_PATHS = {
     "rlnMicrographMetadata": "motion_metadata_path",
 }
 MOTION_LABELS = ("rlnAccumMotionTotal", "rlnAccumMotionEarly", "rlnAccumMotionLate")
+#: RELION 5's alignment labels and the :class:`TiltAlignment` fields they hold.
+ALIGNMENT_LABELS = {
+    "rlnTomoXTilt": "x_tilt_deg",
+    "rlnTomoYTilt": "y_tilt_deg",
+    "rlnTomoZRot": "z_rot_deg",
+    "rlnTomoXShiftAngst": "shift_x_angstrom",
+    "rlnTomoYShiftAngst": "shift_y_angstrom",
+}
 
 
 def _optional_columns(tilts: list[TiltImage]) -> dict[str, list[object]]:
@@ -120,6 +131,9 @@ def _optional_columns(tilts: list[TiltImage]) -> dict[str, list[object]]:
             columns[label] = [
                 math.nan if t.accumulated_motion_angstrom is None else t.accumulated_motion_angstrom[k] for t in tilts
             ]
+    if any(t.alignment is not None for t in tilts):
+        for label, attribute in ALIGNMENT_LABELS.items():
+            columns[label] = [math.nan if t.alignment is None else getattr(t.alignment, attribute) for t in tilts]
     return columns
 
 
@@ -139,6 +153,8 @@ def _optional_fields(row: pd.Series) -> dict[str, object]:
         fields[attribute] = None if text is None else Path(text)
     motion = [_opt_float(row.get(label)) for label in MOTION_LABELS]
     fields["accumulated_motion_angstrom"] = None if any(m is None for m in motion) else tuple(motion)
+    pose = {attribute: _opt_float(row.get(label)) for label, attribute in ALIGNMENT_LABELS.items()}
+    fields["alignment"] = None if any(v is None for v in pose.values()) else TiltAlignment(**pose)  # type: ignore[arg-type]
     return fields
 
 
@@ -199,4 +215,5 @@ def tilt_series_from_tables(set_row_: pd.Series, table: pd.DataFrame) -> TiltSer
         hand=cast(Hand, int(set_row_["rlnTomoHand"])),
         tilt_series_pixel_spacing_angstrom=_opt_float(set_row_.get("rlnTomoTiltSeriesPixelSize")),
         sources=() if sources is None else tuple(Path(p) for p in sources.split(";")),
+        specimen_thickness_angstrom=_opt_float(set_row_.get("tpSpecimenThicknessAngst")),
     )

@@ -35,6 +35,24 @@ class GainReference:
 
 
 @dataclass(frozen=True)
+class TiltAlignment:
+    """Where a tilt image sits in the specimen frame: RELION 5's per-tilt alignment fields.
+
+    The projection is ``P = S(image centre) S(shift) Rz(z_rot) Ry(y_tilt) Rx(x_tilt) S(-specimen centre)``
+    (``conventions.py``): ``y_tilt_deg`` is the tilt about the tilt axis (``rlnTomoYTilt``), ``z_rot_deg`` the
+    tilt-axis angle in the image, counter-clockwise from Y (``rlnTomoZRot``), ``x_tilt_deg`` a tilt about the
+    specimen x axis (``rlnTomoXTilt``), and the shifts move the projected specimen centre from the image centre
+    (``rlnTomoXShiftAngst``, ``rlnTomoYShiftAngst``), in Å.
+    """
+
+    y_tilt_deg: float
+    z_rot_deg: float
+    x_tilt_deg: float = 0.0
+    shift_x_angstrom: float = 0.0
+    shift_y_angstrom: float = 0.0
+
+
+@dataclass(frozen=True)
 class TiltImage:
     """One tilt of a series: its raw movie (or stack section) and what the microscope recorded.
 
@@ -42,6 +60,7 @@ class TiltImage:
     in the source (mdoc ZValue or tilt-stack section). ``pre_exposure_e_per_angstrom2`` is the dose the
     specimen received before this tilt. ``micrograph_*`` are the motion-corrected sums (odd and even frames for
     Noise2Noise, dose-weighted); ``accumulated_motion_angstrom`` is RELION's (total, early, late) motion.
+    ``alignment`` is the tilt's pose once the series is aligned (``None`` before, and for excluded tilts).
     """
 
     acquisition_index: int
@@ -64,6 +83,7 @@ class TiltImage:
     date_time: datetime | None = None
     excluded: bool = False
     exclusion_reason: str = ""
+    alignment: TiltAlignment | None = None
 
 
 @dataclass(frozen=True)
@@ -71,7 +91,8 @@ class TiltSeries:
     """A tilt series: a name, the original pixel spacing, optics and its tilts in acquisition order.
 
     ``tilt_series_pixel_spacing_angstrom`` is the spacing of the (motion-corrected or imported) tilt images
-    once they exist, ``None`` while there are only movies.
+    once they exist, ``None`` while there are only movies. ``specimen_thickness_angstrom`` is the thickness
+    of the specimen slab (lamella or ice) measured by alignment, along its normal; ``None`` until measured.
     """
 
     name: str
@@ -81,6 +102,7 @@ class TiltSeries:
     hand: Hand = -1
     tilt_series_pixel_spacing_angstrom: float | None = None
     sources: tuple[Path, ...] = field(default=())
+    specimen_thickness_angstrom: float | None = None
 
     def __post_init__(self) -> None:
         if not self.tilts:
