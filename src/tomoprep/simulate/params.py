@@ -132,6 +132,12 @@ class SimulateParams(Params):
     local_motion_angstrom: float = Field(
         0.0, ge=0, le=100, description="Amplitude of a smooth local deformation in Å; 0 = none."
     )
+    n_complexes: int | None = Field(
+        None, ge=0, le=100000, description="Complexes per detector field of view; default: the preset's."
+    )
+    n_vesicles: int | None = Field(
+        None, ge=0, le=1000, description="Vesicles per detector field of view; default: the preset's."
+    )
     seed: int = Field(0, ge=0, description="Random seed: the same seed and options give the same session.")
 
     @model_validator(mode="after")
@@ -160,8 +166,8 @@ class SimulateParams(Params):
             frames_per_tilt_b=max(frames + 1, round(frames * 1.15)),
             detector_shape_yx=(self.detector_height_px or width, width),
             pixel_spacing_angstrom=spacing,
-            n_vesicles=preset.n_vesicles,
-            n_complexes=preset.n_complexes,
+            n_vesicles=preset.n_vesicles if self.n_vesicles is None else self.n_vesicles,
+            n_complexes=preset.n_complexes if self.n_complexes is None else self.n_complexes,
         )
 
 
