@@ -15,7 +15,7 @@ from __future__ import annotations
 import math
 
 import torch
-import torch.nn.functional as F
+from torch.nn import functional
 
 
 def rotation_2d(angle_deg: float) -> torch.Tensor:
@@ -95,5 +95,7 @@ def resample(
     gx = (mapped[..., 0] + cx) * (2.0 / max(nx - 1, 1)) - 1.0
     gy = (mapped[..., 1] + cy) * (2.0 / max(ny - 1, 1)) - 1.0
     grid = torch.stack([gx, gy], dim=-1).reshape(n, oy, ox, 2).float()
-    out = F.grid_sample(images[:, None].float(), grid, mode="bilinear", padding_mode="zeros", align_corners=True)
+    out = functional.grid_sample(
+        images[:, None].float(), grid, mode="bilinear", padding_mode="zeros", align_corners=True
+    )
     return out[:, 0]
