@@ -1,5 +1,5 @@
-"""IMOD text files used when importing an aligned tilt series: tilt angles (``.tlt``, ``.rawtlt``) and 2-D
-transforms (``.xf``).
+"""IMOD text files used when importing an aligned tilt series: tilt angles (``.tlt``, ``.rawtlt``), X-axis tilts
+(``.xtilt``) and 2-D transforms (``.xf``).
 
 Formats, as IMOD writes them:
 
@@ -8,6 +8,10 @@ Formats, as IMOD writes them:
     ``%7.2f``. Some tools add columns (TomoBabel's ``cets-imod`` files carry the accumulated dose in
     e/Å² as a second column), so the angle is the first number of each line and
     :func:`read_tilt_columns` gives them all.
+``.xtilt``
+    One X-axis tilt in degrees per line, ``%7.2f``, in stack order: ``tiltalign``'s ``OutputXAxisTiltFile``, the
+    per-view X-tilt variable of its model (0 for views it did not solve). How it enters RELION's model is in
+    :mod:`tomoprep.io.imod_align`.
 ``.xf``
     One line per view: ``A11 A12 A21 A22 DX DY``, the matrix in ``%12.7f`` and the shifts (pixels) in
     ``%12.3f``. A point ``(x, y)`` of the raw view, relative to its centre, lands at ``A (x, y) + (DX, DY)``
@@ -88,10 +92,43 @@ def write_tilt_angles(path: Path, angles_deg: Sequence[float] | np.ndarray) -> N
     ValueError
         If an angle is not finite.
     """
-    angles = np.asarray(angles_deg, dtype=np.float64).reshape(-1)
-    if not np.all(np.isfinite(angles)):
-        raise ValueError(f"tilt angles must be finite, got {angles[~np.isfinite(angles)].tolist()}.")
-    _write_lines(Path(path), [f"{angle:7.2f}" for angle in angles])
+    _write_degrees(Path(path), angles_deg, what="tilt angles")
+
+
+def read_xtilt(path: Path) -> np.ndarray:
+    """Read an IMOD ``.xtilt`` file: one X-axis tilt per view.
+
+    Returns
+    -------
+    numpy.ndarray
+        ``(n_views,)`` float64 X-axis tilts in degrees, in file (stack) order.
+
+    Raises
+    ------
+    InputError
+        If the file is missing, empty, or a line does not hold exactly one number; the message names the line.
+    """
+    path = Path(path)
+    rows = _read_number_rows(path, what="X-axis tilt")
+    for line_no, row in rows:
+        if len(row) != 1:
+            raise InputError(
+                path,
+                f"line {line_no} holds {len(row)} numbers, not the one X-axis tilt of an .xtilt line.",
+                "give the .xtilt file tiltalign wrote (OutputXAxisTiltFile).",
+            )
+    return np.array([row[0] for _, row in rows], dtype=np.float64)
+
+
+def write_xtilt(path: Path, x_tilts_deg: Sequence[float] | np.ndarray) -> None:
+    """Write X-axis tilts one per line as ``tiltalign`` does (``%7.2f``: rounded to 0.01°).
+
+    Raises
+    ------
+    ValueError
+        If a value is not finite.
+    """
+    _write_degrees(Path(path), x_tilts_deg, what="X-axis tilts")
 
 
 def read_xf(path: Path) -> np.ndarray:
@@ -180,6 +217,13 @@ def _read_number_rows(path: Path, *, what: str) -> list[tuple[int, list[float]]]
     if not rows:
         raise InputError(path, f"holds no {what} lines.", f"check the {what} file was written completely.")
     return rows
+
+
+def _write_degrees(path: Path, values_deg: Sequence[float] | np.ndarray, *, what: str) -> None:
+    values = np.asarray(values_deg, dtype=np.float64).reshape(-1)
+    if not np.all(np.isfinite(values)):
+        raise ValueError(f"{what} must be finite, got {values[~np.isfinite(values)].tolist()}.")
+    _write_lines(path, [f"{value:7.2f}" for value in values])
 
 
 def _write_lines(path: Path, lines: Sequence[str]) -> None:
