@@ -23,6 +23,7 @@ from typing import Literal
 
 from pydantic import Field, model_validator
 
+from tomoprep.simulate.bad_tilts import max_bad_tilts
 from tomoprep.steps.base import Params
 
 MovieFormat = Literal["eer", "tiff", "mrc"]
@@ -138,6 +139,13 @@ class SimulateParams(Params):
     n_vesicles: int | None = Field(
         None, ge=0, le=1000, description="Vesicles per detector field of view; default: the preset's."
     )
+    bad_tilts: int = Field(
+        0,
+        ge=0,
+        le=60,
+        description="Bad tilts planted per series (for scoring stack cleaning): kinds cycle shifted (a stage "
+        "jump of 20-30 % of the field of view), dark, blurred; never an end, the tilt nearest 0° or two neighbours.",
+    )
     seed: int = Field(0, ge=0, description="Random seed: the same seed and options give the same session.")
 
     @model_validator(mode="after")
@@ -146,6 +154,13 @@ class SimulateParams(Params):
             raise ValueError("defocus_min_um must not exceed defocus_max_um")
         if self.thickness_min_angstrom > self.thickness_max_angstrom:
             raise ValueError("thickness_min_angstrom must not exceed thickness_max_angstrom")
+        n_tilts = self.n_tilts or PRESETS[self.preset].n_tilts
+        if self.bad_tilts > max_bad_tilts(n_tilts):
+            raise ValueError(
+                f"bad_tilts={self.bad_tilts} does not fit {n_tilts} tilts: they take at most "
+                f"{max_bad_tilts(n_tilts)} (never an end, the tilt nearest 0° or two neighbours); "
+                "give fewer bad tilts or more tilts"
+            )
         return self
 
     def resolve(self) -> ResolvedParams:

@@ -28,6 +28,7 @@ from tomoprep.errors import InputError
 from tomoprep.io.imod import write_tilt_angles
 from tomoprep.io.mrc import write_mrc
 from tomoprep.simulate.acquisition import SeriesPlan, SeriesSettings, plan_series, session_start_time
+from tomoprep.simulate.bad_tilts import PlantedDefect, plan_bad_tilts
 from tomoprep.simulate.contact_sheet import write_contact_sheet
 from tomoprep.simulate.gain_files import write_gain_file, write_gains
 from tomoprep.simulate.mdoc_writer import MdocHeader, stack_records, tilt_records, windows_frame_path, write_mdoc
@@ -142,12 +143,16 @@ def _simulate_series(context: SeriesContext, progress: Progress | None) -> Serie
     )
     start = session_start_time(context.index, n_tilts=resolved.n_tilts)
     plan = plan_series(context.name, settings, rng=rng, start_time=start)
+    defects: dict[int, PlantedDefect] = {}
+    if params.bad_tilts:
+        field_of_view = min(resolved.detector_shape_yx) * resolved.pixel_spacing_angstrom
+        plan, defects = plan_bad_tilts(plan, params.bad_tilts, field_of_view_angstrom=field_of_view, rng=rng)
     phantom = _make_phantom(plan, resolved, rng)
     volume_path, voxel = _write_phantom_volume(context, phantom)
     stack = open_stack(context) if params.write_tilt_stack else None
     tilts = []
     for tilt in plan.tilts:
-        tilts.append(simulate_tilt(context, phantom, tilt, stack))
+        tilts.append(simulate_tilt(context, phantom, tilt, stack, defect=defects.get(tilt.acquisition_index)))
         if progress is not None:
             progress(context.name, len(tilts), len(plan.tilts))
     if stack is not None:

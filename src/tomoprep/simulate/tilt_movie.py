@@ -16,6 +16,7 @@ import numpy as np
 import scipy.fft
 
 from tomoprep.simulate.acquisition import TiltPlan
+from tomoprep.simulate.bad_tilts import PlantedDefect, apply_defect, blur_margin_px
 from tomoprep.simulate.contact_sheet import SheetTile, make_tile
 from tomoprep.simulate.ctf import electron_wavelength_angstrom
 from tomoprep.simulate.detector import Detector
@@ -62,9 +63,18 @@ def open_stack(context: SeriesContext) -> mrcfile.mrcfile.MrcFile:
 
 
 def simulate_tilt(
-    context: SeriesContext, phantom: Phantom, tilt: TiltPlan, stack: mrcfile.mrcfile.MrcFile | None
+    context: SeriesContext,
+    phantom: Phantom,
+    tilt: TiltPlan,
+    stack: mrcfile.mrcfile.MrcFile | None,
+    *,
+    defect: PlantedDefect | None = None,
 ) -> TiltTruth:
-    """One tilt: its motion, expected image and movie; its tile on the contact sheet and its stack section."""
+    """One tilt: its motion, expected image and movie; its tile on the contact sheet and its stack section.
+
+    A planted ``defect`` (:mod:`tomoprep.simulate.bad_tilts`) changes the expected image before the electrons
+    are counted.
+    """
     resolved = context.resolved
     px, (ny, nx) = resolved.pixel_spacing_angstrom, resolved.detector_shape_yx
     motion = make_tilt_motion(
@@ -76,7 +86,9 @@ def simulate_tilt(
         field_of_view_angstrom=nx * px,
         rng=context.rng,
     )
-    image = _expected_image(context, phantom, tilt, motion)
+    image = _expected_image(context, phantom, tilt, motion, extra_margin_px=blur_margin_px(defect, px))
+    if defect is not None:
+        image = apply_defect(image, defect, detector_shape_yx=(ny, nx), pixel_spacing_angstrom=px)
     name = movie_name(context.name, tilt.acquisition_index, tilt.intended_tilt_deg, movie_suffix(resolved.movie_format))
     electrons_per_frame = tilt.dose_e_per_angstrom2 * px**2 / context.n_frames
     peak = max(float(image.max()) * 1.2, 15.0) * electrons_per_frame  # hot pixels count up to 15x the mean
@@ -103,14 +115,18 @@ def simulate_tilt(
         stack.data[tilt.stack_index] = result.motion_corrected_sum
     context.tiles.append(make_tile(result.frame_sum, tilt_deg=tilt.nominal_tilt_deg))
     movie = f"frames/{name}"
-    return tilt_truth(tilt, motion, movie=movie, gain=context.detector.name, fraction_counts=result.fraction_counts)
+    return tilt_truth(
+        tilt, motion, movie=movie, gain=context.detector.name, fraction_counts=result.fraction_counts, defect=defect
+    )
 
 
-def _expected_image(context: SeriesContext, phantom: Phantom, tilt: TiltPlan, motion: TiltMotion) -> np.ndarray:
+def _expected_image(
+    context: SeriesContext, phantom: Phantom, tilt: TiltPlan, motion: TiltMotion, *, extra_margin_px: int = 0
+) -> np.ndarray:
     """The tilt's expected image on a padded grid centred on the detector (:func:`frames.crop_box`)."""
     params, (ny, nx) = context.params, context.resolved.detector_shape_yx
     px = context.resolved.pixel_spacing_angstrom
-    margin = _margin_px(motion, tilt, px, voltage_kv=params.voltage_kv)
+    margin = _margin_px(motion, tilt, px, voltage_kv=params.voltage_kv) + extra_margin_px
     # FFT-friendly sizes (4096 + 2 x 157 = 4410 takes 4x longer than 4500).
     padded = (_fast_size(ny + 2 * margin), _fast_size(nx + 2 * margin))
     return expected_image(

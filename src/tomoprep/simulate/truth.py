@@ -3,6 +3,8 @@
 Every later step can be scored against it: the acquisition (order, doses, frame counts, gains, defects), the
 motion in every movie, the true tilt geometry and defocus of every tilt, and the specimen itself. The schema
 is documented in ``docs/simulate.md``; :data:`SCHEMA_VERSION` changes whenever a field changes meaning or goes.
+A new field with a default keeps the version: reading ignores fields it does not know and fills in defaults
+for fields a file lacks, so older and newer files of one version read both ways.
 
 Conventions: units in the field names (Å, degrees, e⁻/Å²); defocus positive for underfocus; tilt-axis angles
 counter-clockwise from the image Y axis; geometry in RELION 5's projection model; pixel coordinates ``(y, x)``
@@ -21,6 +23,7 @@ from typing import Any, TypeVar, Union, get_args, get_origin, get_type_hints
 
 from tomoprep.errors import InputError
 from tomoprep.simulate.acquisition import SeriesPlan, TiltPlan
+from tomoprep.simulate.bad_tilts import PlantedDefect
 from tomoprep.simulate.frames import TiltMotion
 
 SCHEMA_VERSION = 1
@@ -61,7 +64,12 @@ class LocalMotionTruth:
 
 @dataclass(frozen=True)
 class TiltTruth:
-    """One tilt: what the mdoc says and what really happened (units in the names)."""
+    """One tilt: what the mdoc says and what really happened (units in the names).
+
+    ``planted_defect`` is ``shifted``, ``dark`` or ``blurred`` for a tilt made bad on purpose
+    (:mod:`tomoprep.simulate.bad_tilts`), with ``planted_defect_detail`` saying how; ``None`` for the others.
+    A shifted tilt's ``shift_*_angstrom`` include its jump.
+    """
 
     acquisition_index: int
     section_index: int
@@ -86,6 +94,8 @@ class TiltTruth:
     trajectory_angstrom: list[list[float]]
     fraction_counts: list[int]
     local_motion: LocalMotionTruth | None = None
+    planted_defect: str | None = None
+    planted_defect_detail: str | None = None
 
 
 @dataclass(frozen=True)
@@ -155,8 +165,16 @@ class Truth:
         return next(g for g in self.gains if g.name == name)
 
 
-def tilt_truth(tilt: TiltPlan, motion: TiltMotion, *, movie: str, gain: str, fraction_counts: list[int]) -> TiltTruth:
-    """The truth of one simulated tilt from its plan and the motion of its movie (``movie`` relative path)."""
+def tilt_truth(
+    tilt: TiltPlan,
+    motion: TiltMotion,
+    *,
+    movie: str,
+    gain: str,
+    fraction_counts: list[int],
+    defect: PlantedDefect | None = None,
+) -> TiltTruth:
+    """The truth of one simulated tilt: its plan, its movie's motion (``movie`` relative) and its planted defect."""
     local = motion.local
     return TiltTruth(
         acquisition_index=tilt.acquisition_index,
@@ -189,6 +207,8 @@ def tilt_truth(tilt: TiltPlan, motion: TiltMotion, *, movie: str, gain: str, fra
             local.amplitudes_angstrom.tolist(),
             local.profile.tolist(),
         ),
+        planted_defect=None if defect is None else defect.kind,
+        planted_defect_detail=None if defect is None else defect.describe(),
     )
 
 
