@@ -38,6 +38,7 @@ from tomoprep.simulate.specimen_parts import (
     VESICLE_RADIUS_RANGE_ANGSTROM,
     Layout,
     add_chiral,
+    add_surface_particles,
     add_complex,
     add_fiducial,
     add_vesicle,
@@ -172,6 +173,7 @@ def make_phantom(
     n_complexes: int = 40,
     n_fiducials: int = 0,
     complex_size_angstrom: float = 120.0,
+    surface_particles_per_um2: float = 0.0,
 ) -> Phantom:
     """Build a random phantom, deterministic for a given ``seed``.
 
@@ -193,6 +195,9 @@ def make_phantom(
         Gold spheres of radius 50 Å.
     complex_size_angstrom
         Size of the complex, Å (the template is scaled from 120 Å).
+    surface_particles_per_um2
+        Small dense balls on each of the two slab surfaces, per µm² of field of view
+        (:func:`~tomoprep.simulate.specimen_parts.add_surface_particles`).
 
     Returns
     -------
@@ -215,6 +220,8 @@ def make_phantom(
     poses = np.array([add_complex(layout, index, offsets, sigmas) for index in range(n_complexes)]).reshape(-1, 12)
     for index in range(n_fiducials):
         add_fiducial(layout, index)
+    area_um2 = field_of_view_angstrom[0] * field_of_view_angstrom[1] / 1e8
+    add_surface_particles(layout, round(surface_particles_per_um2 * area_um2))
     tilt = _pretilt_matrix(pretilt_deg)
     origin = np.array([0.0, 0.0, z_offset_angstrom])
     ball_centres, ball_sigmas, ball_densities = _columns(layout.balls)

@@ -32,6 +32,9 @@ _CHIRAL_BALL_SPACING_ANGSTROM = 20.0
 _CHIRAL_DENSITY = 2 * PROTEIN_DENSITY
 #: Nothing is placed closer than this to a slab surface.
 SURFACE_MARGIN_ANGSTROM = 10.0
+#: Particles on the slab's surfaces (frost, milling debris, sputtered coating): small balls denser than protein.
+SURFACE_PARTICLE_SIGMA_ANGSTROM = 30.0
+SURFACE_PARTICLE_DENSITY = 2 * PROTEIN_DENSITY
 #: The complex: ball centres and sigmas (Å, for a 120 Å complex), deliberately without any symmetry. Its mass,
 #: Σ ρ (2π)^1.5 σ³ = 1000 rad·Å², is that of 0.5 MDa of protein (1.21 Å³/Da): plausible for a lumpy 120 Å complex.
 _COMPLEX_TEMPLATE = np.array(
@@ -164,3 +167,18 @@ def add_fiducial(layout: Layout, index: int) -> None:
     """Add one gold sphere, clear of the slab surfaces."""
     centre = layout.place(GOLD_RADIUS_ANGSTROM + SURFACE_MARGIN_ANGSTROM)
     layout.spheres.append((centre, GOLD_RADIUS_ANGSTROM, GOLD_DENSITY, f"gold:{index}"))
+
+
+def add_surface_particles(layout: Layout, count_per_surface: int) -> None:
+    """Scatter small dense balls just inside both slab surfaces, as contamination sits on real ones.
+
+    They mark where the slab ends in a reconstruction, as a lamella's or an ice layer's surfaces show in a
+    real tomogram; they are placed last, so the other bodies are where they would be without them.
+    """
+    sigma = SURFACE_PARTICLE_SIGMA_ANGSTROM
+    depth = max(layout.half_thickness - sigma, 0.0)
+    for side in (-1.0, 1.0):
+        for index in range(count_per_surface):
+            ab = layout.rng.uniform(-1.0, 1.0, 2) * layout.half_fov
+            centre = np.array([*ab, side * depth])
+            layout.balls.append((centre, sigma, SURFACE_PARTICLE_DENSITY, f"surface:{int(side)}:{index}"))

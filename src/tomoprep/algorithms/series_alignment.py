@@ -1,0 +1,201 @@
+"""Marker-free alignment of a tilt series, end to end, at one working binning.
+
+1. coarse: stretched cross-correlation of neighbours, chained from the tilt nearest 0° (:mod:`.tilt_xcorr`);
+2. tilt axis: common lines over ±90° around the imported angle, then finely (:mod:`.tilt_axis`); of the two
+   equivalent angles ``a`` and ``a + 180°`` the one nearer the imported angle is kept (the defocus gradient
+   decides between them elsewhere);
+3. projection matching of every tilt against the reprojection of the others (:mod:`.projection_matching`);
+4. the specimen slab in a reconstruction: thickness, height and tilt (:mod:`.specimen_slab`); the tilt offset
+   that makes the slab flat is added to every tilt, and the specimen centre moved to the slab's centre;
+5. projection matching again in the slab-centred, levelled geometry, and a last fine axis search.
+
+Everything is in pixels of the working images; shifts ``(x, y)`` in RELION's sense (where the specimen centre
+lands relative to the image centre).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from tomoprep.algorithms.backprojection import align_images, backproject, filter_rows, weighting_filter
+from tomoprep.algorithms.projection_matching import MatchingResult, refine_shifts
+from tomoprep.algorithms.specimen_slab import SlabMeasurement, measure_slab
+from tomoprep.algorithms.tilt_axis import AxisSearch, search_axis
+from tomoprep.algorithms.tilt_geometry import projection_rotation
+from tomoprep.algorithms.tilt_xcorr import CoarseAlignment, coarse_align
+
+
+@dataclass(frozen=True)
+class AlignmentOptions:
+    """What :func:`align_series` does (pixels of the working images)."""
+
+    refine_axis: bool = True
+    axis_search_half_range_deg: float = 90.0
+    refine_tilt_offset: bool = True
+    matching_iterations: int = 3
+    max_shift_fraction: float = 0.45
+    max_thickness_px: int | None = None
+
+
+@dataclass(frozen=True)
+class SeriesAlignment:
+    """The alignment of one series (working pixels).
+
+    Attributes
+    ----------
+    axis_deg
+        Refined tilt-axis angle (degrees CCW from image Y), within ±90° of the imported one.
+    tilt_offset_deg
+        Added to every nominal tilt to make the specimen slab flat.
+    tilts_deg
+        ``(n,)`` aligned tilt angles (nominal + offset).
+    shifts_px
+        ``(n, 2)`` shifts ``(x, y)``: where the slab's centre lands, relative to the image centre.
+    slab
+        The slab measured in the final reconstruction (its z relative to the specimen centre, now ~0).
+    slices
+        ``(ny, nz, nx)`` final reconstruction (SIRT-like weighting), for pictures.
+    coarse, axis_search, matching
+        What the stages found (coarse shifts, the last axis search's curve, the last matching pass).
+    notes
+        What was decided, in words.
+    """
+
+    axis_deg: float
+    tilt_offset_deg: float
+    tilts_deg: np.ndarray
+    shifts_px: np.ndarray
+    slab: SlabMeasurement
+    slices: torch.Tensor
+    coarse: CoarseAlignment
+    axis_search: AxisSearch | None
+    matching: MatchingResult
+    notes: tuple[str, ...]
+
+
+def nearest_equivalent_axis(axis_deg: float, reference_deg: float) -> float:
+    """``axis_deg`` or ``axis_deg ± 180°``, whichever is nearer ``reference_deg`` (result in (-180, 180])."""
+    candidates = [axis_deg + k * 180.0 for k in range(-3, 4)]
+    best = min(candidates, key=lambda a: abs(((a - reference_deg) + 180.0) % 360.0 - 180.0))
+    return ((best + 180.0) % 360.0) - 180.0 if ((best + 180.0) % 360.0) != 0 else 180.0
+
+
+def reconstruct(images: torch.Tensor, tilts_deg: Sequence[float], *, axis_deg: float, shifts_px: torch.Tensor,
+                nz: int, weighting: str = "sirt") -> torch.Tensor:  # fmt: skip
+    """Slices ``(ny, nz, nx)`` of the aligned series (back projection with ``weighting``)."""
+    aligned = align_images(images, axis_deg=axis_deg, shifts_px=shifts_px)
+    aligned = aligned - aligned.mean(dim=(-2, -1), keepdim=True)
+    weight = weighting_filter(aligned.shape[-2:], kind=weighting, lowpass=0.45, n_tilts=len(tilts_deg))
+    return backproject(filter_rows(aligned, weight), tilts_deg, nz=nz)
+
+
+def _search(images: torch.Tensor, tilts: Sequence[float], shifts: torch.Tensor, centre: float, half: float,
+            step: float) -> AxisSearch:  # fmt: skip
+    return search_axis(images, tilts, shifts_px=shifts, centre_deg=centre, half_range_deg=half, step_deg=step)
+
+
+def _find_axis(images: torch.Tensor, tilts: Sequence[float], axis0: float, options: AlignmentOptions,
+               notes: list[str]) -> tuple[float, CoarseAlignment, AxisSearch | None]:  # fmt: skip
+    coarse = coarse_align(images, tilts, axis_deg=axis0, max_shift_fraction=options.max_shift_fraction)
+    if not options.refine_axis:
+        return axis0, coarse, None
+    wide = _search(images, tilts, coarse.shifts_px, axis0, options.axis_search_half_range_deg, 2.0)
+    axis = wide.best_deg
+    if abs(axis - axis0) > 1.0:
+        coarse = coarse_align(images, tilts, axis_deg=axis, max_shift_fraction=options.max_shift_fraction)
+    fine = _search(images, tilts, coarse.shifts_px, axis, 2.5, 0.25)
+    axis = nearest_equivalent_axis(fine.best_deg, axis0)
+    notes.append(f"tilt axis from common lines: {axis:.2f}° (imported {axis0:.2f}°)")
+    return axis, coarse_align(images, tilts, axis_deg=axis, max_shift_fraction=options.max_shift_fraction), fine
+
+
+def refine_axis_by_matching(images: torch.Tensor, tilts_deg: Sequence[float], *, axis_deg: float,
+                            shifts_px: torch.Tensor, nz: int, max_shift_px: float, half_range_deg: float = 0.6,
+                            step_deg: float = 0.2) -> AxisSearch:  # fmt: skip
+    """The axis angle at which every tilt best matches the reprojection of the others (a parabola's top).
+
+    Common lines leave a few tenths of a degree; the matching score, after one pass of shift refinement at each
+    candidate angle, peaks closer to the true axis.
+    """
+    angles = axis_deg + step_deg * np.arange(-round(half_range_deg / step_deg), round(half_range_deg / step_deg) + 1)
+    scores = []
+    for angle in angles:
+        result = refine_shifts(images, tilts_deg, axis_deg=float(angle), shifts_px=shifts_px, nz=nz, iterations=1,
+                               max_shift_px=max_shift_px)  # fmt: skip
+        scores.append(float(result.scores.mean()))
+    values = np.array(scores)
+    k = int(np.clip(np.argmax(values), 1, len(angles) - 2))
+    coefficients = np.polyfit(angles[k - 1 : k + 2] - angles[k], values[k - 1 : k + 2], 2)
+    best = float(angles[k])
+    if coefficients[0] < 0:
+        best += float(np.clip(-coefficients[1] / (2 * coefficients[0]), -step_deg, step_deg))
+    return AxisSearch(angles, values, best)
+
+
+def recentre(
+    shifts_px: torch.Tensor, tilts_deg: Sequence[float], *, axis_deg: float, centre_xyz_px: Sequence[float]
+) -> torch.Tensor:
+    """Shifts that make ``centre_xyz_px`` (specimen coordinates, pixels) the new specimen centre."""
+    out = shifts_px.double().clone()
+    point = torch.tensor(centre_xyz_px, dtype=torch.float64)
+    for i, tilt in enumerate(tilts_deg):
+        out[i] += (projection_rotation(y_tilt_deg=float(tilt), z_rot_deg=axis_deg) @ point)[:2]
+    return out
+
+
+def _slab_nz(images: torch.Tensor, options: AlignmentOptions) -> int:
+    nx = images.shape[-1]
+    return int(min(nx // 2, options.max_thickness_px or nx)) // 2 * 2
+
+
+def align_series(images: torch.Tensor, nominal_tilts_deg: Sequence[float], *, axis_deg: float,
+                 options: AlignmentOptions | None = None) -> SeriesAlignment:  # fmt: skip
+    """Align a tilt series (see the module docstring for the stages).
+
+    Parameters
+    ----------
+    images
+        ``(n, ny, nx)`` tilt images at the working binning (excluded tilts left out).
+    nominal_tilts_deg
+        ``(n,)`` nominal tilt angles, degrees.
+    axis_deg
+        Imported tilt-axis angle, degrees counter-clockwise from image Y.
+    options
+        Stages and limits; defaults for a typical series.
+    """
+    options = options or AlignmentOptions()
+    notes: list[str] = []
+    tilts = [float(t) for t in nominal_tilts_deg]
+    axis, coarse, search = _find_axis(images, tilts, axis_deg, options, notes)
+    shifts = coarse.shifts_px
+    nz = _slab_nz(images, options)
+    slab = measure_slab(reconstruct(images, tilts, axis_deg=axis, shifts_px=shifts, nz=nz, weighting="ramp"))
+    offset = slab.tilt_offset_deg if options.refine_tilt_offset else 0.0
+    shifts = recentre(shifts, tilts, axis_deg=axis, centre_xyz_px=(0.0, 0.0, slab.fit.centre))
+    tilts = [t + offset for t in tilts]
+    notes.append(
+        f"slab: {slab.fit.thickness:.1f} px thick, centre {slab.fit.centre:+.1f} px, tilt offset {offset:+.2f}°"
+    )
+    # Matching sees the slab and a margin only: rays through empty depth add noise and leave the slices' sides.
+    matching_nz = max(16, min(nz, 2 * math.ceil(0.6 * slab.fit.thickness + 4)))
+    limit = 0.05 * images.shape[-1] + 2.0
+    matching = refine_shifts(images, tilts, axis_deg=axis, shifts_px=shifts, nz=matching_nz,
+                             iterations=options.matching_iterations, max_shift_px=limit)  # fmt: skip
+    shifts = matching.shifts_px
+    if options.refine_axis:
+        search = refine_axis_by_matching(images, tilts, axis_deg=axis, shifts_px=shifts, nz=matching_nz,
+                                         max_shift_px=limit)  # fmt: skip
+        axis = search.best_deg
+        notes.append(f"tilt axis refined by projection matching: {axis:.2f}°")
+        matching = refine_shifts(images, tilts, axis_deg=axis, shifts_px=shifts, nz=matching_nz, iterations=1,
+                                 max_shift_px=limit)  # fmt: skip
+        shifts = matching.shifts_px
+    slices = reconstruct(images, tilts, axis_deg=axis, shifts_px=shifts, nz=_slab_nz(images, options), weighting="ramp")
+    final = measure_slab(slices)
+    return SeriesAlignment(axis, offset, np.array(tilts), shifts.numpy(), final, slices, coarse, search, matching,
+                           tuple(notes))  # fmt: skip

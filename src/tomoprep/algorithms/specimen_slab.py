@@ -1,0 +1,169 @@
+"""The specimen slab in a low-resolution reconstruction: its thickness, height and tilt.
+
+A lamella or a thin ice layer holds its content between two planes. Squared band-passed density ("content")
+averaged over a region of the slices gives a profile along z; a box with blurred edges
+(``floor + height · [Φ((z - z_low) / σ) - Φ((z - z_high) / σ)]``) is fitted to it, and its edges are the slab's
+surfaces: users measure the same in a tomogram by eye. Fitting the box in blocks along x and along y gives the
+slab's centre as a plane, whose slope along x is the tilt offset that makes the slab flat.
+
+Slices follow :mod:`tomoprep.algorithms.backprojection`: ``(ny, nz, nx)``, centred on ``N // 2``.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from scipy.optimize import least_squares
+from scipy.special import ndtr
+
+#: Fraction of the slices, along x and y, over which the profile is taken (their edges see few tilts).
+CENTRAL_FRACTION_X = 0.6
+CENTRAL_FRACTION_Y = 0.8
+#: Blocks along x (and y) in which the slab's centre is measured for its tilt.
+N_BLOCKS = 5
+
+
+@dataclass(frozen=True)
+class SlabFit:
+    """A blurred box fitted to a content profile along z (voxel units, z from the slices' centre ``nz // 2``)."""
+
+    z_low: float
+    z_high: float
+    blur: float
+    floor: float
+    height: float
+
+    @property
+    def thickness(self) -> float:
+        """Distance between the two edges, voxels."""
+        return self.z_high - self.z_low
+
+    @property
+    def centre(self) -> float:
+        """Midpoint of the two edges, voxels from the slices' centre."""
+        return 0.5 * (self.z_low + self.z_high)
+
+
+@dataclass(frozen=True)
+class SlabMeasurement:
+    """The slab in a reconstruction (voxel units; z relative to the slices' centre).
+
+    Attributes
+    ----------
+    fit
+        The box fitted to the whole central region's profile (after levelling by the measured slope).
+    profile
+        ``(nz,)`` that profile (levelled).
+    slope_x, slope_y
+        ``dz/dx`` and ``dz/dy`` of the slab's centre plane.
+    tilt_offset_deg
+        Change of every tilt angle that makes the slab flat: ``-atan(slope_x)`` in degrees.
+    """
+
+    fit: SlabFit
+    profile: np.ndarray
+    slope_x: float
+    slope_y: float
+
+    @property
+    def tilt_offset_deg(self) -> float:
+        return -math.degrees(math.atan(self.slope_x))
+
+
+def content(slices: torch.Tensor, *, smoothing_voxels: float = 1.0) -> torch.Tensor:
+    """Squared band-passed density of slices ``(ny, nz, nx)``: high where there is specimen, low in vacuum."""
+    spectrum = torch.fft.rfftn(slices - slices.mean(), dim=(0, 1, 2))
+    ky = torch.fft.fftfreq(slices.shape[0])[:, None, None]
+    kz = torch.fft.fftfreq(slices.shape[1])[None, :, None]
+    kx = torch.fft.rfftfreq(slices.shape[2])[None, None, :]
+    k2 = ky**2 + kz**2 + kx**2
+    band = torch.exp(-k2 * (2 * math.pi * smoothing_voxels) ** 2 / 2) * (1 - torch.exp(-k2 / (2 * 0.02**2)))
+    filtered = torch.fft.irfftn(spectrum * band, s=slices.shape, dim=(0, 1, 2))
+    return filtered**2
+
+
+def _central(n: int, fraction: float) -> slice:
+    half = max(1, round(n * fraction / 2))
+    return slice(max(0, n // 2 - half), min(n, n // 2 + half))
+
+
+def _model(params: np.ndarray, z: np.ndarray) -> np.ndarray:
+    z_low, z_high, blur, floor, height = params
+    blur = max(abs(blur), 0.3)
+    return floor + height * (ndtr((z - z_low) / blur) - ndtr((z - z_high) / blur))
+
+
+def fit_box(profile: np.ndarray) -> SlabFit:
+    """Fit a blurred box to a content profile ``(nz,)``; z of the result relative to ``nz // 2``."""
+    profile = np.asarray(profile, dtype=np.float64)
+    nz = profile.size
+    z = np.arange(nz) - nz // 2
+    floor0 = float(np.percentile(profile, 10))
+    excess = np.clip(profile - floor0, 0, None)
+    cumulative = np.cumsum(excess) / max(excess.sum(), 1e-30)
+    low0, high0 = z[np.searchsorted(cumulative, 0.05)], z[min(np.searchsorted(cumulative, 0.95), nz - 1)]
+    height0 = float(np.percentile(profile, 90)) - floor0
+    start = np.array([low0, high0, 2.0, floor0, max(height0, 1e-12)])
+    scale = max(float(np.abs(profile).max()), 1e-30)
+    result = least_squares(
+        lambda p: (_model(p, z) - profile) / scale,
+        start,
+        bounds=([z[0], z[0], 0.3, -np.inf, 0.0], [z[-1], z[-1], nz / 4, np.inf, np.inf]),
+    )
+    z_low, z_high, blur, floor, height = result.x
+    if z_low > z_high:
+        z_low, z_high = z_high, z_low
+    return SlabFit(float(z_low), float(z_high), float(blur), float(floor), float(height))
+
+
+def _block_centres(weights: torch.Tensor, axis: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Centre of the slab in blocks along ``axis`` (0 = y, 2 = x) of a content map: positions, centres, weights."""
+    n = weights.shape[axis]
+    edges = np.linspace(0, n, N_BLOCKS + 1).round().astype(int)
+    positions, centres, strengths = [], [], []
+    for start, stop in zip(edges[:-1], edges[1:], strict=True):
+        block = weights.narrow(axis, int(start), int(stop - start))
+        profile = block.mean(dim=(0, 2)).numpy()
+        fit = fit_box(profile)
+        positions.append(0.5 * (start + stop - 1) - n // 2)
+        centres.append(fit.centre)
+        strengths.append(fit.height / max(fit.blur, 0.5))
+    return np.array(positions), np.array(centres), np.array(strengths)
+
+
+def _slope(positions: np.ndarray, centres: np.ndarray, strengths: np.ndarray) -> float:
+    weights = np.clip(strengths, 0, None) + 1e-12
+    design = np.stack([np.ones_like(positions), positions], axis=1) * np.sqrt(weights)[:, None]
+    solution, *_ = np.linalg.lstsq(design, centres * np.sqrt(weights), rcond=None)
+    return float(solution[1])
+
+
+def level(map_: torch.Tensor, *, slope_x: float, slope_y: float) -> torch.Tensor:
+    """Shift every column of a ``(ny, nz, nx)`` map along z by ``-(slope_x x + slope_y y)`` (linear interpolation)."""
+    ny, nz, nx = map_.shape
+    y = torch.arange(ny, dtype=torch.float64)[:, None] - ny // 2
+    x = torch.arange(nx, dtype=torch.float64)[None, :] - nx // 2
+    offset = slope_x * x + slope_y * y  # (ny, nx)
+    z = torch.arange(nz, dtype=torch.float64)[None, :, None] + offset[:, None, :]
+    low = torch.floor(z).clamp(0, nz - 2)
+    weight = (z - low).clamp(0, 1).float()
+    index = low.long()
+    lower = torch.gather(map_, 1, index)
+    upper = torch.gather(map_, 1, index + 1)
+    inside = ((z >= 0) & (z <= nz - 1)).float()
+    return (lower * (1 - weight) + upper * weight) * inside
+
+
+def measure_slab(slices: torch.Tensor, *, smoothing_voxels: float = 1.0) -> SlabMeasurement:
+    """Thickness, centre and tilt of the specimen slab in a reconstruction ``(ny, nz, nx)`` (voxel units)."""
+    ny, nz, nx = slices.shape
+    weights = content(slices.float(), smoothing_voxels=smoothing_voxels)
+    central = weights[_central(ny, CENTRAL_FRACTION_Y), :, _central(nx, CENTRAL_FRACTION_X)]
+    slope_x = _slope(*_block_centres(central, axis=2))
+    slope_y = _slope(*_block_centres(central, axis=0))
+    levelled = level(central, slope_x=slope_x, slope_y=slope_y)
+    profile = levelled.mean(dim=(0, 2)).numpy().astype(np.float64)
+    return SlabMeasurement(fit_box(profile), profile, slope_x, slope_y)

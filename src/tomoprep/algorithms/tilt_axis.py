@@ -1,0 +1,90 @@
+"""The tilt-axis angle from common lines: every tilt's projection along the direction across the axis is the same.
+
+Summing an aligned image across the tilt axis, over a band of the specimen ``|x| ≤ h`` (``|u| ≤ h cos t`` in the
+image), integrates the specimen over ``x`` and ``z``: the profile along the axis is the same at every tilt, but
+only when the axis is where it is assumed to be. The agreement of the tilts' profiles, as a function of the
+assumed axis angle, peaks at the true angle; it cannot tell ``a`` from ``a + 180°`` (the profiles reverse).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from tomoprep.algorithms.backprojection import align_images
+
+#: Half-width of the band summed across the axis, as a fraction of the image's smaller side.
+BAND_FRACTION = 0.35
+#: Profiles are high-passed along the axis at this many cycles per pixel (Gaussian sigma).
+PROFILE_HIGHPASS = 0.01
+
+
+@dataclass(frozen=True)
+class AxisSearch:
+    """Scores of candidate axis angles and the best one (degrees)."""
+
+    angles_deg: np.ndarray
+    scores: np.ndarray
+    best_deg: float
+
+
+def axis_profiles(
+    images: torch.Tensor, tilts_deg: Sequence[float], *, axis_deg: float, shifts_px: torch.Tensor
+) -> torch.Tensor:
+    """Profiles along the tilt axis, ``(n, ny)``: each aligned image summed over ``|u| ≤ h cos t``, high-passed."""
+    aligned = align_images(images, axis_deg=axis_deg, shifts_px=shifts_px)
+    n, ny, nx = aligned.shape
+    half = BAND_FRACTION * min(ny, nx)
+    u = torch.arange(nx, dtype=torch.float32) - nx // 2
+    rows = []
+    for image, tilt in zip(aligned, tilts_deg, strict=True):
+        limit = half * math.cos(math.radians(float(tilt)))
+        weight = torch.clamp((limit - u.abs()) / 3.0 + 0.5, 0.0, 1.0)
+        rows.append((image * weight).sum(dim=-1) / weight.sum())
+    profiles = torch.stack(rows)
+    keep = slice(round(ny * (0.5 - BAND_FRACTION)), round(ny * (0.5 + BAND_FRACTION)))
+    profiles = profiles[:, keep]
+    k = torch.fft.rfftfreq(profiles.shape[1])
+    high = 1 - torch.exp(-(k**2) / (2 * PROFILE_HIGHPASS**2))
+    profiles = torch.fft.irfft(torch.fft.rfft(profiles, dim=-1) * high, n=profiles.shape[1], dim=-1)
+    profiles = profiles - profiles.mean(dim=-1, keepdim=True)
+    return profiles / profiles.norm(dim=-1, keepdim=True).clamp_min(1e-12)
+
+
+def common_line_score(
+    images: torch.Tensor, tilts_deg: Sequence[float], *, axis_deg: float, shifts_px: torch.Tensor
+) -> float:
+    """Mean correlation of each tilt's axis profile with the mean of the others' (1 = all identical)."""
+    profiles = axis_profiles(images, tilts_deg, axis_deg=axis_deg, shifts_px=shifts_px)
+    n = profiles.shape[0]
+    total = profiles.sum(dim=0, keepdim=True)
+    others = (total - profiles) / max(n - 1, 1)
+    others = others / others.norm(dim=-1, keepdim=True).clamp_min(1e-12)
+    return float((profiles * others).sum(dim=-1).mean())
+
+
+def search_axis(
+    images: torch.Tensor,
+    tilts_deg: Sequence[float],
+    *,
+    shifts_px: torch.Tensor,
+    centre_deg: float,
+    half_range_deg: float,
+    step_deg: float,
+) -> AxisSearch:
+    """Score axis angles ``centre ± half_range`` in ``step`` increments; the best refined by a parabola."""
+    count = max(1, round(half_range_deg / step_deg))
+    angles = centre_deg + step_deg * np.arange(-count, count + 1)
+    scores = np.array([common_line_score(images, tilts_deg, axis_deg=float(a), shifts_px=shifts_px) for a in angles])
+    k = int(np.argmax(scores))
+    best = float(angles[k])
+    if 0 < k < len(angles) - 1:
+        left, centre, right = scores[k - 1 : k + 2]
+        curvature = left - 2 * centre + right
+        if curvature < 0:
+            best += float(np.clip(0.5 * (left - right) / curvature, -0.5, 0.5)) * step_deg
+    return AxisSearch(angles, scores, best)
