@@ -85,7 +85,7 @@ def _match(reference: torch.Tensor, image: torch.Tensor, window: torch.Tensor, m
 
 
 def _remove_translation(corrections: torch.Tensor, tilts_deg: Sequence[float]) -> torch.Tensor:
-    """Remove from ``(u, y)`` corrections what a 3-D move of the specimen centre would make: ``a cos t + b sin t``, ``c``."""
+    """Remove from ``(u, y)`` corrections what moving the specimen centre in 3-D makes: ``a cos t + b sin t``, ``c``."""
     t = np.radians(np.asarray(tilts_deg, dtype=np.float64))
     design = np.stack([np.cos(t), np.sin(t)], axis=1)
     u = corrections[:, 0].numpy()

@@ -11,6 +11,7 @@ Slices follow :mod:`tomoprep.algorithms.backprojection`: ``(ny, nz, nx)``, centr
 
 from __future__ import annotations
 
+import itertools
 import math
 from dataclasses import dataclass
 
@@ -124,7 +125,7 @@ def _block_centres(weights: torch.Tensor, axis: int) -> tuple[np.ndarray, np.nda
     n = weights.shape[axis]
     edges = np.linspace(0, n, N_BLOCKS + 1).round().astype(int)
     positions, centres, strengths = [], [], []
-    for start, stop in zip(edges[:-1], edges[1:], strict=True):
+    for start, stop in itertools.pairwise(edges):
         block = weights.narrow(axis, int(start), int(stop - start))
         profile = block.mean(dim=(0, 2)).numpy()
         fit = fit_box(profile)
@@ -159,7 +160,7 @@ def level(map_: torch.Tensor, *, slope_x: float, slope_y: float) -> torch.Tensor
 
 def measure_slab(slices: torch.Tensor, *, smoothing_voxels: float = 1.0) -> SlabMeasurement:
     """Thickness, centre and tilt of the specimen slab in a reconstruction ``(ny, nz, nx)`` (voxel units)."""
-    ny, nz, nx = slices.shape
+    ny, _nz, nx = slices.shape
     weights = content(slices.float(), smoothing_voxels=smoothing_voxels)
     central = weights[_central(ny, CENTRAL_FRACTION_Y), :, _central(nx, CENTRAL_FRACTION_X)]
     slope_x = _slope(*_block_centres(central, axis=2))

@@ -37,7 +37,7 @@ def axis_profiles(
 ) -> torch.Tensor:
     """Profiles along the tilt axis, ``(n, ny)``: each aligned image summed over ``|u| ≤ h cos t``, high-passed."""
     aligned = align_images(images, axis_deg=axis_deg, shifts_px=shifts_px)
-    n, ny, nx = aligned.shape
+    _n, ny, nx = aligned.shape
     half = BAND_FRACTION * min(ny, nx)
     u = torch.arange(nx, dtype=torch.float32) - nx // 2
     rows = []
