@@ -1,0 +1,303 @@
+"""Quality of the tilts of a series: stage jumps, dark images and blur, each with the reason in numbers.
+
+Three tests per tilt, each against the tilt's neighbours in angle or the series' trend, in this order:
+
+dark
+    mean below ``dark_ratio`` of what the series' Beer–Lambert trend predicts, or more than
+    ``dark_area_fraction`` of the image below ``dark_level`` of its bright level
+    (:mod:`tomoprep.algorithms.brightness`). Images normalised to mean 0 have no level to compare: only the
+    dark-area test applies to them (a uniformly dark tilt is then not found).
+shifted
+    displacement from its neighbours in angle, by stretched cross-correlation (:func:`coarse_align`), among the
+    tilts that are not dark (a tilt beside a dark one is compared with the next tilt that shows the specimen).
+    A tilt that jumped makes both of its pairs large, and the tilt beyond it only one, so a tilt is shifted when
+    it is displaced by more than ``shift_fraction`` of the field of view (the images' shorter side) from its
+    neighbours on *both* sides. The outermost tilt, with one neighbour, is compared with the tilt beyond that
+    neighbour instead.
+blurred
+    *sharpness*, the power of the band from 1/(8 px) to 1/(4 px) above the noise floor (the band from 0.4 to
+    0.5 cycles/px, where shot noise dominates), over that floor: a signal-to-noise ratio, blind to the scale of
+    the images, taken over the quarter turn of directions where it is least (drift along a line removes detail
+    over a wide fan of directions). Blur removes the band's signal and leaves the noise, so a blurred tilt's
+    sharpness falls to about 0 while its neighbours' follows a smooth trend with tilt. It is compared on a log
+    scale with a robust line through its four nearest neighbours in angle; blurred when below ``blur_ratio`` of
+    that trend *and* more than ``blur_z_score`` robust standard deviations (1.4826 × the median absolute
+    deviation over the series) below. Not judged on dark tilts, whose noise swamps the band, nor on shifted
+    ones, which show other parts of the specimen; blurred tilts, once found, are nobody's neighbours.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
+
+import numpy as np
+import torch
+
+from tomoprep.algorithms.brightness import dark_fractions, is_absolute, mean_ratios
+from tomoprep.algorithms.fourier import fourier_bin, rfft_frequencies, taper_edges
+from tomoprep.algorithms.tilt_xcorr import coarse_align, pair_shift
+
+#: Bands of the sharpness measure, in cycles per pixel of the working images. The detail band is low enough that
+#: the specimen's signal stands above the shot noise at a few e/Å², high enough that 60 Å of drift wipes it out.
+DETAIL_BAND = (1.0 / 8.0, 1.0 / 4.0)
+NOISE_BAND = (0.4, 0.5)
+#: Sectors of direction of the detail band, and the span of directions over which it is taken where weakest:
+#: blur from drift along a line removes detail over a wide fan of directions around that line.
+DIRECTIONS = 8
+WEAKEST_SPAN_DEG = 90.0
+#: The shift test works on images binned to at most this size (pixels).
+SHIFT_SIZE_PX = 256
+#: Neighbours in angle through which a tilt's expected sharpness is drawn.
+TREND_NEIGHBOURS = 4
+#: Smallest sharpness (log scale is taken of it) and smallest robust spread of log sharpness.
+SHARPNESS_FLOOR = 1e-3
+MIN_LOG_SPREAD = 0.02
+
+
+@dataclass(frozen=True)
+class QualityThresholds:
+    """When a tilt is bad (module notes); fractions are of 1."""
+
+    shift_fraction: float = 0.15
+    dark_ratio: float = 0.5
+    dark_area_fraction: float = 0.4
+    dark_level: float = 0.3
+    blur_ratio: float = 0.5
+    blur_z_score: float = 4.0
+
+
+@dataclass(frozen=True)
+class TiltQuality:
+    """Measures of every tilt, in the order of the images given; ``nan`` where not measured.
+
+    Attributes
+    ----------
+    shift_angstrom
+        ``(n, 2)`` displacement (Å) from the neighbour below and above in angle (the outermost: from its
+        neighbour, and from the tilt beyond it).
+    shift_fraction
+        ``(n,)`` the smaller of the two, as a fraction of the field of view: how far the tilt is from both sides.
+    mean_ratio
+        ``(n,)`` mean over the series' Beer–Lambert prediction (``nan`` for normalised images).
+    dark_fraction
+        ``(n,)`` part of the image below ``dark_level`` of its bright level.
+    sharpness, sharpness_ratio, sharpness_z
+        ``(n,)`` band signal-to-noise, its ratio to the neighbours' median, and the robust z-score of its log.
+    absolute
+        Whether the images are in counts (else normalised: no mean test).
+    reasons
+        Per tilt, why it is bad (empty when good), with numbers.
+    """
+
+    shift_angstrom: np.ndarray
+    shift_fraction: np.ndarray
+    mean_ratio: np.ndarray
+    dark_fraction: np.ndarray
+    sharpness: np.ndarray
+    sharpness_ratio: np.ndarray
+    sharpness_z: np.ndarray
+    absolute: bool
+    reasons: tuple[tuple[str, ...], ...]
+
+    @property
+    def bad(self) -> np.ndarray:
+        """``(n,)`` bool: tilts with at least one reason."""
+        return np.array([bool(r) for r in self.reasons], dtype=bool)
+
+
+def sharpness(images: torch.Tensor) -> np.ndarray:
+    """Band signal-to-noise of each image ``(n, ny, nx)`` in its weakest directions (module notes).
+
+    Returns
+    -------
+    numpy.ndarray
+        ``(n,)`` float64: ``(band power - noise floor) / noise floor`` of the detail band, over the
+        :data:`WEAKEST_SPAN_DEG` of directions where it is least; about 0 where the band holds only noise.
+    """
+    shape = (int(images.shape[-2]), int(images.shape[-1]))
+    tapered = taper_edges(images.float(), max(2, round(0.05 * min(shape))))
+    power = torch.fft.rfft2(tapered).abs().square()
+    ky, kx = rfft_frequencies(shape, device=images.device)
+    k = (ky * ky + kx * kx).sqrt()
+    # Directions of the half spectrum span (-90°, 90°], and wrap around: sectors of 180° / DIRECTIONS.
+    sector = ((torch.atan2(ky, kx).expand_as(k) / math.pi + 0.5) * DIRECTIONS).long().clamp(0, DIRECTIONS - 1)
+    detail = (k >= DETAIL_BAND[0]) & (k < DETAIL_BAND[1])
+    noise = (k >= NOISE_BAND[0]) & (k <= NOISE_BAND[1])
+    floor = power[:, noise].mean(dim=1).clamp_min(1e-30)
+    sums = torch.stack([power[:, detail & (sector == d)].sum(dim=1) for d in range(DIRECTIONS)], dim=1)
+    counts = torch.stack([(detail & (sector == d)).sum() for d in range(DIRECTIONS)]).to(sums.dtype)
+    width = round(WEAKEST_SPAN_DEG / (180.0 / DIRECTIONS))
+    spans = [[(d + w) % DIRECTIONS for w in range(width)] for d in range(DIRECTIONS)]
+    means = torch.stack([sums[:, span].sum(dim=1) / counts[span].sum() for span in spans], dim=1)
+    return ((means.min(dim=1).values - floor) / floor).double().cpu().numpy()
+
+
+def _theil_sen_at(x: np.ndarray, y: np.ndarray, at: float) -> float:
+    """The Theil–Sen line through ``(x, y)`` (median of pairwise slopes) evaluated at ``at``."""
+    slopes = [(y[b] - y[a]) / (x[b] - x[a]) for a in range(len(x)) for b in range(a + 1, len(x)) if x[b] != x[a]]
+    slope = float(np.median(slopes)) if slopes else 0.0
+    return float(np.median(y - slope * x)) + slope * at
+
+
+def neighbour_trend(
+    values: np.ndarray, ranks: np.ndarray, *, judged: np.ndarray, reference: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """Each value over the trend of its :data:`TREND_NEIGHBOURS` nearest reference tilts in angle.
+
+    The trend is a Theil–Sen line through the neighbours' logs against rank, so an outermost tilt, whose
+    neighbours all lie on one side, is compared with the extrapolated trend rather than with their median.
+
+    Parameters
+    ----------
+    values
+        ``(n,)`` positive measures (clipped at :data:`SHARPNESS_FLOOR`).
+    ranks
+        ``(n,)`` position of each tilt in ascending angle.
+    judged, reference
+        ``(n,)`` bool: which tilts get a ratio, and which serve as neighbours.
+
+    Returns
+    -------
+    ratio, z
+        ``(n,)`` value over its trend, and the robust z-score of the log ratio, the spread being that of the
+        tilts both judged and reference (``nan`` where not judged).
+    """
+    logs = np.log(np.clip(values, SHARPNESS_FLOOR, None))
+    residual = np.full(len(values), np.nan)
+    pool = np.flatnonzero(reference)
+    for i in np.flatnonzero(judged):
+        others = sorted((j for j in pool if j != i), key=lambda j: (abs(ranks[j] - ranks[i]), ranks[j]))
+        near = np.array(others[:TREND_NEIGHBOURS], dtype=int)
+        if near.size:
+            residual[i] = logs[i] - _theil_sen_at(ranks[near].astype(float), logs[near], float(ranks[i]))
+    typical = residual[judged & reference & np.isfinite(residual)]
+    spread = max(1.4826 * float(np.median(np.abs(typical))), MIN_LOG_SPREAD) if typical.size else 1.0
+    return np.exp(residual), residual / spread
+
+
+def neighbour_shifts_px(
+    images: torch.Tensor, tilts_deg: Sequence[float] | np.ndarray, *, axis_deg: float, usable: np.ndarray
+) -> np.ndarray:
+    """Displacement (pixels) of each usable tilt from its usable neighbours below and above in angle.
+
+    Returns
+    -------
+    numpy.ndarray
+        ``(n, 2)``: from the neighbour below and from the one above; the outermost tilts get, on their open
+        side, their displacement from the tilt beyond their neighbour. ``nan`` for unusable tilts.
+    """
+    all_angles = np.asarray(tilts_deg, dtype=float)
+    indices = np.flatnonzero(usable)
+    indices = indices[np.argsort(all_angles[indices], kind="stable")]
+    out = np.full((len(all_angles), 2), np.nan)
+    if len(indices) < 2:
+        return out
+    # A jump of a tenth of the field is plain at a few hundred pixels: bin to that first.
+    factor = max(1, math.ceil(max(images.shape[-2:]) / SHIFT_SIZE_PX - 1e-6))
+    small = fourier_bin(images[indices].float(), factor) if factor > 1 else images[indices].float()
+    scale = images.shape[-1] / small.shape[-1]
+    angles = [float(all_angles[i]) for i in indices]
+    result = coarse_align(small, angles, axis_deg=axis_deg)
+    pair = {}
+    for j, i in enumerate(result.neighbours):
+        if i >= 0:
+            pair[(min(i, j), max(i, j))] = float(result.pair_shifts_px[j].norm()) * scale
+    last = len(indices) - 1
+    for p, index in enumerate(indices):
+        below = pair.get((p - 1, p), math.nan) if p > 0 else math.nan
+        above = pair.get((p, p + 1), math.nan) if p < last else math.nan
+        out[index] = (below, above)
+    limit = 0.45 * min(small.shape[-2:])
+    for end, beyond, side in ((0, 2, 0), (last, last - 2, 1)):
+        if 0 <= beyond <= last and beyond != end:
+            shift, _ = pair_shift(small[beyond], small[end], axis_deg=axis_deg, reference_tilt_deg=angles[beyond],
+                                  moving_tilt_deg=angles[end], max_shift_px=limit)  # fmt: skip
+            out[indices[end], side] = float(shift.norm()) * scale
+    return out
+
+
+def measure_tilt_quality(
+    images: torch.Tensor,
+    tilts_deg: Sequence[float],
+    *,
+    axis_deg: float,
+    pixel_spacing_angstrom: float,
+    doses_e_per_angstrom2: Sequence[float] | None = None,
+    thresholds: QualityThresholds = QualityThresholds(),
+) -> TiltQuality:
+    """Measure every tilt of a series and say which are bad and why (module notes).
+
+    Parameters
+    ----------
+    images
+        ``(n, ny, nx)`` tilt images of one series at a working binning, in any order.
+    tilts_deg
+        ``(n,)`` their tilt angles (degrees).
+    axis_deg
+        Tilt-axis angle, degrees counter-clockwise from image Y.
+    pixel_spacing_angstrom
+        Pixel spacing of ``images`` (Å), for the shifts in Å.
+    doses_e_per_angstrom2
+        ``(n,)`` dose of each tilt (e⁻/Å²) for the mean test; ``None``: equal doses.
+    thresholds
+        When a measure makes a tilt bad.
+    """
+    n = images.shape[0]
+    tilts = np.asarray(tilts_deg, dtype=float)
+    ranks = np.argsort(np.argsort(tilts, kind="stable"), kind="stable")
+    absolute = is_absolute(images)
+    means = images.double().mean(dim=(-2, -1)).cpu().numpy()
+    ratio = mean_ratios(means, tilts, doses_e_per_angstrom2) if absolute else np.full(n, np.nan)
+    area = dark_fractions(images, absolute=absolute, dark_level=thresholds.dark_level)
+    dark = (area > thresholds.dark_area_fraction) | (ratio < thresholds.dark_ratio)
+    shifts_px = neighbour_shifts_px(images, tilts, axis_deg=axis_deg, usable=~dark)
+    evidence = shifts_px.min(axis=1)  # nan unless measured on both sides
+    shifted = evidence / min(images.shape[-2:]) > thresholds.shift_fraction
+    sharp = sharpness(images)
+    judged = ~dark & ~shifted
+    sharp_ratio, sharp_z = neighbour_trend(sharp, ranks, judged=judged, reference=judged)
+    # Once found, blurred tilts are nobody's neighbours: their collapse would drag the others' trend down.
+    blurred = (sharp_ratio < thresholds.blur_ratio) & (sharp_z < -thresholds.blur_z_score)
+    sharp_ratio, sharp_z = neighbour_trend(sharp, ranks, judged=judged, reference=judged & ~blurred)
+    quality = TiltQuality(
+        shift_angstrom=shifts_px * pixel_spacing_angstrom,
+        shift_fraction=evidence / min(images.shape[-2:]),
+        mean_ratio=ratio,
+        dark_fraction=area,
+        sharpness=sharp,
+        sharpness_ratio=sharp_ratio,
+        sharpness_z=sharp_z,
+        absolute=absolute,
+        reasons=(),
+    )
+    return _with_reasons(quality, thresholds)
+
+
+def _with_reasons(quality: TiltQuality, thresholds: QualityThresholds) -> TiltQuality:
+    """``quality`` with the reasons of every tilt written out from its measures."""
+    t = thresholds
+    reasons = []
+    for i in range(len(quality.dark_fraction)):
+        why = []
+        if quality.mean_ratio[i] < t.dark_ratio:
+            why.append(f"dark: mean {quality.mean_ratio[i]:.2f} of the expected")
+        if quality.dark_fraction[i] > t.dark_area_fraction:
+            why.append(
+                f"dark: {100 * quality.dark_fraction[i]:.0f} % of the image below {100 * t.dark_level:.0f} % "
+                "of its bright level"
+            )
+        if not why and quality.sharpness_ratio[i] < t.blur_ratio and quality.sharpness_z[i] < -t.blur_z_score:
+            why.append(
+                f"blurred: high-frequency signal {quality.sharpness_ratio[i]:.2f} of the trend of its neighbours "
+                f"(robust z {quality.sharpness_z[i]:.1f})"
+            )
+        if quality.shift_fraction[i] > t.shift_fraction:
+            distance = float(np.min(quality.shift_angstrom[i]))
+            why.append(
+                f"shifted: {distance:.0f} Å ({100 * quality.shift_fraction[i]:.0f} % of the field of view) "
+                "from its neighbours"
+            )
+        reasons.append(tuple(why))
+    return replace(quality, reasons=tuple(reasons))

@@ -1,0 +1,140 @@
+"""Tilt quality: planted bad tilts of simulated series are found with the right reason, and good ones are not."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from tomoprep.algorithms.brightness import beer_lambert_fit, dark_fractions, gaussian_lowpass, is_absolute
+from tomoprep.algorithms.tilt_quality import (
+    QualityThresholds,
+    TiltQuality,
+    measure_tilt_quality,
+    neighbour_shifts_px,
+    neighbour_trend,
+)
+from tomoprep.io.mrc import read_mrc
+from tomoprep.simulate.params import SimulateParams
+from tomoprep.simulate.session import simulate_session
+from tomoprep.simulate.truth import SeriesTruth
+
+#: A demo series at 10 Å/px: 31 tilts of 512², 2 frames each, 1500 Å of ice; three planted bad tilts.
+DEMO = {"preset": "demo", "n_tilt_series": 1, "write_tilt_stack": True, "frames_per_tilt": 2,
+        "pixel_spacing_angstrom": 10.0, "thickness_min_angstrom": 1500.0, "thickness_max_angstrom": 1500.0,
+        "bad_tilts": 3}  # fmt: skip
+DEFAULTS = QualityThresholds()
+
+
+@pytest.fixture(scope="module", params=[(1, 85.0), (2, -95.0)], ids=["seed1-axis85", "seed2-axis-95"])
+def series(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory):
+    """Stack (sorted by angle), its series truth and the measures with default thresholds."""
+    seed, axis = request.param
+    out = tmp_path_factory.mktemp("quality") / "session"
+    truth = simulate_session(out, SimulateParams(**DEMO, seed=seed, tilt_axis_angle_deg=axis))
+    series = truth.tilt_series[0]
+    stack = torch.from_numpy(read_mrc(out / series.stack).copy())  # type: ignore[operator]
+    tilts = sorted(series.tilts, key=lambda t: t.stack_index)
+    quality = measure_tilt_quality(
+        stack, [t.nominal_tilt_deg for t in tilts], axis_deg=axis, pixel_spacing_angstrom=10.0
+    )
+    return stack, series, quality
+
+
+def _planted(series: SeriesTruth) -> list[str | None]:
+    return [t.planted_defect for t in sorted(series.tilts, key=lambda t: t.stack_index)]
+
+
+def _found(quality: TiltQuality) -> list[str | None]:
+    return [reasons[0].split(":")[0] if reasons else None for reasons in quality.reasons]
+
+
+def test_every_planted_tilt_is_found_with_its_reason_and_no_good_one(series) -> None:
+    _, truth, quality = series
+    assert quality.absolute
+    assert _found(quality) == _planted(truth)
+    for reasons in quality.reasons:
+        assert len({r.split(":")[0] for r in reasons}) <= 1  # one kind of reason per bad tilt
+
+
+def test_measures_clear_their_thresholds_with_margin(series) -> None:
+    _, truth, quality = series
+    planted = np.array(_planted(truth), dtype=object)
+    good = planted == None  # noqa: E711
+    # Planted jumps are 20-30 % of the field; good tilts move a few pixels of 512 from their neighbours.
+    assert np.nanmax(quality.shift_fraction[good]) < 0.05 < DEFAULTS.shift_fraction
+    assert np.all(quality.shift_fraction[planted == "shifted"] > 0.18)
+    assert np.all(np.abs(quality.mean_ratio[good] - 1) < 0.05) and np.all(quality.dark_fraction[good] == 0)
+    dark = planted == "dark"
+    # A region over half the image at the least: its mean may be just above half, its area is below the level.
+    assert np.all((quality.mean_ratio[dark] < 0.45) | (quality.dark_fraction[dark] > 0.45))
+    assert np.nanmin(quality.sharpness_ratio[good]) > 0.6
+    assert np.all(quality.sharpness_ratio[planted == "blurred"] < 0.15)
+    assert np.all(quality.sharpness_z[planted == "blurred"] < -10)
+
+
+def test_normalised_images_judge_darkness_by_area_only(series) -> None:
+    stack, truth, _ = series
+    normalised = (stack - stack.mean(dim=(1, 2), keepdim=True)) / stack.std(dim=(1, 2), keepdim=True)
+    tilts = sorted(truth.tilts, key=lambda t: t.stack_index)
+    angles = [t.nominal_tilt_deg for t in tilts]
+    quality = measure_tilt_quality(
+        normalised, angles, axis_deg=truth.nominal_tilt_axis_deg, pixel_spacing_angstrom=10.0
+    )
+    assert not quality.absolute and np.all(np.isnan(quality.mean_ratio))
+    expected = _planted(truth)
+    for k, tilt in enumerate(tilts):
+        if tilt.planted_defect == "dark" and "whole image" in (tilt.planted_defect_detail or ""):
+            # Normalised, a uniformly dark image has no level to betray it; a tenth of the electrons leaves a
+            # tenth of the detail's signal-to-noise, so it goes as having lost its detail.
+            expected[k] = "blurred"
+    assert _found(quality) == expected
+
+
+def _textured(shape: tuple[int, int], seed: int) -> torch.Tensor:
+    noise = torch.from_numpy(np.random.default_rng(seed).normal(size=(1, *shape)).astype(np.float32))
+    return 100.0 + 30.0 * gaussian_lowpass(noise, 3.0)[0] / gaussian_lowpass(noise, 3.0).std()
+
+
+@pytest.mark.parametrize("jumped", [4, 7, 8])
+def test_one_jump_flags_its_tilt_and_not_the_tilt_beyond(jumped: int) -> None:
+    """Nine tilts of one texture; one is moved by 50 px of 256 (the last is compared beyond its neighbour)."""
+    texture = _textured((384, 384), 0)
+    tilts = [-8.0, -6.0, -4.0, -2.0, 0.0, 2.0, 4.0, 6.0, 8.0]
+    images = torch.stack([texture[32:288, 32:288] for _ in tilts])
+    images[jumped] = texture[32 + 30 : 288 + 30, 32 + 40 : 288 + 40]
+    shifts = neighbour_shifts_px(images, tilts, axis_deg=85.0, usable=np.ones(9, dtype=bool))
+    smallest = np.nanmin(shifts, axis=1)
+    assert smallest[jumped] == pytest.approx(50.0, abs=1.5)
+    assert np.all(np.delete(smallest, jumped) < 1.5)
+
+
+def test_trend_extrapolates_to_the_outermost_tilt() -> None:
+    ranks = np.arange(12)
+    values = np.exp(-0.1 * ranks)  # falls steadily, as sharpness does with tilt
+    values[5] *= 0.02
+    ratio, z = neighbour_trend(values, ranks, judged=np.ones(12, bool), reference=np.arange(12) != 5)
+    assert ratio[0] == pytest.approx(1.0, abs=1e-6) and ratio[11] == pytest.approx(1.0, abs=1e-6)
+    assert ratio[5] == pytest.approx(0.02, rel=1e-3) and z[5] < -50
+
+
+def test_beer_lambert_fit_ignores_dark_tilts() -> None:
+    tilts = np.arange(-60.0, 61.0, 3.0)
+    log_means = 5.0 - 0.4 / np.cos(np.radians(tilts - 8.0))
+    log_means[[5, 20, 33]] += np.log(0.1)
+    a, b, offset = beer_lambert_fit(tilts, log_means)
+    assert (a, b, offset) == pytest.approx((5.0, 0.4, 8.0), abs=1e-6)
+
+
+def test_dark_area_of_counts_and_of_normalised_images() -> None:
+    rng = np.random.default_rng(1)
+    light = np.ones((2, 128, 128), dtype=np.float32)
+    light[1, :, :80] = 0.04  # 62.5 % behind a bar
+    counts = torch.from_numpy(rng.poisson(light * 300).astype(np.float32))
+    assert is_absolute(counts)
+    fractions = dark_fractions(counts, absolute=True, dark_level=0.3)
+    assert fractions[0] == 0 and fractions[1] == pytest.approx(80 / 128, abs=0.03)
+    normalised = (counts - counts.mean(dim=(1, 2), keepdim=True)) / counts.std(dim=(1, 2), keepdim=True)
+    assert not is_absolute(normalised)
+    fractions = dark_fractions(normalised, absolute=False, dark_level=0.3)
+    assert fractions[0] < 0.01 and fractions[1] == pytest.approx(80 / 128, abs=0.05)
