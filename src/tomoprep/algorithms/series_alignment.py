@@ -114,21 +114,38 @@ def _find_axis(images: torch.Tensor, tilts: Sequence[float], axis0: float, optio
     return axis, coarse_align(images, tilts, axis_deg=axis, max_shift_fraction=options.max_shift_fraction), fine
 
 
-def refine_axis_by_matching(images: torch.Tensor, tilts_deg: Sequence[float], *, axis_deg: float,
-                            shifts_px: torch.Tensor, nz: int, max_shift_px: float, half_range_deg: float = 0.6,
-                            step_deg: float = 0.2) -> AxisSearch:  # fmt: skip
-    """The axis angle at which every tilt best matches the reprojection of the others (a parabola's top).
-
-    Common lines leave a few tenths of a degree; the matching score, after one pass of shift refinement at each
-    candidate angle, peaks closer to the true axis.
-    """
-    angles = axis_deg + step_deg * np.arange(-round(half_range_deg / step_deg), round(half_range_deg / step_deg) + 1)
+def _matching_scores(images: torch.Tensor, tilts_deg: Sequence[float], angles: np.ndarray, *,
+                     shifts_px: torch.Tensor, nz: int, max_shift_px: float) -> np.ndarray:  # fmt: skip
     scores = []
     for angle in angles:
         result = refine_shifts(images, tilts_deg, axis_deg=float(angle), shifts_px=shifts_px, nz=nz, iterations=1,
                                max_shift_px=max_shift_px)  # fmt: skip
         scores.append(float(result.scores.mean()))
-    values = np.array(scores)
+    return np.array(scores)
+
+
+def refine_axis_by_matching(images: torch.Tensor, tilts_deg: Sequence[float], *, axis_deg: float,
+                            shifts_px: torch.Tensor, nz: int, max_shift_px: float, half_range_deg: float = 0.6,
+                            step_deg: float = 0.2, max_rounds: int = 4) -> AxisSearch:  # fmt: skip
+    """The axis angle at which every tilt best matches the reprojection of the others (a parabola's top).
+
+    Common lines leave a few tenths of a degree, sometimes a degree; the matching score, after one pass of shift
+    refinement at each candidate angle, peaks closer to the true axis. When the best candidate is at the edge of
+    the searched range, the range moves there and the search goes on.
+    """
+    offsets = step_deg * np.arange(-round(half_range_deg / step_deg), round(half_range_deg / step_deg) + 1)
+    angles, values = np.zeros(0), np.zeros(0)
+    centre = axis_deg
+    for _ in range(max_rounds):
+        new = np.array([a for a in centre + offsets if not np.any(np.isclose(a, angles, atol=1e-6))])
+        scored = _matching_scores(images, tilts_deg, new, shifts_px=shifts_px, nz=nz, max_shift_px=max_shift_px)
+        angles, values = np.concatenate([angles, new]), np.concatenate([values, scored])
+        order = np.argsort(angles)
+        angles, values = angles[order], values[order]
+        k = int(np.argmax(values))
+        if 0 < k < len(angles) - 1:
+            break
+        centre = float(angles[k])
     k = int(np.clip(np.argmax(values), 1, len(angles) - 2))
     coefficients = np.polyfit(angles[k - 1 : k + 2] - angles[k], values[k - 1 : k + 2], 2)
     best = float(angles[k])
@@ -150,7 +167,7 @@ def recentre(
 
 def _slab_nz(images: torch.Tensor, options: AlignmentOptions) -> int:
     nx = images.shape[-1]
-    return int(min(nx // 2, options.max_thickness_px or nx)) // 2 * 2
+    return int(min(0.75 * nx, options.max_thickness_px or nx)) // 2 * 2
 
 
 def align_series(images: torch.Tensor, nominal_tilts_deg: Sequence[float], *, axis_deg: float,

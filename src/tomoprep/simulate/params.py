@@ -139,6 +139,13 @@ class SimulateParams(Params):
     n_vesicles: int | None = Field(
         None, ge=0, le=1000, description="Vesicles per detector field of view; default: the preset's."
     )
+    surface_particles_per_um2: float = Field(
+        1000.0,
+        ge=0,
+        le=100000,
+        description="Small dense particles (frost, debris) on each slab surface per µm²; they show where the slab "
+        "ends, as a lamella's surfaces do in a real tomogram.",
+    )
     bad_tilts: int = Field(
         0,
         ge=0,

@@ -147,7 +147,7 @@ def _simulate_series(context: SeriesContext, progress: Progress | None) -> Serie
     if params.bad_tilts:
         field_of_view = min(resolved.detector_shape_yx) * resolved.pixel_spacing_angstrom
         plan, defects = plan_bad_tilts(plan, params.bad_tilts, field_of_view_angstrom=field_of_view, rng=rng)
-    phantom = _make_phantom(plan, resolved, rng)
+    phantom = _make_phantom(plan, resolved, rng, surface_particles_per_um2=params.surface_particles_per_um2)
     volume_path, voxel = _write_phantom_volume(context, phantom)
     stack = open_stack(context) if params.write_tilt_stack else None
     tilts = []
@@ -164,7 +164,9 @@ def _simulate_series(context: SeriesContext, progress: Progress | None) -> Serie
     return _series_truth(context, plan, phantom, tilts, mdoc=mdoc, volume=(volume_path, voxel), sheet=sheet)
 
 
-def _make_phantom(plan: SeriesPlan, resolved: ResolvedParams, rng: np.random.Generator) -> Phantom:
+def _make_phantom(
+    plan: SeriesPlan, resolved: ResolvedParams, rng: np.random.Generator, *, surface_particles_per_um2: float
+) -> Phantom:
     """A phantom wide enough that the highest tilt sees specimen up to its edges; densities as in the preset.
 
     The detector, turned by the tilt axis into specimen coordinates, spans a box; tilting about the specimen y
@@ -189,6 +191,7 @@ def _make_phantom(plan: SeriesPlan, resolved: ResolvedParams, rng: np.random.Gen
         n_vesicles=round(resolved.n_vesicles * area_ratio),
         n_complexes=round(resolved.n_complexes * area_ratio),
         complex_size_angstrom=COMPLEX_SIZE_ANGSTROM,
+        surface_particles_per_um2=surface_particles_per_um2,
     )
 
 

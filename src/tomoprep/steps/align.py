@@ -1,0 +1,128 @@
+"""The alignment step: marker-free tilt-series alignment, or an alignment brought from IMOD or AreTomo."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from tomoprep.algorithms.defocus_gradient import HandEvidence, hand_evidence
+from tomoprep.algorithms.series_alignment import AlignmentOptions, SeriesAlignment, align_series
+from tomoprep.conventions import normalise_angle_deg
+from tomoprep.io.mrc import write_mrc
+from tomoprep.model import TiltAlignment, TiltSeries
+from tomoprep.steps.align_files import read_alignment_files, write_alignment_files
+from tomoprep.steps.align_params import AlignParams
+from tomoprep.steps.align_plots import write_alignment_plot
+from tomoprep.steps.base import Step, UnitOutput
+from tomoprep.steps.tilt_images import has_image, read_tilt_image, read_tilt_stack
+
+
+def _device(name: str) -> str:
+    return "cuda" if name == "cuda" or (name == "auto" and torch.cuda.is_available()) else "cpu"
+
+
+def _aligned_series(ts: TiltSeries, result: SeriesAlignment, tilts: Sequence, spacing: float) -> TiltSeries:
+    """``ts`` with every aligned tilt's pose (shifts converted to Å) and the slab's thickness."""
+    poses = {}
+    for k, tilt in enumerate(tilts):
+        shift = result.shifts_px[k] * spacing
+        poses[tilt.acquisition_index] = TiltAlignment(
+            y_tilt_deg=float(result.tilts_deg[k]),
+            z_rot_deg=float(result.axis_deg),
+            shift_x_angstrom=float(shift[0]),
+            shift_y_angstrom=float(shift[1]),
+        )
+    updated = tuple(replace(t, alignment=poses.get(t.acquisition_index)) for t in ts.tilts)
+    return replace(ts, tilts=updated, specimen_thickness_angstrom=result.slab.fit.thickness * spacing)
+
+
+def _hand_evidence(ts: TiltSeries, tilts: Sequence, params: AlignParams, axis_deg: float) -> HandEvidence:
+    stack = read_tilt_stack(ts, tilts, target_size_px=params.hand_size_px)
+    optics = ts.optics
+    return hand_evidence(
+        stack.images.numpy(),
+        [t.nominal_tilt_angle_deg for t in tilts],
+        axis_deg=axis_deg,
+        pixel_spacing_angstrom=stack.pixel_spacing_angstrom,
+        voltage_kv=optics.voltage_kv,
+        cs_mm=optics.spherical_aberration_mm,
+        amplitude_contrast=optics.amplitude_contrast,
+    )
+
+
+def _decide_hand(ts: TiltSeries, evidence: HandEvidence, params: AlignParams, axis_deg: float) -> tuple:
+    """The starting axis and the hand, from the defocus gradient and the policy; and a note saying why."""
+    measured = "+1" if evidence.hand > 0 else "-1"
+    said = f"defocus gradient: hand {measured} for axis {axis_deg:.1f}° (evidence {evidence.confidence:.1f})"
+    if evidence.confidence < params.min_hand_confidence or not np.isfinite(evidence.confidence):
+        return axis_deg, ts.hand, f"{said}: too weak to decide; hand {ts.hand:+d} and the imported axis kept"
+    if params.resolve_axis_by == "hand":
+        if evidence.consistent_with(ts.hand):
+            return axis_deg, ts.hand, f"{said}: agrees with the series' hand {ts.hand:+d}"
+        flipped = normalise_angle_deg(axis_deg + 180.0)
+        return flipped, ts.hand, f"{said}: disagrees with hand {ts.hand:+d}, so the axis is turned to {flipped:.1f}°"
+    hand = 1 if evidence.hand > 0 else -1
+    if hand != ts.hand:
+        said += (f"; the series had hand {ts.hand:+d}: either the microscope's hand is {hand:+d} or the imported axis "
+                 "is 180° off (then the tomogram is mirrored: re-run with --resolve-axis-by hand)")  # fmt: skip
+    return axis_deg, hand, said
+
+
+def align_tilt_series(ts: TiltSeries, params: AlignParams, output_dir: Path) -> UnitOutput:
+    """Align one tilt series; write its IMOD/AreTomo files, a working-binning tomogram and a PNG."""
+    tilts = [t for t in ts.tilts if not t.excluded and has_image(t)]
+    first_shape = read_tilt_image(tilts[0]).shape if tilts else (0, 0)
+    if params.alignment_files is not None:
+        result_ts = read_alignment_files(ts, params.alignment_files)
+        write_alignment_files(result_ts, output_dir, image_size_px=(first_shape[1], first_shape[0]))
+        return UnitOutput(result_ts, (f"alignment read from {params.alignment_files}",))
+    stack = read_tilt_stack(ts, tilts, target_size_px=params.working_size_px,
+                            min_pixel_spacing_angstrom=params.min_working_pixel_spacing_angstrom,
+                            device=_device(params.device))  # fmt: skip
+    spacing = stack.pixel_spacing_angstrom
+    options = AlignmentOptions(
+        refine_axis=params.refine_axis,
+        refine_tilt_offset=params.refine_tilt_offset,
+        matching_iterations=params.matching_iterations,
+        max_thickness_px=max(16, round(params.max_thickness_angstrom / spacing)),
+    )
+    axis = float(np.median([t.nominal_tilt_axis_angle_deg for t in tilts]))
+    axis, hand, hand_note = _decide_hand(ts, _hand_evidence(ts, tilts, params, axis), params, axis)
+    ts = replace(ts, hand=hand)
+    result = align_series(stack.images.cpu(), [t.nominal_tilt_angle_deg for t in tilts], axis_deg=axis,
+                          options=options)  # fmt: skip
+    aligned = _aligned_series(ts, result, tilts, spacing)
+    write_alignment_files(aligned, output_dir, image_size_px=(first_shape[1], first_shape[0]))
+    volume = result.slices.permute(1, 0, 2).contiguous().numpy()
+    write_mrc(output_dir / f"{ts.name}_align_bin{stack.binning:g}.mrc", volume, pixel_spacing_angstrom=spacing)
+    title = f"{ts.name}: {len(tilts)} tilts at {spacing:.1f} Å/px"
+    write_alignment_plot(result, title=title, pixel_spacing_angstrom=spacing, path=output_dir / f"{ts.name}_align.png")
+    thickness = result.slab.fit.thickness * spacing
+    notes = (
+        hand_note,
+        *result.notes,
+        f"tilt axis {result.axis_deg:.2f}°, tilt offset {result.tilt_offset_deg:+.2f}°, "
+        f"thickness {thickness:.0f} Å, working pixel {spacing:.2f} Å ({len(tilts)} tilts)",
+    )
+    return UnitOutput(aligned, notes)
+
+
+def summarize(outputs: Sequence[TiltSeries]) -> str:
+    """Series aligned, and their thickness range."""
+    thick = [ts.specimen_thickness_angstrom for ts in outputs if ts.specimen_thickness_angstrom is not None]
+    span = f", thickness {min(thick):.0f}–{max(thick):.0f} Å" if thick else ""
+    return f"{len(outputs)} tilt series aligned{span}"
+
+
+STEP = Step(
+    name="align",
+    title="Marker-free tilt-series alignment: tilt axis, shifts, tilt offset, thickness (or IMOD/AreTomo files).",
+    params=AlignParams,
+    run=align_tilt_series,
+    consumes=("clean", "motioncorr", "import"),
+    summarize=summarize,
+)

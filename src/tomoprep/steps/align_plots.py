@@ -1,0 +1,52 @@
+"""Quality-control picture of a tilt-series alignment: residuals, axis search, thickness profile, slices."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt
+import numpy as np
+
+from tomoprep.algorithms.series_alignment import SeriesAlignment
+
+
+def _normalised(image: np.ndarray) -> np.ndarray:
+    low, high = np.percentile(image, [1, 99])
+    return np.clip((image - low) / max(high - low, 1e-12), 0, 1)
+
+
+def write_alignment_plot(result: SeriesAlignment, *, title: str, pixel_spacing_angstrom: float, path: Path) -> Path:
+    """PNG with four panels: matching correction per tilt, axis score curve, z profile, central slices."""
+    fig, axes = plt.subplots(2, 3, figsize=(15, 8.5))
+    tilts = result.tilts_deg
+    residuals = result.matching.residuals_px.numpy() * pixel_spacing_angstrom
+    axes[0, 0].plot(tilts, residuals, "o-", ms=3)
+    axes[0, 0].set(xlabel="tilt (°)", ylabel="projection-matching correction (Å)", title="corrections per tilt")
+    if result.axis_search is not None:
+        axes[0, 1].plot(result.axis_search.angles_deg, result.axis_search.scores, "o-", ms=3)
+        axes[0, 1].axvline(result.axis_deg, color="r", lw=1)
+    axes[0, 1].set(xlabel="tilt-axis angle (°)", ylabel="score", title=f"tilt axis {result.axis_deg:.2f}°")
+    profile, fit = result.slab.profile, result.slab.fit
+    z = (np.arange(profile.size) - profile.size // 2) * pixel_spacing_angstrom
+    axes[0, 2].plot(z, profile)
+    for edge in (fit.z_low, fit.z_high):
+        axes[0, 2].axvline(edge * pixel_spacing_angstrom, color="r", lw=1)
+    thickness = fit.thickness * pixel_spacing_angstrom
+    axes[0, 2].set(xlabel="z (Å)", ylabel="content", title=f"thickness {thickness:.0f} Å")
+    slices = result.slices.numpy()
+    ny, nz, nx = slices.shape
+    axes[1, 0].imshow(_normalised(slices[:, nz // 2, :]), cmap="gray")
+    axes[1, 0].set_title("central xy slice")
+    axes[1, 1].imshow(_normalised(slices[ny // 2]), cmap="gray", aspect="auto")
+    axes[1, 1].set_title("central xz slice")
+    axes[1, 2].imshow(_normalised(slices[:, :, nx // 2].T), cmap="gray", aspect="auto")
+    axes[1, 2].set_title("central yz slice")
+    fig.suptitle(title)
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=80)
+    plt.close(fig)
+    return path
