@@ -22,7 +22,7 @@ from tomoprep.steps import get_step
 console = Console()
 
 #: The steps the demo runs, in workflow order, with the parameters it gives them beyond the defaults.
-DEMO_STEPS: tuple[tuple[str, dict[str, Any]], ...] = (("import", {}), ("motioncorr", {}))
+DEMO_STEPS: tuple[tuple[str, dict[str, Any]], ...] = (("import", {}), ("motioncorr", {}), ("clean", {}), ("align", {}))
 
 
 @contextmanager
