@@ -12,9 +12,9 @@ ENTRY_POINT_GROUP = "tomoprep.steps"
 
 def builtin_steps() -> tuple[Step, ...]:
     """The steps that ship with tomoprep, in workflow order."""
-    from tomoprep.steps import import_step, motioncorr
+    from tomoprep.steps import align, clean, import_step, motioncorr
 
-    return (import_step.STEP, motioncorr.STEP)
+    return (import_step.STEP, motioncorr.STEP, clean.STEP, align.STEP)
 
 
 def all_steps() -> tuple[Step, ...]:

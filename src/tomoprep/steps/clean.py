@@ -1,0 +1,185 @@
+"""The stack-cleaning step: bad tilts are flagged excluded, with the reason, in the tilt-series STAR.
+
+Nothing is deleted or rewritten: an excluded tilt keeps its row, ``tpExcluded`` 1 and ``tpExclusionReason``
+(``auto: dark: mean 0.11 of the expected``, ``manual``), and later steps skip it. Tilts excluded before
+(import found the movie unreadable) stay excluded and are not measured. A cleaning of a cleaning starts again
+from the tilts the earlier one excluded automatically, keeps those it excluded by hand, and re-includes those
+``--include`` names. The tests are in :mod:`tomoprep.algorithms.tilt_quality`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from tomoprep.algorithms.tilt_quality import TiltQuality, measure_tilt_quality
+from tomoprep.errors import InputError
+from tomoprep.io.star import write_star
+from tomoprep.model import TiltImage, TiltSeries
+from tomoprep.steps.base import Step, Unit, UnitOutput
+from tomoprep.steps.clean_manual import (
+    AUTO_PREFIX,
+    MANUAL_REASON,
+    check_inclusions,
+    check_tilt_sets,
+    merged,
+    parse_tilt_list,
+    read_exclusion_file,
+)
+from tomoprep.steps.clean_params import CleanParams
+from tomoprep.steps.clean_plots import write_clean_plot
+from tomoprep.steps.motioncorr_movie import device_for
+from tomoprep.steps.tilt_images import TiltStack, has_image, read_tilt_stack
+
+#: Fewer measurable tilts than this and the automatic tests are not run (no neighbours to compare with).
+MIN_TILTS_TO_JUDGE = 5
+
+
+@dataclass(frozen=True)
+class CleanPayload:
+    """One tilt series and the acquisition indices excluded and included by hand."""
+
+    tilt_series: TiltSeries
+    exclude: frozenset[int] = frozenset()
+    include: frozenset[int] = frozenset()
+
+
+def plan_clean(params: CleanParams, inputs: Sequence[TiltSeries]) -> list[Unit]:
+    """One unit per tilt series, with its manual exclusions and inclusions checked against the input."""
+    exclude = parse_tilt_list(params.exclude, option="--exclude")
+    check_tilt_sets(exclude, inputs, option="--exclude")
+    if params.exclusion_file is not None:
+        from_file = read_exclusion_file(params.exclusion_file)
+        check_tilt_sets(from_file, inputs, option=f"--exclusion-file {params.exclusion_file}")
+        exclude = merged(exclude, from_file)
+    include = parse_tilt_list(params.include, option="--include")
+    check_tilt_sets(include, inputs, option="--include")
+    check_inclusions(include, exclude, inputs)
+    return [
+        Unit(ts.name, CleanPayload(ts, frozenset(exclude.get(ts.name, ())), frozenset(include.get(ts.name, ()))))
+        for ts in inputs
+    ]
+
+
+def _starting_tilt(tilt: TiltImage, payload: CleanPayload, params: CleanParams) -> TiltImage:
+    """A tilt as this cleaning starts from it: hand-made choices applied, earlier automatic ones undone."""
+    if tilt.acquisition_index in payload.exclude:
+        return replace(tilt, excluded=True, exclusion_reason=MANUAL_REASON)
+    if tilt.acquisition_index in payload.include:
+        return replace(tilt, excluded=False, exclusion_reason="")
+    if params.auto and tilt.excluded and tilt.exclusion_reason.startswith(AUTO_PREFIX):
+        return replace(tilt, excluded=False, exclusion_reason="")
+    return tilt
+
+
+def _measure(stack: TiltStack, measured: list[int], params: CleanParams) -> TiltQuality:
+    """The quality of the tilts at positions ``measured`` of ``stack``."""
+    tilts = [stack.tilts[k] for k in measured]
+    return measure_tilt_quality(
+        stack.images[measured],
+        [t.nominal_tilt_angle_deg for t in tilts],
+        axis_deg=float(np.median([t.nominal_tilt_axis_angle_deg for t in tilts])),
+        pixel_spacing_angstrom=stack.pixel_spacing_angstrom,
+        doses_e_per_angstrom2=[t.dose_e_per_angstrom2 for t in tilts],
+        thresholds=params.thresholds,
+    )
+
+
+def _auto_exclusions(tilts: Sequence[TiltImage], quality: TiltQuality, keep: frozenset[int]) -> list[TiltImage]:
+    """The measured ``tilts`` that are bad, excluded with their reasons (``keep``: acquisition indices spared)."""
+    return [
+        replace(tilt, excluded=True, exclusion_reason=f"{AUTO_PREFIX} {'; '.join(reasons)}")
+        for tilt, reasons in zip(tilts, quality.reasons, strict=True)
+        if reasons and tilt.acquisition_index not in keep
+    ]
+
+
+def clean_series(payload: CleanPayload, params: CleanParams, output_dir: Path) -> UnitOutput:
+    """Clean one tilt series: apply the hand-made choices, measure the rest, exclude the bad (module notes)."""
+    ts = payload.tilt_series
+    tilts = {t.acquisition_index: _starting_tilt(t, payload, params) for t in ts.tilts}
+    with_image = [t for t in sorted(tilts.values(), key=lambda t: t.nominal_tilt_angle_deg) if has_image(t)]
+    if params.auto and not with_image:
+        raise InputError(
+            ts.sources[0] if ts.sources else None,
+            f"tilt series {ts.name} has no tilt images to measure.",
+            "run motion correction first (tomoprep motioncorr), or exclude by hand with --no-auto.",
+        )
+    measured = [k for k, t in enumerate(with_image) if not t.excluded]
+    blind = sum(not t.excluded and not has_image(t) for t in tilts.values())
+    notes = [f"{blind} included tilts have no image: not measured"] if blind else []
+    stack = read_tilt_stack(ts, with_image, target_size_px=params.working_size_px,
+                            device=device_for(params.device)) if with_image else None  # fmt: skip
+    quality = None
+    if params.auto and stack is not None and len(measured) >= MIN_TILTS_TO_JUDGE:
+        quality = _measure(stack, measured, params)
+        bad = _auto_exclusions([with_image[k] for k in measured], quality, payload.include)
+        tilts.update({t.acquisition_index: t for t in bad})
+        if not quality.absolute:
+            notes.append("images are normalised (mean about 0): no mean test; darkness judged by dark area only")
+    elif params.auto:
+        notes.append(f"{len(measured)} tilts to measure: too few to judge (at least {MIN_TILTS_TO_JUDGE})")
+    result = ts.with_tilts(tuple(tilts[t.acquisition_index] for t in ts.tilts))
+    if stack is not None:
+        path = output_dir / f"{ts.name}_clean.png"
+        write_clean_plot(result, stack, quality, measured, path, thresholds=params.thresholds)
+        if quality is not None:
+            _write_quality_table(stack, quality, measured, output_dir / f"{ts.name}_quality.star")
+    return UnitOutput(result, tuple(notes + _exclusion_notes(ts, result)))
+
+
+def _write_quality_table(stack: TiltStack, quality: TiltQuality, measured: list[int], path: Path) -> None:
+    """The measures of every measured tilt, by acquisition index (``cat`` explains a cleaning)."""
+    tilts = [stack.tilts[k] for k in measured]
+    table = pd.DataFrame(
+        {
+            "tpAcquisitionIndex": [t.acquisition_index for t in tilts],
+            "rlnTomoNominalStageTiltAngle": [t.nominal_tilt_angle_deg for t in tilts],
+            "tpShiftFractionOfField": quality.shift_fraction,
+            "tpMeanRatio": quality.mean_ratio,
+            "tpDarkAreaFraction": quality.dark_fraction,
+            "tpSharpness": quality.sharpness,
+            "tpSharpnessRatio": quality.sharpness_ratio,
+            "tpSharpnessZScore": quality.sharpness_z,
+            "tpBad": quality.bad.astype(int),
+        }
+    )
+    write_star(path, {"quality": table})
+
+
+def _exclusion_notes(before: TiltSeries, after: TiltSeries) -> list[str]:
+    """One note per tilt whose exclusion changed, and a count."""
+    notes = []
+    for old, new in zip(before.tilts, after.tilts, strict=True):
+        if (old.excluded, old.exclusion_reason) != (new.excluded, new.exclusion_reason):
+            state = f"excluded ({new.exclusion_reason})" if new.excluded else "included again"
+            notes.append(f"tilt {new.acquisition_index} ({new.nominal_tilt_angle_deg:+.1f}°): {state}")
+    excluded = after.n_tilts - len(after.included_tilts)
+    return [*notes, f"{excluded} of {after.n_tilts} tilts excluded"]
+
+
+def summarize(outputs: Sequence[TiltSeries]) -> str:
+    """Series, tilts, and how many are excluded, automatically and by hand."""
+    tilts = [t for ts in outputs for t in ts.tilts]
+    auto = sum(t.excluded and t.exclusion_reason.startswith(AUTO_PREFIX) for t in tilts)
+    manual = sum(t.excluded and t.exclusion_reason == MANUAL_REASON for t in tilts)
+    other = sum(t.excluded for t in tilts) - auto - manual
+    return (
+        f"{len(outputs)} tilt series, {len(tilts)} tilts: {auto} excluded automatically, {manual} by hand, "
+        f"{other} before"
+    )
+
+
+STEP = Step(
+    name="clean",
+    title="Stack cleaning: exclude shifted, dark and blurred tilts (automatically or by hand) without deleting any.",
+    params=CleanParams,
+    run=clean_series,
+    consumes=("motioncorr", "import", "clean"),
+    plan=plan_clean,
+    summarize=summarize,
+)
