@@ -212,7 +212,15 @@ def align_series(images: torch.Tensor, nominal_tilts_deg: Sequence[float], *, ax
         matching = refine_shifts(images, tilts, axis_deg=axis, shifts_px=shifts, nz=matching_nz, iterations=1,
                                  max_shift_px=limit)  # fmt: skip
         shifts = matching.shifts_px
-    slices = reconstruct(images, tilts, axis_deg=axis, shifts_px=shifts, nz=_slab_nz(images, options), weighting="ramp")
+    nz = _slab_nz(images, options)
+    slices = reconstruct(images, tilts, axis_deg=axis, shifts_px=shifts, nz=nz, weighting="ramp")
     final = measure_slab(slices)
+    if options.refine_tilt_offset:
+        # The slab measured again in the aligned geometry: what is left of its tilt and height is removed too.
+        shifts = recentre(shifts, tilts, axis_deg=axis, centre_xyz_px=(0.0, 0.0, final.fit.centre))
+        tilts = [t + final.tilt_offset_deg for t in tilts]
+        offset += final.tilt_offset_deg
+        slices = reconstruct(images, tilts, axis_deg=axis, shifts_px=shifts, nz=nz, weighting="ramp")
+        final = measure_slab(slices)
     return SeriesAlignment(axis, offset, np.array(tilts), shifts.numpy(), final, slices, coarse, search, matching,
                            tuple(notes))  # fmt: skip
