@@ -15,7 +15,7 @@ shifted
     neighbours on *both* sides. The outermost tilt, with one neighbour, is compared with the tilt beyond that
     neighbour instead.
 blurred
-    *sharpness*, the power of the band from 1/(8 px) to 1/(4 px) above the noise floor (the band from 0.4 to
+    *sharpness*, the power of the band of periods 80 to 40 Å above the noise floor (the band from 0.4 to
     0.5 cycles/px, where shot noise dominates), over that floor: a signal-to-noise ratio, blind to the scale of
     the images, taken over the quarter turn of directions where it is least (drift along a line removes detail
     over a wide fan of directions). Blur removes the band's signal and leaves the noise, so a blurred tilt's
@@ -39,10 +39,12 @@ from tomoprep.algorithms.brightness import dark_fractions, is_absolute, mean_rat
 from tomoprep.algorithms.fourier import fourier_bin, rfft_frequencies, taper_edges
 from tomoprep.algorithms.tilt_xcorr import coarse_align, pair_shift
 
-#: Bands of the sharpness measure, in cycles per pixel of the working images. The detail band is low enough that
-#: the specimen's signal stands above the shot noise at a few e/Å², high enough that 60 Å of drift wipes it out.
-DETAIL_BAND = (1.0 / 8.0, 1.0 / 4.0)
+#: Detail band of the sharpness measure, as periods (Å): coarse enough that the specimen's signal stands above the
+#: shot noise at a few e/Å² (about the first Thon ring at common defoci), fine enough that 60 Å of drift wipes it.
+DETAIL_PERIODS_ANGSTROM = (80.0, 40.0)
+#: Noise band, in cycles per pixel of the working images; the detail band stays below its fraction of it.
 NOISE_BAND = (0.4, 0.5)
+DETAIL_TOP_OF_NOISE_BAND = 0.875
 #: Sectors of direction of the detail band, and the span of directions over which it is taken where weakest:
 #: blur from drift along a line removes detail over a wide fan of directions around that line.
 DIRECTIONS = 8
@@ -84,7 +86,7 @@ class TiltQuality:
     dark_fraction
         ``(n,)`` part of the image below ``dark_level`` of its bright level.
     sharpness, sharpness_ratio, sharpness_z
-        ``(n,)`` band signal-to-noise, its ratio to the neighbours' median, and the robust z-score of its log.
+        ``(n,)`` band signal-to-noise, its ratio to the neighbours' trend, and the robust z-score of its log.
     absolute
         Whether the images are in counts (else normalised: no mean test).
     reasons
@@ -107,8 +109,16 @@ class TiltQuality:
         return np.array([bool(r) for r in self.reasons], dtype=bool)
 
 
-def sharpness(images: torch.Tensor) -> np.ndarray:
+def sharpness(images: torch.Tensor, *, pixel_spacing_angstrom: float) -> np.ndarray:
     """Band signal-to-noise of each image ``(n, ny, nx)`` in its weakest directions (module notes).
+
+    Parameters
+    ----------
+    images
+        ``(n, ny, nx)`` images.
+    pixel_spacing_angstrom
+        Their pixel spacing (Å): the detail band is :data:`DETAIL_PERIODS_ANGSTROM`, moved down to end below the
+        noise band where the pixels are too coarse for it.
 
     Returns
     -------
@@ -116,6 +126,9 @@ def sharpness(images: torch.Tensor) -> np.ndarray:
         ``(n,)`` float64: ``(band power - noise floor) / noise floor`` of the detail band, over the
         :data:`WEAKEST_SPAN_DEG` of directions where it is least; about 0 where the band holds only noise.
     """
+    coarse, fine = DETAIL_PERIODS_ANGSTROM
+    top = min(pixel_spacing_angstrom / fine, DETAIL_TOP_OF_NOISE_BAND * NOISE_BAND[0])
+    band = (top * fine / coarse, top)
     shape = (int(images.shape[-2]), int(images.shape[-1]))
     tapered = taper_edges(images.float(), max(2, round(0.05 * min(shape))))
     power = torch.fft.rfft2(tapered).abs().square()
@@ -123,7 +136,7 @@ def sharpness(images: torch.Tensor) -> np.ndarray:
     k = (ky * ky + kx * kx).sqrt()
     # Directions of the half spectrum span (-90°, 90°], and wrap around: sectors of 180° / DIRECTIONS.
     sector = ((torch.atan2(ky, kx).expand_as(k) / math.pi + 0.5) * DIRECTIONS).long().clamp(0, DIRECTIONS - 1)
-    detail = (k >= DETAIL_BAND[0]) & (k < DETAIL_BAND[1])
+    detail = (k >= band[0]) & (k < band[1])
     noise = (k >= NOISE_BAND[0]) & (k <= NOISE_BAND[1])
     floor = power[:, noise].mean(dim=1).clamp_min(1e-30)
     sums = torch.stack([power[:, detail & (sector == d)].sum(dim=1) for d in range(DIRECTIONS)], dim=1)
@@ -255,7 +268,7 @@ def measure_tilt_quality(
     shifts_px = neighbour_shifts_px(images, tilts, axis_deg=axis_deg, usable=~dark)
     evidence = shifts_px.min(axis=1)  # nan unless measured on both sides
     shifted = evidence / min(images.shape[-2:]) > thresholds.shift_fraction
-    sharp = sharpness(images)
+    sharp = sharpness(images, pixel_spacing_angstrom=pixel_spacing_angstrom)
     judged = ~dark & ~shifted
     sharp_ratio, sharp_z = neighbour_trend(sharp, ranks, judged=judged, reference=judged)
     # Once found, blurred tilts are nobody's neighbours: their collapse would drag the others' trend down.
