@@ -207,9 +207,11 @@ def neighbour_shifts_px(
     out = np.full((len(all_angles), 2), np.nan)
     if len(indices) < 2:
         return out
-    # A jump of a tenth of the field is plain at a few hundred pixels: bin to that first.
+    # A jump of a tenth of the field is plain at a few hundred pixels: bin to that first, and correlate on the CPU
+    # (cheap at that size, and where the correlation's geometry lives).
     factor = max(1, math.ceil(max(images.shape[-2:]) / SHIFT_SIZE_PX - 1e-6))
-    small = fourier_bin(images[indices].float(), factor) if factor > 1 else images[indices].float()
+    chosen = images[torch.as_tensor(indices, device=images.device)].float()
+    small = (fourier_bin(chosen, factor) if factor > 1 else chosen).cpu()
     scale = images.shape[-1] / small.shape[-1]
     angles = [float(all_angles[i]) for i in indices]
     result = coarse_align(small, angles, axis_deg=axis_deg)
