@@ -90,7 +90,8 @@ def reconstruct(images: torch.Tensor, tilts_deg: Sequence[float], *, axis_deg: f
     """Slices ``(ny, nz, nx)`` of the aligned series (back projection with ``weighting``)."""
     aligned = align_images(images, axis_deg=axis_deg, shifts_px=shifts_px)
     aligned = aligned - aligned.mean(dim=(-2, -1), keepdim=True)
-    weight = weighting_filter(aligned.shape[-2:], kind=weighting, lowpass=0.45, n_tilts=len(tilts_deg))
+    shape = (aligned.shape[-2], aligned.shape[-1])
+    weight = weighting_filter(shape, kind=weighting, lowpass=0.45, n_tilts=len(tilts_deg))
     return backproject(filter_rows(aligned, weight), tilts_deg, nz=nz)
 
 

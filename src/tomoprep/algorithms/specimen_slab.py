@@ -105,7 +105,8 @@ def fit_box(profile: np.ndarray) -> SlabFit:
     floor0 = float(np.percentile(profile, 10))
     excess = np.clip(profile - floor0, 0, None)
     cumulative = np.cumsum(excess) / max(excess.sum(), 1e-30)
-    low0, high0 = z[np.searchsorted(cumulative, 0.05)], z[min(np.searchsorted(cumulative, 0.95), nz - 1)]
+    low0 = z[int(np.searchsorted(cumulative, 0.05))]
+    high0 = z[min(int(np.searchsorted(cumulative, 0.95)), nz - 1)]
     height0 = float(np.percentile(profile, 90)) - floor0
     start = np.array([low0, high0, 2.0, floor0, max(height0, 1e-12)])
     scale = max(float(np.abs(profile).max()), 1e-30)

@@ -27,13 +27,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-# CODATA 2018 exact/recommended SI values.
-_PLANCK_J_S = 6.62607015e-34
-_ELECTRON_MASS_KG = 9.1093837015e-31
-_ELEMENTARY_CHARGE_C = 1.602176634e-19
-_SPEED_OF_LIGHT_M_S = 299792458.0
-#: Electron rest energy, in eV.
-_REST_ENERGY_EV = _ELECTRON_MASS_KG * _SPEED_OF_LIGHT_M_S**2 / _ELEMENTARY_CHARGE_C
+from tomoprep.physics import REST_ENERGY_EV as _REST_ENERGY_EV
+from tomoprep.physics import electron_wavelength_angstrom
 
 _CRITICAL_EXPOSURE_A = 0.245
 _CRITICAL_EXPOSURE_B = -1.665
@@ -80,13 +75,6 @@ class TiltCtf:
     defocus_v_angstrom: float
     astigmatism_angle_deg: float
     hand: int = -1
-
-
-def electron_wavelength_angstrom(voltage_kv: float) -> float:
-    """Relativistic electron wavelength, Å (0.01969 Å at 300 kV)."""
-    volts = voltage_kv * 1e3
-    momentum = math.sqrt(2 * _ELECTRON_MASS_KG * _ELEMENTARY_CHARGE_C * volts * (1 + volts / (2 * _REST_ENERGY_EV)))
-    return _PLANCK_J_S / momentum * 1e10
 
 
 def interaction_constant_rad_per_volt_angstrom(voltage_kv: float) -> float:
