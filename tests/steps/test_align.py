@@ -39,13 +39,26 @@ def _simulate(folder: Path, case: dict) -> SeriesTruth:
     return simulate_session(folder, params).tilt_series[0]
 
 
+@pytest.fixture(scope="module")
+def sessions(tmp_path_factory: pytest.TempPathFactory):
+    """Each case's simulated session, made once for the module: ``sessions(name) -> (folder, truth)``."""
+    made: dict[str, tuple[Path, SeriesTruth]] = {}
+
+    def get(name: str) -> tuple[Path, SeriesTruth]:
+        if name not in made:
+            folder = tmp_path_factory.mktemp(name) / "session"
+            made[name] = (folder, _simulate(folder, CASES[name]))
+        return made[name]
+
+    return get
+
+
 @pytest.fixture(scope="module", params=sorted(CASES))
-def aligned(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory):
-    case = CASES[request.param]
-    root = tmp_path_factory.mktemp(request.param)
-    truth = _simulate(root / "session", case)
+def aligned(request: pytest.FixtureRequest, sessions, tmp_path_factory: pytest.TempPathFactory):
+    session, truth = sessions(request.param)
+    root = tmp_path_factory.mktemp(request.param + "_project")
     project = init_project(root / "project")
-    assert run_step(project, IMPORT, {"stack": str(root / "session/stacks/TS_01.st")}).status == "SUCCEEDED"
+    assert run_step(project, IMPORT, {"stack": str(session / "stacks/TS_01.st")}).status == "SUCCEEDED"
     run = run_step(project, ALIGN, {"working_size_px": WORKING_SIZE_PX})
     assert run.status == "SUCCEEDED", run.error
     (series,) = load_tilt_series_set(project.run_dir(run))
@@ -114,12 +127,12 @@ def test_files_written_and_read_back_as_an_external_alignment(aligned, tmp_path:
         assert b.alignment.shift_y_angstrom == pytest.approx(a.alignment.shift_y_angstrom, abs=0.01 * 6.0)
 
 
-def test_an_axis_imported_180_degrees_off_is_turned_back_by_the_hand(tmp_path: Path) -> None:
+def test_an_axis_imported_180_degrees_off_is_turned_back_by_the_hand(sessions, tmp_path: Path) -> None:
     case = CASES["axis85_hand+1_pretilt-5"]
-    truth = _simulate(tmp_path / "session", case)
+    session, truth = sessions("axis85_hand+1_pretilt-5")
     project = init_project(tmp_path / "project")
     wrong = case["tilt_axis_angle_deg"] - 180.0
-    imported = run_step(project, IMPORT, {"stack": str(tmp_path / "session/stacks/TS_01.st"),
+    imported = run_step(project, IMPORT, {"stack": str(session / "stacks/TS_01.st"),
                                           "tilt_axis_angle_deg": wrong, "tomo_hand": truth.hand})  # fmt: skip
     assert imported.status == "SUCCEEDED", imported.error
     run = run_step(project, ALIGN, {"working_size_px": WORKING_SIZE_PX, "resolve_axis_by": "hand"})

@@ -48,16 +48,6 @@ class MatchingResult:
     scores: torch.Tensor
 
 
-def ray_lengths(tilt_deg: float, *, nz: int, nx: int, nu: int) -> torch.Tensor:
-    """``(nu,)`` how many z planes the ray through ``u`` crosses inside the slices, divided by ``cos t``."""
-    t = math.radians(tilt_deg)
-    z = torch.arange(nz, dtype=torch.float32)[:, None] - nz // 2
-    u = torch.arange(nu, dtype=torch.float32)[None, :] - nu // 2
-    x = (u - z * math.sin(t)) / max(math.cos(t), 1e-3) + nx // 2
-    inside = ((x >= 0) & (x < nx - 1)).float()
-    return inside.sum(dim=0) / max(math.cos(t), 1e-3)
-
-
 def _window(shape_yx: tuple[int, int], tilt_deg: float) -> torch.Tensor:
     """Where the reconstruction explains the aligned image: ``|u| < 0.45 nx cos t``, ``|y| < 0.45 ny``, soft edges."""
     ny, nx = shape_yx

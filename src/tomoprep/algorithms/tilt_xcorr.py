@@ -8,6 +8,7 @@ the tilt nearest 0°, whose shift is 0. Positions and shifts follow :mod:`tomopr
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -58,12 +59,24 @@ class CoarseAlignment:
 
 
 def bandpass(shape_yx: tuple[int, int], *, device: torch.device | str = "cpu") -> torch.Tensor:
-    """The correlation band as a weight on an rfft2 half spectrum, ``(ny, nx // 2 + 1)``."""
+    """The correlation band as a weight on an rfft2 half spectrum, ``(ny, nx // 2 + 1)`` (computed once per shape)."""
+    return _bandpass(tuple(shape_yx), str(device))
+
+
+@functools.lru_cache(maxsize=16)
+def _bandpass(shape_yx: tuple[int, int], device: str) -> torch.Tensor:
     k2 = rfft_squared_frequencies(shape_yx, device=device)
     k = k2.sqrt()
     high = 1.0 - torch.exp(-k2 / (2 * HIGHPASS_SIGMA**2))
     fall = torch.exp(-((k - LOWPASS_RADIUS).clamp_min(0) ** 2) / (2 * LOWPASS_FALLOFF**2))
     return high * fall
+
+
+def _unstretch(axis_deg: float, reference_tilt_deg: float, moving_tilt_deg: float) -> torch.Tensor:
+    """Inverse of the stretch ``cos t_ref / cos t_moving`` across the axis that makes the moving tilt look like
+    the reference, ``(2, 2)`` float64."""
+    factor = math.cos(math.radians(reference_tilt_deg)) / max(math.cos(math.radians(moving_tilt_deg)), 1e-3)
+    return torch.linalg.inv(stretch_matrix(axis_deg, factor))
 
 
 def _tapered(images: torch.Tensor) -> torch.Tensor:
@@ -109,9 +122,8 @@ def pair_shift(
         reference'(r - shift)`` with ``reference'`` the reference seen at the moving tilt), and the normalised
         correlation peak.
     """
-    factor = math.cos(math.radians(reference_tilt_deg)) / max(math.cos(math.radians(moving_tilt_deg)), 1e-3)
-    stretch = stretch_matrix(axis_deg, factor)
-    stretched = resample(moving[None], torch.linalg.inv(stretch), torch.zeros(2))[0]
+    unstretch = _unstretch(axis_deg, reference_tilt_deg, moving_tilt_deg)
+    stretched = resample(moving[None], unstretch, torch.zeros(2))[0]
     a, b = _tapered(stretched), _tapered(reference[None].float())[0]
     shape = (a.shape[-2], a.shape[-1])
     weight = bandpass(shape, device=a.device)
@@ -121,7 +133,7 @@ def pair_shift(
     filtered_a, filtered_b = torch.fft.irfft2(fa, s=shape), torch.fft.irfft2(fb, s=shape)
     score = _normalised_peak(cc, filtered_a, filtered_b, peak_yx)
     stretched_shift = torch.stack([peak_yx[1], peak_yx[0]])
-    return torch.linalg.inv(stretch) @ stretched_shift, score
+    return unstretch @ stretched_shift, score
 
 
 def neighbour_order(tilts_deg: Sequence[float]) -> tuple[int, list[tuple[int, int]]]:
@@ -169,9 +181,7 @@ def coarse_align(
     for j, i in pairs:
         shift, score = pair_shift(images[i], images[j], axis_deg=axis_deg, reference_tilt_deg=tilts_deg[i],
                                   moving_tilt_deg=tilts_deg[j], max_shift_px=limit)  # fmt: skip
-        factor = math.cos(math.radians(tilts_deg[i])) / max(math.cos(math.radians(tilts_deg[j])), 1e-3)
-        inverse = torch.linalg.inv(stretch_matrix(axis_deg, factor))
         # The neighbour's own displacement, stretched into this tilt's frame, adds to the measured one.
-        shifts[j] = shift + inverse @ shifts[i]
+        shifts[j] = shift + _unstretch(axis_deg, tilts_deg[i], tilts_deg[j]) @ shifts[i]
         relative[j], scores[j], neighbours[j] = shift, score, i
     return CoarseAlignment(shifts, relative, scores, tuple(neighbours), reference)

@@ -18,7 +18,7 @@ from tomoprep.steps.align_files import read_alignment_files, write_alignment_fil
 from tomoprep.steps.align_params import AlignParams
 from tomoprep.steps.align_plots import write_alignment_plot
 from tomoprep.steps.base import Step, UnitOutput
-from tomoprep.steps.tilt_images import has_image, read_tilt_image, read_tilt_stack
+from tomoprep.steps.tilt_images import TiltStack, has_image, read_tilt_image, read_tilt_stack, rebin
 
 
 def _device(name: str) -> str:
@@ -40,11 +40,11 @@ def _aligned_series(ts: TiltSeries, result: SeriesAlignment, tilts: Sequence, sp
     return replace(ts, tilts=updated, specimen_thickness_angstrom=result.slab.fit.thickness * spacing)
 
 
-def _hand_evidence(ts: TiltSeries, tilts: Sequence, params: AlignParams, axis_deg: float) -> HandEvidence:
-    stack = read_tilt_stack(ts, tilts, target_size_px=params.hand_size_px)
+def _hand_evidence(ts: TiltSeries, stack: TiltStack, axis_deg: float) -> HandEvidence:
+    tilts = stack.tilts
     optics = ts.optics
     return hand_evidence(
-        stack.images.numpy(),
+        stack.images.cpu().numpy(),
         [t.nominal_tilt_angle_deg for t in tilts],
         axis_deg=axis_deg,
         pixel_spacing_angstrom=stack.pixel_spacing_angstrom,
@@ -75,14 +75,15 @@ def _decide_hand(ts: TiltSeries, evidence: HandEvidence, params: AlignParams, ax
 def align_tilt_series(ts: TiltSeries, params: AlignParams, output_dir: Path) -> UnitOutput:
     """Align one tilt series; write its IMOD/AreTomo files, a working-binning tomogram and a PNG."""
     tilts = [t for t in ts.tilts if not t.excluded and has_image(t)]
-    first_shape = read_tilt_image(tilts[0]).shape if tilts else (0, 0)
     if params.alignment_files is not None:
         result_ts = read_alignment_files(ts, params.alignment_files)
-        write_alignment_files(result_ts, output_dir, image_size_px=(first_shape[1], first_shape[0]))
+        shape = read_tilt_image(tilts[0]).shape
+        write_alignment_files(result_ts, output_dir, image_size_px=(shape[1], shape[0]))
         return UnitOutput(result_ts, (f"alignment read from {params.alignment_files}",))
-    stack = read_tilt_stack(ts, tilts, target_size_px=params.working_size_px,
-                            min_pixel_spacing_angstrom=params.min_working_pixel_spacing_angstrom,
-                            device=_device(params.device))  # fmt: skip
+    # Read once, finely enough for the defocus gradient; the working stack is binned from it.
+    fine = read_tilt_stack(ts, tilts, target_size_px=params.hand_size_px, device=_device(params.device))
+    stack = rebin(fine, target_size_px=params.working_size_px,
+                  min_pixel_spacing_angstrom=params.min_working_pixel_spacing_angstrom)  # fmt: skip
     spacing = stack.pixel_spacing_angstrom
     options = AlignmentOptions(
         refine_axis=params.refine_axis,
@@ -91,12 +92,13 @@ def align_tilt_series(ts: TiltSeries, params: AlignParams, output_dir: Path) -> 
         max_thickness_px=max(16, round(params.max_thickness_angstrom / spacing)),
     )
     axis = float(np.median([t.nominal_tilt_axis_angle_deg for t in tilts]))
-    axis, hand, hand_note = _decide_hand(ts, _hand_evidence(ts, tilts, params, axis), params, axis)
+    axis, hand, hand_note = _decide_hand(ts, _hand_evidence(ts, fine, axis), params, axis)
+    del fine
     ts = replace(ts, hand=hand)
     result = align_series(stack.images.cpu(), [t.nominal_tilt_angle_deg for t in tilts], axis_deg=axis,
                           options=options)  # fmt: skip
     aligned = _aligned_series(ts, result, tilts, spacing)
-    write_alignment_files(aligned, output_dir, image_size_px=(first_shape[1], first_shape[0]))
+    write_alignment_files(aligned, output_dir, image_size_px=(stack.source_shape_yx[1], stack.source_shape_yx[0]))
     volume = result.slices.permute(1, 0, 2).contiguous().numpy()
     write_mrc(output_dir / f"{ts.name}_align_bin{stack.binning:g}.mrc", volume, pixel_spacing_angstrom=spacing)
     title = f"{ts.name}: {len(tilts)} tilts at {spacing:.1f} Å/px"

@@ -9,12 +9,12 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 import torch
 
-from tomoprep.algorithms.fourier import binned_shape, fourier_bin
+from tomoprep.algorithms.fourier import binned_shape, fourier_bin, fourier_crop
 from tomoprep.errors import InputError
 from tomoprep.io.mrc import read_mrc
 from tomoprep.model import TiltImage, TiltSeries
@@ -34,12 +34,35 @@ class TiltStack:
         Pixel spacing of ``images`` (Å).
     binning
         Working binning relative to the series' images (``pixel_spacing / tilt_series_pixel_spacing``).
+    source_shape_yx
+        Shape of the series' images before binning.
     """
 
     images: torch.Tensor
     tilts: tuple[TiltImage, ...]
     pixel_spacing_angstrom: float
     binning: float
+    source_shape_yx: tuple[int, int]
+
+
+def rebin(stack: TiltStack, *, target_size_px: int, min_pixel_spacing_angstrom: float = 0.0) -> TiltStack:
+    """``stack`` binned further, as :func:`read_tilt_stack` would have read it with these targets (no reading).
+
+    The binning is chosen from the source images as there; a stack already at least that coarse is returned.
+    """
+    source_spacing = stack.pixel_spacing_angstrom / stack.binning
+    binning = working_binning(
+        stack.source_shape_yx,
+        pixel_spacing_angstrom=source_spacing,
+        target_size_px=target_size_px,
+        min_pixel_spacing_angstrom=min_pixel_spacing_angstrom,
+    )
+    if binning <= stack.binning:
+        return stack
+    shape = binned_shape(stack.source_shape_yx, binning)
+    images = fourier_crop(stack.images, shape)
+    actual = source_spacing * stack.source_shape_yx[1] / shape[1]
+    return replace(stack, images=images, pixel_spacing_angstrom=actual, binning=actual / source_spacing)
 
 
 def has_image(tilt: TiltImage) -> bool:
@@ -133,4 +156,5 @@ def read_tilt_stack(
             )
         images[index] = fourier_bin(torch.from_numpy(np.ascontiguousarray(image)).to(device), binning)
     actual = spacing * first.shape[1] / shape[1]
-    return TiltStack(images=images, tilts=tuple(tilts), pixel_spacing_angstrom=actual, binning=actual / spacing)
+    return TiltStack(images=images, tilts=tuple(tilts), pixel_spacing_angstrom=actual, binning=actual / spacing,
+                     source_shape_yx=(first.shape[0], first.shape[1]))  # fmt: skip
