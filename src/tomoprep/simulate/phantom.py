@@ -222,6 +222,18 @@ def make_phantom(
         add_fiducial(layout, index)
     area_um2 = field_of_view_angstrom[0] * field_of_view_angstrom[1] / 1e8
     add_surface_particles(layout, round(surface_particles_per_um2 * area_um2))
+    slab = (float(thickness_angstrom), float(pretilt_deg), float(z_offset_angstrom))
+    return _in_specimen_frame(layout, junction=junction, arms=arms, poses=poses, slab=slab,
+                              complex_size_angstrom=complex_size_angstrom)  # fmt: skip
+
+
+def _in_specimen_frame(layout: Layout, *, junction: np.ndarray, arms: np.ndarray, poses: np.ndarray,
+                       slab: tuple[float, float, float], complex_size_angstrom: float) -> Phantom:  # fmt: skip
+    """The laid-out bodies (slab coordinates) turned by the pretilt and moved to the slab's centre.
+
+    ``slab`` is ``(thickness_angstrom, pretilt_deg, z_offset_angstrom)``.
+    """
+    thickness_angstrom, pretilt_deg, z_offset_angstrom = slab
     tilt = _pretilt_matrix(pretilt_deg)
     origin = np.array([0.0, 0.0, z_offset_angstrom])
     ball_centres, ball_sigmas, ball_densities = _columns(layout.balls)
