@@ -58,6 +58,9 @@ class SeriesAlignment:
         ``(n, 2)`` shifts ``(x, y)``: where the slab's centre lands, relative to the image centre.
     slab
         The slab measured in the final reconstruction (its z relative to the specimen centre, now ~0).
+    slab_found
+        Whether that measurement found a slab (:meth:`SlabMeasurement.is_plausible`); its thickness means
+        nothing otherwise.
     slices
         ``(ny, nz, nx)`` final reconstruction (SIRT-like weighting), for pictures.
     coarse, axis_search, matching
@@ -71,6 +74,7 @@ class SeriesAlignment:
     tilts_deg: np.ndarray
     shifts_px: np.ndarray
     slab: SlabMeasurement
+    slab_found: bool
     slices: torch.Tensor
     coarse: CoarseAlignment
     axis_search: AxisSearch | None
@@ -171,6 +175,20 @@ def _slab_nz(images: torch.Tensor, options: AlignmentOptions) -> int:
     return int(min(0.75 * nx, options.max_thickness_px or nx)) // 2 * 2
 
 
+def _level_on_slab(images: torch.Tensor, tilts: list[float], *, axis: float, shifts: torch.Tensor, nz: int,
+                   options: AlignmentOptions) -> tuple[SlabMeasurement, list[float], torch.Tensor, float]:  # fmt: skip
+    """Measure the slab; when one is found, centre the specimen on it and (if asked) add the offset that levels it.
+
+    Returns the measurement, the tilts, the shifts and the offset added (0 when nothing changed).
+    """
+    slab = measure_slab(reconstruct(images, tilts, axis_deg=axis, shifts_px=shifts, nz=nz, weighting="ramp"))
+    if not slab.is_plausible():
+        return slab, tilts, shifts, 0.0
+    offset = slab.tilt_offset_deg if options.refine_tilt_offset else 0.0
+    shifts = recentre(shifts, tilts, axis_deg=axis, centre_xyz_px=(0.0, 0.0, slab.fit.centre))
+    return slab, [t + offset for t in tilts], shifts, offset
+
+
 def align_series(images: torch.Tensor, nominal_tilts_deg: Sequence[float], *, axis_deg: float,
                  options: AlignmentOptions | None = None) -> SeriesAlignment:  # fmt: skip
     """Align a tilt series (see the module docstring for the stages).
@@ -192,15 +210,16 @@ def align_series(images: torch.Tensor, nominal_tilts_deg: Sequence[float], *, ax
     axis, coarse, search = _find_axis(images, tilts, axis_deg, options, notes)
     shifts = coarse.shifts_px
     nz = _slab_nz(images, options)
-    slab = measure_slab(reconstruct(images, tilts, axis_deg=axis, shifts_px=shifts, nz=nz, weighting="ramp"))
-    offset = slab.tilt_offset_deg if options.refine_tilt_offset else 0.0
-    shifts = recentre(shifts, tilts, axis_deg=axis, centre_xyz_px=(0.0, 0.0, slab.fit.centre))
-    tilts = [t + offset for t in tilts]
+    slab, tilts, shifts, offset = _level_on_slab(images, tilts, axis=axis, shifts=shifts, nz=nz, options=options)
+    found = slab.is_plausible()
+    fit = slab.fit
     notes.append(
-        f"slab: {slab.fit.thickness:.1f} px thick, centre {slab.fit.centre:+.1f} px, tilt offset {offset:+.2f}°"
+        f"slab: {fit.thickness:.1f} px thick, centre {fit.centre:+.1f} px, tilt offset {offset:+.2f}°"
+        if found
+        else f"no slab found in a {nz}-px-deep reconstruction: tilt offset and height left as they were"
     )
     # Matching sees the slab and a margin only: rays through empty depth add noise and leave the slices' sides.
-    matching_nz = max(16, min(nz, 2 * math.ceil(0.6 * slab.fit.thickness + 4)))
+    matching_nz = max(16, min(nz, 2 * math.ceil(0.6 * fit.thickness + 4))) if found else nz
     limit = 0.05 * images.shape[-1] + 2.0
     matching = refine_shifts(images, tilts, axis_deg=axis, shifts_px=shifts, nz=matching_nz,
                              iterations=options.matching_iterations, max_shift_px=limit)  # fmt: skip
@@ -213,15 +232,10 @@ def align_series(images: torch.Tensor, nominal_tilts_deg: Sequence[float], *, ax
         matching = refine_shifts(images, tilts, axis_deg=axis, shifts_px=shifts, nz=matching_nz, iterations=1,
                                  max_shift_px=limit)  # fmt: skip
         shifts = matching.shifts_px
-    nz = _slab_nz(images, options)
+    # The slab measured again in the aligned geometry: what is left of its tilt and height is removed too.
+    _, tilts, shifts, residual = _level_on_slab(images, tilts, axis=axis, shifts=shifts, nz=nz, options=options)
+    offset += residual
     slices = reconstruct(images, tilts, axis_deg=axis, shifts_px=shifts, nz=nz, weighting="ramp")
     final = measure_slab(slices)
-    if options.refine_tilt_offset:
-        # The slab measured again in the aligned geometry: what is left of its tilt and height is removed too.
-        shifts = recentre(shifts, tilts, axis_deg=axis, centre_xyz_px=(0.0, 0.0, final.fit.centre))
-        tilts = [t + final.tilt_offset_deg for t in tilts]
-        offset += final.tilt_offset_deg
-        slices = reconstruct(images, tilts, axis_deg=axis, shifts_px=shifts, nz=nz, weighting="ramp")
-        final = measure_slab(slices)
-    return SeriesAlignment(axis, offset, np.array(tilts), shifts.numpy(), final, slices, coarse, search, matching,
-                           tuple(notes))  # fmt: skip
+    return SeriesAlignment(axis, offset, np.array(tilts), shifts.numpy(), final, final.is_plausible(), slices, coarse,
+                           search, matching, tuple(notes))  # fmt: skip

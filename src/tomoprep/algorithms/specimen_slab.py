@@ -73,6 +73,14 @@ class SlabMeasurement:
     def tilt_offset_deg(self) -> float:
         return -math.degrees(math.atan(self.slope_x))
 
+    def is_plausible(self, *, min_thickness: float = 4.0, max_tilt_deg: float = 30.0) -> bool:
+        """Whether a slab was found: thicker than ``min_thickness`` voxels, both edges inside the slices (not
+        pinned at their ends, as when the slab is deeper than the reconstruction), and tilted less than
+        ``max_tilt_deg``."""
+        half = self.profile.size // 2
+        inside = self.fit.z_low > -half + 2 and self.fit.z_high < self.profile.size - half - 3
+        return self.fit.thickness >= min_thickness and inside and abs(self.tilt_offset_deg) <= max_tilt_deg
+
 
 def content(slices: torch.Tensor, *, smoothing_voxels: float = 1.0) -> torch.Tensor:
     """Squared band-passed density of slices ``(ny, nz, nx)``: high where there is specimen, low in vacuum."""

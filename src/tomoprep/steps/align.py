@@ -37,7 +37,8 @@ def _aligned_series(ts: TiltSeries, result: SeriesAlignment, tilts: Sequence, sp
             shift_y_angstrom=float(shift[1]),
         )
     updated = tuple(replace(t, alignment=poses.get(t.acquisition_index)) for t in ts.tilts)
-    return replace(ts, tilts=updated, specimen_thickness_angstrom=result.slab.fit.thickness * spacing)
+    thickness = result.slab.fit.thickness * spacing if result.slab_found else None
+    return replace(ts, tilts=updated, specimen_thickness_angstrom=thickness)
 
 
 def _hand_evidence(ts: TiltSeries, stack: TiltStack, axis_deg: float) -> HandEvidence:
@@ -103,12 +104,12 @@ def align_tilt_series(ts: TiltSeries, params: AlignParams, output_dir: Path) -> 
     write_mrc(output_dir / f"{ts.name}_align_bin{stack.binning:g}.mrc", volume, pixel_spacing_angstrom=spacing)
     title = f"{ts.name}: {len(tilts)} tilts at {spacing:.1f} Å/px"
     write_alignment_plot(result, title=title, pixel_spacing_angstrom=spacing, path=output_dir / f"{ts.name}_align.png")
-    thickness = result.slab.fit.thickness * spacing
+    thickness = f"{result.slab.fit.thickness * spacing:.0f} Å" if result.slab_found else "not measured"
     notes = (
         hand_note,
         *result.notes,
         f"tilt axis {result.axis_deg:.2f}°, tilt offset {result.tilt_offset_deg:+.2f}°, "
-        f"thickness {thickness:.0f} Å, working pixel {spacing:.2f} Å ({len(tilts)} tilts)",
+        f"thickness {thickness}, working pixel {spacing:.2f} Å ({len(tilts)} tilts)",
     )
     return UnitOutput(aligned, notes)
 
