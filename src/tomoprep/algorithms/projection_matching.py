@@ -94,7 +94,7 @@ def match_once(
     aligned = align_images(images, axis_deg=axis_deg, shifts_px=shifts_px)
     aligned = aligned - aligned.mean(dim=(-2, -1), keepdim=True)
     n, ny, nx = aligned.shape
-    weight = weighting_filter((ny, nx), kind="ramp", lowpass=MATCHING_LOWPASS)
+    weight = weighting_filter((ny, nx), kind="sirt", lowpass=MATCHING_LOWPASS, n_tilts=n)
     filtered = filter_rows(aligned, weight)
     # Slices wider than the images, so that rays through the slab at high tilt stay inside them.
     widest = max(abs(float(t)) for t in tilts_deg)

@@ -4,10 +4,14 @@
 2. tilt axis: common lines over ±90° around the imported angle, then finely (:mod:`.tilt_axis`); of the two
    equivalent angles ``a`` and ``a + 180°`` the one nearer the imported angle is kept (the defocus gradient
    decides between them elsewhere);
-3. projection matching of every tilt against the reprojection of the others (:mod:`.projection_matching`);
-4. the specimen slab in a reconstruction: thickness, height and tilt (:mod:`.specimen_slab`); the tilt offset
-   that makes the slab flat is added to every tilt, and the specimen centre moved to the slab's centre;
-5. projection matching again in the slab-centred, levelled geometry, and a last fine axis search.
+3. the specimen slab in a deep reconstruction: thickness, height and tilt (:mod:`.specimen_slab`); the tilt
+   offset that makes the slab flat is added to every tilt, and the specimen centre moved to the slab's centre.
+   A thick slab may be too blurred by the coarse shifts to be found: then the shifts are first matched at the
+   depth whose reprojections match best;
+4. projection matching of every tilt against the reprojection of the others (:mod:`.projection_matching`) in a
+   reconstruction as deep as the slab (deeper ones leave shifts wrong by pixels), repeated with the slab
+   measured again until its depth, height and tilt settle;
+5. a last axis search by the matching score, and the slab levelled once more.
 
 Everything is in pixels of the working images; shifts ``(x, y)`` in RELION's sense (where the specimen centre
 lands relative to the image centre).
@@ -28,6 +32,9 @@ from tomoprep.algorithms.specimen_slab import SlabMeasurement, measure_slab
 from tomoprep.algorithms.tilt_axis import AxisSearch, search_axis
 from tomoprep.algorithms.tilt_geometry import projection_rotation
 from tomoprep.algorithms.tilt_xcorr import CoarseAlignment, coarse_align
+
+#: Rounds of (measure the slab, level and centre on it, match at its depth) at most.
+MAX_SLAB_ROUNDS = 4
 
 
 @dataclass(frozen=True)
@@ -172,7 +179,29 @@ def recentre(
 
 def _slab_nz(images: torch.Tensor, options: AlignmentOptions) -> int:
     nx = images.shape[-1]
-    return int(min(0.75 * nx, options.max_thickness_px or nx)) // 2 * 2
+    return int(min(nx, options.max_thickness_px or nx)) // 2 * 2
+
+
+def _matching_depth(thickness_px: float, nz_max: int) -> int:
+    """Depth of the reconstruction matched against: the slab and a thin margin. Rays through empty depth add
+    only the other tilts' streaks, which the reprojection then matches: a reconstruction twice as deep as the
+    slab leaves shifts wrong by pixels."""
+    return max(16, min(nz_max, 2 * math.ceil(0.5 * thickness_px + 3)))
+
+
+def _match_at_best_depth(images: torch.Tensor, tilts: list[float], *, axis: float, shifts: torch.Tensor,
+                         nz_max: int, limit: float) -> tuple[int, torch.Tensor]:  # fmt: skip
+    """Shifts after two matching passes at the depth (of a few up to ``nz_max``) whose reprojections match best."""
+    best: tuple[float, int, torch.Tensor] | None = None
+    for fraction in (0.25, 0.4, 0.55, 0.7, 0.85):
+        depth = max(16, round(fraction * nz_max / 2) * 2)
+        result = refine_shifts(images, tilts, axis_deg=axis, shifts_px=shifts, nz=depth, iterations=2,
+                               max_shift_px=limit)  # fmt: skip
+        score = float(result.scores.mean())
+        if best is None or score > best[0]:
+            best = (score, depth, result.shifts_px)
+    assert best is not None
+    return best[1], best[2]
 
 
 def _level_on_slab(images: torch.Tensor, tilts: list[float], *, axis: float, shifts: torch.Tensor, nz: int,
@@ -210,20 +239,43 @@ def align_series(images: torch.Tensor, nominal_tilts_deg: Sequence[float], *, ax
     axis, coarse, search = _find_axis(images, tilts, axis_deg, options, notes)
     shifts = coarse.shifts_px
     nz = _slab_nz(images, options)
-    slab, tilts, shifts, offset = _level_on_slab(images, tilts, axis=axis, shifts=shifts, nz=nz, options=options)
-    found = slab.is_plausible()
-    fit = slab.fit
-    notes.append(
-        f"slab: {fit.thickness:.1f} px thick, centre {fit.centre:+.1f} px, tilt offset {offset:+.2f}°"
-        if found
-        else f"no slab found in a {nz}-px-deep reconstruction: tilt offset and height left as they were"
-    )
-    # Matching sees the slab and a margin only: rays through empty depth add noise and leave the slices' sides.
-    matching_nz = max(16, min(nz, 2 * math.ceil(0.6 * fit.thickness + 4))) if found else nz
     limit = 0.05 * images.shape[-1] + 2.0
+    slab, tilts, shifts, offset = _level_on_slab(images, tilts, axis=axis, shifts=shifts, nz=nz, options=options)
+    if not slab.is_plausible():
+        # A thick specimen blurs in the coarse reconstruction; matching at the depth the others match best at
+        # first sharpens it enough to be found.
+        depth, shifts = _match_at_best_depth(images, tilts, axis=axis, shifts=shifts, nz_max=nz, limit=limit)
+        notes.append(f"no slab in the coarse reconstruction: first matched at a depth of {depth} px")
+        slab, tilts, shifts, offset = _level_on_slab(images, tilts, axis=axis, shifts=shifts, nz=nz, options=options)
+    found = slab.is_plausible()
+    matching_nz = _matching_depth(slab.fit.thickness, nz) if found else nz
     matching = refine_shifts(images, tilts, axis_deg=axis, shifts_px=shifts, nz=matching_nz,
                              iterations=options.matching_iterations, max_shift_px=limit)  # fmt: skip
     shifts = matching.shifts_px
+    # Each matching sharpens the reconstruction, so the slab is measured again (its depth, height and tilt
+    # tighter each time) and matched again, until neither moves.
+    for _ in range(MAX_SLAB_ROUNDS if found else 0):
+        again, tilts, shifts, residual = _level_on_slab(images, tilts, axis=axis, shifts=shifts, nz=nz,
+                                                        options=options)  # fmt: skip
+        if not again.is_plausible():
+            break
+        slab, offset = again, offset + residual
+        depth = _matching_depth(again.fit.thickness, nz)
+        settled = abs(depth - matching_nz) <= 2 and abs(residual) < 0.3 and abs(again.fit.centre) < 1.0
+        matching_nz = depth
+        before = shifts
+        matching = refine_shifts(images, tilts, axis_deg=axis, shifts_px=shifts, nz=matching_nz,
+                                 iterations=options.matching_iterations, max_shift_px=limit)  # fmt: skip
+        shifts = matching.shifts_px
+        if settled and float((shifts - before).norm(dim=1).pow(2).mean().sqrt()) < 0.15:
+            break
+    fit = slab.fit
+    notes.append(
+        f"slab: {fit.thickness:.1f} px thick, centre {fit.centre:+.1f} px, tilt offset {offset:+.2f}°; "
+        f"matched at a depth of {matching_nz} px"
+        if found
+        else f"no slab found in a {nz}-px-deep reconstruction: tilt offset and height left as they were"
+    )
     if options.refine_axis:
         search = refine_axis_by_matching(images, tilts, axis_deg=axis, shifts_px=shifts, nz=matching_nz,
                                          max_shift_px=limit)  # fmt: skip

@@ -129,26 +129,69 @@ def fit_box(profile: np.ndarray) -> SlabFit:
     return SlabFit(float(z_low), float(z_high), float(blur), float(floor), float(height))
 
 
-def _block_centres(weights: torch.Tensor, axis: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Centre of the slab in blocks along ``axis`` (0 = y, 2 = x) of a content map: positions, centres, weights."""
+def fit_box_centre(profile: np.ndarray, *, thickness: float, blur: float) -> float:
+    """Centre (relative to ``nz // 2``) of a box of known ``thickness`` and edge ``blur`` fitted to ``profile``.
+
+    Every centre on a quarter-voxel grid is tried (floor and height by linear least squares, exact for each),
+    then a parabola through the best three: with sharp edges the misfit is too flat between grid points for a
+    gradient search.
+    """
+    profile = np.asarray(profile, dtype=np.float64)
+    z = np.arange(profile.size) - profile.size // 2
+    half, blur = 0.5 * thickness, max(blur, 0.5)
+    centres = np.arange(z[0] + half, z[-1] - half + 1e-9, 0.25)
+    if centres.size < 3:
+        return 0.0
+    box = ndtr((z[None, :] - (centres[:, None] - half)) / blur) - ndtr((z[None, :] - (centres[:, None] + half)) / blur)
+    # Least squares of profile ≈ floor + height·box for each centre: residual = centred profile − β·centred box.
+    p = profile - profile.mean()
+    q = box - box.mean(axis=1, keepdims=True)
+    beta = np.clip((q @ p) / np.maximum((q * q).sum(axis=1), 1e-30), 0, None)
+    misfit = (p * p).sum() - 2 * beta * (q @ p) + beta**2 * (q * q).sum(axis=1)
+    k = int(np.clip(np.argmin(misfit), 1, centres.size - 2))
+    a, b, c = misfit[k - 1 : k + 2]
+    curvature = a - 2 * b + c
+    step = 0.5 * (a - c) / curvature if curvature > 0 else 0.0
+    return float(centres[k] + 0.25 * np.clip(step, -1, 1))
+
+
+def _block_profiles(weights: torch.Tensor, axis: int) -> tuple[np.ndarray, list[np.ndarray]]:
+    """Content profiles of blocks along ``axis`` (0 = y, 2 = x) of a content map, and the blocks' positions."""
     n = weights.shape[axis]
     edges = np.linspace(0, n, N_BLOCKS + 1).round().astype(int)
-    positions, centres, strengths = [], [], []
-    for start, stop in itertools.pairwise(edges):
-        block = weights.narrow(axis, int(start), int(stop - start))
-        profile = block.mean(dim=(0, 2)).numpy()
-        fit = fit_box(profile)
-        positions.append(0.5 * (start + stop - 1) - n // 2)
-        centres.append(fit.centre)
-        strengths.append(fit.height / max(fit.blur, 0.5))
-    return np.array(positions), np.array(centres), np.array(strengths)
+    positions = np.array([0.5 * (a + b - 1) - n // 2 for a, b in itertools.pairwise(edges)])
+    profiles = [weights.narrow(axis, int(a), int(b - a)).mean(dim=(0, 2)).numpy() for a, b in itertools.pairwise(edges)]
+    return positions, profiles
 
 
-def _slope(positions: np.ndarray, centres: np.ndarray, strengths: np.ndarray) -> float:
-    weights = np.clip(strengths, 0, None) + 1e-12
-    design = np.stack([np.ones_like(positions), positions], axis=1) * np.sqrt(weights)[:, None]
-    solution, *_ = np.linalg.lstsq(design, centres * np.sqrt(weights), rcond=None)
+def _line_slope(positions: np.ndarray, centres: np.ndarray) -> float:
+    design = np.stack([np.ones_like(positions), positions], axis=1)
+    solution, *_ = np.linalg.lstsq(design, centres, rcond=None)
     return float(solution[1])
+
+
+def _free_slope(weights: torch.Tensor, axis: int) -> float:
+    """First slope: boxes fitted freely per block, blocks whose box is not the slab's left out.
+
+    A block holding few particles, or whose profile a surface layer dominates, fits a box of another
+    thickness (and so another centre); blocks within 20 % of the median thickness are kept.
+    """
+    positions, profiles = _block_profiles(weights, axis)
+    fits = [fit_box(p) for p in profiles]
+    thicknesses = np.array([f.thickness for f in fits])
+    median = float(np.median(thicknesses))
+    keep = np.abs(thicknesses - median) <= 0.2 * max(median, 1.0)
+    if keep.sum() < 2:
+        return 0.0
+    return _line_slope(positions[keep], np.array([f.centre for f in fits])[keep])
+
+
+def _constrained_slope(weights: torch.Tensor, axis: int, whole: SlabFit) -> float:
+    """Slope from block centres fitted with the whole slab's thickness and edge blur (only the centre free):
+    a free box per block scatters by a pixel where a thin slab holds few particles."""
+    positions, profiles = _block_profiles(weights, axis)
+    centres = np.array([fit_box_centre(p, thickness=whole.thickness, blur=whole.blur) for p in profiles])
+    return _line_slope(positions, centres)
 
 
 def level(map_: torch.Tensor, *, slope_x: float, slope_y: float) -> torch.Tensor:
@@ -172,8 +215,14 @@ def measure_slab(slices: torch.Tensor, *, smoothing_voxels: float = 1.0) -> Slab
     ny, _nz, nx = slices.shape
     weights = content(slices.float(), smoothing_voxels=smoothing_voxels)
     central = weights[_central(ny, CENTRAL_FRACTION_Y), :, _central(nx, CENTRAL_FRACTION_X)]
-    slope_x = _slope(*_block_centres(central, axis=2))
-    slope_y = _slope(*_block_centres(central, axis=0))
+    slope_x = _free_slope(central, axis=2)
+    slope_y = _free_slope(central, axis=0)
+    # The slab's thickness and edges from the roughly levelled map; then the blocks' centres with both fixed.
+    rough = level(central, slope_x=slope_x, slope_y=slope_y)
+    whole = fit_box(rough.mean(dim=(0, 2)).numpy())
+    if whole.thickness >= 2.0:
+        correction_x, correction_y = _constrained_slope(rough, 2, whole), _constrained_slope(rough, 0, whole)
+        slope_x, slope_y = slope_x + correction_x, slope_y + correction_y
     levelled = level(central, slope_x=slope_x, slope_y=slope_y)
     profile = levelled.mean(dim=(0, 2)).numpy().astype(np.float64)
     return SlabMeasurement(fit_box(profile), profile, slope_x, slope_y)

@@ -1,0 +1,54 @@
+"""The specimen slab's thickness, height and tilt, measured on synthetic reconstructions of known geometry."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import torch
+from scipy.special import ndtr
+
+from tomoprep.algorithms.specimen_slab import fit_box_centre, measure_slab
+
+
+def _slab_slices(*, thickness: float, centre: float, slope_x: float, slope_y: float, seed: int) -> torch.Tensor:
+    """Slices ``(ny, nz, nx)``: weak noise everywhere, strong random density between two tilted planes."""
+    ny, nz, nx = 64, 96, 128
+    rng = np.random.default_rng(seed)
+    y = np.arange(ny)[:, None, None] - ny // 2
+    z = np.arange(nz)[None, :, None] - nz // 2
+    x = np.arange(nx)[None, None, :] - nx // 2
+    mid = centre + slope_x * x + slope_y * y
+    inside = (np.abs(z - mid) <= thickness / 2).astype(np.float32)
+    density = rng.normal(size=(ny, nz, nx)).astype(np.float32)
+    return torch.from_numpy(density * (0.15 + inside))
+
+
+@pytest.mark.parametrize(
+    ("thickness", "centre", "slope_x", "slope_y", "seed"),
+    [(30.0, 0.0, 0.0, 0.0, 1), (40.0, 6.0, 0.12, -0.03, 2), (60.0, -4.0, -0.18, 0.05, 3)],
+)
+def test_measure_slab_recovers_thickness_centre_and_tilt(thickness, centre, slope_x, slope_y, seed):
+    measured = measure_slab(_slab_slices(thickness=thickness, centre=centre, slope_x=slope_x, slope_y=slope_y,
+                                         seed=seed))  # fmt: skip
+    assert measured.is_plausible()
+    assert measured.fit.thickness == pytest.approx(thickness, rel=0.08)
+    assert measured.fit.centre == pytest.approx(centre, abs=1.0)
+    assert measured.slope_x == pytest.approx(slope_x, abs=0.008)  # 0.5° of tilt offset
+    assert measured.slope_y == pytest.approx(slope_y, abs=0.008)
+    assert measured.tilt_offset_deg == pytest.approx(-math.degrees(math.atan(slope_x)), abs=0.5)
+
+
+def test_slab_deeper_than_the_reconstruction_is_not_plausible():
+    measured = measure_slab(_slab_slices(thickness=200.0, centre=0.0, slope_x=0.0, slope_y=0.0, seed=4))
+    assert not measured.is_plausible()
+
+
+@pytest.mark.parametrize(("centre", "blur"), [(0.0, 0.5), (3.37, 1.5), (-11.8, 3.0)])
+def test_fit_box_centre_to_a_fraction_of_a_voxel(centre, blur):
+    rng = np.random.default_rng(7)
+    z = np.arange(80) - 40
+    box = ndtr((z - (centre - 15)) / blur) - ndtr((z - (centre + 15)) / blur)
+    profile = 0.2 + 1.5 * box + rng.normal(scale=0.05, size=z.size)
+    assert fit_box_centre(profile, thickness=30.0, blur=blur) == pytest.approx(centre, abs=0.15)
