@@ -11,7 +11,7 @@ not alignment, and would let the series drift). Conventions as in :mod:`tomoprep
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -60,7 +60,7 @@ def _window(shape_yx: tuple[int, int], tilt_deg: float) -> torch.Tensor:
     return (0.5 - 0.5 * torch.cos(math.pi * wy))[:, None] * (0.5 - 0.5 * torch.cos(math.pi * wu))[None, :]
 
 
-def _match(reference: torch.Tensor, image: torch.Tensor, window: torch.Tensor, max_shift_px: float) -> tuple:
+def match_region(reference: torch.Tensor, image: torch.Tensor, window: torch.Tensor, max_shift_px: float) -> tuple:
     """Displacement ``(u, y)`` of ``image`` relative to ``reference`` inside ``window``, and the correlation."""
     a = (image - (image * window).sum() / window.sum()) * window
     b = (reference - (reference * window).sum() / window.sum()) * window
@@ -86,11 +86,14 @@ def _remove_translation(corrections: torch.Tensor, tilts_deg: Sequence[float]) -
     return out
 
 
-def match_once(
-    images: torch.Tensor, tilts_deg: Sequence[float], *, axis_deg: float, shifts_px: torch.Tensor, nz: int,
-    max_shift_px: float,
-) -> tuple[torch.Tensor, torch.Tensor]:  # fmt: skip
-    """One matching pass: the corrections ``(n, 2)`` in the aligned frame (translation removed) and the scores."""
+def leave_one_out(
+    images: torch.Tensor, tilts_deg: Sequence[float], *, axis_deg: float, shifts_px: torch.Tensor, nz: int
+) -> Iterator[tuple[int, torch.Tensor, torch.Tensor]]:
+    """For every tilt ``i``: ``i``, its aligned image and the reprojection at tilt ``i`` of the others.
+
+    Both ``(ny, nx)`` in the aligned frame (tilt axis along y, specimen centre at the image centre), the
+    reconstruction low-passed at :data:`MATCHING_LOWPASS` with SIRT-like weighting, ``nz`` deep.
+    """
     aligned = align_images(images, axis_deg=axis_deg, shifts_px=shifts_px)
     aligned = aligned - aligned.mean(dim=(-2, -1), keepdim=True)
     n, ny, nx = aligned.shape
@@ -100,13 +103,23 @@ def match_once(
     widest = max(abs(float(t)) for t in tilts_deg)
     width = nx + 2 * math.ceil(0.5 * nz * math.tan(math.radians(min(widest, 75.0))))
     slices = backproject(filtered, tilts_deg, nz=nz, nx=width) * n
-    corrections = torch.zeros((n, 2), dtype=torch.float64)
-    scores = torch.zeros(n, dtype=torch.float64)
     for i, tilt in enumerate(tilts_deg):
         own = backproject(filtered[i : i + 1], [float(tilt)], nz=nz, nx=width)
-        reprojection = project(slices - own, float(tilt), nu=nx)
-        window = _window((ny, nx), float(tilt))
-        corrections[i], scores[i] = _match(reprojection, aligned[i], window, max_shift_px)
+        yield i, aligned[i], project(slices - own, float(tilt), nu=nx)
+
+
+def match_once(
+    images: torch.Tensor, tilts_deg: Sequence[float], *, axis_deg: float, shifts_px: torch.Tensor, nz: int,
+    max_shift_px: float,
+) -> tuple[torch.Tensor, torch.Tensor]:  # fmt: skip
+    """One matching pass: the corrections ``(n, 2)`` in the aligned frame (translation removed) and the scores."""
+    n, ny, nx = images.shape
+    corrections = torch.zeros((n, 2), dtype=torch.float64)
+    scores = torch.zeros(n, dtype=torch.float64)
+    references = leave_one_out(images, tilts_deg, axis_deg=axis_deg, shifts_px=shifts_px, nz=nz)
+    for i, aligned, reprojection in references:
+        window = _window((ny, nx), float(tilts_deg[i]))
+        corrections[i], scores[i] = match_region(reprojection, aligned, window, max_shift_px)
     return _remove_translation(corrections, tilts_deg), scores
 
 
