@@ -105,3 +105,17 @@ def test_alignment_and_thickness_round_trip_under_relion_labels(tmp_path: Path) 
     assert back.tilts[1].alignment is None
     assert back.specimen_thickness_angstrom == 1830.0
     assert "rlnTomoXTilt" not in tilt_series_table(_series()).columns
+
+
+def test_local_alignment_file_and_per_tilt_rms_round_trip(tmp_path: Path) -> None:
+    ts = _series()
+    tilts = tuple(replace(t, local_shift_rms_angstrom=None if t.excluded else 4.5 + i) for i, t in enumerate(ts.tilts))
+    ts = replace(ts, tilts=tilts, local_alignment_path=Path("/p/Align/job003/TS_01/TS_01_local.star"))
+    table = tilt_series_table(ts)
+    assert table["tpLocalShiftRmsAngst"].isna().tolist() == [t.excluded for t in ts.tilts]
+    back = _round_trip(ts, tmp_path)
+    assert [t.local_shift_rms_angstrom for t in back.tilts] == [t.local_shift_rms_angstrom for t in ts.tilts]
+    assert back.local_alignment_path == Path("/p/Align/job003/TS_01/TS_01_local.star")
+    plain = _round_trip(_series(), tmp_path / "plain")
+    assert plain.local_alignment_path is None
+    assert "tpLocalShiftRmsAngst" not in tilt_series_table(_series()).columns

@@ -11,6 +11,7 @@ import pytest
 from tomoprep.algorithms.tilt_geometry import projection_rotation
 from tomoprep.execution import run_step
 from tomoprep.io.imod import read_xf
+from tomoprep.io.local_alignment import read_local_alignment
 from tomoprep.project import init_project
 from tomoprep.simulate.params import SimulateParams
 from tomoprep.simulate.session import simulate_session
@@ -59,7 +60,7 @@ def aligned(request: pytest.FixtureRequest, sessions, tmp_path_factory: pytest.T
     root = tmp_path_factory.mktemp(request.param + "_project")
     project = init_project(root / "project")
     assert run_step(project, IMPORT, {"stack": str(session / "stacks/TS_01.st")}).status == "SUCCEEDED"
-    run = run_step(project, ALIGN, {"working_size_px": WORKING_SIZE_PX})
+    run = run_step(project, ALIGN, {"working_size_px": WORKING_SIZE_PX, "patch_tracking": True, "patches": 3})
     assert run.status == "SUCCEEDED", run.error
     (series,) = load_tilt_series_set(project.run_dir(run))
     return truth, series, project, run
@@ -125,6 +126,21 @@ def test_files_written_and_read_back_as_an_external_alignment(aligned, tmp_path:
         assert b.alignment.y_tilt_deg == pytest.approx(a.alignment.y_tilt_deg, abs=0.01)
         assert b.alignment.shift_x_angstrom == pytest.approx(a.alignment.shift_x_angstrom, abs=0.01 * 6.0)
         assert b.alignment.shift_y_angstrom == pytest.approx(a.alignment.shift_y_angstrom, abs=0.01 * 6.0)
+
+
+def test_patch_tracking_recorded_per_tilt_and_small_on_a_rigid_specimen(aligned) -> None:
+    truth, series, project, run = aligned
+    local = read_local_alignment(series.local_alignment_path)
+    assert series.local_alignment_path.parent == project.run_dir(run) / series.name
+    assert local.shifts_angstrom.shape == (series.n_tilts, 9, 2)
+    assert sorted(local.acquisition_indices) == sorted(t.acquisition_index for t in series.tilts)
+    assert local.measured.mean() > 0.9
+    # The simulated specimen does not deform: what patch tracking measures is its noise, well under a pixel.
+    spacing = _working_spacing(truth)
+    rms = np.array([t.local_shift_rms_angstrom for t in series.tilts]) / spacing
+    assert np.all(np.isfinite(rms))
+    assert np.sqrt(np.mean(rms**2)) < 0.35
+    assert (project.run_dir(run) / series.name / f"{series.name}_align.png").is_file()
 
 
 def test_an_axis_imported_180_degrees_off_is_turned_back_by_the_hand(sessions, tmp_path: Path) -> None:

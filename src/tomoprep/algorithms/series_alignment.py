@@ -70,6 +70,8 @@ class SeriesAlignment:
         nothing otherwise.
     slices
         ``(ny, nz, nx)`` final reconstruction (SIRT-like weighting), for pictures.
+    matching_depth_px
+        Depth of the reconstruction the last matching used (the slab's, or the whole depth without one).
     coarse, axis_search, matching
         What the stages found (coarse shifts, the last axis search's curve, the last matching pass).
     notes
@@ -83,6 +85,7 @@ class SeriesAlignment:
     slab: SlabMeasurement
     slab_found: bool
     slices: torch.Tensor
+    matching_depth_px: int
     coarse: CoarseAlignment
     axis_search: AxisSearch | None
     matching: MatchingResult
@@ -289,5 +292,5 @@ def align_series(images: torch.Tensor, nominal_tilts_deg: Sequence[float], *, ax
     offset += residual
     slices = reconstruct(images, tilts, axis_deg=axis, shifts_px=shifts, nz=nz, weighting="ramp")
     final = measure_slab(slices)
-    return SeriesAlignment(axis, offset, np.array(tilts), shifts.numpy(), final, final.is_plausible(), slices, coarse,
-                           search, matching, tuple(notes))  # fmt: skip
+    return SeriesAlignment(axis, offset, np.array(tilts), shifts.numpy(), final, final.is_plausible(), slices,
+                           matching_nz, coarse, search, matching, tuple(notes))  # fmt: skip

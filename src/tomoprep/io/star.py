@@ -33,6 +33,7 @@ STRING_LABELS = [
     "tpGainFlip",
     "tpDateTime",
     "tpExclusionReason",
+    "tpLocalAlignmentFile",
 ]
 
 

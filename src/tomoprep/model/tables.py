@@ -69,6 +69,8 @@ def set_row(ts: TiltSeries, *, tilt_series_star_file: str) -> dict[str, object]:
     row["tpSources"] = ";".join(str(p) for p in ts.sources) or NONE_TEXT
     if ts.specimen_thickness_angstrom is not None:
         row["tpSpecimenThicknessAngst"] = ts.specimen_thickness_angstrom
+    if ts.local_alignment_path is not None:
+        row["tpLocalAlignmentFile"] = str(ts.local_alignment_path)
     return row
 
 
@@ -120,6 +122,10 @@ ALIGNMENT_LABELS = {
 }
 
 
+#: RMS of a tilt's patch-tracking local shifts, Å.
+LOCAL_SHIFT_LABEL = "tpLocalShiftRmsAngst"
+
+
 def _optional_columns(tilts: list[TiltImage]) -> dict[str, list[object]]:
     columns: dict[str, list[object]] = {}
     for label, attribute in OPTIONAL_PATHS.items():
@@ -134,6 +140,10 @@ def _optional_columns(tilts: list[TiltImage]) -> dict[str, list[object]]:
     if any(t.alignment is not None for t in tilts):
         for label, attribute in ALIGNMENT_LABELS.items():
             columns[label] = [math.nan if t.alignment is None else getattr(t.alignment, attribute) for t in tilts]
+    if any(t.local_shift_rms_angstrom is not None for t in tilts):
+        columns[LOCAL_SHIFT_LABEL] = [
+            math.nan if t.local_shift_rms_angstrom is None else t.local_shift_rms_angstrom for t in tilts
+        ]
     return columns
 
 
@@ -155,6 +165,7 @@ def _optional_fields(row: pd.Series) -> dict[str, object]:
     fields["accumulated_motion_angstrom"] = None if any(m is None for m in motion) else tuple(motion)
     pose = {attribute: _opt_float(row.get(label)) for label, attribute in ALIGNMENT_LABELS.items()}
     fields["alignment"] = None if any(v is None for v in pose.values()) else TiltAlignment(**pose)  # type: ignore[arg-type]
+    fields["local_shift_rms_angstrom"] = _opt_float(row.get(LOCAL_SHIFT_LABEL))
     return fields
 
 
@@ -207,6 +218,7 @@ def tilt_series_from_tables(set_row_: pd.Series, table: pd.DataFrame) -> TiltSer
         optics_group_name=str(set_row_.get("rlnOpticsGroupName", "opticsGroup1")),
     )
     sources = _opt_text(set_row_.get("tpSources"))
+    local = _opt_text(set_row_.get("tpLocalAlignmentFile"))
     return TiltSeries(
         name=str(set_row_["rlnTomoName"]),
         original_pixel_spacing_angstrom=float(set_row_["rlnMicrographOriginalPixelSize"]),
@@ -216,4 +228,5 @@ def tilt_series_from_tables(set_row_: pd.Series, table: pd.DataFrame) -> TiltSer
         tilt_series_pixel_spacing_angstrom=_opt_float(set_row_.get("rlnTomoTiltSeriesPixelSize")),
         sources=() if sources is None else tuple(Path(p) for p in sources.split(";")),
         specimen_thickness_angstrom=_opt_float(set_row_.get("tpSpecimenThicknessAngst")),
+        local_alignment_path=None if local is None else Path(local),
     )

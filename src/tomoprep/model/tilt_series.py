@@ -60,7 +60,9 @@ class TiltImage:
     in the source (mdoc ZValue or tilt-stack section). ``pre_exposure_e_per_angstrom2`` is the dose the
     specimen received before this tilt. ``micrograph_*`` are the motion-corrected sums (odd and even frames for
     Noise2Noise, dose-weighted); ``accumulated_motion_angstrom`` is RELION's (total, early, late) motion.
-    ``alignment`` is the tilt's pose once the series is aligned (``None`` before, and for excluded tilts).
+    ``alignment`` is the tilt's pose once the series is aligned (``None`` before, and for excluded tilts);
+    ``local_shift_rms_angstrom`` the RMS over the patches of their local shifts in this tilt, once the series
+    is patch-tracked.
     """
 
     acquisition_index: int
@@ -84,6 +86,7 @@ class TiltImage:
     excluded: bool = False
     exclusion_reason: str = ""
     alignment: TiltAlignment | None = None
+    local_shift_rms_angstrom: float | None = None
 
 
 @dataclass(frozen=True)
@@ -93,6 +96,8 @@ class TiltSeries:
     ``tilt_series_pixel_spacing_angstrom`` is the spacing of the (motion-corrected or imported) tilt images
     once they exist, ``None`` while there are only movies. ``specimen_thickness_angstrom`` is the thickness
     of the specimen slab (lamella or ice) measured by alignment, along its normal; ``None`` until measured.
+    ``local_alignment_path`` is the STAR file of patch tracking's local shifts (patch by patch, tilt by tilt;
+    :mod:`tomoprep.io.local_alignment`), ``None`` when the series was not patch-tracked.
     """
 
     name: str
@@ -103,6 +108,7 @@ class TiltSeries:
     tilt_series_pixel_spacing_angstrom: float | None = None
     sources: tuple[Path, ...] = field(default=())
     specimen_thickness_angstrom: float | None = None
+    local_alignment_path: Path | None = None
 
     def __post_init__(self) -> None:
         if not self.tilts:

@@ -10,8 +10,10 @@ import numpy as np
 import torch
 
 from tomoprep.algorithms.defocus_gradient import HandEvidence, hand_evidence
+from tomoprep.algorithms.patch_tracking import track_patches
 from tomoprep.algorithms.series_alignment import AlignmentOptions, SeriesAlignment, align_series
 from tomoprep.conventions import normalise_angle_deg
+from tomoprep.io.local_alignment import LocalAlignment, write_local_alignment
 from tomoprep.io.mrc import write_mrc
 from tomoprep.model import TiltAlignment, TiltSeries
 from tomoprep.steps.align_files import read_alignment_files, write_alignment_files
@@ -39,6 +41,36 @@ def _aligned_series(ts: TiltSeries, result: SeriesAlignment, tilts: Sequence, sp
     updated = tuple(replace(t, alignment=poses.get(t.acquisition_index)) for t in ts.tilts)
     thickness = result.slab.fit.thickness * spacing if result.slab_found else None
     return replace(ts, tilts=updated, specimen_thickness_angstrom=thickness)
+
+
+def _track_patches(ts: TiltSeries, stack: TiltStack, result: SeriesAlignment, tilts: Sequence, params: AlignParams,
+                   output_dir: Path) -> tuple[TiltSeries, np.ndarray, str]:  # fmt: skip
+    """Patch-track the aligned series; write ``<name>_local.star``; the series with it and the per-tilt RMS (Å)."""
+    spacing = stack.pixel_spacing_angstrom
+    tracks = track_patches(stack.images.cpu(), result.tilts_deg.tolist(), axis_deg=result.axis_deg,
+                           shifts_px=torch.from_numpy(result.shifts_px), nz=result.matching_depth_px,
+                           n_patches=(params.patches, params.patches))  # fmt: skip
+    path = output_dir / f"{ts.name}_local.star"
+    write_local_alignment(
+        path,
+        LocalAlignment(
+            acquisition_indices=np.array([t.acquisition_index for t in tilts]),
+            tilts_deg=np.array([t.nominal_tilt_angle_deg for t in tilts]),
+            patches_angstrom=tracks.grid_xyz_px * spacing,
+            shifts_angstrom=tracks.local_shifts_px * spacing,
+            scores=tracks.scores,
+            measured=tracks.good,
+        ),
+    )
+    rms = tracks.residual_rms_px() * spacing
+    by_tilt = {t.acquisition_index: float(r) for t, r in zip(tilts, rms, strict=True) if np.isfinite(r)}
+    updated = tuple(replace(t, local_shift_rms_angstrom=by_tilt.get(t.acquisition_index)) for t in ts.tilts)
+    worst = int(np.nanargmax(rms))
+    overall = float(np.sqrt(np.nanmean(rms**2)))
+    size = tracks.patch_size_px * spacing
+    note = (f"patch tracking: {len(tracks.grid_xyz_px)} patches of {size:.0f} Å, local shifts {overall:.1f} Å RMS, "
+            f"largest {rms[worst]:.1f} Å at {tilts[worst].nominal_tilt_angle_deg:+.1f}°")  # fmt: skip
+    return replace(ts, tilts=updated, local_alignment_path=path), rms, note
 
 
 def _hand_evidence(ts: TiltSeries, stack: TiltStack, axis_deg: float) -> HandEvidence:
@@ -99,11 +131,15 @@ def align_tilt_series(ts: TiltSeries, params: AlignParams, output_dir: Path) -> 
     result = align_series(stack.images.cpu(), [t.nominal_tilt_angle_deg for t in tilts], axis_deg=axis,
                           options=options)  # fmt: skip
     aligned = _aligned_series(ts, result, tilts, spacing)
+    local_rms = None
+    if params.patch_tracking:
+        aligned, local_rms, local_note = _track_patches(aligned, stack, result, tilts, params, output_dir)
     write_alignment_files(aligned, output_dir, image_size_px=(stack.source_shape_yx[1], stack.source_shape_yx[0]))
     volume = result.slices.permute(1, 0, 2).contiguous().numpy()
     write_mrc(output_dir / f"{ts.name}_align_bin{stack.binning:g}.mrc", volume, pixel_spacing_angstrom=spacing)
     title = f"{ts.name}: {len(tilts)} tilts at {spacing:.1f} Å/px"
-    write_alignment_plot(result, title=title, pixel_spacing_angstrom=spacing, path=output_dir / f"{ts.name}_align.png")
+    write_alignment_plot(result, title=title, pixel_spacing_angstrom=spacing, path=output_dir / f"{ts.name}_align.png",
+                         local_rms_angstrom=local_rms)  # fmt: skip
     thickness = f"{result.slab.fit.thickness * spacing:.0f} Å" if result.slab_found else "not measured"
     notes = (
         hand_note,
@@ -111,6 +147,8 @@ def align_tilt_series(ts: TiltSeries, params: AlignParams, output_dir: Path) -> 
         f"tilt axis {result.axis_deg:.2f}°, tilt offset {result.tilt_offset_deg:+.2f}°, "
         f"thickness {thickness}, working pixel {spacing:.2f} Å ({len(tilts)} tilts)",
     )
+    if params.patch_tracking:
+        notes = (*notes, local_note)
     return UnitOutput(aligned, notes)
 
 

@@ -48,6 +48,12 @@ class AlignParams(Params):
     max_thickness_angstrom: float = Field(
         6000.0, gt=0, le=50000, description="Largest specimen thickness looked for (depth of the reconstructions)."
     )
+    patch_tracking: bool = Field(
+        False,
+        description="After global alignment, follow a grid of patches through the series and record each "
+        "patch's local shift in every tilt (<name>_local.star; the RMS per tilt in the tilt-series STAR).",
+    )
+    patches: int = Field(4, ge=2, le=12, description="Patch tracking: patches across and along the tilt axis.")
     alignment_files: Path | None = Field(
         None,
         description="Folder of alignments made elsewhere, used instead of aligning: <name>.xf with <name>.tlt "

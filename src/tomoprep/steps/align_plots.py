@@ -18,13 +18,18 @@ def _normalised(image: np.ndarray) -> np.ndarray:
     return np.clip((image - low) / max(high - low, 1e-12), 0, 1)
 
 
-def write_alignment_plot(result: SeriesAlignment, *, title: str, pixel_spacing_angstrom: float, path: Path) -> Path:
-    """PNG with four panels: matching correction per tilt, axis score curve, z profile, central slices."""
+def write_alignment_plot(result: SeriesAlignment, *, title: str, pixel_spacing_angstrom: float, path: Path,
+                         local_rms_angstrom: np.ndarray | None = None) -> Path:  # fmt: skip
+    """PNG with four panels: matching correction (and patch tracking's local shifts) per tilt, axis score curve,
+    z profile, central slices."""
     fig, axes = plt.subplots(2, 3, figsize=(15, 8.5))
     tilts = result.tilts_deg
     residuals = result.matching.residuals_px.numpy() * pixel_spacing_angstrom
-    axes[0, 0].plot(tilts, residuals, "o-", ms=3)
-    axes[0, 0].set(xlabel="tilt (°)", ylabel="projection-matching correction (Å)", title="corrections per tilt")
+    axes[0, 0].plot(tilts, residuals, "o-", ms=3, label="projection-matching correction")
+    if local_rms_angstrom is not None:
+        axes[0, 0].plot(tilts, local_rms_angstrom, "s-", ms=3, label="patch local shifts, RMS")
+        axes[0, 0].legend(fontsize=8)
+    axes[0, 0].set(xlabel="tilt (°)", ylabel="Å", title="corrections per tilt")
     if result.axis_search is not None:
         axes[0, 1].plot(result.axis_search.angles_deg, result.axis_search.scores, "o-", ms=3)
         axes[0, 1].axvline(result.axis_deg, color="r", lw=1)
