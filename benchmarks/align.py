@@ -193,8 +193,9 @@ def run_tomoprep(series: Series) -> list[Row]:
 
     truth = series.truth
     start = time.perf_counter()
+    options = AlignmentOptions(pixel_spacing_angstrom=series.working_px_angstrom)
     result = align_series(
-        series.images, series.nominal_tilts_deg, axis_deg=truth.nominal_tilt_axis_deg, options=AlignmentOptions()
+        series.images, series.nominal_tilts_deg, axis_deg=truth.nominal_tilt_axis_deg, options=options
     )
     align_seconds = time.perf_counter() - start
     axis, right = axis_error(series, result.axis_deg)

@@ -8,11 +8,12 @@ import torch
 from scipy.ndimage import gaussian_filter
 
 from tomoprep.algorithms.backprojection import project
-from tomoprep.algorithms.patch_tracking import patch_grid, track_patches
+from tomoprep.algorithms.patch_tracking import PATCH_FRACTION, patch_grid, track_patches
 
 N = 128
 NZ = 64
-MARGIN = 42 / 2 + 4  # track_patches' default for 128-px images: patches of 42 px
+SIZE = round(PATCH_FRACTION * N) // 2 * 2  # track_patches' default patch side
+MARGIN = SIZE / 2 + 4  # ... and where its outer patches sit
 TILTS = [float(t) for t in np.arange(-60, 61, 4)]
 
 
@@ -64,11 +65,11 @@ def test_local_shifts_planted_in_two_tilts_are_recovered_there_only():
     tracks = track_patches(images, TILTS, axis_deg=0.0, shifts_px=torch.zeros(len(TILTS), 2), nz=32)
     for i, shift in planted.items():
         assert tracks.local_shifts_px[i, corner] == pytest.approx(shift, abs=0.3)
-    # Everywhere else (the moved disc, 40 px, out of reach of the patch's 21 px half side), nothing moved.
+    # Everywhere else (out of reach of the moved disc, 40 px, and the patch's half side), nothing moved.
     distance = np.linalg.norm(tracks.centres_px - tracks.centres_px[:, corner : corner + 1], axis=2)
     unmoved = np.ones(tracks.good.shape, dtype=bool)
     for i in planted:
-        unmoved[i] = distance[i] > 40 + 21
+        unmoved[i] = distance[i] > 40 + SIZE / 2
     assert np.sqrt((tracks.local_shifts_px[unmoved] ** 2).sum(axis=1).mean()) < 0.15
 
 

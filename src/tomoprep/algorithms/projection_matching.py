@@ -87,7 +87,12 @@ def _remove_translation(corrections: torch.Tensor, tilts_deg: Sequence[float]) -
 
 
 def leave_one_out(
-    images: torch.Tensor, tilts_deg: Sequence[float], *, axis_deg: float, shifts_px: torch.Tensor, nz: int
+    images: torch.Tensor,
+    tilts_deg: Sequence[float],
+    *,
+    axis_deg: float,
+    shifts_px: torch.Tensor,
+    nz: int,
 ) -> Iterator[tuple[int, torch.Tensor, torch.Tensor]]:
     """For every tilt ``i``: ``i``, its aligned image and the reprojection at tilt ``i`` of the others.
 

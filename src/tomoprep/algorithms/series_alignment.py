@@ -39,7 +39,8 @@ MAX_SLAB_ROUNDS = 4
 
 @dataclass(frozen=True)
 class AlignmentOptions:
-    """What :func:`align_series` does (pixels of the working images)."""
+    """What :func:`align_series` does (pixels of the working images; ``pixel_spacing_angstrom``, their spacing
+    when known, bounds the coarse correlation's band at :data:`.tilt_xcorr.COARSE_RESOLUTION_ANGSTROM`)."""
 
     refine_axis: bool = True
     axis_search_half_range_deg: float = 90.0
@@ -47,6 +48,7 @@ class AlignmentOptions:
     matching_iterations: int = 3
     max_shift_fraction: float = 0.45
     max_thickness_px: int | None = None
+    pixel_spacing_angstrom: float | None = None
 
 
 @dataclass(frozen=True)
@@ -116,17 +118,39 @@ def _search(images: torch.Tensor, tilts: Sequence[float], shifts: torch.Tensor, 
 
 def _find_axis(images: torch.Tensor, tilts: Sequence[float], axis0: float, options: AlignmentOptions,
                notes: list[str]) -> tuple[float, CoarseAlignment, AxisSearch | None]:  # fmt: skip
-    coarse = coarse_align(images, tilts, axis_deg=axis0, max_shift_fraction=options.max_shift_fraction)
+    coarse = coarse_align(
+        images,
+        tilts,
+        axis_deg=axis0,
+        max_shift_fraction=options.max_shift_fraction,
+        pixel_spacing_angstrom=options.pixel_spacing_angstrom,
+    )
     if not options.refine_axis:
         return axis0, coarse, None
     wide = _search(images, tilts, coarse.shifts_px, axis0, options.axis_search_half_range_deg, 2.0)
     axis = wide.best_deg
     if abs(axis - axis0) > 1.0:
-        coarse = coarse_align(images, tilts, axis_deg=axis, max_shift_fraction=options.max_shift_fraction)
+        coarse = coarse_align(
+            images,
+            tilts,
+            axis_deg=axis,
+            max_shift_fraction=options.max_shift_fraction,
+            pixel_spacing_angstrom=options.pixel_spacing_angstrom,
+        )
     fine = _search(images, tilts, coarse.shifts_px, axis, 2.5, 0.25)
     axis = nearest_equivalent_axis(fine.best_deg, axis0)
     notes.append(f"tilt axis from common lines: {axis:.2f}° (imported {axis0:.2f}°)")
-    return axis, coarse_align(images, tilts, axis_deg=axis, max_shift_fraction=options.max_shift_fraction), fine
+    return (
+        axis,
+        coarse_align(
+            images,
+            tilts,
+            axis_deg=axis,
+            max_shift_fraction=options.max_shift_fraction,
+            pixel_spacing_angstrom=options.pixel_spacing_angstrom,
+        ),
+        fine,
+    )
 
 
 def _matching_scores(images: torch.Tensor, tilts_deg: Sequence[float], angles: np.ndarray, *,
@@ -181,8 +205,18 @@ def recentre(
 
 
 def _slab_nz(images: torch.Tensor, options: AlignmentOptions) -> int:
+    """Depth in which the slab is looked for: twice the field's width (a slab may be thicker than the field is
+    wide, and a pretilted one spans more), at most ``max_thickness_px``."""
     nx = images.shape[-1]
-    return int(min(nx, options.max_thickness_px or nx)) // 2 * 2
+    return int(min(2 * nx, options.max_thickness_px or 2 * nx)) // 2 * 2
+
+
+def _final_nz(slab: SlabMeasurement, nz: int) -> int:
+    """Depth of the final reconstruction: the slab and a quarter of its thickness on each side (margin enough
+    to measure its edges), at most ``nz``."""
+    if not slab.is_plausible():
+        return nz
+    return min(nz, 2 * math.ceil(0.75 * slab.fit.thickness + 8))
 
 
 def _matching_depth(thickness_px: float, nz_max: int) -> int:
@@ -247,7 +281,8 @@ def align_series(images: torch.Tensor, nominal_tilts_deg: Sequence[float], *, ax
     if not slab.is_plausible():
         # A thick specimen blurs in the coarse reconstruction; matching at the depth the others match best at
         # first sharpens it enough to be found.
-        depth, shifts = _match_at_best_depth(images, tilts, axis=axis, shifts=shifts, nz_max=nz, limit=limit)
+        widest = min(nz, images.shape[-1])
+        depth, shifts = _match_at_best_depth(images, tilts, axis=axis, shifts=shifts, nz_max=widest, limit=limit)
         notes.append(f"no slab in the coarse reconstruction: first matched at a depth of {depth} px")
         slab, tilts, shifts, offset = _level_on_slab(images, tilts, axis=axis, shifts=shifts, nz=nz, options=options)
     found = slab.is_plausible()
@@ -288,9 +323,9 @@ def align_series(images: torch.Tensor, nominal_tilts_deg: Sequence[float], *, ax
                                  max_shift_px=limit)  # fmt: skip
         shifts = matching.shifts_px
     # The slab measured again in the aligned geometry: what is left of its tilt and height is removed too.
-    _, tilts, shifts, residual = _level_on_slab(images, tilts, axis=axis, shifts=shifts, nz=nz, options=options)
+    last, tilts, shifts, residual = _level_on_slab(images, tilts, axis=axis, shifts=shifts, nz=nz, options=options)
     offset += residual
-    slices = reconstruct(images, tilts, axis_deg=axis, shifts_px=shifts, nz=nz, weighting="ramp")
+    slices = reconstruct(images, tilts, axis_deg=axis, shifts_px=shifts, nz=_final_nz(last, nz), weighting="ramp")
     final = measure_slab(slices)
     return SeriesAlignment(axis, offset, np.array(tilts), shifts.numpy(), final, final.is_plausible(), slices,
                            matching_nz, coarse, search, matching, tuple(notes))  # fmt: skip

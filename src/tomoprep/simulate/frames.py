@@ -189,6 +189,22 @@ def _unit_vectors(rng: np.random.Generator, n: int) -> list[np.ndarray]:
     return [np.array([np.cos(a), np.sin(a)]) for a in angles]
 
 
+def smooth_deformation(rng: np.random.Generator, amplitude_angstrom: float, width_angstrom: float) -> LocalMotion:
+    """A static smooth deformation (one fraction, profile 1) of a field ``width_angstrom`` wide."""
+    return _local_motion(rng, amplitude_angstrom, width_angstrom, np.ones(1))
+
+
+def deform(image: np.ndarray, deformation: LocalMotion, *, pixel_spacing_angstrom: float) -> np.ndarray:
+    """``image`` (centred on ``N // 2``) with the content at ``r`` moved to ``r + u(r)``: ``out(r) = image(r - u)``."""
+    yy, xx = np.indices(image.shape, dtype=np.float32)
+    u = deformation.displacement_angstrom(
+        (xx - image.shape[1] // 2) * pixel_spacing_angstrom, (yy - image.shape[0] // 2) * pixel_spacing_angstrom, 0
+    )
+    yy -= (u[1] / pixel_spacing_angstrom).astype(np.float32)
+    xx -= (u[0] / pixel_spacing_angstrom).astype(np.float32)
+    return ndimage.map_coordinates(image, np.stack([yy, xx]), order=3, mode="nearest").astype(image.dtype)
+
+
 def _local_motion(rng: np.random.Generator, amplitude: float, width: float, profile: np.ndarray) -> LocalMotion:
     n_waves = 3
     directions = _unit_vectors(rng, n_waves)

@@ -133,6 +133,13 @@ class SimulateParams(Params):
     local_motion_angstrom: float = Field(
         0.0, ge=0, le=100, description="Amplitude of a smooth local deformation in Å; 0 = none."
     )
+    tilt_deformation_angstrom: float = Field(
+        0.0,
+        ge=0,
+        le=200,
+        description="Amplitude in Å of a smooth deformation of each tilt's image as a whole, different in every "
+        "tilt (the specimen bending between exposures, what patch tracking measures); 0 = none.",
+    )
     n_complexes: int | None = Field(
         None, ge=0, le=100000, description="Complexes per detector field of view; default: the preset's."
     )

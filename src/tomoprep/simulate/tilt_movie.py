@@ -20,7 +20,7 @@ from tomoprep.simulate.bad_tilts import PlantedDefect, apply_defect, blur_margin
 from tomoprep.simulate.contact_sheet import SheetTile, make_tile
 from tomoprep.simulate.ctf import electron_wavelength_angstrom
 from tomoprep.simulate.detector import Detector
-from tomoprep.simulate.frames import TiltMotion, make_tilt_motion, simulate_movie
+from tomoprep.simulate.frames import TiltMotion, deform, make_tilt_motion, simulate_movie, smooth_deformation
 from tomoprep.simulate.imaging import Microscope, TiltCtf, TiltGeometry, expected_image
 from tomoprep.simulate.mdoc_writer import movie_name
 from tomoprep.simulate.movie_files import movie_suffix, open_movie
@@ -87,6 +87,10 @@ def simulate_tilt(
         rng=context.rng,
     )
     image = _expected_image(context, phantom, tilt, motion, extra_margin_px=blur_margin_px(defect, px))
+    deformation = None
+    if context.params.tilt_deformation_angstrom > 0:
+        deformation = smooth_deformation(context.rng, context.params.tilt_deformation_angstrom, nx * px)
+        image = deform(image, deformation, pixel_spacing_angstrom=px)
     if defect is not None:
         image = apply_defect(image, defect, detector_shape_yx=(ny, nx), pixel_spacing_angstrom=px)
     name = movie_name(context.name, tilt.acquisition_index, tilt.intended_tilt_deg, movie_suffix(resolved.movie_format))
@@ -115,9 +119,8 @@ def simulate_tilt(
         stack.data[tilt.stack_index] = result.motion_corrected_sum
     context.tiles.append(make_tile(result.frame_sum, tilt_deg=tilt.nominal_tilt_deg))
     movie = f"frames/{name}"
-    return tilt_truth(
-        tilt, motion, movie=movie, gain=context.detector.name, fraction_counts=result.fraction_counts, defect=defect
-    )
+    return tilt_truth(tilt, motion, movie=movie, gain=context.detector.name, fraction_counts=result.fraction_counts,
+                      defect=defect, deformation=deformation)  # fmt: skip
 
 
 def _expected_image(

@@ -21,10 +21,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar, Union, get_args, get_origin, get_type_hints
 
+import numpy as np
+
 from tomoprep.errors import InputError
 from tomoprep.simulate.acquisition import SeriesPlan, TiltPlan
 from tomoprep.simulate.bad_tilts import PlantedDefect
-from tomoprep.simulate.frames import TiltMotion
+from tomoprep.simulate.frames import LocalMotion, TiltMotion
 
 SCHEMA_VERSION = 1
 _T = TypeVar("_T")
@@ -61,11 +63,20 @@ class LocalMotionTruth:
     amplitudes_angstrom: list[list[float]]
     profile: list[float]
 
+    def displacement_angstrom(self, x_angstrom: np.ndarray, y_angstrom: np.ndarray, fraction: int = -1) -> np.ndarray:
+        """``(2, *x.shape)`` displacement (x, y) in Å at the given positions, of fraction ``fraction``."""
+        motion = LocalMotion(np.array(self.wave_vectors_per_angstrom), np.array(self.phases_rad),
+                             np.array(self.amplitudes_angstrom), np.array(self.profile))  # fmt: skip
+        x, y = np.asarray(x_angstrom), np.asarray(y_angstrom)
+        return motion.displacement_angstrom(x, y, fraction % len(self.profile))
+
 
 @dataclass(frozen=True)
 class TiltTruth:
     """One tilt: what the mdoc says and what really happened (units in the names).
 
+    ``tilt_deformation`` is the smooth deformation of the whole tilt image (profile ``[1]``; content from ``r``
+    of the undeformed image lies at ``r + u(r)``), ``None`` when none was simulated.
     ``planted_defect`` is ``shifted``, ``dark`` or ``blurred`` for a tilt made bad on purpose
     (:mod:`tomoprep.simulate.bad_tilts`), with ``planted_defect_detail`` saying how; ``None`` for the others.
     A shifted tilt's ``shift_*_angstrom`` include its jump.
@@ -94,6 +105,7 @@ class TiltTruth:
     trajectory_angstrom: list[list[float]]
     fraction_counts: list[int]
     local_motion: LocalMotionTruth | None = None
+    tilt_deformation: LocalMotionTruth | None = None
     planted_defect: str | None = None
     planted_defect_detail: str | None = None
 
@@ -173,6 +185,7 @@ def tilt_truth(
     gain: str,
     fraction_counts: list[int],
     defect: PlantedDefect | None = None,
+    deformation: LocalMotion | None = None,
 ) -> TiltTruth:
     """The truth of one simulated tilt: its plan, its movie's motion (``movie`` relative) and its planted defect."""
     local = motion.local
@@ -199,16 +212,19 @@ def tilt_truth(
         fraction_frames=list(motion.fraction_frames),
         trajectory_angstrom=motion.trajectory_angstrom.tolist(),
         fraction_counts=fraction_counts,
-        local_motion=None
-        if local is None
-        else LocalMotionTruth(
-            local.wave_vectors_per_angstrom.tolist(),
-            local.phases_rad.tolist(),
-            local.amplitudes_angstrom.tolist(),
-            local.profile.tolist(),
-        ),
+        local_motion=None if local is None else _local_truth(local),
+        tilt_deformation=None if deformation is None else _local_truth(deformation),
         planted_defect=None if defect is None else defect.kind,
         planted_defect_detail=None if defect is None else defect.describe(),
+    )
+
+
+def _local_truth(local: LocalMotion) -> LocalMotionTruth:
+    return LocalMotionTruth(
+        local.wave_vectors_per_angstrom.tolist(),
+        local.phases_rad.tolist(),
+        local.amplitudes_angstrom.tolist(),
+        local.profile.tolist(),
     )
 
 

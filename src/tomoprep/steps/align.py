@@ -123,6 +123,7 @@ def align_tilt_series(ts: TiltSeries, params: AlignParams, output_dir: Path) -> 
         refine_tilt_offset=params.refine_tilt_offset,
         matching_iterations=params.matching_iterations,
         max_thickness_px=max(16, round(params.max_thickness_angstrom / spacing)),
+        pixel_spacing_angstrom=spacing,
     )
     axis = float(np.median([t.nominal_tilt_axis_angle_deg for t in tilts]))
     axis, hand, hand_note = _decide_hand(ts, _hand_evidence(ts, fine, axis), params, axis)
