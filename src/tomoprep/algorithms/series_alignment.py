@@ -35,6 +35,10 @@ from tomoprep.algorithms.tilt_xcorr import CoarseAlignment, coarse_align
 
 #: Rounds of (measure the slab, level and centre on it, match at its depth) at most.
 MAX_SLAB_ROUNDS = 4
+#: Largest tilt offset (stage offset and lamella pretilt together) a slab may ask for, degrees.
+MAX_TILT_OFFSET_DEG = 35.0
+#: A slab measured again must be this close (fraction of thickness) to the first, or it is not taken.
+THICKNESS_CONSISTENCY = 0.3
 
 
 @dataclass(frozen=True)
@@ -242,17 +246,24 @@ def _match_at_best_depth(images: torch.Tensor, tilts: list[float], *, axis: floa
 
 
 def _level_on_slab(images: torch.Tensor, tilts: list[float], *, axis: float, shifts: torch.Tensor, nz: int,
-                   options: AlignmentOptions) -> tuple[SlabMeasurement, list[float], torch.Tensor, float]:  # fmt: skip
+                   options: AlignmentOptions, offset_so_far: float = 0.0, expected: SlabMeasurement | None = None,
+                   ) -> tuple[SlabMeasurement, list[float], torch.Tensor, float, bool]:  # fmt: skip
     """Measure the slab; when one is found, centre the specimen on it and (if asked) add the offset that levels it.
 
-    Returns the measurement, the tilts, the shifts and the offset added (0 when nothing changed).
+    A slab is taken only if it is plausible, if the total tilt offset stays within
+    :data:`MAX_TILT_OFFSET_DEG`, and (given an ``expected`` earlier measurement) if its thickness is within
+    :data:`THICKNESS_CONSISTENCY` of that one's. Returns the measurement, the tilts, the shifts, the offset added
+    (0 when nothing changed) and whether it was taken.
     """
     slab = measure_slab(reconstruct(images, tilts, axis_deg=axis, shifts_px=shifts, nz=nz, weighting="ramp"))
-    if not slab.is_plausible():
-        return slab, tilts, shifts, 0.0
     offset = slab.tilt_offset_deg if options.refine_tilt_offset else 0.0
+    taken = slab.is_plausible() and abs(offset_so_far + offset) <= MAX_TILT_OFFSET_DEG
+    if expected is not None:
+        taken = taken and abs(slab.fit.thickness / expected.fit.thickness - 1) <= THICKNESS_CONSISTENCY
+    if not taken:
+        return slab, tilts, shifts, 0.0, False
     shifts = recentre(shifts, tilts, axis_deg=axis, centre_xyz_px=(0.0, 0.0, slab.fit.centre))
-    return slab, [t + offset for t in tilts], shifts, offset
+    return slab, [t + offset for t in tilts], shifts, offset, True
 
 
 def align_series(images: torch.Tensor, nominal_tilts_deg: Sequence[float], *, axis_deg: float,
@@ -277,15 +288,16 @@ def align_series(images: torch.Tensor, nominal_tilts_deg: Sequence[float], *, ax
     shifts = coarse.shifts_px
     nz = _slab_nz(images, options)
     limit = 0.05 * images.shape[-1] + 2.0
-    slab, tilts, shifts, offset = _level_on_slab(images, tilts, axis=axis, shifts=shifts, nz=nz, options=options)
-    if not slab.is_plausible():
+    slab, tilts, shifts, offset, found = _level_on_slab(images, tilts, axis=axis, shifts=shifts, nz=nz,
+                                                        options=options)  # fmt: skip
+    if not found:
         # A thick specimen blurs in the coarse reconstruction; matching at the depth the others match best at
         # first sharpens it enough to be found.
         widest = min(nz, images.shape[-1])
         depth, shifts = _match_at_best_depth(images, tilts, axis=axis, shifts=shifts, nz_max=widest, limit=limit)
         notes.append(f"no slab in the coarse reconstruction: first matched at a depth of {depth} px")
-        slab, tilts, shifts, offset = _level_on_slab(images, tilts, axis=axis, shifts=shifts, nz=nz, options=options)
-    found = slab.is_plausible()
+        slab, tilts, shifts, offset, found = _level_on_slab(images, tilts, axis=axis, shifts=shifts, nz=nz,
+                                                            options=options)  # fmt: skip
     matching_nz = _matching_depth(slab.fit.thickness, nz) if found else nz
     matching = refine_shifts(images, tilts, axis_deg=axis, shifts_px=shifts, nz=matching_nz,
                              iterations=options.matching_iterations, max_shift_px=limit)  # fmt: skip
@@ -293,9 +305,10 @@ def align_series(images: torch.Tensor, nominal_tilts_deg: Sequence[float], *, ax
     # Each matching sharpens the reconstruction, so the slab is measured again (its depth, height and tilt
     # tighter each time) and matched again, until neither moves.
     for _ in range(MAX_SLAB_ROUNDS if found else 0):
-        again, tilts, shifts, residual = _level_on_slab(images, tilts, axis=axis, shifts=shifts, nz=nz,
-                                                        options=options)  # fmt: skip
-        if not again.is_plausible():
+        again, tilts, shifts, residual, taken = _level_on_slab(images, tilts, axis=axis, shifts=shifts, nz=nz,
+                                                               options=options, offset_so_far=offset,
+                                                               expected=slab)  # fmt: skip
+        if not taken:
             break
         slab, offset = again, offset + residual
         depth = _matching_depth(again.fit.thickness, nz)
@@ -323,9 +336,16 @@ def align_series(images: torch.Tensor, nominal_tilts_deg: Sequence[float], *, ax
                                  max_shift_px=limit)  # fmt: skip
         shifts = matching.shifts_px
     # The slab measured again in the aligned geometry: what is left of its tilt and height is removed too.
-    last, tilts, shifts, residual = _level_on_slab(images, tilts, axis=axis, shifts=shifts, nz=nz, options=options)
+    last, tilts, shifts, residual, taken = _level_on_slab(images, tilts, axis=axis, shifts=shifts, nz=nz,
+                                                          options=options, offset_so_far=offset,
+                                                          expected=slab if found else None)  # fmt: skip
     offset += residual
-    slices = reconstruct(images, tilts, axis_deg=axis, shifts_px=shifts, nz=_final_nz(last, nz), weighting="ramp")
+    depth = _final_nz(last, nz) if taken else nz
+    slices = reconstruct(images, tilts, axis_deg=axis, shifts_px=shifts, nz=depth, weighting="ramp")
     final = measure_slab(slices)
-    return SeriesAlignment(axis, offset, np.array(tilts), shifts.numpy(), final, final.is_plausible(), slices,
+    # The final slab is reported only if it is the one aligned on (a garbage fit must not become a thickness).
+    reported = final.is_plausible() and (
+        not found or abs(final.fit.thickness / slab.fit.thickness - 1) <= THICKNESS_CONSISTENCY
+    )
+    return SeriesAlignment(axis, offset, np.array(tilts), shifts.numpy(), final, reported, slices,
                            matching_nz, coarse, search, matching, tuple(notes))  # fmt: skip

@@ -73,7 +73,7 @@ class SlabMeasurement:
     def tilt_offset_deg(self) -> float:
         return -math.degrees(math.atan(self.slope_x))
 
-    def is_plausible(self, *, min_thickness: float = 4.0, max_tilt_deg: float = 30.0) -> bool:
+    def is_plausible(self, *, min_thickness: float = 8.0, max_tilt_deg: float = 30.0) -> bool:
         """Whether a slab was found: thicker than ``min_thickness`` voxels, both edges inside the slices (not
         pinned at their ends, as when the slab is deeper than the reconstruction), and tilted less than
         ``max_tilt_deg``."""

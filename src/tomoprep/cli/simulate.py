@@ -75,7 +75,7 @@ def demo(
     """Simulate a small realistic session and run every step on it, printing where the results are."""
     session, project_dir = folder / "session", folder / "project"
     with progress_bar() as callback:
-        simulate_session(session, SimulateParams(preset="demo", seed=seed), progress=callback)
+        simulate_session(session, demo_simulation(seed), progress=callback)
     console.print(f"Simulated session: [bold]{session}[/bold] (truth: {session / 'truth.json'})")
     with init_project(project_dir) as project, local_executor(jobs) as executor:
         for name, extra in DEMO_STEPS:
@@ -86,6 +86,12 @@ def demo(
                 console.print(f"[red]{run.error}[/red]")
                 raise typer.Exit(code=1)
     console.print(f"Project: [bold]{project_dir}[/bold]; see `tomoprep status -p {project_dir}`")
+
+
+def demo_simulation(seed: int) -> SimulateParams:
+    """The demo's session: the demo preset, its ice 500-800 Å thick. Its detector is small (a 1536 Å field), so
+    the ice is as thin relative to the field as a 1500-3000 Å lamella is in the 7000 Å field of a 4K camera."""
+    return SimulateParams(preset="demo", seed=seed, thickness_min_angstrom=500.0, thickness_max_angstrom=800.0)
 
 
 def demo_params(step_name: str, session: Path) -> dict[str, Any]:
