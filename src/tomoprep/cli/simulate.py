@@ -22,7 +22,13 @@ from tomoprep.steps import get_step
 console = Console()
 
 #: The steps the demo runs, in workflow order, with the parameters it gives them beyond the defaults.
-DEMO_STEPS: tuple[tuple[str, dict[str, Any]], ...] = (("import", {}), ("motioncorr", {}), ("clean", {}), ("align", {}))
+#: Steps of the demo and what it gives them beyond their defaults (alignment at 128 px: 12 Å on the demo field).
+DEMO_STEPS: tuple[tuple[str, dict[str, Any]], ...] = (
+    ("import", {}),
+    ("motioncorr", {}),
+    ("clean", {}),
+    ("align", {"working_size_px": 128}),
+)
 
 
 @contextmanager
