@@ -209,10 +209,10 @@ def recentre(
 
 
 def _slab_nz(images: torch.Tensor, options: AlignmentOptions) -> int:
-    """Depth in which the slab is looked for: twice the field's width (a slab may be thicker than the field is
-    wide, and a pretilted one spans more), at most ``max_thickness_px``."""
+    """Depth in which the slab is looked for: the field's width, at most ``max_thickness_px``. (Twice the width
+    lost a blurred 2500 Å slab in a 5120 Å field among the streaks of the empty depth.)"""
     nx = images.shape[-1]
-    return int(min(2 * nx, options.max_thickness_px or 2 * nx)) // 2 * 2
+    return int(min(nx, options.max_thickness_px or nx)) // 2 * 2
 
 
 def _final_nz(slab: SlabMeasurement, nz: int) -> int:
