@@ -266,6 +266,33 @@ def _level_on_slab(images: torch.Tensor, tilts: list[float], *, axis: float, shi
     return slab, [t + offset for t in tilts], shifts, offset, True
 
 
+def _settle_on_slab(images: torch.Tensor, tilts: list[float], *, axis: float, shifts: torch.Tensor, nz: int,
+                    options: AlignmentOptions, slab: SlabMeasurement, offset: float, matching_nz: int,
+                    matching: MatchingResult, limit: float) -> tuple:  # fmt: skip
+    """Each matching sharpens the reconstruction, so the slab is measured again (its depth, height and tilt
+    tighter each time) and matched again, until neither moves (at most :data:`MAX_SLAB_ROUNDS` rounds).
+
+    Returns the slab, tilts, shifts, total offset, matching depth and the last matching.
+    """
+    for _ in range(MAX_SLAB_ROUNDS):
+        again, tilts, shifts, residual, taken = _level_on_slab(images, tilts, axis=axis, shifts=shifts, nz=nz,
+                                                               options=options, offset_so_far=offset,
+                                                               expected=slab)  # fmt: skip
+        if not taken:
+            break
+        slab, offset = again, offset + residual
+        depth = _matching_depth(again.fit.thickness, nz)
+        settled = abs(depth - matching_nz) <= 2 and abs(residual) < 0.3 and abs(again.fit.centre) < 1.0
+        matching_nz = depth
+        before = shifts
+        matching = refine_shifts(images, tilts, axis_deg=axis, shifts_px=shifts, nz=matching_nz,
+                                 iterations=options.matching_iterations, max_shift_px=limit)  # fmt: skip
+        shifts = matching.shifts_px
+        if settled and float((shifts - before).norm(dim=1).pow(2).mean().sqrt()) < 0.15:
+            break
+    return slab, tilts, shifts, offset, matching_nz, matching
+
+
 def align_series(images: torch.Tensor, nominal_tilts_deg: Sequence[float], *, axis_deg: float,
                  options: AlignmentOptions | None = None) -> SeriesAlignment:  # fmt: skip
     """Align a tilt series (see the module docstring for the stages).
@@ -302,24 +329,10 @@ def align_series(images: torch.Tensor, nominal_tilts_deg: Sequence[float], *, ax
     matching = refine_shifts(images, tilts, axis_deg=axis, shifts_px=shifts, nz=matching_nz,
                              iterations=options.matching_iterations, max_shift_px=limit)  # fmt: skip
     shifts = matching.shifts_px
-    # Each matching sharpens the reconstruction, so the slab is measured again (its depth, height and tilt
-    # tighter each time) and matched again, until neither moves.
-    for _ in range(MAX_SLAB_ROUNDS if found else 0):
-        again, tilts, shifts, residual, taken = _level_on_slab(images, tilts, axis=axis, shifts=shifts, nz=nz,
-                                                               options=options, offset_so_far=offset,
-                                                               expected=slab)  # fmt: skip
-        if not taken:
-            break
-        slab, offset = again, offset + residual
-        depth = _matching_depth(again.fit.thickness, nz)
-        settled = abs(depth - matching_nz) <= 2 and abs(residual) < 0.3 and abs(again.fit.centre) < 1.0
-        matching_nz = depth
-        before = shifts
-        matching = refine_shifts(images, tilts, axis_deg=axis, shifts_px=shifts, nz=matching_nz,
-                                 iterations=options.matching_iterations, max_shift_px=limit)  # fmt: skip
-        shifts = matching.shifts_px
-        if settled and float((shifts - before).norm(dim=1).pow(2).mean().sqrt()) < 0.15:
-            break
+    if found:
+        slab, tilts, shifts, offset, matching_nz, matching = _settle_on_slab(
+            images, tilts, axis=axis, shifts=shifts, nz=nz, options=options, slab=slab, offset=offset,
+            matching_nz=matching_nz, matching=matching, limit=limit)  # fmt: skip
     fit = slab.fit
     notes.append(
         f"slab: {fit.thickness:.1f} px thick, centre {fit.centre:+.1f} px, tilt offset {offset:+.2f}°; "
