@@ -34,8 +34,6 @@ from __future__ import annotations
 
 import argparse
 import math
-import os
-import platform
 import shutil
 import tempfile
 import time
@@ -44,6 +42,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from machine import describe_machine
 
 THREADS = 2
 WORKING_PX = 128  # working image width, pixels, for every method
@@ -105,16 +104,6 @@ class Series:
 
 def machine() -> str:
     """One line naming the machine and the packages this ran with."""
-    cpu = platform.processor() or platform.machine()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    memory_gib = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30
-    gpu = torch.cuda.get_device_name(0) if torch.cuda.is_available() else "no GPU"
     from importlib.metadata import PackageNotFoundError, version
 
     peers = []
@@ -123,10 +112,7 @@ def machine() -> str:
             peers.append(f"{name} {version(name)}")
         except PackageNotFoundError:
             peers.append(f"{name} not installed")
-    return (
-        f"{cpu}, {os.cpu_count()} cores, {memory_gib:.0f} GiB, {gpu}; torch {torch.__version__}; "
-        f"{'; '.join(peers)}; {THREADS} threads"
-    )
+    return describe_machine(THREADS, packages="; ".join(peers))
 
 
 def simulate(case: Case, folder: Path, *, quick: bool) -> Series:

@@ -14,7 +14,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import shutil
 import subprocess
 import sys
@@ -24,6 +23,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+from machine import describe_machine
 
 THREADS = 2
 EER_GROUP = 30  # raw EER frames per group for both programs (300 frames -> 10 groups)
@@ -31,19 +31,7 @@ EER_GROUP = 30  # raw EER frames per group for both programs (300 frames -> 10 g
 
 def machine() -> str:
     """One line naming the machine this ran on."""
-    cpu = platform.processor() or platform.machine()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    memory_gib = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30
-    import torch
-
-    gpu = torch.cuda.get_device_name(0) if torch.cuda.is_available() else "no GPU"
-    return f"{cpu}, {os.cpu_count()} cores, {memory_gib:.0f} GiB, {gpu}; torch {torch.__version__}; {THREADS} threads"
+    return describe_machine(THREADS)
 
 
 def simulate(folder: Path, movie_format: str, n_tilts: int) -> dict:
