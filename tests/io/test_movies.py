@@ -17,6 +17,8 @@ from tomoprep.io.movies import (
     EerUpsampling,
     eer_frames_per_group,
     eer_group_ranges,
+    iter_movie_counts,
+    iter_movie_groups,
     movie_format,
     read_movie,
     read_movie_header,
@@ -86,6 +88,34 @@ def test_eer_remainder_frames_join_the_last_group(eer_movie: tuple[Path, np.ndar
     frames = read_movie(path, eer_group_frames=5)
     assert np.array_equal(frames, _grouped(counts, [(0, 5), (5, 10), (10, 15), (15, 22)]))
     assert frames.sum() == counts.sum()  # no event dropped
+
+
+@pytest.mark.parametrize(("group_frames", "workers"), [(5, 2), (5, 8), (11, 8), (1, 3)])
+def test_eer_counts_are_exact_integer_sums_in_order(
+    eer_movie: tuple[Path, np.ndarray], monkeypatch: pytest.MonkeyPatch, group_frames: int, workers: int
+) -> None:
+    """Groups decoded in parallel (whole groups, or split between workers when there are fewer groups than
+    workers) come back in order, as uint16 counts equal to the float32 groups."""
+    monkeypatch.setattr("tomoprep.io.movies.os.cpu_count", lambda: workers)
+    path, counts = eer_movie
+    ranges = [(r.start, r.stop) for r in eer_group_ranges(22, group_frames)]
+    integer = list(iter_movie_counts(path, eer_group_frames=group_frames))
+    assert all(group.dtype == np.uint16 for group in integer)
+    assert np.array_equal(np.stack(integer), _grouped(counts, ranges))
+    floats = list(iter_movie_groups(path, eer_group_frames=group_frames))
+    assert all(group.dtype == np.float32 for group in floats)
+    assert np.array_equal(np.stack(floats), np.stack(integer))
+
+
+def test_eer_counts_widen_rather_than_overflow() -> None:
+    from tomoprep.io.movies import _add_counts
+
+    a = np.full((2, 2), 60000, dtype=np.uint16)
+    b = np.full((2, 2), 10000, dtype=np.uint16)
+    total = _add_counts(a, b)
+    assert total.dtype == np.uint32 and int(total[0, 0]) == 70000
+    small = _add_counts(np.ones((2, 2), np.uint16), np.ones((2, 2), np.uint16))
+    assert small.dtype == np.uint16 and int(small[0, 0]) == 2
 
 
 def test_eer_2x_upsampling_bins_back_to_1x(eer_movie: tuple[Path, np.ndarray]) -> None:

@@ -20,10 +20,11 @@ from pydantic import ValidationError
 from tomoprep import __version__
 from tomoprep.errors import ProjectError, StepError, TomoprepError
 from tomoprep.execution.executors import SerialExecutor
+from tomoprep.execution.memory import heap_for_large_arrays, release_free_memory
 from tomoprep.project import Project, RunRecord, UnitRecord
 from tomoprep.project.records import Status, now
 from tomoprep.steps import get_step
-from tomoprep.steps.base import Params, Step, Unit, UnitOutput
+from tomoprep.steps.base import Params, Step, StepFunction, Unit, UnitOutput
 
 
 def validate_params(step: Step, values: Params | Mapping[str, Any] | None) -> Params:
@@ -171,11 +172,21 @@ def _run_units(
             continue
         started = now()
         out_dir = _start_unit(project, run, unit)
-        pending[executor.submit(step.run, unit.payload, params, out_dir)] = (unit, started)
+        pending[executor.submit(run_unit, step.run, unit.payload, params, out_dir)] = (unit, started)
         _collect(project, step, run, pending, succeeded, block=len(pending) >= window)
     while pending:
         _collect(project, step, run, pending, succeeded, block=True)
     return succeeded
+
+
+def run_unit(run: StepFunction, payload: Any, params: Params, out_dir: Path) -> UnitOutput:
+    """One unit, in whichever process the executor runs it, with large arrays kept on the heap
+    (:mod:`tomoprep.execution.memory`) and the free memory given back when it ends."""
+    heap_for_large_arrays()
+    try:
+        return run(payload, params, out_dir)
+    finally:
+        release_free_memory()
 
 
 def _collect(

@@ -100,13 +100,18 @@ def orient_gain(gain: np.ndarray, *, rotation_deg: GainRotation = 0, flip: GainF
         raise InputError(None, problem, "convert RELION/MotionCor2 codes with gain_orientation_from_relion().")
     if flip not in get_args(GainFlip):
         raise InputError(None, f"gain flip {flip!r} is not 'none', 'x' or 'y'.", "use 'y' for upside down.")
+    return np.ascontiguousarray(oriented_view(gain, rotation_deg=rotation_deg, flip=flip))
+
+
+def oriented_view(gain: np.ndarray, *, rotation_deg: GainRotation = 0, flip: GainFlip = "none") -> np.ndarray:
+    """As :func:`orient_gain`, as a view of ``gain`` (no copy, no check of the arguments)."""
     # k = -1 per 90°: clockwise with row 0 on top (relion_display), counter-clockwise in IMOD's display.
     oriented = np.rot90(gain, k=-(rotation_deg // 90))
     if flip == "y":
-        oriented = oriented[::-1, :]
-    elif flip == "x":
-        oriented = oriented[:, ::-1]
-    return np.ascontiguousarray(oriented)
+        return oriented[::-1, :]
+    if flip == "x":
+        return oriented[:, ::-1]
+    return oriented
 
 
 def gain_orientation_from_relion(gain_rot: int, gain_flip: int) -> tuple[GainRotation, GainFlip]:
@@ -159,20 +164,34 @@ def apply_gain(frames: np.ndarray, gain: np.ndarray) -> np.ndarray:
         If the shapes do not match; the message names both and the likely fix.
     """
     frames = np.asarray(frames)
+    if frames.ndim not in (2, 3):
+        problem = f"apply_gain needs (n, y, x) frames or a (y, x) frame, got shape {frames.shape}."
+        raise InputError(None, problem, "pass frames as a stack or one image.")
+    return np.multiply(frames, gain_for_frames(gain, frames.shape[-2:]), dtype=IMAGE_DTYPE)
+
+
+def gain_for_frames(gain: np.ndarray, frame_yx: tuple[int, ...]) -> np.ndarray:
+    """The float32 gain to multiply ``frame_yx`` frames with, pixel by pixel (a half-size gain repeated on
+    each 2x2 block, as :func:`apply_gain` does).
+
+    Raises
+    ------
+    InputError
+        If the gain is not one image or its shape fits neither the frames nor half of them.
+    """
     gain = np.asarray(gain, dtype=IMAGE_DTYPE)
-    if gain.ndim != 2 or frames.ndim not in (2, 3):
-        problem = f"apply_gain needs (n, y, x) frames and a (y, x) gain, got {frames.shape} and {gain.shape}."
-        raise InputError(None, problem, "pass one 2-D gain image.")
-    frame_yx = frames.shape[-2:]
+    frame_yx = tuple(int(n) for n in frame_yx)
+    if gain.ndim != 2:
+        raise InputError(None, f"the gain must be one (y, x) image, got shape {gain.shape}.", "pass one 2-D gain.")
     if frame_yx == (2 * gain.shape[0], 2 * gain.shape[1]):
-        gain = np.repeat(np.repeat(gain, 2, axis=0), 2, axis=1)
-    elif frame_yx != gain.shape:
+        return np.repeat(np.repeat(gain, 2, axis=0), 2, axis=1)
+    if frame_yx != gain.shape:
         raise InputError(
             None,
             f"gain shape {gain.shape} does not match frame shape {frame_yx}.",
             _shape_fix(frame_yx, gain.shape),
         )
-    return np.multiply(frames, gain, dtype=IMAGE_DTYPE)
+    return gain
 
 
 def _shape_fix(frame_yx: tuple[int, ...], gain_yx: tuple[int, ...]) -> str:

@@ -23,8 +23,9 @@ from __future__ import annotations
 import math
 import os
 import struct
+from collections import deque
 from collections.abc import Iterator, Mapping, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -382,6 +383,17 @@ def iter_movie_groups(
     EER: sums of ``eer_group_frames`` raw frames (remainder frames join the last group), decoded on all cores.
     TIFF/MRC: sums of ``group_frames`` frames (remainder frames join the last group).
     """
+    for group in iter_movie_counts(
+        path, eer_group_frames=eer_group_frames, eer_upsampling=eer_upsampling, group_frames=group_frames
+    ):
+        yield group.astype(IMAGE_DTYPE, copy=False)
+
+
+def iter_movie_counts(
+    path: Path, *, eer_group_frames: int | None = None, eer_upsampling: EerUpsampling = 1, group_frames: int = 1
+) -> Iterator[np.ndarray]:
+    """As :func:`iter_movie_groups`, but EER groups come as the integer counts they are (uint16, or uint32 for
+    groups of more than 65535 raw frames), which a caller can keep at a quarter of the memory of float32."""
     header = read_movie_header(path)
     n = _checked_options(header, eer_group_frames, eer_upsampling)
     if header.format == "eer":
@@ -394,38 +406,65 @@ def iter_movie_groups(
 
 
 def _eer_group_sums(header: MovieHeader, groups: Sequence[range], *, upsampling: int) -> Iterator[np.ndarray]:
-    """Decode EER groups; the raw frames of a group are split over threads (imagecodecs releases the GIL)."""
+    """Decode EER groups in order, as integer counts, on all cores (imagecodecs releases the GIL).
+
+    Whole groups are decoded in parallel, each into its own counts, and at most ``workers + 1`` groups are in
+    flight, so memory stays bounded on long movies; a movie with fewer groups than workers has each group split
+    between workers.
+    """
     shape = (header.shape_yx[0] * upsampling, header.shape_yx[1] * upsampling)
     workers = max(1, min(os.cpu_count() or 1, 8))
+    parts = max(1, -(-workers // max(1, len(groups))))
     with _open_tiff(header.path) as tif, ThreadPoolExecutor(max_workers=workers) as pool:
         keyframe, pages = _eer_pages(header.path, tif)
         bits = _eer_code_bits(keyframe)
-        for group in groups:
+
+        def submit(group: range) -> list[Future[np.ndarray]]:
             strips = [
                 b"".join(_read_bytes(tif, o, n) for o, n in zip(p.dataoffsets, p.databytecounts, strict=True))
                 for p in (pages[i] for i in group)
             ]
-            chunks = [strips[k::workers] for k in range(workers) if strips[k::workers]]
-            parts = pool.map(lambda chunk: _decode_eer_strips(chunk, shape, bits, upsampling), chunks)
-            total = np.zeros(shape, dtype=IMAGE_DTYPE)
-            for part in parts:
-                total += part
+            chunks = [strips[k::parts] for k in range(parts) if strips[k::parts]]
+            return [pool.submit(_decode_eer_strips, chunk, shape, bits, upsampling) for chunk in chunks]
+
+        pending: deque[list[Future[np.ndarray]]] = deque()
+        queue = iter(groups)
+        for group in queue:
+            pending.append(submit(group))
+            if len(pending) > workers:
+                break
+        while pending:
+            futures = pending.popleft()
+            total = futures[0].result()
+            for future in futures[1:]:
+                total = _add_counts(total, future.result())
+            next_group = next(queue, None)
+            if next_group is not None:
+                pending.append(submit(next_group))
             yield total
+
+
+def _add_counts(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """``a + b`` for counts (``a`` may be reused), widened to uint32 where uint16 could overflow."""
+    if a.dtype == np.uint16 and (b.dtype != np.uint16 or int(a.max()) + int(b.max()) > np.iinfo(np.uint16).max):
+        a = a.astype(np.uint32)
+    a += b
+    return a
 
 
 def _decode_eer_strips(
     strips: Sequence[bytes], shape: tuple[int, int], bits: tuple[int, int, int], upsampling: int
 ) -> np.ndarray:
+    """Counts of the events of ``strips`` (raw frames): uint16, or uint32 beyond 65535 frames."""
     counts = np.zeros(shape, dtype=np.uint16)
-    total = np.zeros(shape, dtype=IMAGE_DTYPE)
+    total: np.ndarray | None = None
     for n_added, strip in enumerate(strips, start=1):
         # Given a uint16 ``out``, imagecodecs adds the frame's events to it in place.
         imagecodecs.eer_decode(strip, shape, *bits, superres=upsampling - 1, out=counts)
         if n_added % _UINT16_SAFE_FRAMES == 0:
-            total += counts
+            total = counts.astype(np.uint32) if total is None else total + counts
             counts[:] = 0
-    total += counts
-    return total
+    return counts if total is None else total + counts
 
 
 def _read_bytes(tif: tifffile.TiffFile, offset: int, count: int) -> bytes:

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 import numpy as np
 from scipy import ndimage
 
-from tomoprep.io.gain import GainFlip, GainRotation, orient_gain
+from tomoprep.io.gain import GainFlip, GainRotation, orient_gain, oriented_view
 
 ORIENTATIONS: tuple[tuple[GainRotation, GainFlip], ...] = tuple(
     (rotation, flip) for flip in ("none", "x") for rotation in (0, 90, 180, 270)
@@ -78,21 +78,25 @@ def check_gain_orientation(
     target = _high_pass(counts_sum)
     scores: dict[tuple[GainRotation, GainFlip], float] = {}
     for rotation, flip in ORIENTATIONS:
-        oriented = orient_gain(stored_gain, rotation_deg=rotation, flip=flip)
+        oriented = oriented_view(stored_gain, rotation_deg=rotation, flip=flip)
         if oriented.shape != counts_sum.shape:
             continue
-        sensitivity = np.where(oriented > 0, 1.0 / np.where(oriented > 0, oriented, 1.0), 0.0)
+        crop = np.asarray(_central(oriented), dtype=np.float64)
+        sensitivity = np.where(crop > 0, 1.0 / np.where(crop > 0, crop, 1.0), 0.0)
         scores[(rotation, flip)] = _correlation(target, _high_pass(sensitivity))
-    canonical = _canonical(given, stored_gain)
+    canonical = _canonical(given, stored_gain.shape)
     return GainOrientationCheck(scores, canonical)
 
 
-def _canonical(given: tuple[GainRotation, GainFlip], stored_gain: np.ndarray) -> tuple[GainRotation, GainFlip]:
-    """The member of :data:`ORIENTATIONS` that orients the gain as ``given`` does (a y flip is a rotated x flip)."""
-    rotation, flip = given
-    target = orient_gain(stored_gain, rotation_deg=rotation, flip=flip)
+def _canonical(given: tuple[GainRotation, GainFlip], shape_yx: tuple[int, ...]) -> tuple[GainRotation, GainFlip]:
+    """The member of :data:`ORIENTATIONS` that orients a gain as ``given`` does (a y flip is a rotated x flip).
+
+    Decided on a small array of distinct values with the gain's squareness, on which the eight orientations
+    all differ."""
+    probe = np.arange(9).reshape(3, 3) if shape_yx[0] == shape_yx[1] else np.arange(6).reshape(2, 3)
+    target = orient_gain(probe, rotation_deg=given[0], flip=given[1])
     for candidate in ORIENTATIONS:
-        oriented = orient_gain(stored_gain, rotation_deg=candidate[0], flip=candidate[1])
+        oriented = orient_gain(probe, rotation_deg=candidate[0], flip=candidate[1])
         if oriented.shape == target.shape and np.array_equal(oriented, target):
             return candidate
     return given

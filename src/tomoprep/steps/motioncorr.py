@@ -10,7 +10,7 @@ import numpy as np
 import torch
 
 from tomoprep.errors import InputError
-from tomoprep.io.gain import read_gain
+from tomoprep.io.gain import orient_gain, read_gain
 from tomoprep.model import GainReference, TiltImage, TiltSeries
 from tomoprep.steps.base import Step, UnitOutput
 from tomoprep.steps.gain_check import check_gain_orientation
@@ -39,14 +39,13 @@ class _Gains:
         if reference is None:
             return None
         if reference not in self.cache:
-            gain = read_gain(reference.path, rotation_deg=reference.rotation_deg, flip=reference.flip)
-            self.cache[reference] = gain
+            stored = read_gain(reference.path)
+            self.cache[reference] = orient_gain(stored, rotation_deg=reference.rotation_deg, flip=reference.flip)
             if self.params.check_gain_orientation:
-                self._check(reference, counts)
+                self._check(reference, stored, counts)
         return self.cache[reference]
 
-    def _check(self, reference: GainReference, counts: np.ndarray) -> None:
-        stored = read_gain(reference.path)
+    def _check(self, reference: GainReference, stored: np.ndarray, counts: np.ndarray) -> None:
         if counts.shape != stored.shape and counts.shape[0] == 2 * stored.shape[0]:
             counts = counts.reshape(stored.shape[0], 2, stored.shape[1], 2).sum(axis=(1, 3))
         check = check_gain_orientation(np.asarray(counts), stored, given=(reference.rotation_deg, reference.flip))
