@@ -263,22 +263,3 @@ def test_accumulated_motion_splits_at_the_exposure_cutoff_like_relion() -> None:
     assert uneven.early_angstrom == pytest.approx(2.0)  # frames 2 and 3 end at 3 and 4 e/Å²
     with pytest.raises(ValueError, match="3 frame doses"):
         accumulated_motion(shifts, 1.0, frame_doses_e_per_angstrom2=[1.0, 1.0, 1.0])
-
-
-def test_sums_from_spectra_equal_sums_from_frames() -> None:
-    from tomoprep.algorithms.motion import align_and_sum_spectra
-
-    truth = drift(6)
-    frames = movie((96, 128), truth, 5.0, seed=7)
-    dose = DoseWeighting(PIXEL_ANGSTROM, 0.4)
-    from_frames = align_and_sum(frames, truth, dose_weighting=dose, bin_factor=1.5)
-    spectra = [torch.fft.rfft2(frame) for frame in frames]
-    from_spectra = align_and_sum_spectra(iter(spectra), truth, shape_yx=(96, 128), dose_weighting=dose, bin_factor=1.5)
-    for name in ("sum", "odd", "even", "dose_weighted"):
-        assert torch.allclose(getattr(from_frames, name), getattr(from_spectra, name), atol=1e-4)
-    with pytest.raises(ValueError, match="spectrum of shape"):
-        align_and_sum_spectra(iter([torch.fft.rfft2(f) for f in frames]), truth, shape_yx=(96, 126))
-    with pytest.raises(ValueError, match="gave 5 frames for 6 shifts"):
-        align_and_sum_spectra(iter([torch.fft.rfft2(f) for f in frames[:5]]), truth, shape_yx=(96, 128))
-    with pytest.raises(ValueError, match="gave 0 frames"):
-        align_and_sum(iter([]), truth)

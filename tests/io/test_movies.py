@@ -170,6 +170,21 @@ def test_tiff_movie_reads_back_exactly_in_mrc_row_order(tmp_path: Path, compress
     assert np.array_equal(read_movie(path, frames=slice(3, 5)), stored[3:5, ::-1, :])
 
 
+@pytest.mark.parametrize(
+    ("dtype", "group_frames", "expected"),
+    [(np.uint8, 1, np.uint8), (np.uint8, 2, np.uint16), (np.uint16, 2, np.uint32), (np.int16, 2, np.float32)],
+)
+def test_tiff_counts_keep_integer_types(tmp_path: Path, dtype: type, group_frames: int, expected: type) -> None:
+    stored = np.random.default_rng(2).integers(0, 250, (5, 24, 32)).astype(dtype)
+    path = tmp_path / "movie.tif"
+    tifffile.imwrite(path, stored)
+    counts = list(iter_movie_counts(path, group_frames=group_frames))
+    assert all(group.dtype == expected for group in counts)
+    ranges = [(r.start, r.stop) for r in eer_group_ranges(5, group_frames)]  # the remainder joins the last group
+    assert np.array_equal(np.stack(counts), _grouped(stored[:, ::-1, :].astype(np.int64), ranges))
+    assert np.array_equal(np.stack(list(iter_movie_groups(path, group_frames=group_frames))), np.stack(counts))
+
+
 @pytest.mark.parametrize("dtype", [np.int16, np.float32, np.uint16])
 def test_mrc_stack_reads_back_exactly(tmp_path: Path, dtype: type) -> None:
     stored: np.ndarray = np.random.default_rng(2).integers(0, 300, (6, 40, 48)).astype(dtype)

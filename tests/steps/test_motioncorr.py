@@ -237,36 +237,6 @@ def _about_mean(values: list, shape: tuple[int, int, int]) -> np.ndarray:
     return array - array.mean(axis=0)
 
 
-def test_sums_from_kept_spectra_equal_sums_recomputed_group_by_group(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    """Movies whose spectra exceed the memory budget are corrected and transformed again for the sums; both
-    ways give the same images (plain, odd/even, dose-weighted, with local motion)."""
-    from tomoprep.steps import motioncorr_movie
-
-    session = tmp_path / "session"
-    _session(session, seed=4, n_tilts=2, local_motion_angstrom=4.0)
-    project = _imported(tmp_path, session)
-    options = {"local_motion": True, "odd_even": True, "dose_weighting": True}
-    kept = run_step(project, MOTIONCORR, options)
-    monkeypatch.setattr(motioncorr_movie, "spectra_fit", lambda n_groups, shape_yx: False)
-    again = run_step(project, MOTIONCORR, options)
-    assert kept.status == again.status == "SUCCEEDED", (kept.error, again.error)
-    (first,), (second,) = load_tilt_series_set(project.run_dir(kept)), load_tilt_series_set(project.run_dir(again))
-    for a, b in zip(first.tilts, second.tilts, strict=True):
-        for name in ("micrograph_path", "micrograph_odd_path", "micrograph_even_path", "micrograph_dose_weighted_path"):
-            image_a, image_b = read_mrc(getattr(a, name)), read_mrc(getattr(b, name))
-            np.testing.assert_allclose(image_a, image_b, rtol=1e-5, atol=1e-4 * float(np.abs(image_a).mean()))
-
-
-def test_spectra_budget() -> None:
-    from tomoprep.steps.motioncorr_movie import spectra_fit
-
-    assert spectra_fit(10, (4096, 4096))  # 671 MB
-    assert not spectra_fit(10, (8192, 8192))  # 2.7 GB: recomputed
-    assert spectra_fit(2, (8192, 8192))
-
-
 def test_frame_correction_leaves_the_stored_groups_untouched() -> None:
     """Float (MRC) groups are corrected in a buffer of their own: the second pass must see the raw values."""
     import torch

@@ -55,7 +55,7 @@ from tomoprep.algorithms.local_motion import (
     local_shift_field,
     local_shifts_at,
 )
-from tomoprep.algorithms.summing import AlignedSums, DoseWeighting, align_and_sum, align_and_sum_spectra
+from tomoprep.algorithms.summing import AlignedSums, DoseWeighting, align_and_sum
 
 __all__ = [
     "AccumulatedMotion",
@@ -66,7 +66,6 @@ __all__ = [
     "Smoothing",
     "accumulated_motion",
     "align_and_sum",
-    "align_and_sum_spectra",
     "apply_local_motion",
     "estimate_global_motion",
     "estimate_local_motion",

@@ -7,7 +7,6 @@ one full-size frame is held at a time. Shifts follow the conventions of :mod:`to
 
 from __future__ import annotations
 
-import itertools
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
@@ -160,18 +159,18 @@ def _single_frames(frames: Iterable[torch.Tensor]) -> Iterable[torch.Tensor]:
 
 
 def _aligned_spectrum(
-    spectrum: torch.Tensor,
+    frame: torch.Tensor,
     shift_px: torch.Tensor,
     *,
-    shape_yx: tuple[int, int],
     index: int,
     local_model: LocalMotionModel | None,
     interpolation: Interpolation,
     output_shape_yx: tuple[int, int],
 ) -> torch.Tensor:
-    """One frame's half spectrum moved by ``-shift_px`` (in place) and warped by the local model, cropped to the
-    output."""
-    spectrum.mul_(shift_phase_ramp(shape_yx, -shift_px, device=spectrum.device))
+    """Half spectrum of one frame moved by ``-shift_px`` (and warped by the local model), cropped to the output."""
+    shape_yx = (frame.shape[-2], frame.shape[-1])
+    spectrum = torch.fft.rfft2(frame)
+    spectrum.mul_(shift_phase_ramp(shape_yx, -shift_px, device=frame.device))
     if local_model is not None:
         if local_model.shape_yx != shape_yx:
             raise ValueError(f"local model is for {local_model.shape_yx} frames, got a {shape_yx} frame")
@@ -230,65 +229,26 @@ def align_and_sum(
         Sums of shape ``binned_shape((y, x), bin_factor)``.
     """
     n_frames = shifts_px.shape[0]
-    remaining = iter(_single_frames(frames))
-    first = next(remaining, None)
-    if first is None:
-        raise ValueError(f"the frame source gave 0 frames for {n_frames} shifts")
-    where = device if device is not None else first.device
-    spectra = (
-        torch.fft.rfft2(frame.to(device=where, dtype=torch.float32)) for frame in itertools.chain([first], remaining)
-    )
-    return align_and_sum_spectra(
-        spectra,
-        shifts_px,
-        shape_yx=(first.shape[-2], first.shape[-1]),
-        local_model=local_model,
-        dose_weighting=dose_weighting,
-        split_odd_even=split_odd_even,
-        bin_factor=bin_factor,
-        interpolation=interpolation,
-    )
-
-
-def align_and_sum_spectra(
-    spectra: Iterable[torch.Tensor],
-    shifts_px: torch.Tensor,
-    *,
-    shape_yx: tuple[int, int],
-    local_model: LocalMotionModel | None = None,
-    dose_weighting: DoseWeighting | None = None,
-    split_odd_even: bool = True,
-    bin_factor: float = 1.0,
-    interpolation: Interpolation = "bilinear",
-) -> AlignedSums:
-    """:func:`align_and_sum` of frames given as their rfft2 half spectra, for a caller that has them already.
-
-    ``spectra`` yields one complex ``(y, x // 2 + 1)`` spectrum per frame of shape ``shape_yx``, in acquisition
-    order, on the device to compute on; each is modified in place (moved by its shift) and may be dropped by
-    the caller as soon as it has been yielded. The other arguments are those of :func:`align_and_sum`.
-    """
-    n_frames = shifts_px.shape[0]
     sums = _SpectrumSums(dose_weighting, n_frames, split_odd_even)
-    output_shape = binned_shape(shape_yx, bin_factor)
+    output_shape = (0, 0)
     count = 0
-    for index, spectrum in enumerate(spectra):
+    for index, raw in enumerate(_single_frames(frames)):
         if index >= n_frames:
             raise ValueError(f"the frame source gave more frames than the {n_frames} shifts")
-        expected = (shape_yx[0], shape_yx[1] // 2 + 1)
-        if tuple(spectrum.shape) != expected:
-            raise ValueError(f"frame {index} has a spectrum of shape {tuple(spectrum.shape)}, expected {expected}")
+        frame = raw.to(device=device if device is not None else raw.device, dtype=torch.float32)
         if index == 0:
-            sums.start(output_shape, shape_yx[1] / output_shape[1], spectrum.device)
-        aligned = _aligned_spectrum(
-            spectrum,
-            shifts_px[index].to(spectrum.device),
-            shape_yx=shape_yx,
+            output_shape = binned_shape((frame.shape[-2], frame.shape[-1]), bin_factor)
+            sums.start(output_shape, frame.shape[-1] / output_shape[1], frame.device)
+        shift = shifts_px[index].to(frame.device)
+        spectrum = _aligned_spectrum(
+            frame,
+            shift,
             index=index,
             local_model=local_model,
             interpolation=interpolation,
             output_shape_yx=output_shape,
         )
-        sums.add(aligned, index)
+        sums.add(spectrum, index)
         count = index + 1
     if count != n_frames:
         raise ValueError(f"the frame source gave {count} frames for {n_frames} shifts")

@@ -392,17 +392,34 @@ def iter_movie_groups(
 def iter_movie_counts(
     path: Path, *, eer_group_frames: int | None = None, eer_upsampling: EerUpsampling = 1, group_frames: int = 1
 ) -> Iterator[np.ndarray]:
-    """As :func:`iter_movie_groups`, but EER groups come as the integer counts they are (uint16, or uint32 for
-    groups of more than 65535 raw frames), which a caller can keep at a quarter of the memory of float32."""
+    """As :func:`iter_movie_groups`, but groups of counts come as the integers they are, which a caller can keep
+    at a quarter of the memory of float32: EER groups as uint16 (uint32 beyond 65535 raw frames), unsigned TIFF
+    frames in their own type (sums of several widened as needed). Signed or float TIFF frames and MRC movies
+    come as float32."""
     header = read_movie_header(path)
     n = _checked_options(header, eer_group_frames, eer_upsampling)
     if header.format == "eer":
         yield from _eer_group_sums(header, eer_group_ranges(header.n_frames, n), upsampling=eer_upsampling)
         return
-    for group in eer_group_ranges(header.n_frames, group_frames):
-        indices = list(group)
-        frames = _read_mrc(header, indices) if header.format == "mrc" else _read_tiff(header, indices)
-        yield frames.sum(axis=0, dtype=IMAGE_DTYPE)
+    ranges = eer_group_ranges(header.n_frames, group_frames)
+    if header.format == "mrc":
+        for group in ranges:
+            yield _read_mrc(header, list(group)).sum(axis=0, dtype=IMAGE_DTYPE)
+        return
+    with _open_tiff(header.path) as tif:
+        for group in ranges:
+            yield _group_sum(np.stack([tif.pages[i].asarray()[::-1] for i in group]))
+
+
+def _group_sum(frames: np.ndarray) -> np.ndarray:
+    """The exact sum of ``(k, y, x)`` frames: unsigned counts stay integers (widened as the sum needs; one frame
+    keeps its own type), anything else float32."""
+    if frames.dtype.kind != "u":
+        return frames.sum(axis=0, dtype=IMAGE_DTYPE)
+    if frames.shape[0] == 1:
+        return np.ascontiguousarray(frames[0])
+    top = int(np.iinfo(frames.dtype).max) * frames.shape[0]
+    return frames.sum(axis=0, dtype=np.uint16 if top <= np.iinfo(np.uint16).max else np.uint32)
 
 
 def _eer_group_sums(header: MovieHeader, groups: Sequence[range], *, upsampling: int) -> Iterator[np.ndarray]:

@@ -9,14 +9,15 @@ from typing import Literal
 
 import numpy as np
 import torch
+import torch.nn.functional as nnf
 
 from tomoprep.algorithms.defects import DefectFiller, detect_defects
-from tomoprep.algorithms.fourier import binned_shape, crop_rfft
+from tomoprep.algorithms.fourier import fourier_bin
 from tomoprep.algorithms.motion import (
     DoseWeighting,
     LocalMotionModel,
     accumulated_motion,
-    align_and_sum_spectra,
+    align_and_sum,
     estimate_global_motion,
     estimate_local_motion,
     local_shifts_at,
@@ -97,26 +98,14 @@ def movie_groups(tilt: TiltImage, ts: TiltSeries, params: MotionCorrParams) -> M
     return MovieGroups(header, counts, None, 1, params.group_frames)
 
 
-#: Spectra of a movie's corrected groups are kept from the motion estimate for the sums when they take no more
-#: than this (a 4K group's spectrum is 67 MB): the sums then cost no second correction and Fourier transform
-#: per group. Longer or larger movies are corrected and transformed again, group by group.
-SPECTRA_BUDGET_BYTES = 2 * 2**30
-
-
-def spectra_fit(n_groups: int, shape_yx: tuple[int, int], budget_bytes: int = SPECTRA_BUDGET_BYTES) -> bool:
-    """Whether the complex64 half spectra of ``n_groups`` frames of ``shape_yx`` fit in ``budget_bytes``."""
-    return n_groups * shape_yx[0] * (shape_yx[1] // 2 + 1) * 8 <= budget_bytes
-
-
-def _binned_from_spectrum(
-    spectrum: torch.Tensor, shape_yx: tuple[int, int], size_px: int
-) -> tuple[torch.Tensor, float]:
-    """The frame Fourier-binned to about ``size_px`` from its half spectrum, and the binning factor."""
-    factor = max(1.0, max(shape_yx) / size_px)
-    if factor == 1.0:
-        return torch.fft.irfft2(spectrum, s=shape_yx), factor
-    small = binned_shape(shape_yx, factor)
-    return torch.fft.irfft2(crop_rfft(spectrum, shape_yx=shape_yx, new_shape_yx=small), s=small), factor
+def _binned(image: torch.Tensor, size_px: int) -> tuple[torch.Tensor, float]:
+    """Bin to about ``size_px``: whole pixel blocks first (cheap), then the rest by Fourier cropping."""
+    factor = max(1.0, max(image.shape[-2:]) / size_px)
+    block = int(factor // 2) if factor >= 4 else 1
+    if block > 1:
+        image = nnf.avg_pool2d(image[None, None], block)[0, 0]  # whole blocks; a remainder row/column is dropped
+    rest = factor / block
+    return (fourier_bin(image, rest) if rest > 1 else image), factor
 
 
 def _compact(counts: np.ndarray) -> np.ndarray:
@@ -232,21 +221,14 @@ def estimate_motion(
     counts: list[np.ndarray],
     pixel_spacing_angstrom: float,
     params: MotionCorrParams,
-    *,
-    keep_spectra: bool,
-) -> tuple[MotionEstimate, list[torch.Tensor] | None]:
-    """Global (and local) motion from Fourier-binned copies of the corrected groups; also returns the groups'
-    half spectra when ``keep_spectra`` (else ``None``)."""
+) -> MotionEstimate:
+    """Global (and local) motion from binned copies of the corrected groups."""
     device = correct.device
-    binned, spectra, factor = [], [], 1.0
-    shape_yx = (counts[0].shape[0], counts[0].shape[1])
+    binned, factor = [], 1.0
     for group in counts:
-        spectrum = torch.fft.rfft2(correct(group))
-        small, factor = _binned_from_spectrum(spectrum, shape_yx, params.alignment_size_px)
-        binned.append(small)
-        if keep_spectra:
-            spectra.append(spectrum)
-        del spectrum
+        frame = correct(group)
+        small, factor = _binned(frame, params.alignment_size_px)
+        binned.append(small.clone() if small is frame else small)  # the corrector reuses its buffer
     stack = torch.stack(binned)
     bfactor_px2 = params.bfactor_angstrom2 / (pixel_spacing_angstrom * factor) ** 2
     shifts = estimate_global_motion(
@@ -262,16 +244,8 @@ def estimate_motion(
             alignment_size_px=params.alignment_size_px,
             device=device,
         )
-        model = _scaled_model(local, factor, shape_yx)
-    return MotionEstimate(shifts * factor, model), (spectra if keep_spectra else None)
-
-
-def _drained(items: list[torch.Tensor]) -> Iterator[torch.Tensor]:
-    """The items of ``items`` in order, each removed from the list as it is handed out (its memory freed once
-    the consumer drops it)."""
-    items.reverse()
-    while items:
-        yield items.pop()
+        model = _scaled_model(local, factor, (counts[0].shape[0], counts[0].shape[1]))
+    return MotionEstimate(shifts * factor, model)
 
 
 def correct_movie(
@@ -288,25 +262,22 @@ def correct_movie(
     """Motion of one movie (its groups of counts given), its sums and records; returns the updated tilt and the
     trajectory of its content (x, y Å)."""
     frame_spacing = ts.original_pixel_spacing_angstrom / groups.upsampling
-    shape_yx = (counts[0].shape[0], counts[0].shape[1])
-    correct = FrameCorrector(shape_yx, gain, defects, device)
-    estimate, spectra = estimate_motion(
-        correct, counts, frame_spacing, params, keep_spectra=spectra_fit(len(counts), shape_yx)
-    )
+    correct = FrameCorrector((counts[0].shape[0], counts[0].shape[1]), gain, defects, device)
+    estimate = estimate_motion(correct, counts, frame_spacing, params)
     doses = [tilt.dose_e_per_angstrom2 * n / sum(groups.frame_counts) for n in groups.frame_counts]
     weighting = (
         DoseWeighting(frame_spacing, doses, tilt.pre_exposure_e_per_angstrom2, ts.optics.voltage_kv)
         if params.dose_weighting
         else None
     )
-    sums = align_and_sum_spectra(
-        _drained(spectra) if spectra is not None else (torch.fft.rfft2(correct(group)) for group in counts),
+    sums = align_and_sum(
+        (correct(group) for group in counts),  # each frame is transformed before the next fills the buffer
         estimate.shifts_px,
-        shape_yx=shape_yx,
         local_model=estimate.local_model,
         dose_weighting=weighting,
         split_odd_even=params.odd_even,
         bin_factor=params.output_binning,
+        device=device,
     )
     stem = groups.header.path.name.rsplit(".", 1)[0]
     out_spacing = frame_spacing * params.output_binning
