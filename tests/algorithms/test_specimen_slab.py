@@ -52,3 +52,30 @@ def test_fit_box_centre_to_a_fraction_of_a_voxel(centre, blur):
     box = ndtr((z - (centre - 15)) / blur) - ndtr((z - (centre + 15)) / blur)
     profile = 0.2 + 1.5 * box + rng.normal(scale=0.05, size=z.size)
     assert fit_box_centre(profile, thickness=30.0, blur=blur) == pytest.approx(centre, abs=0.15)
+
+
+def _sparse_layer_slices(*, n_particles: int, thickness: float, seed: int) -> torch.Tensor:
+    """Slices ``(ny, nz, nx)``: weak noise, and ``n_particles`` dense balls (radius 5) placed at random in a flat
+    layer of ``thickness``: a specimen whose only content is a few particles."""
+    ny, nz, nx = 64, 96, 128
+    rng = np.random.default_rng(seed)
+    slices = 0.15 * rng.normal(size=(ny, nz, nx)).astype(np.float32)
+    y, z, x = np.meshgrid(np.arange(ny), np.arange(nz), np.arange(nx), indexing="ij")
+    for _ in range(n_particles):
+        cy, cx = rng.uniform(5, ny - 5), rng.uniform(5, nx - 5)
+        cz = nz // 2 + rng.uniform(-thickness / 2 + 5, thickness / 2 - 5)
+        ball = (y - cy) ** 2 + (z - cz) ** 2 + (x - cx) ** 2 <= 25
+        slices[ball] += rng.normal(size=int(ball.sum())).astype(np.float32) * 2
+    return torch.from_numpy(slices)
+
+
+def test_tilt_error_separates_a_slab_from_a_sparse_layer_of_particles():
+    """Blocks of a dense slab agree on its plane to a fraction of a degree; a layer of a dozen particles has
+    blocks that scatter about any plane, and says so, so the alignment does not tilt the series after it."""
+    from tomoprep.algorithms.series_alignment import MAX_TILT_OFFSET_ERROR_DEG
+
+    for seed in (1, 2, 3):
+        dense = measure_slab(_slab_slices(thickness=40.0, centre=0.0, slope_x=0.1, slope_y=0.0, seed=seed))
+        assert dense.tilt_offset_error_deg < 0.5 * MAX_TILT_OFFSET_ERROR_DEG
+        sparse = measure_slab(_sparse_layer_slices(n_particles=12, thickness=40.0, seed=seed))
+        assert sparse.tilt_offset_error_deg > MAX_TILT_OFFSET_ERROR_DEG

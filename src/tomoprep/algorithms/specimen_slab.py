@@ -60,18 +60,29 @@ class SlabMeasurement:
         ``(nz,)`` that profile (levelled).
     slope_x, slope_y
         ``dz/dx`` and ``dz/dy`` of the slab's centre plane.
+    slope_x_error
+        Standard error of ``slope_x`` from the scatter of the blocks' centres about their line (0 when the
+        slab was too thin to fit blocks).
     tilt_offset_deg
         Change of every tilt angle that makes the slab flat: ``-atan(slope_x)`` in degrees.
+    tilt_offset_error_deg
+        Its standard error, degrees: a few degrees where the content is a sparse layer of particles, whose
+        blocks scatter about any plane.
     """
 
     fit: SlabFit
     profile: np.ndarray
     slope_x: float
     slope_y: float
+    slope_x_error: float = 0.0
 
     @property
     def tilt_offset_deg(self) -> float:
         return -math.degrees(math.atan(self.slope_x))
+
+    @property
+    def tilt_offset_error_deg(self) -> float:
+        return math.degrees(self.slope_x_error / (1.0 + self.slope_x**2))
 
     def is_plausible(self, *, min_thickness: float = 8.0, max_tilt_deg: float = 30.0) -> bool:
         """Whether a slab was found: thicker than ``min_thickness`` voxels, both edges inside the slices (not
@@ -165,9 +176,18 @@ def _block_profiles(weights: torch.Tensor, axis: int) -> tuple[np.ndarray, list[
 
 
 def _line_slope(positions: np.ndarray, centres: np.ndarray) -> float:
+    return _line_fit(positions, centres)[0]
+
+
+def _line_fit(positions: np.ndarray, centres: np.ndarray) -> tuple[float, float]:
+    """Slope of the least-squares line through ``(positions, centres)`` and its standard error."""
     design = np.stack([np.ones_like(positions), positions], axis=1)
     solution, *_ = np.linalg.lstsq(design, centres, rcond=None)
-    return float(solution[1])
+    residual = centres - design @ solution
+    spread = float(((positions - positions.mean()) ** 2).sum())
+    dof = len(positions) - 2
+    error = math.sqrt(float(residual @ residual) / dof / spread) if dof > 0 and spread > 0 else math.inf
+    return float(solution[1]), error
 
 
 def _free_slope(weights: torch.Tensor, axis: int) -> float:
@@ -186,12 +206,12 @@ def _free_slope(weights: torch.Tensor, axis: int) -> float:
     return _line_slope(positions[keep], np.array([f.centre for f in fits])[keep])
 
 
-def _constrained_slope(weights: torch.Tensor, axis: int, whole: SlabFit) -> float:
-    """Slope from block centres fitted with the whole slab's thickness and edge blur (only the centre free):
-    a free box per block scatters by a pixel where a thin slab holds few particles."""
+def _constrained_slope(weights: torch.Tensor, axis: int, whole: SlabFit) -> tuple[float, float]:
+    """Slope (and its standard error) from block centres fitted with the whole slab's thickness and edge blur
+    (only the centre free): a free box per block scatters by a pixel where a thin slab holds few particles."""
     positions, profiles = _block_profiles(weights, axis)
     centres = np.array([fit_box_centre(p, thickness=whole.thickness, blur=whole.blur) for p in profiles])
-    return _line_slope(positions, centres)
+    return _line_fit(positions, centres)
 
 
 def level(map_: torch.Tensor, *, slope_x: float, slope_y: float) -> torch.Tensor:
@@ -220,9 +240,13 @@ def measure_slab(slices: torch.Tensor, *, smoothing_voxels: float = 1.0) -> Slab
     # The slab's thickness and edges from the roughly levelled map; then the blocks' centres with both fixed.
     rough = level(central, slope_x=slope_x, slope_y=slope_y)
     whole = fit_box(rough.mean(dim=(0, 2)).numpy())
+    error_x = 0.0
     if whole.thickness >= 2.0:
-        correction_x, correction_y = _constrained_slope(rough, 2, whole), _constrained_slope(rough, 0, whole)
+        (correction_x, error_x), (correction_y, _) = (
+            _constrained_slope(rough, 2, whole),
+            _constrained_slope(rough, 0, whole),
+        )
         slope_x, slope_y = slope_x + correction_x, slope_y + correction_y
     levelled = level(central, slope_x=slope_x, slope_y=slope_y)
     profile = levelled.mean(dim=(0, 2)).numpy().astype(np.float64)
-    return SlabMeasurement(fit_box(profile), profile, slope_x, slope_y)
+    return SlabMeasurement(fit_box(profile), profile, slope_x, slope_y, error_x)
