@@ -124,41 +124,24 @@ def _search(images: torch.Tensor, tilts: Sequence[float], shifts: torch.Tensor, 
     return search_axis(images, tilts, shifts_px=shifts, centre_deg=centre, half_range_deg=half, step_deg=step)
 
 
+def _coarse(images: torch.Tensor, tilts: Sequence[float], axis: float, options: AlignmentOptions) -> CoarseAlignment:
+    return coarse_align(images, tilts, axis_deg=axis, max_shift_fraction=options.max_shift_fraction,
+                        pixel_spacing_angstrom=options.pixel_spacing_angstrom)  # fmt: skip
+
+
 def _find_axis(images: torch.Tensor, tilts: Sequence[float], axis0: float, options: AlignmentOptions,
                notes: list[str]) -> tuple[float, CoarseAlignment, AxisSearch | None]:  # fmt: skip
-    coarse = coarse_align(
-        images,
-        tilts,
-        axis_deg=axis0,
-        max_shift_fraction=options.max_shift_fraction,
-        pixel_spacing_angstrom=options.pixel_spacing_angstrom,
-    )
+    coarse = _coarse(images, tilts, axis0, options)
     if not options.refine_axis:
         return axis0, coarse, None
     wide = _search(images, tilts, coarse.shifts_px, axis0, options.axis_search_half_range_deg, 2.0)
     axis = wide.best_deg
     if abs(axis - axis0) > 1.0:
-        coarse = coarse_align(
-            images,
-            tilts,
-            axis_deg=axis,
-            max_shift_fraction=options.max_shift_fraction,
-            pixel_spacing_angstrom=options.pixel_spacing_angstrom,
-        )
+        coarse = _coarse(images, tilts, axis, options)
     fine = _search(images, tilts, coarse.shifts_px, axis, 2.5, 0.25)
     axis = nearest_equivalent_axis(fine.best_deg, axis0)
     notes.append(f"tilt axis from common lines: {axis:.2f}° (imported {axis0:.2f}°)")
-    return (
-        axis,
-        coarse_align(
-            images,
-            tilts,
-            axis_deg=axis,
-            max_shift_fraction=options.max_shift_fraction,
-            pixel_spacing_angstrom=options.pixel_spacing_angstrom,
-        ),
-        fine,
-    )
+    return axis, _coarse(images, tilts, axis, options), fine
 
 
 def _matching_scores(images: torch.Tensor, tilts_deg: Sequence[float], angles: np.ndarray, *,
