@@ -244,7 +244,7 @@ def test_frame_correction_leaves_the_stored_groups_untouched() -> None:
     from tomoprep.steps.motioncorr_movie import FrameCorrector
 
     groups = [np.full((8, 6), 2.0, dtype=np.float32), np.full((8, 6), 3.0, dtype=np.float32)]
-    gain = np.full((8, 6), 1.5, dtype=np.float32)
+    gain = torch.full((8, 6), 1.5)
     defects = torch.zeros(8, 6, dtype=torch.bool)
     defects[3, 3] = True
     groups[0][3, 3] = 100.0

@@ -10,7 +10,7 @@ import numpy as np
 import torch
 
 from tomoprep.errors import InputError
-from tomoprep.io.gain import orient_gain, read_gain
+from tomoprep.io.gain import gain_for_frames, orient_gain, read_gain
 from tomoprep.model import GainReference, TiltImage, TiltSeries
 from tomoprep.steps.base import Step, UnitOutput
 from tomoprep.steps.gain_check import check_gain_orientation
@@ -27,15 +27,18 @@ from tomoprep.steps.motioncorr_plots import write_motion_plot
 
 
 class _Gains:
-    """Gain references of one tilt series, read once each, checked once each against the first movie."""
+    """Gain references of one tilt series, read once each, checked once each against the first movie, and
+    prepared once per frame shape as the tensor that multiplies the frames."""
 
-    def __init__(self, params: MotionCorrParams) -> None:
-        self.params = params
+    def __init__(self, params: MotionCorrParams, device: torch.device) -> None:
+        self.params, self.device = params, device
         self.cache: dict[GainReference, np.ndarray] = {}
+        self.tensors: dict[tuple[GainReference, tuple[int, ...]], torch.Tensor] = {}
         self.notes: list[str] = []
 
-    def get(self, reference: GainReference | None, counts: np.ndarray) -> np.ndarray | None:
-        """The oriented gain of ``reference``; its orientation is checked against ``counts`` the first time."""
+    def get(self, reference: GainReference | None, counts: np.ndarray) -> torch.Tensor | None:
+        """The oriented gain of ``reference`` on the frames' grid of ``counts`` (a movie's summed counts); its
+        orientation is checked against ``counts`` the first time."""
         if reference is None:
             return None
         if reference not in self.cache:
@@ -43,7 +46,10 @@ class _Gains:
             self.cache[reference] = orient_gain(stored, rotation_deg=reference.rotation_deg, flip=reference.flip)
             if self.params.check_gain_orientation:
                 self._check(reference, stored, counts)
-        return self.cache[reference]
+        key = (reference, counts.shape)
+        if key not in self.tensors:
+            self.tensors[key] = torch.tensor(gain_for_frames(self.cache[reference], counts.shape), device=self.device)
+        return self.tensors[key]
 
     def _check(self, reference: GainReference, stored: np.ndarray, counts: np.ndarray) -> None:
         if counts.shape != stored.shape and counts.shape[0] == 2 * stored.shape[0]:
@@ -67,7 +73,7 @@ def motioncorr_series(ts: TiltSeries, params: MotionCorrParams, output_dir: Path
         raise InputError(None, f"tilt series {ts.name} has no movies.", "import its movies (tomoprep import --mdoc).")
     device = device_for(params.device)
     torch.set_num_threads(max(1, torch.get_num_threads()))
-    gains, defects, tilts, trajectories, notes = _Gains(params), SeriesDefects(params, device), [], {}, []
+    gains, defects, tilts, trajectories, notes = _Gains(params, device), SeriesDefects(params, device), [], {}, []
     spacing = ts.original_pixel_spacing_angstrom
     for tilt in ts.tilts:
         if tilt.excluded or tilt.movie_path is None:

@@ -22,7 +22,6 @@ from tomoprep.algorithms.motion import (
     local_shifts_at,
 )
 from tomoprep.errors import ImageFileError
-from tomoprep.io.gain import gain_for_frames
 from tomoprep.io.movies import (
     MovieHeader,
     eer_frames_per_group,
@@ -190,16 +189,18 @@ class SeriesDefects:
 class FrameCorrector:
     """Gain and defect correction of a movie's groups: one float32 tensor on ``device`` per group of counts.
 
-    The gain (repeated on 2x2 blocks for frames rendered at twice its size) and the defects' neighbours are
-    prepared once per movie; each group then costs one conversion, one multiplication and a gather over the
-    defects, in place.
+    ``gain`` is already on the frames' grid and device (a half-size gain repeated on 2x2 blocks:
+    :func:`tomoprep.io.gain.gain_for_frames`); the defects' neighbours are found once per movie. Each group then
+    costs one conversion, one multiplication and a gather over the defects, in place.
     """
 
     def __init__(
-        self, shape_yx: tuple[int, int], gain: np.ndarray | None, defects: torch.Tensor | None, device: torch.device
+        self, shape_yx: tuple[int, int], gain: torch.Tensor | None, defects: torch.Tensor | None, device: torch.device
     ) -> None:
+        if gain is not None and tuple(gain.shape) != shape_yx:
+            raise ValueError(f"a gain of shape {tuple(gain.shape)} does not fit {shape_yx} frames")
         self.device = device
-        self.gain = None if gain is None else torch.tensor(gain_for_frames(gain, shape_yx), device=device)
+        self.gain = gain
         self.filler = DefectFiller(defects) if defects is not None and bool(defects.any()) else None
         self.buffer: torch.Tensor | None = None
 
@@ -253,7 +254,7 @@ def correct_movie(
     ts: TiltSeries,
     groups: MovieGroups,
     counts: list[np.ndarray],
-    gain: np.ndarray | None,
+    gain: torch.Tensor | None,
     defects: torch.Tensor | None,
     params: MotionCorrParams,
     output_dir: Path,
