@@ -64,15 +64,55 @@ def local_median(image: torch.Tensor, window_px: int = 5) -> torch.Tensor:
     return _median_along(_median_along(image.float(), window_px, dim=1), window_px, dim=0)
 
 
+def _median_of_5(values: torch.Tensor) -> torch.Tensor:
+    """Median along the last dimension (of size 5) by a compare-exchange network: 7 elementwise minima and
+    maxima instead of a sort per row (5x faster than :meth:`torch.Tensor.median` on 10^5 rows)."""
+    return _median_of(*values.unbind(-1))
+
+
+def _median_of(a: torch.Tensor, b: torch.Tensor, c: torch.Tensor, d: torch.Tensor, e: torch.Tensor) -> torch.Tensor:
+    """Elementwise median of five tensors of one shape."""
+    a, b = torch.minimum(a, b), torch.maximum(a, b)
+    d, e = torch.minimum(d, e), torch.maximum(d, e)
+    # min(a, d) is the smallest of four and max(b, e) the largest: neither can be the median of five.
+    low, high = torch.maximum(a, d), torch.minimum(b, e)
+    low, high = torch.minimum(low, high), torch.maximum(low, high)
+    return torch.maximum(low, torch.minimum(c, high))
+
+
+def _median_last(values: torch.Tensor) -> torch.Tensor:
+    return _median_of_5(values) if values.shape[-1] == 5 else values.median(dim=-1).values
+
+
+def _padded(image: torch.Tensor, half: int) -> torch.Tensor:
+    """The image mirrored by ``half`` pixels on every side (as the 1-D passes of :func:`local_median` pad)."""
+    return nnf.pad(image.float()[None, None], (half, half, half, half), mode="reflect")[0, 0]
+
+
+def _medians_in(padded: torch.Tensor, ys: torch.Tensor, xs: torch.Tensor, window_px: int) -> torch.Tensor:
+    """Separable median of the windows at ``(ys, xs)`` of the image that ``padded`` mirrors by window/2."""
+    # A strided view of every window (no copy); indexing it gathers the (N, window, window) blocks asked for.
+    windows = padded.unfold(0, window_px, 1).unfold(1, window_px, 1)
+    return _median_last(_median_last(windows[ys, xs]))
+
+
 def local_median_at(image: torch.Tensor, ys: torch.Tensor, xs: torch.Tensor, window_px: int = 5) -> torch.Tensor:
     """:func:`local_median` at the pixels ``(ys, xs)`` only (the same values, at a cost per pixel asked)."""
-    half = window_px // 2
-    padded = nnf.pad(image.float()[None, None], (half, half, half, half), mode="reflect")[0, 0]
-    steps = torch.arange(window_px, device=image.device)
-    rows = (ys[:, None] + steps)[:, :, None]
-    cols = (xs[:, None] + steps)[:, None, :]
     # Reflecting in y and then in x pads the image as the two 1-D passes do, so the values are identical.
-    return padded[rows, cols].median(dim=-1).values.median(dim=-1).values
+    return _medians_in(_padded(image, window_px // 2), ys, xs, window_px)
+
+
+def _box_sum(padded: torch.Tensor, window_px: int) -> torch.Tensor:
+    """Sum over each ``window_px`` square of the image that ``padded`` mirrors by window/2: two passes of
+    shifted additions (2.3x faster than ``avg_pool2d`` on 4096² on CPU)."""
+    ny, nx = padded.shape[0] - window_px + 1, padded.shape[1] - window_px + 1
+    rows = padded[:, 0:nx].clone()
+    for k in range(1, window_px):
+        rows += padded[:, k : k + nx]
+    total = rows[0:ny].clone()
+    for k in range(1, window_px):
+        total += rows[k : k + ny]
+    return total
 
 
 def _robust_sigma(values: torch.Tensor) -> torch.Tensor:
@@ -129,20 +169,22 @@ def detect_defects(counts_sum: torch.Tensor, *, threshold_sigma: float = 6.0, wi
         raise ValueError(f"window_px must be an odd number ≥ 3, got {window_px}")
     counts = counts_sum.float().clamp_min(0)
     nx = counts.shape[1]
+    half = window_px // 2
+    padded = _padded(counts, half)
     flat = counts.flatten()
     step = max(1, flat.numel() // _SPREAD_SAMPLE)
     sample = torch.arange(0, flat.numel(), step, device=counts.device)
     sample_y, sample_x = sample // nx, sample % nx
-    sample_residual = _stabilised(flat[sample], local_median_at(counts, sample_y, sample_x, window_px))
+    sample_residual = _stabilised(flat[sample], _medians_in(padded, sample_y, sample_x, window_px))
     sigma = _robust_sigma(sample_residual).clamp_min(1e-3).double()
     variance = sigma**2
 
-    half = window_px // 2
-    box = nnf.avg_pool2d(nnf.pad(counts[None, None], (half, half, half, half), mode="reflect"), window_px, stride=1)
-    neighbours = (box[0, 0] * window_px**2 - counts) / (window_px**2 - 1)
-    screen = _stabilised(counts, neighbours).abs() > (threshold_sigma - 2 - _SCREEN_MARGIN_SIGMA) * float(sigma)
-    ys, xs = screen.nonzero(as_tuple=True)
-    expected = local_median_at(counts, ys, xs, window_px)
+    # Screen: |2 (sqrt(c + 3/8) - sqrt(n + 3/8))| with n the mean of the other pixels of the window, in place.
+    neighbours = _box_sum(padded, window_px).sub_(counts).div_(window_px**2 - 1)
+    screen = neighbours.add_(0.375).sqrt_().sub_((counts + 0.375).sqrt_()).abs_()
+    ys, xs = (screen > (threshold_sigma - 2 - _SCREEN_MARGIN_SIGMA) * float(sigma) / 2).nonzero(as_tuple=True)
+    del neighbours, screen
+    expected = _medians_in(padded, ys, xs, window_px)
     residual = _stabilised(counts[ys, xs], expected)
     keep = (residual.abs() > (threshold_sigma - 2) * sigma) & (expected > 0)
     candidates = (ys[keep], xs[keep])
