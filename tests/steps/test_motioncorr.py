@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 from pathlib import Path
 
@@ -253,3 +254,38 @@ def test_frame_correction_leaves_the_stored_groups_untouched() -> None:
     assert torch.allclose(first, torch.full((8, 6), 3.0))  # gain applied, the defect filled from neighbours
     assert torch.allclose(correct(groups[1]), torch.full((8, 6), 4.5))
     assert groups[0][3, 3] == 100.0 and groups[0][0, 0] == 2.0 and groups[1][0, 0] == 3.0
+
+
+def test_series_defects_find_a_dead_pixel_once_the_summed_counts_allow_it(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """At 5 counts per pixel a never-counting pixel is chance (P(0 | 5) = 7e-3); summed over movies it is not.
+    The detection runs again only when the summed counts have doubled, and stops at enough counts."""
+    import torch
+
+    from tomoprep.steps import motioncorr_movie
+    from tomoprep.steps.motioncorr_movie import SeriesDefects
+    from tomoprep.steps.motioncorr_params import MotionCorrParams
+
+    calls = []
+    detect = motioncorr_movie.detect_defects
+
+    def counted(counts: torch.Tensor, **kwargs: float) -> object:
+        calls.append(float(counts.mean()))
+        return detect(counts, **kwargs)
+
+    monkeypatch.setattr(motioncorr_movie, "detect_defects", counted)
+    rng = np.random.default_rng(4)
+    defects = SeriesDefects(MotionCorrParams(), torch.device("cpu"))
+    masks = []
+    for _ in range(20):
+        movie = rng.poisson(5.0, (256, 256)).astype(np.float32)
+        movie[100, 37] = 0.0  # dead
+        movie[20, 200] += 40.0  # hot
+        masks.append(defects.mask_for(movie))
+    assert masks[0][20, 200] and not masks[0][100, 37]
+    assert masks[-1][100, 37] and masks[-1][20, 200]
+    assert int(masks[-1].sum()) == 2  # nothing else at 6 sigma
+    assert len(calls) == 5  # after movies 1, 2, 4, 9 and 13 (64 counts per pixel: final)
+    assert calls[-1] >= 64 and all(b >= 2 * a for a, b in itertools.pairwise(calls[:-1]))
+    assert masks[-1] is masks[13]  # later movies reuse the final mask

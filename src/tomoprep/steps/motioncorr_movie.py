@@ -159,18 +159,27 @@ def counts_sum(counts: list[np.ndarray]) -> np.ndarray:
     return total
 
 
-class SeriesDefects:
-    """Hot and dead pixels of a detector, found in the summed counts of the first movies of a tilt series.
+#: Expected counts per pixel at which a sum of movies finds dead pixels well enough: a pixel counting under
+#: about 40% of its neighbours is significant at 6 sigma.
+ENOUGH_COUNTS_FOR_DEFECTS = 64.0
 
-    Defects belong to the camera, not the movie: summing the first ``n_movies`` movies makes the test
-    sensitive enough for dead pixels (which need tens of expected counts), and later movies reuse the mask
-    instead of repeating the detection.
+
+class SeriesDefects:
+    """Hot and dead pixels of a detector, found in the summed raw counts of the first movies of a tilt series.
+
+    Defects belong to the camera, not the movie. Hot pixels show in one movie, but dead pixels need tens of
+    expected counts, more than one tilt collects: the counts of successive movies are summed, and the
+    detection runs again each time the summed counts have doubled since the last one, until they reach
+    :data:`ENOUGH_COUNTS_FOR_DEFECTS` per pixel or ``max_movies`` movies, where it runs a last time. A series at
+    5 counts per pixel per tilt is tested after movies 1, 2, 4, 9 and 13; every other movie reuses the latest
+    mask.
     """
 
-    def __init__(self, params: MotionCorrParams, device: torch.device, *, n_movies: int = 3) -> None:
-        self.params, self.device, self.n_movies = params, device, n_movies
+    def __init__(self, params: MotionCorrParams, device: torch.device, *, max_movies: int = 16) -> None:
+        self.params, self.device, self.max_movies = params, device, max_movies
         self.totals: dict[tuple[int, ...], np.ndarray] = {}
         self.seen: dict[tuple[int, ...], int] = {}
+        self.tested_at: dict[tuple[int, ...], float] = {}
         self.masks: dict[tuple[int, ...], torch.Tensor] = {}
 
     def mask_for(self, total: np.ndarray) -> torch.Tensor | None:
@@ -178,11 +187,23 @@ class SeriesDefects:
         if not self.params.correct_defects:
             return None
         shape = total.shape
-        if self.seen.get(shape, 0) < self.n_movies:
-            self.totals[shape] = self.totals.get(shape, 0) + total
-            self.seen[shape] = self.seen.get(shape, 0) + 1
-            counts = torch.from_numpy(np.asarray(self.totals[shape], dtype=np.float32)).to(self.device)
+        if shape in self.totals:
+            self.totals[shape] += total
+            self.seen[shape] += 1
+        elif shape not in self.masks:
+            self.totals[shape] = np.array(total, dtype=np.float32)
+            self.seen[shape] = 1
+        else:
+            return self.masks[shape]
+        summed = self.totals[shape]
+        level = float(summed.mean())
+        final = level >= ENOUGH_COUNTS_FOR_DEFECTS or self.seen[shape] >= self.max_movies
+        if final or shape not in self.masks or level >= 2 * self.tested_at[shape] > 0:
+            counts = torch.from_numpy(summed).to(self.device)
             self.masks[shape] = detect_defects(counts, threshold_sigma=self.params.defect_threshold_sigma).combined
+            self.tested_at[shape] = level
+        if final:
+            del self.totals[shape]  # the mask is final for this frame shape
         return self.masks[shape]
 
 
