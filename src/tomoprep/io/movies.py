@@ -442,7 +442,12 @@ def _eer_group_sums(header: MovieHeader, groups: Sequence[range], *, upsampling:
                 for p in (pages[i] for i in group)
             ]
             chunks = [strips[k::parts] for k in range(parts) if strips[k::parts]]
-            return [pool.submit(_decode_eer_strips, chunk, shape, bits, upsampling) for chunk in chunks]
+            # The counts are allocated here, not in the workers: glibc serves a worker thread's large blocks
+            # from fresh pages each time (its arenas hold 64 MB), this thread's from the reused heap.
+            return [
+                pool.submit(_decode_eer_strips, chunk, np.zeros(shape, dtype=np.uint16), bits, upsampling)
+                for chunk in chunks
+            ]
 
         pending: deque[list[Future[np.ndarray]]] = deque()
         queue = iter(groups)
@@ -470,10 +475,11 @@ def _add_counts(a: np.ndarray, b: np.ndarray) -> np.ndarray:
 
 
 def _decode_eer_strips(
-    strips: Sequence[bytes], shape: tuple[int, int], bits: tuple[int, int, int], upsampling: int
+    strips: Sequence[bytes], counts: np.ndarray, bits: tuple[int, int, int], upsampling: int
 ) -> np.ndarray:
-    """Counts of the events of ``strips`` (raw frames): uint16, or uint32 beyond 65535 frames."""
-    counts = np.zeros(shape, dtype=np.uint16)
+    """Counts of the events of ``strips`` (raw frames) added to the zeroed uint16 ``counts``: that array, or a
+    uint32 one beyond 65535 frames."""
+    shape = counts.shape
     total: np.ndarray | None = None
     for n_added, strip in enumerate(strips, start=1):
         # Given a uint16 ``out``, imagecodecs adds the frame's events to it in place.
