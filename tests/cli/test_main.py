@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import shutil
 import subprocess
 import sys
@@ -115,3 +116,29 @@ def test_console_script_prints_one_clear_error_line(tmp_path: Path) -> None:
 def test_reference_docs_match_the_params(step_name: str) -> None:
     """docs/reference is generated: `python -m tomoprep.cli.docs docs/reference` refreshes it."""
     assert (DOCS / f"{step_name}.md").read_text(encoding="utf-8") == step_reference(get_step(step_name))
+
+
+def test_a_command_loads_only_the_step_it_runs() -> None:
+    """``tomoprep import`` must not pay for torch (imported by the processing steps), nor ``status`` for any step;
+    the console script still knows every step when no command is named."""
+    probe = (
+        "import sys; from tomoprep.cli.main import build_app; build_app({!r}); "
+        "print(sorted(m for m in ('torch', 'tomoprep.steps.align', 'tomoprep.steps.import_step') if m in sys.modules))"
+    )
+    loaded = {
+        command: subprocess.run(
+            [sys.executable, "-c", probe.format(command)], capture_output=True, text=True, check=True
+        ).stdout.strip()
+        for command in ("import", "status", None)
+    }
+    assert loaded["import"] == "['tomoprep.steps.import_step']"
+    assert loaded["status"] == "[]"
+    assert loaded[None] == "['tomoprep.steps.align', 'tomoprep.steps.import_step', 'torch']"
+    listing = subprocess.run(
+        [sys.executable, "-m", "tomoprep.cli", "--help"],
+        capture_output=True,
+        text=True,
+        check=True,
+        env={**os.environ, "COLUMNS": "200"},
+    ).stdout
+    assert all(name in listing for name in ("import", "motioncorr", "clean", "align", "simulate", "demo"))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib
 from importlib.metadata import entry_points
 
 from tomoprep.errors import StepError
@@ -10,11 +11,26 @@ from tomoprep.steps.base import Params, Step, Unit, UnitOutput
 ENTRY_POINT_GROUP = "tomoprep.steps"
 
 
+#: The steps that ship with tomoprep, in workflow order: name -> module that holds its ``STEP``. A step's module
+#: is imported only when the step is asked for, so a command that needs one step (``tomoprep import``) does not
+#: pay for importing the libraries of all the others (torch, for one, takes a second).
+BUILTIN_STEP_MODULES = {
+    "import": "tomoprep.steps.import_step",
+    "motioncorr": "tomoprep.steps.motioncorr",
+    "clean": "tomoprep.steps.clean",
+    "align": "tomoprep.steps.align",
+}
+
+
+def _builtin(name: str) -> Step:
+    step = importlib.import_module(BUILTIN_STEP_MODULES[name]).STEP
+    assert isinstance(step, Step) and step.name == name, BUILTIN_STEP_MODULES[name]
+    return step
+
+
 def builtin_steps() -> tuple[Step, ...]:
     """The steps that ship with tomoprep, in workflow order."""
-    from tomoprep.steps import align, clean, import_step, motioncorr
-
-    return (import_step.STEP, motioncorr.STEP, clean.STEP, align.STEP)
+    return tuple(_builtin(name) for name in BUILTIN_STEP_MODULES)
 
 
 def all_steps() -> tuple[Step, ...]:
@@ -29,7 +45,9 @@ def all_steps() -> tuple[Step, ...]:
 
 
 def get_step(name: str) -> Step:
-    """The step called ``name``."""
+    """The step called ``name`` (a built-in one is imported alone)."""
+    if name in BUILTIN_STEP_MODULES:
+        return _builtin(name)
     for step in all_steps():
         if step.name == name:
             return step
@@ -37,4 +55,4 @@ def get_step(name: str) -> Step:
     raise StepError(f"no step named {name!r}; known steps: {known}.")
 
 
-__all__ = ["Params", "Step", "Unit", "UnitOutput", "all_steps", "builtin_steps", "get_step"]
+__all__ = ["BUILTIN_STEP_MODULES", "Params", "Step", "Unit", "UnitOutput", "all_steps", "builtin_steps", "get_step"]
