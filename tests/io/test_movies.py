@@ -95,20 +95,42 @@ def test_eer_counts_are_exact_integer_sums_in_order(
     eer_movie: tuple[Path, np.ndarray], monkeypatch: pytest.MonkeyPatch, group_frames: int, workers: int
 ) -> None:
     """Groups decoded in parallel (whole groups, or split between workers when there are fewer groups than
-    workers) come back in order, as uint16 counts equal to the float32 groups."""
+    workers) come back in order, as uint8 counts (at most one event per pixel and frame) equal to the float32
+    groups."""
     monkeypatch.setattr("tomoprep.io.movies.os.cpu_count", lambda: workers)
     path, counts = eer_movie
     ranges = [(r.start, r.stop) for r in eer_group_ranges(22, group_frames)]
     integer = list(iter_movie_counts(path, eer_group_frames=group_frames))
-    assert all(group.dtype == np.uint16 for group in integer)
+    assert all(group.dtype == np.uint8 for group in integer)
     assert np.array_equal(np.stack(integer), _grouped(counts, ranges))
     floats = list(iter_movie_groups(path, eer_group_frames=group_frames))
     assert all(group.dtype == np.float32 for group in floats)
     assert np.array_equal(np.stack(floats), np.stack(integer))
 
 
+@pytest.mark.parametrize("workers", [1, 2])
+def test_eer_groups_of_more_than_255_frames_count_past_255(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, workers: int
+) -> None:
+    """A pixel hit in each of 300 raw frames counts 300: groups too long for uint8 are decoded as uint16, and
+    parts of a group split between workers are summed without wrapping."""
+    monkeypatch.setattr("tomoprep.io.movies.os.cpu_count", lambda: workers)
+    counts = _events((300, 16, 16), 0.3)
+    counts[:, 5, 7] = 1
+    path = tmp_path / "long.eer"
+    write_eer(path, counts, metadata={"sensorPixelSize.width": "1.5e-10", "totalDose": "1"})
+    (group,) = iter_movie_counts(path, eer_group_frames=300)
+    assert group.dtype == np.uint16 and int(group[5, 7]) == 300
+    assert np.array_equal(group, counts.sum(axis=0))
+    halves = list(iter_movie_counts(path, eer_group_frames=150))  # 150 frames each: uint8, summed from parts
+    assert np.array_equal(np.stack(halves), np.stack([counts[:150].sum(0), counts[150:].sum(0)]))
+
+
 def test_eer_counts_widen_rather_than_overflow() -> None:
     from tomoprep.io.movies import _add_counts
+
+    eight = _add_counts(np.full((2, 2), 200, np.uint8), np.full((2, 2), 100, np.uint8))
+    assert eight.dtype == np.uint16 and int(eight[0, 0]) == 300
 
     a = np.full((2, 2), 60000, dtype=np.uint16)
     b = np.full((2, 2), 10000, dtype=np.uint16)

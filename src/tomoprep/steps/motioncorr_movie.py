@@ -109,6 +109,8 @@ def _binned(image: torch.Tensor, size_px: int) -> tuple[torch.Tensor, float]:
 
 def _compact(counts: np.ndarray) -> np.ndarray:
     """The smallest exact dtype for a group of counts (uint8 for EER groups), float32 for non-count data."""
+    if counts.dtype == np.uint8:
+        return counts
     if counts.dtype.kind == "u":
         top = counts.max()
         return counts.astype(np.uint8) if top < 256 else counts.astype(np.uint16) if top < 65536 else counts
