@@ -1,12 +1,14 @@
 """Motion correction: tomoprep against RELION 3.1's own implementation, on the same simulated 4096² movies.
 
-Simulates tilt movies with known trajectories (EER, 300 raw frames, and TIFF), then runs, one after the other
-with the same number of threads, ``tomoprep motioncorr`` and ``relion_run_motioncorr --use_own`` (Debian's
-RELION 3.1) on them, and prints per movie the time, the peak memory of the process and the RMS trajectory
-error against the truth (pixels, after removing each trajectory's mean). Ends with one summary line.
+Simulates tilt movies with known trajectories (EER, 300 raw frames, and TIFF), imports them into a tomoprep
+project (not timed, as RELION is handed its movie list), then runs in turn, with the same number of threads,
+``tomoprep motioncorr`` (the command, in a fresh process) and ``relion_run_motioncorr --use_own`` (Debian's
+RELION 3.1), alternating ``--repeats`` times. Prints per movie the median wall time of each program's process,
+its peak memory and the RMS trajectory error against the truth (pixels, after removing each trajectory's mean),
+and ends with one summary line.
 
     python benchmarks/motioncorr.py --quick        # one 4096² EER tilt (minutes)
-    python benchmarks/motioncorr.py                # EER and TIFF, 3 tilts each
+    python benchmarks/motioncorr.py                # EER and TIFF, 8 tilts each (--tilts)
 """
 
 from __future__ import annotations
@@ -18,7 +20,6 @@ import shutil
 import subprocess
 import sys
 import tempfile
-import textwrap
 import time
 from pathlib import Path
 
@@ -35,7 +36,11 @@ def machine() -> str:
 
 
 def simulate(folder: Path, movie_format: str, n_tilts: int) -> dict:
-    """A 4096² session of ``n_tilts`` tilts; returns its truth."""
+    """A 4096² session of ``n_tilts`` tilts; returns its truth. A session already there (``--keep``) is reused."""
+    truth = folder / "truth.json"
+    if truth.exists() and len(json.loads(truth.read_text())["tilt_series"][0]["tilts"]) == n_tilts:
+        return json.loads(truth.read_text())
+    shutil.rmtree(folder, ignore_errors=True)
     extra = ["--frames-per-tilt", "20"] if movie_format == "tiff" else []
     subprocess.run(
         [
@@ -74,27 +79,36 @@ def timed(command: list[str], *, env: dict[str, str] | None = None) -> tuple[flo
     return seconds, int(done.stdout.split()[-1]) / 2**20
 
 
-TOMOPREP = textwrap.dedent("""
-    import sys, torch
-    torch.set_num_threads(int(sys.argv[4]))
-    from tomoprep.project import init_project
-    from tomoprep.execution import run_step
-    from tomoprep.steps import get_step
-    with init_project(sys.argv[1]) as p:
-        run_step(p, get_step("import"), {"mdoc": sys.argv[2] + "/*.mdoc", "movies": sys.argv[2] + "/frames"})
-        run = run_step(p, get_step("motioncorr"), {"eer_frames_per_group": int(sys.argv[3]), "odd_even": False,
-                                                    "dose_weighting": False, "local_motion": False})
-        assert run.status == "SUCCEEDED", run.error
-""")
+def prepare_tomoprep(session: Path, work: Path) -> Path:
+    """A project with the session imported (not timed: RELION is given its movie list ready-made)."""
+    project = work / "project"
+    for args in (
+        ["init", str(project)],
+        ["import", "-p", str(project), "--mdoc", f"{session}/*.mdoc", "--movies", f"{session}/frames"],
+    ):
+        subprocess.run([sys.executable, "-m", "tomoprep.cli", *args], check=True, stdout=subprocess.DEVNULL)
+    return project
 
 
-def run_tomoprep(session: Path, work: Path) -> tuple[float, float, Path]:
-    script = work / "tomoprep_run.py"
-    script.write_text(TOMOPREP)
-    seconds, peak = timed(
-        [sys.executable, str(script), str(work / "project"), str(session), str(EER_GROUP), str(THREADS)]
-    )
-    return seconds, peak, work / "project" / "runs" / "002_motioncorr"
+def run_tomoprep(project: Path) -> tuple[float, float, Path]:
+    """``tomoprep motioncorr`` as a user runs it (a fresh process: Python, torch and all), timed."""
+    before = set(project.glob("runs/*_motioncorr"))
+    command = [
+        sys.executable,
+        "-m",
+        "tomoprep.cli",
+        "motioncorr",
+        "-p",
+        str(project),
+        "--eer-frames-per-group",
+        str(EER_GROUP),
+        "--no-odd-even",
+        "--no-dose-weighting",
+        "--no-local-motion",
+    ]
+    seconds, peak = timed(command, env=dict(os.environ, OMP_NUM_THREADS=str(THREADS)))
+    (run_dir,) = set(project.glob("runs/*_motioncorr")) - before
+    return seconds, peak, run_dir
 
 
 def step_seconds(run_dir: Path) -> float:
@@ -119,9 +133,9 @@ def relion_input(session: Path, truth: dict, work: Path) -> Path:
     return star
 
 
-def run_relion(session: Path, truth: dict, work: Path) -> tuple[float, float, Path]:
+def run_relion(session: Path, truth: dict, work: Path, repeat: int) -> tuple[float, float, Path]:
     gain = truth["gains"][0]
-    out = work / "relion"
+    out = work / f"relion_{repeat}"  # a fresh folder: RELION skips the movies already done in its output
     command = [
         "relion_run_motioncorr",
         "--i",
@@ -168,51 +182,66 @@ def trajectory_error_px(truth: dict, star_of) -> float:
     return float(np.sqrt((stacked**2).sum(axis=1).mean()))
 
 
-def compare(movie_format: str, n_tilts: int, root: Path) -> dict[str, tuple[float, float, float]]:
+def compare(movie_format: str, n_tilts: int, root: Path, repeats: int) -> dict[str, tuple[float, float, float]]:
+    """Per program: median seconds per movie over ``repeats`` alternating runs, peak GiB, trajectory error."""
     session = root / f"session_{movie_format}"
     truth = simulate(session, movie_format, n_tilts)
     n = len(truth["tilt_series"][0]["tilts"])
-    results = {}
-    work = root / f"tomoprep_{movie_format}"
-    work.mkdir()
-    seconds, peak, run_dir = run_tomoprep(session, work)
     name = truth["tilt_series"][0]["name"]
-    error = trajectory_error_px(truth, lambda t: run_dir / name / (Path(t["movie"]).name.rsplit(".", 1)[0] + ".star"))
-    results["tomoprep"] = (seconds / n, peak, error)
-    results["tomoprep (step only)"] = (step_seconds(run_dir) / n, peak, error)
-    if shutil.which("relion_run_motioncorr"):
-        work = root / f"relion_{movie_format}"
-        work.mkdir()
-        seconds, peak, out = run_relion(session, truth, work)
-        results["relion"] = (
-            seconds / n,
-            peak,
-            trajectory_error_px(
-                # RELION names its outputs after the movie with every dot but the suffix's turned into "_".
-                truth,
-                lambda t: next(out.rglob(Path(t["movie"]).name.rsplit(".", 1)[0].replace(".", "_") + ".star")),
-            ),
+    work = root / f"tomoprep_{movie_format}"
+    shutil.rmtree(work, ignore_errors=True)
+    shutil.rmtree(root / f"relion_{movie_format}", ignore_errors=True)
+    work.mkdir()
+    (root / f"relion_{movie_format}").mkdir()
+    project = prepare_tomoprep(session, work)
+    relion = shutil.which("relion_run_motioncorr") is not None
+    times: dict[str, list[float]] = {"tomoprep": [], "tomoprep (step only)": [], "relion": []}
+    peaks: dict[str, float] = {}
+    errors: dict[str, float] = {}
+    for repeat in range(repeats):
+        seconds, peak, run_dir = run_tomoprep(project)
+        times["tomoprep"].append(seconds / n)
+        times["tomoprep (step only)"].append(step_seconds(run_dir) / n)
+        peaks["tomoprep"] = peaks["tomoprep (step only)"] = max(peak, peaks.get("tomoprep", 0.0))
+        errors["tomoprep"] = errors["tomoprep (step only)"] = trajectory_error_px(
+            truth, lambda t, d=run_dir: d / name / (Path(t["movie"]).name.rsplit(".", 1)[0] + ".star")
         )
-    return results
+        if relion:
+            seconds, peak, out = run_relion(session, truth, root / f"relion_{movie_format}", repeat)
+            times["relion"].append(seconds / n)
+            peaks["relion"] = max(peak, peaks.get("relion", 0.0))
+            # RELION names its outputs after the movie with every dot but the suffix's turned into "_".
+            errors["relion"] = trajectory_error_px(
+                truth,
+                lambda t, o=out: next(o.rglob(Path(t["movie"]).name.rsplit(".", 1)[0].replace(".", "_") + ".star")),
+            )
+    return {
+        program: (float(np.median(values)), peaks[program], errors[program])
+        for program, values in times.items()
+        if values
+    }
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true", help="one 4096² EER tilt only")
     parser.add_argument("--keep", type=Path, default=None, help="work in this folder and keep it")
+    parser.add_argument("--tilts", type=int, default=8, help="tilts per series without --quick (default 8)")
+    parser.add_argument("--repeats", type=int, default=3, help="runs of each program, alternating (median)")
     args = parser.parse_args()
     root = args.keep or Path(tempfile.mkdtemp(prefix="tomoprep_bench_"))
     root.mkdir(parents=True, exist_ok=True)
     print(f"machine: {machine()}")
-    cases = [("eer", 1)] if args.quick else [("eer", 3), ("tiff", 3)]
+    cases = [("eer", 1)] if args.quick else [("eer", args.tilts), ("tiff", args.tilts)]
     print(f"{'movie':6} {'program':21} {'s/movie':>8} {'peak GiB':>9} {'traj RMS px':>12}")
     summary = {}
     for movie_format, n_tilts in cases:
-        for program, (seconds, peak, error) in compare(movie_format, n_tilts, root).items():
+        for program, (seconds, peak, error) in compare(movie_format, n_tilts, root, args.repeats).items():
             print(f"{movie_format:6} {program:21} {seconds:8.1f} {peak:9.2f} {error:12.3f}")
             summary.setdefault(program, []).append((seconds, error))
     if args.keep is None:
         shutil.rmtree(root, ignore_errors=True)
+    print(f"(median of {args.repeats} alternating runs each; per movie: a program's wall time / movies)")
     ours = summary["tomoprep"][0]
     if "relion" in summary:
         theirs = summary["relion"][0]
