@@ -277,15 +277,16 @@ def test_series_defects_find_a_dead_pixel_once_the_summed_counts_allow_it(
     monkeypatch.setattr(motioncorr_movie, "detect_defects", counted)
     rng = np.random.default_rng(4)
     defects = SeriesDefects(MotionCorrParams(), torch.device("cpu"))
-    masks = []
-    for _ in range(20):
+    masks, summed = [], []
+    for index in range(20):
         movie = rng.poisson(5.0, (256, 256)).astype(np.float32)
         movie[100, 37] = 0.0  # dead
         movie[20, 200] += 40.0  # hot
-        masks.append(defects.mask_for(movie))
+        masks.append(defects.mask_for(movie.shape, lambda m=movie, i=index: summed.append(i) or m))
     assert masks[0][20, 200] and not masks[0][100, 37]
     assert masks[-1][100, 37] and masks[-1][20, 200]
     assert int(masks[-1].sum()) == 2  # nothing else at 6 sigma
     assert len(calls) == 5  # after movies 1, 2, 4, 9 and 13 (64 counts per pixel: final)
     assert calls[-1] >= 64 and all(b >= 2 * a for a, b in itertools.pairwise(calls[:-1]))
     assert masks[-1] is masks[13]  # later movies reuse the final mask
+    assert summed == list(range(13))  # and their counts are never summed

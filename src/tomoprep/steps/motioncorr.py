@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import functools
+from collections.abc import Callable, Sequence
 from dataclasses import replace
 from pathlib import Path
 
@@ -36,19 +37,21 @@ class _Gains:
         self.tensors: dict[tuple[GainReference, tuple[int, ...]], torch.Tensor] = {}
         self.notes: list[str] = []
 
-    def get(self, reference: GainReference | None, counts: np.ndarray) -> torch.Tensor | None:
-        """The oriented gain of ``reference`` on the frames' grid of ``counts`` (a movie's summed counts); its
-        orientation is checked against ``counts`` the first time."""
+    def get(
+        self, reference: GainReference | None, shape: tuple[int, ...], counts: Callable[[], np.ndarray]
+    ) -> torch.Tensor | None:
+        """The oriented gain of ``reference`` on a grid of frames of ``shape``; its orientation is checked the
+        first time against ``counts()``, a movie's summed counts."""
         if reference is None:
             return None
         if reference not in self.cache:
             stored = read_gain(reference.path)
             self.cache[reference] = orient_gain(stored, rotation_deg=reference.rotation_deg, flip=reference.flip)
             if self.params.check_gain_orientation:
-                self._check(reference, stored, counts)
-        key = (reference, counts.shape)
+                self._check(reference, stored, counts())
+        key = (reference, shape)
         if key not in self.tensors:
-            self.tensors[key] = torch.tensor(gain_for_frames(self.cache[reference], counts.shape), device=self.device)
+            self.tensors[key] = torch.tensor(gain_for_frames(self.cache[reference], shape), device=self.device)
         return self.tensors[key]
 
     def _check(self, reference: GainReference, stored: np.ndarray, counts: np.ndarray) -> None:
@@ -81,9 +84,10 @@ def motioncorr_series(ts: TiltSeries, params: MotionCorrParams, output_dir: Path
             continue
         groups = movie_groups(tilt, ts, params)
         counts = load_groups(groups)
-        total = counts_sum(counts)
-        gain = gains.get(tilt.gain, total)
-        mask = defects.mask_for(total)
+        # The summed counts are needed only for the first movies (gain check, defects): summed on demand, once.
+        total = functools.cache(functools.partial(counts_sum, counts))
+        gain = gains.get(tilt.gain, counts[0].shape, total)
+        mask = defects.mask_for(counts[0].shape, total)
         updated, trajectory = correct_movie(tilt, ts, groups, counts, gain, mask, params, output_dir, device)
         tilts.append(updated)
         trajectories[tilt.acquisition_index] = trajectory

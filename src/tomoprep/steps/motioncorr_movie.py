@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Literal
@@ -184,16 +184,16 @@ class SeriesDefects:
         self.tested_at: dict[tuple[int, ...], float] = {}
         self.masks: dict[tuple[int, ...], torch.Tensor] = {}
 
-    def mask_for(self, total: np.ndarray) -> torch.Tensor | None:
-        """The defect mask to use for a movie whose raw counts sum to ``total``; ``None`` when not asked for."""
+    def mask_for(self, shape: tuple[int, ...], total: Callable[[], np.ndarray]) -> torch.Tensor | None:
+        """The defect mask to use for a movie of frames of ``shape`` whose raw counts sum to ``total()`` (called
+        only while the counts are still summed); ``None`` when not asked for."""
         if not self.params.correct_defects:
             return None
-        shape = total.shape
         if shape in self.totals:
-            self.totals[shape] += total
+            self.totals[shape] += total()
             self.seen[shape] += 1
         elif shape not in self.masks:
-            self.totals[shape] = np.array(total, dtype=np.float32)
+            self.totals[shape] = np.array(total(), dtype=np.float32)
             self.seen[shape] = 1
         else:
             return self.masks[shape]
