@@ -290,3 +290,19 @@ def test_series_defects_find_a_dead_pixel_once_the_summed_counts_allow_it(
     assert calls[-1] >= 64 and all(b >= 2 * a for a, b in itertools.pairwise(calls[:-1]))
     assert masks[-1] is masks[13]  # later movies reuse the final mask
     assert summed == list(range(13))  # and their counts are never summed
+
+
+def test_sums_are_written_in_the_background_and_their_errors_reach_the_step(tmp_path: Path) -> None:
+    from tomoprep.steps.motioncorr_output import SumWriter
+
+    image = np.arange(400 * 300, dtype=np.float32).reshape(400, 300)
+    with SumWriter() as writer:
+        paths = writer.write(3, {"sum": image, "odd": image / 2}, tmp_path, "TS_01_003", 1.5)
+        second = writer.write(4, {"sum": -image}, tmp_path, "TS_01_004", 1.5)
+    assert paths == {"sum": tmp_path / "TS_01_003.mrc", "odd": tmp_path / "TS_01_003_ODD.mrc"}
+    assert np.array_equal(read_mrc(paths["sum"]), image) and np.array_equal(read_mrc(second["sum"]), -image)
+    assert np.array_equal(read_mrc(paths["odd"]), image / 2)
+    assert read_mrc_header(paths["sum"]).pixel_spacing_angstrom == pytest.approx(1.5)
+    assert set(writer.thumbnails) == {3, 4} and writer.thumbnails[3].shape == (200, 150)
+    with pytest.raises(OSError), SumWriter() as failing:
+        failing.write(0, {"sum": image}, tmp_path / "no_such_folder", "TS_01_000", 1.5)

@@ -23,6 +23,7 @@ from tomoprep.steps.motioncorr_movie import (
     load_groups,
     movie_groups,
 )
+from tomoprep.steps.motioncorr_output import SumWriter
 from tomoprep.steps.motioncorr_params import MotionCorrParams
 from tomoprep.steps.motioncorr_plots import write_motion_plot
 
@@ -78,24 +79,29 @@ def motioncorr_series(ts: TiltSeries, params: MotionCorrParams, output_dir: Path
     torch.set_num_threads(max(1, torch.get_num_threads()))
     gains, defects, tilts, trajectories, notes = _Gains(params, device), SeriesDefects(params, device), [], {}, []
     spacing = ts.original_pixel_spacing_angstrom
-    for tilt in ts.tilts:
-        if tilt.excluded or tilt.movie_path is None:
-            tilts.append(tilt)
-            continue
-        groups = movie_groups(tilt, ts, params)
-        counts = load_groups(groups)
-        # The summed counts are needed only for the first movies (gain check, defects): summed on demand, once.
-        total = functools.cache(functools.partial(counts_sum, counts))
-        gain = gains.get(tilt.gain, counts[0].shape, total)
-        mask = defects.mask_for(counts[0].shape, total)
-        updated, trajectory = correct_movie(tilt, ts, groups, counts, gain, mask, params, output_dir, device)
-        tilts.append(updated)
-        trajectories[tilt.acquisition_index] = trajectory
-        spacing = ts.original_pixel_spacing_angstrom / groups.upsampling * params.output_binning
-        if groups.eer_group_frames is not None:
-            notes.append(f"{tilt.movie_path.name}: {groups.n_groups} groups of {groups.eer_group_frames} EER frames")
+    with SumWriter() as writer:
+        for tilt in ts.tilts:
+            if tilt.excluded or tilt.movie_path is None:
+                tilts.append(tilt)
+                continue
+            groups = movie_groups(tilt, ts, params)
+            counts = load_groups(groups)
+            # The summed counts are needed only for the first movies (gain check, defects): summed on demand.
+            total = functools.cache(functools.partial(counts_sum, counts))
+            gain = gains.get(tilt.gain, counts[0].shape, total)
+            mask = defects.mask_for(counts[0].shape, total)
+            updated, trajectory = correct_movie(
+                tilt, ts, groups, counts, gain, mask, params, output_dir, device, writer
+            )
+            tilts.append(updated)
+            trajectories[tilt.acquisition_index] = trajectory
+            spacing = ts.original_pixel_spacing_angstrom / groups.upsampling * params.output_binning
+            if groups.eer_group_frames is not None:
+                notes.append(
+                    f"{tilt.movie_path.name}: {groups.n_groups} groups of {groups.eer_group_frames} EER frames"
+                )
     result = replace(ts, tilts=tuple(tilts), tilt_series_pixel_spacing_angstrom=spacing)
-    write_motion_plot(result, trajectories, output_dir / f"{ts.name}_motion.png")
+    write_motion_plot(result, trajectories, writer.thumbnails, output_dir / f"{ts.name}_motion.png")
     return UnitOutput(result, tuple(gains.notes + _summary_notes(result) + notes))
 
 

@@ -29,9 +29,9 @@ from tomoprep.io.movies import (
     iter_movie_counts,
     read_movie_header,
 )
-from tomoprep.io.mrc import write_mrc
 from tomoprep.io.relion_motion import MovieMotion, write_motion_star
 from tomoprep.model import TiltImage, TiltSeries
+from tomoprep.steps.motioncorr_output import SUFFIXES, SumWriter
 from tomoprep.steps.motioncorr_params import MotionCorrParams
 
 
@@ -282,9 +282,10 @@ def correct_movie(
     params: MotionCorrParams,
     output_dir: Path,
     device: torch.device,
+    writer: SumWriter,
 ) -> tuple[TiltImage, np.ndarray]:
-    """Motion of one movie (its groups of counts given), its sums and records; returns the updated tilt and the
-    trajectory of its content (x, y Å)."""
+    """Motion of one movie (its groups of counts given), its sums (handed to ``writer``) and records; returns the
+    updated tilt and the trajectory of its content (x, y Å)."""
     frame_spacing = ts.original_pixel_spacing_angstrom / groups.upsampling
     correct = FrameCorrector((counts[0].shape[0], counts[0].shape[1]), gain, defects, device)
     estimate = estimate_motion(correct, counts, frame_spacing, params)
@@ -305,7 +306,12 @@ def correct_movie(
     )
     stem = groups.header.path.name.rsplit(".", 1)[0]
     out_spacing = frame_spacing * params.output_binning
-    paths = _write_sums(sums, output_dir, stem, out_spacing)
+    images = {
+        name: getattr(sums, name).cpu().numpy().astype(np.float32, copy=False)
+        for name in SUFFIXES
+        if getattr(sums, name) is not None
+    }
+    paths = writer.write(tilt.acquisition_index, images, output_dir, stem, out_spacing)
     motion_xy = estimate.shifts_px.flip(-1).cpu().numpy().astype(float)
     motion = accumulated_motion(
         estimate.shifts_px,
@@ -359,21 +365,6 @@ def _local_shift_table(estimate: MotionEstimate) -> np.ndarray | None:
         for (y, x), (dy, dx) in zip(centres.cpu().tolist(), total.tolist(), strict=True):
             rows.append((frame + 1, x, y, -dx, -dy))  # RELION's sign: the shift that aligns
     return np.array(rows, dtype=float)
-
-
-SUFFIXES = {"sum": "", "odd": "_ODD", "even": "_EVN", "dose_weighted": "_DW"}
-
-
-def _write_sums(sums: object, output_dir: Path, stem: str, spacing: float) -> dict[str, Path]:
-    paths = {}
-    for name, suffix in SUFFIXES.items():
-        image = getattr(sums, name)
-        if image is None:
-            continue
-        path = output_dir / f"{stem}{suffix}.mrc"
-        write_mrc(path, image.cpu().numpy().astype(np.float32), pixel_spacing_angstrom=spacing, overwrite=True)
-        paths[name] = path
-    return paths
 
 
 def device_for(choice: str) -> torch.device:

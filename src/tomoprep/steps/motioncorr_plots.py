@@ -12,21 +12,14 @@ import numpy as np
 
 from tomoprep.io.mrc import read_mrc
 from tomoprep.model import TiltSeries
-
-THUMBNAIL_PX = 160
-
-
-def _thumbnail(path: Path) -> np.ndarray:
-    image = read_mrc(path)
-    step = max(1, max(image.shape) // THUMBNAIL_PX)
-    h, w = (image.shape[0] // step) * step, (image.shape[1] // step) * step
-    small = image[:h, :w].reshape(h // step, step, w // step, step).mean(axis=(1, 3))
-    low, high = np.percentile(small, [1, 99])
-    return np.clip((small - low) / max(high - low, 1e-9), 0, 1)
+from tomoprep.steps.motioncorr_output import thumbnail
 
 
-def write_motion_plot(ts: TiltSeries, trajectories: dict[int, np.ndarray], path: Path) -> Path:
-    """PNG: per-movie trajectories (Å) on the left, aligned sums sorted by tilt angle on the right."""
+def write_motion_plot(
+    ts: TiltSeries, trajectories: dict[int, np.ndarray], thumbnails: dict[int, np.ndarray], path: Path
+) -> Path:
+    """PNG: per-movie trajectories (Å) on the left, aligned sums sorted by tilt angle on the right (thumbnails
+    by acquisition index; a tilt without one is read from its file)."""
     tilts = sorted((t for t in ts.tilts if t.micrograph_path is not None), key=lambda t: t.nominal_tilt_angle_deg)
     columns = max(1, int(np.ceil(np.sqrt(max(len(tilts), 1)))))
     rows = max(1, int(np.ceil(len(tilts) / columns)))
@@ -50,7 +43,10 @@ def write_motion_plot(ts: TiltSeries, trajectories: dict[int, np.ndarray], path:
     axis.set_title(f"{ts.name}: trajectories (colour = acquisition order)", fontsize=9)
     for k, tilt in enumerate(tilts):
         ax = figure.add_subplot(grid[k // columns, 3 + k % columns])
-        ax.imshow(_thumbnail(tilt.micrograph_path), cmap="gray")  # type: ignore[arg-type]
+        small = thumbnails.get(tilt.acquisition_index)
+        if small is None:
+            small = thumbnail(read_mrc(tilt.micrograph_path))  # type: ignore[arg-type]
+        ax.imshow(small, cmap="gray")
         ax.set_title(f"{tilt.nominal_tilt_angle_deg:+.1f}°", fontsize=7), ax.axis("off")
     figure.tight_layout()
     figure.savefig(path, dpi=80)
