@@ -306,3 +306,20 @@ def test_sums_are_written_in_the_background_and_their_errors_reach_the_step(tmp_
     assert set(writer.thumbnails) == {3, 4} and writer.thumbnails[3].shape == (200, 150)
     with pytest.raises(OSError), SumWriter() as failing:
         failing.write(0, {"sum": image}, tmp_path / "no_such_folder", "TS_01_000", 1.5)
+
+
+@pytest.mark.parametrize(
+    "groups",
+    [
+        [np.full((3, 4), 255, np.uint8)] * 200,  # 51000: past int16
+        [np.full((3, 4), 7, np.uint8), np.full((3, 4), 9, np.uint8)],
+        [np.full((3, 4), 65535, np.uint16)] * 3,
+        [np.full((3, 4), 1.5, np.float32)] * 4,
+    ],
+)
+def test_counts_sum_is_exact_whatever_the_count_type(groups: list[np.ndarray]) -> None:
+    from tomoprep.steps.motioncorr_movie import counts_sum
+
+    total = counts_sum(groups)
+    assert total.dtype == np.float32
+    assert np.array_equal(total, sum(group.astype(np.float64) for group in groups))

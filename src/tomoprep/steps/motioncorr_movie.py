@@ -154,11 +154,20 @@ def _scaled_model(model: LocalMotionModel, factor: float, shape_yx: tuple[int, i
 
 
 def counts_sum(counts: list[np.ndarray]) -> np.ndarray:
-    """The ``(y, x)`` float32 sum of a movie's groups of raw counts."""
-    total = np.zeros(counts[0].shape, dtype=np.float32)
+    """The ``(y, x)`` float32 sum of a movie's groups of raw counts.
+
+    uint8 groups (EER) are summed as integers on all cores (ten 4K groups: 25 ms, against 70 ms adding them
+    into float32 with numpy); other types (torch does not add uint16) into float32.
+    """
+    if all(group.dtype == np.uint8 for group in counts) and 255 * len(counts) < 2**31:
+        total = torch.zeros(counts[0].shape, dtype=torch.int16 if 255 * len(counts) < 2**15 else torch.int32)
+        for group in counts:
+            total.add_(torch.from_numpy(np.ascontiguousarray(group)))
+        return total.to(torch.float32).numpy()
+    summed = np.zeros(counts[0].shape, dtype=np.float32)
     for group in counts:
-        total += group
-    return total
+        summed += group
+    return summed
 
 
 #: Expected counts per pixel at which a sum of movies finds dead pixels well enough: a pixel counting under
