@@ -153,3 +153,14 @@ def test_taper_edges_subtracts_the_mean_and_tapers_only_the_border() -> None:
     expected = (images - images.mean(dim=(-2, -1), keepdim=True)) * edge_taper((40, 50), 8)
     assert torch.allclose(tapered, expected, atol=1e-6)
     assert torch.equal(tapered[:, 8:-8, 8:-8], (images - images.mean(dim=(-2, -1), keepdim=True))[:, 8:-8, 8:-8])
+
+
+@pytest.mark.parametrize("shape", [(64, 48), (63, 47), (5, 8)])
+def test_irfft2_consuming_inverts_rfft2(shape: tuple[int, int]) -> None:
+    from tomoprep.algorithms.fourier import irfft2_consuming
+
+    images = torch.rand(2, *shape, generator=torch.Generator().manual_seed(1))
+    back = irfft2_consuming(torch.fft.rfft2(images), shape)
+    assert back.dtype == torch.float32 and back.shape == images.shape
+    assert torch.allclose(back, images, atol=1e-5)
+    assert torch.allclose(back, torch.fft.irfft2(torch.fft.rfft2(images), s=shape), atol=1e-5)

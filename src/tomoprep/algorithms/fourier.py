@@ -190,6 +190,22 @@ def binned_shape(shape_yx: tuple[int, int], factor: float) -> tuple[int, int]:
     return max(1, round(shape_yx[0] / factor)), max(1, round(shape_yx[1] / factor))
 
 
+def irfft2_consuming(spectrum: torch.Tensor, shape_yx: tuple[int, int]) -> torch.Tensor:
+    """:func:`torch.fft.irfft2` of ``(..., y, x // 2 + 1)`` half spectra that the caller no longer needs (they
+    may be overwritten).
+
+    On the CPU the transform is pocketfft's (scipy, on torch's number of threads, in place): 53 against 79 ms
+    (medians) for torch's on a 4096² image on two cores. Elsewhere it is torch's own.
+    """
+    if spectrum.device.type != "cpu" or spectrum.dtype != torch.complex64:
+        return torch.fft.irfft2(spectrum, s=shape_yx)
+    import scipy.fft
+
+    threads = torch.get_num_threads()
+    image = scipy.fft.irfft2(spectrum.resolve_conj().numpy(), s=shape_yx, workers=threads, overwrite_x=True)
+    return torch.from_numpy(image)
+
+
 def fourier_bin(images: torch.Tensor, factor: float) -> torch.Tensor:
     """Bin real images ``(..., y, x)`` by ``factor`` (non-integer allowed) by Fourier cropping; keeps the mean.
 

@@ -19,6 +19,7 @@ from tomoprep.algorithms.fourier import (
     crop_rfft,
     exposure_attenuation,
     exposure_weights,
+    irfft2_consuming,
     rfft_squared_frequencies,
     shift_phase_ramp,
 )
@@ -142,7 +143,7 @@ class _SpectrumSums:
             for name in [key for key in self.spectra if key.startswith("dose_weighted")]:
                 self.spectra[name] *= scale
         del weights2
-        images = {name: torch.fft.irfft2(self.spectra.pop(name), s=shape_yx) for name in list(self.spectra)}
+        images = {name: irfft2_consuming(self.spectra.pop(name), shape_yx) for name in list(self.spectra)}
         if self.split:
             images["sum"] = images["odd"] + images["even"]
             if "dose_weighted_odd" in images:
