@@ -164,3 +164,16 @@ def test_irfft2_consuming_inverts_rfft2(shape: tuple[int, int]) -> None:
     assert back.dtype == torch.float32 and back.shape == images.shape
     assert torch.allclose(back, images, atol=1e-5)
     assert torch.allclose(back, torch.fft.irfft2(torch.fft.rfft2(images), s=shape), atol=1e-5)
+
+
+def test_in_place_separable_shift_equals_the_full_phase_ramp() -> None:
+    from tomoprep.algorithms.fourier import fourier_shift_rfft, shift_rfft_
+
+    image = torch.rand(48, 30, generator=torch.Generator().manual_seed(2))
+    spectrum = torch.fft.rfft2(image)
+    shift = torch.tensor([2.37, -5.6])
+    expected = fourier_shift_rfft(spectrum, shift, shape_yx=(48, 30))
+    moved = shift_rfft_(spectrum.clone(), shift, shape_yx=(48, 30))
+    assert torch.allclose(moved, expected, atol=1e-4)
+    integer = torch.fft.irfft2(shift_rfft_(spectrum.clone(), torch.tensor([3.0, -4.0]), shape_yx=(48, 30)), s=(48, 30))
+    assert torch.allclose(integer, torch.roll(image, shifts=(3, -4), dims=(0, 1)), atol=1e-5)

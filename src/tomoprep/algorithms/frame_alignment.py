@@ -20,6 +20,7 @@ from tomoprep.algorithms.fourier import (
     crop_rfft,
     find_peak_subpixel,
     fourier_shift_rfft,
+    irfft2_consuming,
     rfft_squared_frequencies,
     taper_edges,
 )
@@ -154,7 +155,7 @@ def _align_stack(
     for _ in range(max_iterations):
         aligned = fourier_shift_rfft(spectra, -shifts, shape_yx=shape_yx)
         others = aligned.sum(dim=-3, keepdim=True) - aligned
-        cc = torch.fft.irfft2(aligned * others.conj() * weight, s=shape_yx)
+        cc = irfft2_consuming(aligned * others.conj() * weight, shape_yx)
         del aligned, others
         updated = smooth_trajectory(shifts + find_peak_subpixel(cc, max_shift_px=max_shift_px), smoothing=smoothing)
         updated = updated - updated.mean(dim=-2, keepdim=True)
@@ -187,7 +188,7 @@ def _align_stack_bounded(
     for _ in range(max_iterations):
         aligned = fourier_shift_rfft(spectra, -shifts, shape_yx=shape_yx)
         others = aligned.sum(dim=-3, keepdim=True) - aligned
-        cc = torch.fft.irfft2(spectra * others.conj() * weight, s=shape_yx)
+        cc = irfft2_consuming(spectra * others.conj() * weight, shape_yx)
         del aligned, others
         measured = find_peak_subpixel(cc, max_shift_px=max_shift_px)
         measured = measured - measured.mean(dim=-2, keepdim=True)

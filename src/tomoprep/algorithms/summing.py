@@ -21,7 +21,7 @@ from tomoprep.algorithms.fourier import (
     exposure_weights,
     irfft2_consuming,
     rfft_squared_frequencies,
-    shift_phase_ramp,
+    shift_rfft_,
 )
 from tomoprep.algorithms.local_motion import Interpolation, LocalMotionModel, apply_local_motion
 
@@ -171,7 +171,7 @@ def _aligned_spectrum(
     """Half spectrum of one frame moved by ``-shift_px`` (and warped by the local model), cropped to the output."""
     shape_yx = (frame.shape[-2], frame.shape[-1])
     spectrum = torch.fft.rfft2(frame)
-    spectrum.mul_(shift_phase_ramp(shape_yx, -shift_px, device=frame.device))
+    shift_rfft_(spectrum, -shift_px, shape_yx=shape_yx)
     if local_model is not None:
         if local_model.shape_yx != shape_yx:
             raise ValueError(f"local model is for {local_model.shape_yx} frames, got a {shape_yx} frame")
