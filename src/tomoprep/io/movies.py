@@ -413,15 +413,27 @@ def iter_movie_counts(
     yield from _tiff_group_sums(header, ranges)
 
 
-def _group_sum(frames: np.ndarray) -> np.ndarray:
-    """The exact sum of ``(k, y, x)`` frames: unsigned counts stay integers (widened as the sum needs; one frame
-    keeps its own type), anything else float32."""
-    if frames.dtype.kind != "u":
-        return frames.sum(axis=0, dtype=IMAGE_DTYPE)
+def _group_dtype(dtype: np.dtype[Any], n_frames: int) -> np.dtype[Any]:
+    """The type of the exact sum of ``n_frames`` frames of ``dtype``: unsigned counts stay integers (widened as
+    the sum needs; one frame keeps its own type), anything else float32."""
+    if dtype.kind != "u":
+        return np.dtype(IMAGE_DTYPE)
+    if n_frames == 1:
+        return dtype
+    top = int(np.iinfo(dtype).max) * n_frames
+    return np.dtype(np.uint16 if top <= np.iinfo(np.uint16).max else np.uint32)
+
+
+def _group_sum(frames: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
+    """The exact sum of ``(k, y, x)`` frames, of :func:`_group_dtype` (into ``out`` when given)."""
+    dtype = _group_dtype(frames.dtype, frames.shape[0])
+    if out is None:
+        out = np.empty(frames.shape[1:], dtype=dtype)
     if frames.shape[0] == 1:
-        return np.ascontiguousarray(frames[0])
-    top = int(np.iinfo(frames.dtype).max) * frames.shape[0]
-    return frames.sum(axis=0, dtype=np.uint16 if top <= np.iinfo(np.uint16).max else np.uint32)
+        np.copyto(out, frames[0], casting="same_kind")
+    else:
+        frames.sum(axis=0, dtype=dtype, out=out)
+    return out
 
 
 def _decode_workers() -> int:
@@ -455,15 +467,23 @@ def _tiff_group_sums(header: MovieHeader, groups: Sequence[range]) -> Iterator[n
             files.put(stack.enter_context(_open_tiff(header.path)))
         pool = stack.enter_context(ThreadPoolExecutor(max_workers=workers))
 
-        def decode(group: range) -> np.ndarray:
+        def decode(group: range, frames: np.ndarray, out: np.ndarray) -> np.ndarray:
             tif = files.get()
             try:
-                return _group_sum(np.stack([tif.pages[i].asarray(maxworkers=1)[::-1] for i in group]))
+                for k, index in enumerate(group):
+                    tif.pages[index].asarray(out=frames[k], maxworkers=1)
             finally:
                 files.put(tif)
+            return _group_sum(frames[:, ::-1], out)  # TIFF rows to MRC row order (module notes)
+
+        def submit(group: range) -> Future[np.ndarray]:
+            # Arrays made here, not in the workers: glibc would serve each worker's from fresh pages.
+            frames = np.empty((len(group), *header.shape_yx), dtype=header.dtype)
+            out = np.empty(header.shape_yx, dtype=_group_dtype(frames.dtype, len(group)))
+            return pool.submit(decode, group, frames, out)
 
         # A decode error leaves through the files' _open_tiff, which names the file.
-        for future in _prefetched(lambda group: pool.submit(decode, group), groups, workers):
+        for future in _prefetched(submit, groups, workers):
             yield future.result()
 
 
