@@ -155,7 +155,9 @@ def _align_stack(
     for _ in range(max_iterations):
         aligned = fourier_shift_rfft(spectra, -shifts, shape_yx=shape_yx)
         others = aligned.sum(dim=-3, keepdim=True) - aligned
-        cc = irfft2_consuming(aligned * others.conj() * weight, shape_yx)
+        # In place: the cross-power spectrum takes the memory of the aligned spectra (a 20-group stack holds
+        # 84 MB per copy).
+        cc = irfft2_consuming(aligned.mul_(others.conj_physical_()).mul_(weight), shape_yx)
         del aligned, others
         updated = smooth_trajectory(shifts + find_peak_subpixel(cc, max_shift_px=max_shift_px), smoothing=smoothing)
         updated = updated - updated.mean(dim=-2, keepdim=True)
@@ -187,9 +189,10 @@ def _align_stack_bounded(
     measured = shifts
     for _ in range(max_iterations):
         aligned = fourier_shift_rfft(spectra, -shifts, shape_yx=shape_yx)
-        others = aligned.sum(dim=-3, keepdim=True) - aligned
-        cc = irfft2_consuming(spectra * others.conj() * weight, shape_yx)
-        del aligned, others
+        others = (aligned.sum(dim=-3, keepdim=True) - aligned).conj_physical_()
+        del aligned
+        cc = irfft2_consuming(others.mul_(spectra).mul_(weight), shape_yx)
+        del others
         measured = find_peak_subpixel(cc, max_shift_px=max_shift_px)
         measured = measured - measured.mean(dim=-2, keepdim=True)
         updated = smooth_trajectory(measured, smoothing=smoothing)
