@@ -8,7 +8,11 @@ its peak memory and the RMS trajectory error against the truth (pixels, after re
 and ends with one summary line.
 
     python benchmarks/motioncorr.py --quick        # one 4096² EER tilt (minutes)
-    python benchmarks/motioncorr.py                # EER and TIFF, 8 tilts each (--tilts)
+    python benchmarks/motioncorr.py                # EER and TIFF: sessions of 2 series of 8 tilts
+
+A session of several series (``--series``) holds the simulated series and copies of it under other names (the
+movies linked, the mdoc renamed): each program processes every movie of the session in one run, as it would a
+real session, without simulating more movies.
 """
 
 from __future__ import annotations
@@ -63,6 +67,26 @@ def simulate(folder: Path, movie_format: str, n_tilts: int) -> dict:
         stdout=subprocess.DEVNULL,
     )
     return json.loads((folder / "truth.json").read_text())
+
+
+def replicate(session: Path, truth: dict, n_series: int) -> dict:
+    """The session grown to ``n_series`` tilt series: the simulated one and copies named TS_02, TS_03, ... (the
+    mdoc rewritten, the movies linked), as a session of several series is processed in one run; returns the
+    truth with every series."""
+    first = truth["tilt_series"][0]
+    mdoc = (session / first["mdoc"]).read_text()
+    every = [first]
+    for k in range(2, n_series + 1):
+        name = f"TS_{k:02d}"
+        (session / first["mdoc"].replace(first["name"], name)).write_text(mdoc.replace(first["name"], name))
+        tilts = []
+        for tilt in first["tilts"]:
+            movie = tilt["movie"].replace(first["name"], name)
+            if not (session / movie).exists():
+                (session / movie).symlink_to((session / tilt["movie"]).name)
+            tilts.append({**tilt, "movie": movie})
+        every.append({**first, "name": name, "tilts": tilts})
+    return {**truth, "tilt_series": every}
 
 
 PEAK = (
@@ -122,7 +146,7 @@ def step_seconds(run_dir: Path) -> float:
 
 def relion_input(session: Path, truth: dict, work: Path) -> Path:
     series = truth["tilt_series"][0]
-    rows = "\n".join(f"{session / t['movie']} 1" for t in series["tilts"])
+    rows = "\n".join(f"{session / t['movie']} 1" for ts in truth["tilt_series"] for t in ts["tilts"])
     star = work / "movies.star"
     star.write_text(
         "data_optics\n\nloop_\n_rlnOpticsGroupName\n_rlnOpticsGroup\n_rlnMicrographOriginalPixelSize\n_rlnVoltage\n"
@@ -165,10 +189,10 @@ def trajectory_error_px(truth: dict, star_of) -> float:
     """RMS over all frames of all movies of (estimate − truth), each about its mean, in pixels."""
     from tomoprep.io.relion_motion import read_motion_shifts
 
-    series = truth["tilt_series"][0]
-    spacing, errors = series["pixel_spacing_angstrom"], []
-    for tilt in series["tilts"]:
-        estimate = -read_motion_shifts(star_of(tilt))  # both programs write RELION's sign: minus the motion
+    errors = []
+    for series, tilt in ((ts, t) for ts in truth["tilt_series"] for t in ts["tilts"]):
+        spacing = series["pixel_spacing_angstrom"]
+        estimate = -read_motion_shifts(star_of(series, tilt))  # both write RELION's sign: minus the motion
         true = np.array(tilt["trajectory_angstrom"]) / spacing
         groups = len(estimate)
         # Truth is per motion fraction; average it over the raw frames of each group.
@@ -182,12 +206,13 @@ def trajectory_error_px(truth: dict, star_of) -> float:
     return float(np.sqrt((stacked**2).sum(axis=1).mean()))
 
 
-def compare(movie_format: str, n_tilts: int, root: Path, repeats: int) -> dict[str, tuple[float, float, float]]:
+def compare(
+    movie_format: str, n_tilts: int, n_series: int, root: Path, repeats: int
+) -> dict[str, tuple[float, float, float]]:
     """Per program: median seconds per movie over ``repeats`` alternating runs, peak GiB, trajectory error."""
     session = root / f"session_{movie_format}"
-    truth = simulate(session, movie_format, n_tilts)
-    n = len(truth["tilt_series"][0]["tilts"])
-    name = truth["tilt_series"][0]["name"]
+    truth = replicate(session, simulate(session, movie_format, n_tilts), n_series)
+    n = sum(len(series["tilts"]) for series in truth["tilt_series"])
     work = root / f"tomoprep_{movie_format}"
     shutil.rmtree(work, ignore_errors=True)
     shutil.rmtree(root / f"relion_{movie_format}", ignore_errors=True)
@@ -204,7 +229,7 @@ def compare(movie_format: str, n_tilts: int, root: Path, repeats: int) -> dict[s
         times["tomoprep (step only)"].append(step_seconds(run_dir) / n)
         peaks["tomoprep"] = peaks["tomoprep (step only)"] = max(peak, peaks.get("tomoprep", 0.0))
         errors["tomoprep"] = errors["tomoprep (step only)"] = trajectory_error_px(
-            truth, lambda t, d=run_dir: d / name / (Path(t["movie"]).name.rsplit(".", 1)[0] + ".star")
+            truth, lambda ts, t, d=run_dir: d / ts["name"] / (Path(t["movie"]).name.rsplit(".", 1)[0] + ".star")
         )
         if relion:
             seconds, peak, out = run_relion(session, truth, root / f"relion_{movie_format}", repeat)
@@ -213,7 +238,7 @@ def compare(movie_format: str, n_tilts: int, root: Path, repeats: int) -> dict[s
             # RELION names its outputs after the movie with every dot but the suffix's turned into "_".
             errors["relion"] = trajectory_error_px(
                 truth,
-                lambda t, o=out: next(o.rglob(Path(t["movie"]).name.rsplit(".", 1)[0].replace(".", "_") + ".star")),
+                lambda ts, t, o=out: next(o.rglob(Path(t["movie"]).name.rsplit(".", 1)[0].replace(".", "_") + ".star")),
             )
     return {
         program: (float(np.median(values)), peaks[program], errors[program])
@@ -227,16 +252,19 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="one 4096² EER tilt only")
     parser.add_argument("--keep", type=Path, default=None, help="work in this folder and keep it")
     parser.add_argument("--tilts", type=int, default=8, help="tilts per series without --quick (default 8)")
+    parser.add_argument(
+        "--series", type=int, default=2, help="tilt series in the session without --quick: copies of one (default 2)"
+    )
     parser.add_argument("--repeats", type=int, default=3, help="runs of each program, alternating (median)")
     args = parser.parse_args()
     root = args.keep or Path(tempfile.mkdtemp(prefix="tomoprep_bench_"))
     root.mkdir(parents=True, exist_ok=True)
     print(f"machine: {machine()}")
-    cases = [("eer", 1)] if args.quick else [("eer", args.tilts), ("tiff", args.tilts)]
+    cases = [("eer", 1, 1)] if args.quick else [("eer", args.tilts, args.series), ("tiff", args.tilts, args.series)]
     print(f"{'movie':6} {'program':21} {'s/movie':>8} {'peak GiB':>9} {'traj RMS px':>12}")
     summary = {}
-    for movie_format, n_tilts in cases:
-        for program, (seconds, peak, error) in compare(movie_format, n_tilts, root, args.repeats).items():
+    for movie_format, n_tilts, n_series in cases:
+        for program, (seconds, peak, error) in compare(movie_format, n_tilts, n_series, root, args.repeats).items():
             print(f"{movie_format:6} {program:21} {seconds:8.1f} {peak:9.2f} {error:12.3f}")
             summary.setdefault(program, []).append((seconds, error))
     if args.keep is None:

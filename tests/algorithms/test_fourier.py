@@ -177,3 +177,18 @@ def test_in_place_separable_shift_equals_the_full_phase_ramp() -> None:
     assert torch.allclose(moved, expected, atol=1e-4)
     integer = torch.fft.irfft2(shift_rfft_(spectrum.clone(), torch.tensor([3.0, -4.0]), shape_yx=(48, 30)), s=(48, 30))
     assert torch.allclose(integer, torch.roll(image, shifts=(3, -4), dims=(0, 1)), atol=1e-5)
+
+
+@pytest.mark.parametrize("shape", [(64, 48), (63, 47), (32, 33)])
+def test_correlation_near_zero_equals_the_inverse_transform_there(shape: tuple[int, int]) -> None:
+    from tomoprep.algorithms.fourier import correlation_near_zero
+
+    generator = torch.Generator().manual_seed(3)
+    a, b = torch.rand(2, *shape, generator=generator), torch.rand(2, *shape, generator=generator)
+    cross = torch.fft.rfft2(a) * torch.fft.rfft2(b).conj()
+    full = torch.fft.irfft2(cross, s=shape)
+    near = correlation_near_zero(cross, shape, 3)
+    offsets = [0, 1, 2, 3, -3, -2, -1]
+    expected = full[..., offsets, :][..., :, offsets]
+    assert near.shape == (2, 7, 7)
+    assert torch.allclose(near, expected, rtol=1e-4, atol=1e-4 * float(full.abs().max()))

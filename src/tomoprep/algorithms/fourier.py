@@ -309,6 +309,32 @@ def _vertex_offset(left: torch.Tensor, centre: torch.Tensor, right: torch.Tensor
     return offset.clamp(-0.5, 0.5)
 
 
+def correlation_near_zero(cross_power: torch.Tensor, shape_yx: tuple[int, int], radius_px: int) -> torch.Tensor:
+    """``irfft2(cross_power, s=shape_yx)`` at the shifts ``-radius_px..radius_px`` only, along y and x.
+
+    A direct, separable transform of the ``(..., ny, nx // 2 + 1)`` half spectra: two small complex matrix
+    products instead of a full inverse transform (10 spectra of 1024²: about 10 against 40 ms for a radius of
+    3 px). Returns ``(..., 2r + 1, 2r + 1)`` maps in the FFT order that :func:`find_peak_subpixel` reads: shift
+    0 at index 0, negative shifts at the end.
+    """
+    ny, nx = shape_yx
+    device, dtype = cross_power.device, torch.float64
+    shifts = torch.fft.fftfreq(2 * radius_px + 1, d=1 / (2 * radius_px + 1), device=device, dtype=dtype)
+    kx = torch.arange(cross_power.shape[-1], device=device, dtype=dtype)
+    ky = torch.fft.fftfreq(ny, d=1 / ny, device=device, dtype=dtype)
+    # Half spectrum along x: every column but 0 (and nx / 2 for even nx) stands for itself and its conjugate.
+    hermitian = torch.full_like(kx, 2.0)
+    hermitian[0] = 1.0
+    if nx % 2 == 0:
+        hermitian[-1] = 1.0
+    along_x = torch.polar(hermitian[:, None].expand(-1, len(shifts)), 2 * math.pi * kx[:, None] * shifts / nx)
+    along_y = torch.polar(
+        torch.ones(len(shifts), ny, device=device, dtype=dtype), 2 * math.pi * shifts[:, None] * ky / ny
+    )
+    maps = along_y.to(cross_power.dtype) @ (cross_power @ along_x.to(cross_power.dtype))
+    return maps.real / (ny * nx)
+
+
 def find_peak_subpixel(
     cc: torch.Tensor,
     *,

@@ -17,6 +17,7 @@ import torch
 import torch.nn.functional as nnf
 
 from tomoprep.algorithms.fourier import (
+    correlation_near_zero,
     crop_rfft,
     find_peak_subpixel,
     fourier_shift_rfft,
@@ -140,6 +141,28 @@ def _correlation_weight(shape_yx: tuple[int, int], bfactor_px2: float, device: t
     return weight
 
 
+#: After the first round of :func:`_align_stack`, the correlations are computed within this many pixels of the
+#: current estimate only (the round's update is searched within one pixel less).
+_REFINE_RADIUS_PX = 3
+
+
+def _update_near_zero(cross: torch.Tensor, shape_yx: tuple[int, int], max_shift_px: float) -> torch.Tensor | None:
+    """The peak of each cross-power spectrum's correlation within ``_REFINE_RADIUS_PX - 1`` of zero, or ``None``
+    when a map's maximum lies on the window's edge (a larger move: the whole map is then searched)."""
+    if min(shape_yx) <= 4 * _REFINE_RADIUS_PX:
+        return None
+    maps = correlation_near_zero(cross, shape_yx, _REFINE_RADIUS_PX)
+    size = maps.shape[-1]
+    peak = maps.flatten(-2).argmax(dim=-1)
+    rows, cols = peak // size, peak % size
+    edge = (_REFINE_RADIUS_PX, _REFINE_RADIUS_PX + 1)  # the shifts +r and -r in FFT order
+    if bool(torch.isin(rows, torch.tensor(edge, device=rows.device)).any()) or bool(
+        torch.isin(cols, torch.tensor(edge, device=cols.device)).any()
+    ):
+        return None
+    return find_peak_subpixel(maps, max_shift_px=min(_REFINE_RADIUS_PX - 1, max_shift_px))
+
+
 def _align_stack(
     spectra: torch.Tensor,
     *,
@@ -152,14 +175,17 @@ def _align_stack(
 ) -> torch.Tensor:
     """Iterative leave-one-out alignment of stacks ``(..., n, Y, X // 2 + 1)``; returns mean-free ``(..., n, 2)``."""
     shifts = torch.zeros((*spectra.shape[:-2], 2), device=spectra.device)
-    for _ in range(max_iterations):
+    for iteration in range(max_iterations):
         aligned = fourier_shift_rfft(spectra, -shifts, shape_yx=shape_yx)
         others = aligned.sum(dim=-3, keepdim=True) - aligned
         # In place: the cross-power spectrum takes the memory of the aligned spectra (a 20-group stack holds
         # 84 MB per copy).
-        cc = irfft2_consuming(aligned.mul_(others.conj_physical_()).mul_(weight), shape_yx)
+        cross = aligned.mul_(others.conj_physical_()).mul_(weight)
         del aligned, others
-        updated = smooth_trajectory(shifts + find_peak_subpixel(cc, max_shift_px=max_shift_px), smoothing=smoothing)
+        update = _update_near_zero(cross, shape_yx, max_shift_px) if iteration > 0 else None
+        if update is None:
+            update = find_peak_subpixel(irfft2_consuming(cross, shape_yx), max_shift_px=max_shift_px)
+        updated = smooth_trajectory(shifts + update, smoothing=smoothing)
         updated = updated - updated.mean(dim=-2, keepdim=True)
         change = float((updated - shifts).abs().max())
         shifts = updated
