@@ -97,7 +97,7 @@ def test_eer_counts_are_exact_integer_sums_in_order(
     """Groups decoded in parallel (whole groups, or split between workers when there are fewer groups than
     workers) come back in order, as uint8 counts (at most one event per pixel and frame) equal to the float32
     groups."""
-    monkeypatch.setattr("tomoprep.io.movies.os.cpu_count", lambda: workers)
+    monkeypatch.setattr("tomoprep.io.counts.os.cpu_count", lambda: workers)
     path, counts = eer_movie
     ranges = [(r.start, r.stop) for r in eer_group_ranges(22, group_frames)]
     integer = list(iter_movie_counts(path, eer_group_frames=group_frames))
@@ -114,7 +114,7 @@ def test_eer_groups_of_more_than_255_frames_count_past_255(
 ) -> None:
     """A pixel hit in each of 300 raw frames counts 300: groups too long for uint8 are decoded as uint16, and
     parts of a group split between workers are summed without wrapping."""
-    monkeypatch.setattr("tomoprep.io.movies.os.cpu_count", lambda: workers)
+    monkeypatch.setattr("tomoprep.io.counts.os.cpu_count", lambda: workers)
     counts = _events((300, 16, 16), 0.3)
     counts[:, 5, 7] = 1
     path = tmp_path / "long.eer"
@@ -127,16 +127,16 @@ def test_eer_groups_of_more_than_255_frames_count_past_255(
 
 
 def test_eer_counts_widen_rather_than_overflow() -> None:
-    from tomoprep.io.movies import _add_counts
+    from tomoprep.io.counts import add_counts
 
-    eight = _add_counts(np.full((2, 2), 200, np.uint8), np.full((2, 2), 100, np.uint8))
+    eight = add_counts(np.full((2, 2), 200, np.uint8), np.full((2, 2), 100, np.uint8))
     assert eight.dtype == np.uint16 and int(eight[0, 0]) == 300
 
     a = np.full((2, 2), 60000, dtype=np.uint16)
     b = np.full((2, 2), 10000, dtype=np.uint16)
-    total = _add_counts(a, b)
+    total = add_counts(a, b)
     assert total.dtype == np.uint32 and int(total[0, 0]) == 70000
-    small = _add_counts(np.ones((2, 2), np.uint16), np.ones((2, 2), np.uint16))
+    small = add_counts(np.ones((2, 2), np.uint16), np.ones((2, 2), np.uint16))
     assert small.dtype == np.uint16 and int(small[0, 0]) == 2
 
 

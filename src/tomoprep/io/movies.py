@@ -21,24 +21,30 @@ pixel from its sub-pixel bits (8192² for a 4096² sensor); binning 2x2 gives th
 from __future__ import annotations
 
 import math
-import os
 import struct
-from collections import deque
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from queue import Queue
-from typing import Any, Literal, TypeVar
+from typing import Any, Literal
 from xml.etree import ElementTree
 
-import imagecodecs
 import numpy as np
 import tifffile
 
 from tomoprep.conventions import IMAGE_DTYPE
 from tomoprep.errors import ImageFileError, InputError
+from tomoprep.io.counts import (
+    add_counts,
+    decode_eer_strips,
+    decode_workers,
+    eer_counts_dtype,
+    group_dtype,
+    group_sum,
+    prefetched,
+)
 from tomoprep.io.mrc import check_mrc_complete, read_mrc, read_mrc_header
 
 MovieFormat = Literal["tiff", "mrc", "eer"]
@@ -52,11 +58,7 @@ _SUFFIXES: dict[str, MovieFormat] = {
     ".eer": "eer",
 }
 _EER_COMPRESSIONS = (65000, 65001, 65002)
-#: Adding more binary frames than this into the uint16 accumulator could overflow it.
-_UINT16_SAFE_FRAMES = 65535
 _RECOPY = "re-copy the movie from its source (the copy is incomplete)."
-_Item = TypeVar("_Item")
-_Handle = TypeVar("_Handle")
 
 
 @dataclass(frozen=True)
@@ -373,8 +375,8 @@ def _eer_code_bits(keyframe: Any) -> tuple[int, int, int]:
 def _read_eer(header: MovieHeader, groups: Sequence[range], *, upsampling: int) -> np.ndarray:
     shape = (header.shape_yx[0] * upsampling, header.shape_yx[1] * upsampling)
     out = np.zeros((len(groups), *shape), dtype=IMAGE_DTYPE)
-    for g, group_sum in enumerate(_eer_group_sums(header, groups, upsampling=upsampling)):
-        out[g] = group_sum
+    for g, counts in enumerate(_eer_group_sums(header, groups, upsampling=upsampling)):
+        out[g] = counts
     return out
 
 
@@ -413,54 +415,10 @@ def iter_movie_counts(
     yield from _tiff_group_sums(header, ranges)
 
 
-def _group_dtype(dtype: np.dtype[Any], n_frames: int) -> np.dtype[Any]:
-    """The type of the exact sum of ``n_frames`` frames of ``dtype``: unsigned counts stay integers (widened as
-    the sum needs; one frame keeps its own type), anything else float32."""
-    if dtype.kind != "u":
-        return np.dtype(IMAGE_DTYPE)
-    if n_frames == 1:
-        return dtype
-    top = int(np.iinfo(dtype).max) * n_frames
-    return np.dtype(np.uint16 if top <= np.iinfo(np.uint16).max else np.uint32)
-
-
-def _group_sum(frames: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
-    """The exact sum of ``(k, y, x)`` frames, of :func:`_group_dtype` (into ``out`` when given)."""
-    dtype = _group_dtype(frames.dtype, frames.shape[0])
-    if out is None:
-        out = np.empty(frames.shape[1:], dtype=dtype)
-    if frames.shape[0] == 1:
-        np.copyto(out, frames[0], casting="same_kind")
-    else:
-        frames.sum(axis=0, dtype=dtype, out=out)
-    return out
-
-
-def _decode_workers() -> int:
-    return max(1, min(os.cpu_count() or 1, 8))
-
-
-def _prefetched(submit: Callable[[_Item], _Handle], items: Iterable[_Item], ahead: int) -> Iterator[_Handle]:
-    """``submit(item)`` for each item, in order, each yielded once it is at the head of at most ``ahead + 1``
-    submitted: work on the next items goes on while the caller uses this one, and memory stays bounded."""
-    pending: deque[_Handle] = deque()
-    queue = iter(items)
-    for item in queue:
-        pending.append(submit(item))
-        if len(pending) > ahead:
-            break
-    while pending:
-        head = pending.popleft()
-        following = next(queue, None)
-        if following is not None:
-            pending.append(submit(following))
-        yield head
-
-
 def _tiff_group_sums(header: MovieHeader, groups: Sequence[range]) -> Iterator[np.ndarray]:
     """Decode TIFF groups in order on all cores, each worker with its own open file (imagecodecs releases the
     GIL): 4K LZW frames decode 1.7x faster on 2 cores than one after the other."""
-    workers = _decode_workers()
+    workers = decode_workers()
     with ExitStack() as stack:
         files: Queue[tifffile.TiffFile] = Queue()
         for _ in range(workers):
@@ -474,16 +432,16 @@ def _tiff_group_sums(header: MovieHeader, groups: Sequence[range]) -> Iterator[n
                     tif.pages[index].asarray(out=frames[k], maxworkers=1)
             finally:
                 files.put(tif)
-            return _group_sum(frames[:, ::-1], out)  # TIFF rows to MRC row order (module notes)
+            return group_sum(frames[:, ::-1], out)  # TIFF rows to MRC row order (module notes)
 
         def submit(group: range) -> Future[np.ndarray]:
             # Arrays made here, not in the workers: glibc would serve each worker's from fresh pages.
             frames = np.empty((len(group), *header.shape_yx), dtype=header.dtype)
-            out = np.empty(header.shape_yx, dtype=_group_dtype(frames.dtype, len(group)))
+            out = np.empty(header.shape_yx, dtype=group_dtype(frames.dtype, len(group)))
             return pool.submit(decode, group, frames, out)
 
         # A decode error leaves through the files' _open_tiff, which names the file.
-        for future in _prefetched(submit, groups, workers):
+        for future in prefetched(submit, groups, workers):
             yield future.result()
 
 
@@ -496,7 +454,7 @@ def _eer_group_sums(header: MovieHeader, groups: Sequence[range], *, upsampling:
     decoded into uint8 counts (exact, and 40% faster to decode than into uint16).
     """
     shape = (header.shape_yx[0] * upsampling, header.shape_yx[1] * upsampling)
-    workers = _decode_workers()
+    workers = decode_workers()
     parts = max(1, -(-workers // max(1, len(groups))))
     with _open_tiff(header.path) as tif, ThreadPoolExecutor(max_workers=workers) as pool:
         keyframe, pages = _eer_pages(header.path, tif)
@@ -512,47 +470,16 @@ def _eer_group_sums(header: MovieHeader, groups: Sequence[range], *, upsampling:
             # from fresh pages each time (its arenas hold 64 MB), this thread's from the reused heap.
             return [
                 pool.submit(
-                    _decode_eer_strips, chunk, np.zeros(shape, dtype=_eer_counts_dtype(len(chunk))), bits, upsampling
+                    decode_eer_strips, chunk, np.zeros(shape, dtype=eer_counts_dtype(len(chunk))), bits, upsampling
                 )
                 for chunk in chunks
             ]
 
-        for futures in _prefetched(submit, groups, workers):
+        for futures in prefetched(submit, groups, workers):
             total = futures[0].result()
             for future in futures[1:]:
-                total = _add_counts(total, future.result())
+                total = add_counts(total, future.result())
             yield total
-
-
-def _eer_counts_dtype(n_frames: int) -> type[np.unsignedinteger]:
-    """The counts type that ``n_frames`` raw EER frames cannot overflow (uint16 wraps in the decoder itself
-    beyond 65535 frames: :func:`_decode_eer_strips` widens)."""
-    return np.uint8 if n_frames <= np.iinfo(np.uint8).max else np.uint16
-
-
-def _add_counts(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """``a + b`` for counts (``a`` may be reused), widened where the type of ``a`` could overflow."""
-    top = int(a.max()) + int(b.max())
-    if a.dtype.kind == "u" and (b.dtype.itemsize > a.dtype.itemsize or top > np.iinfo(a.dtype).max):
-        a = a.astype(np.uint16 if top <= np.iinfo(np.uint16).max else np.uint32)
-    a += b
-    return a
-
-
-def _decode_eer_strips(
-    strips: Sequence[bytes], counts: np.ndarray, bits: tuple[int, int, int], upsampling: int
-) -> np.ndarray:
-    """Counts of the events of ``strips`` (raw frames) added to the zeroed ``counts`` (uint8 for up to 255
-    frames, else uint16): that array, or a uint32 one beyond 65535 frames."""
-    shape = counts.shape
-    total: np.ndarray | None = None
-    for n_added, strip in enumerate(strips, start=1):
-        # Given a uint8 or uint16 ``out``, imagecodecs adds the frame's events to it in place.
-        imagecodecs.eer_decode(strip, shape, *bits, superres=upsampling - 1, out=counts)
-        if n_added % _UINT16_SAFE_FRAMES == 0:
-            total = counts.astype(np.uint32) if total is None else total + counts
-            counts[:] = 0
-    return counts if total is None else total + counts
 
 
 def _read_bytes(tif: tifffile.TiffFile, offset: int, count: int) -> bytes:
