@@ -7,17 +7,16 @@ import math
 import pytest
 import torch
 
+from tomoprep.algorithms.correlation import cross_correlation, find_peak_subpixel
 from tomoprep.algorithms.fourier import (
     bfactor_filter,
     binned_shape,
     critical_exposure,
     crop_rfft,
-    cross_correlation,
     dose_weights,
     edge_taper,
     exposure_attenuation,
     exposure_weights,
-    find_peak_subpixel,
     fourier_bin,
     fourier_crop,
     fourier_shift,
@@ -181,7 +180,7 @@ def test_in_place_separable_shift_equals_the_full_phase_ramp() -> None:
 
 @pytest.mark.parametrize("shape", [(64, 48), (63, 47), (32, 33)])
 def test_correlation_near_zero_equals_the_inverse_transform_there(shape: tuple[int, int]) -> None:
-    from tomoprep.algorithms.fourier import correlation_near_zero
+    from tomoprep.algorithms.correlation import correlation_near_zero
 
     generator = torch.Generator().manual_seed(3)
     a, b = torch.rand(2, *shape, generator=generator), torch.rand(2, *shape, generator=generator)

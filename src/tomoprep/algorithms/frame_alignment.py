@@ -16,10 +16,9 @@ from typing import Literal
 import torch
 import torch.nn.functional as nnf
 
+from tomoprep.algorithms.correlation import correlation_near_zero, find_peak_subpixel
 from tomoprep.algorithms.fourier import (
-    correlation_near_zero,
     crop_rfft,
-    find_peak_subpixel,
     fourier_shift_rfft,
     irfft2_consuming,
     rfft_squared_frequencies,

@@ -18,7 +18,7 @@ import numpy as np
 import torch
 
 from tomoprep.algorithms.backprojection import align_images, backproject, filter_rows, project, weighting_filter
-from tomoprep.algorithms.fourier import cross_correlation, find_peak_subpixel
+from tomoprep.algorithms.correlation import cross_correlation, find_peak_subpixel
 from tomoprep.algorithms.tilt_geometry import rotation_2d
 from tomoprep.algorithms.tilt_xcorr import bandpass
 

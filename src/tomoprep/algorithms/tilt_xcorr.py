@@ -15,9 +15,8 @@ from dataclasses import dataclass
 
 import torch
 
+from tomoprep.algorithms.correlation import cross_correlation, find_peak_subpixel
 from tomoprep.algorithms.fourier import (
-    cross_correlation,
-    find_peak_subpixel,
     rfft_squared_frequencies,
     taper_edges,
 )
