@@ -83,13 +83,19 @@ def shift_phase_ramp(shape_yx: tuple[int, int], shifts_px: torch.Tensor, *, devi
     torch.Tensor
         ``(..., ny, nx // 2 + 1)`` complex64 ramps.
     """
-    ky, kx = rfft_frequencies(shape_yx, device=device if device is not None else shifts_px.device)
+    phase_y, phase_x = _phase_rows(shape_yx, shifts_px, device if device is not None else shifts_px.device)
+    return phase_y.unsqueeze(-1) * phase_x.unsqueeze(-2)
+
+
+def _phase_rows(
+    shape_yx: tuple[int, int], shifts_px: torch.Tensor, device: Device
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """The two factors of the separable phase ramp: ``(..., ny)`` along y and ``(..., nx // 2 + 1)`` along x."""
+    ky, kx = rfft_frequencies(shape_yx, device=device)
     shifts = shifts_px.to(device=ky.device, dtype=torch.float32)
     angle_y = -2 * math.pi * ky[:, 0] * shifts[..., 0:1]
     angle_x = -2 * math.pi * kx[0] * shifts[..., 1:2]
-    phase_y = torch.polar(torch.ones_like(angle_y), angle_y)
-    phase_x = torch.polar(torch.ones_like(angle_x), angle_x)
-    return phase_y.unsqueeze(-1) * phase_x.unsqueeze(-2)
+    return torch.polar(torch.ones_like(angle_y), angle_y), torch.polar(torch.ones_like(angle_x), angle_x)
 
 
 def shift_rfft_(spectrum: torch.Tensor, shift_px: torch.Tensor, *, shape_yx: tuple[int, int]) -> torch.Tensor:
@@ -98,11 +104,8 @@ def shift_rfft_(spectrum: torch.Tensor, shift_px: torch.Tensor, *, shape_yx: tup
     The phase ramp is separable, so it is applied as a column and a row of phases: no full-size ramp is made
     (15 against 10 ms on a 4096² spectrum on two cores). Same result as :func:`fourier_shift_rfft`.
     """
-    ky, kx = rfft_frequencies(shape_yx, device=spectrum.device)
-    shift = shift_px.to(device=spectrum.device, dtype=torch.float32)
-    angle_y, angle_x = -2 * math.pi * ky[:, 0] * shift[0], -2 * math.pi * kx[0] * shift[1]
-    spectrum.mul_(torch.polar(torch.ones_like(angle_y), angle_y)[:, None])
-    return spectrum.mul_(torch.polar(torch.ones_like(angle_x), angle_x)[None, :])
+    phase_y, phase_x = _phase_rows(shape_yx, shift_px, spectrum.device)
+    return spectrum.mul_(phase_y[:, None]).mul_(phase_x[None, :])
 
 
 def fourier_shift_rfft(
