@@ -17,7 +17,7 @@ from tomoprep.cli.docs import step_reference
 from tomoprep.cli.main import build_app
 from tomoprep.cli.params import option_name
 from tomoprep.project import open_project
-from tomoprep.steps import get_step
+from tomoprep.steps import BUILTIN_STEP_MODULES, get_step
 from tomoprep.steps.import_params import ImportParams
 
 DOCS = Path(__file__).parents[2] / "docs" / "reference"
@@ -112,7 +112,7 @@ def test_console_script_prints_one_clear_error_line(tmp_path: Path) -> None:
     assert "is not a tomoprep project" in done.stdout and "Traceback" not in done.stdout + done.stderr
 
 
-@pytest.mark.parametrize("step_name", ["import"])
+@pytest.mark.parametrize("step_name", list(BUILTIN_STEP_MODULES))
 def test_reference_docs_match_the_params(step_name: str) -> None:
     """docs/reference is generated: `python -m tomoprep.cli.docs docs/reference` refreshes it."""
     assert (DOCS / f"{step_name}.md").read_text(encoding="utf-8") == step_reference(get_step(step_name))

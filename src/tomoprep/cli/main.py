@@ -13,6 +13,7 @@ import typer
 from rich.console import Console
 
 from tomoprep import __version__
+from tomoprep.cli.help import StackedHelpCommand
 from tomoprep.cli.params import option_parameters
 from tomoprep.cli.render import runs_table, tilt_series_table
 from tomoprep.errors import TomoprepError
@@ -155,10 +156,10 @@ def build_app(command: str | None = None) -> typer.Typer:
     starts in well under a second instead of three.
     """
     app = typer.Typer(no_args_is_help=True, add_completion=False, callback=_root)
-    app.command()(_clear_errors(init))
-    app.command()(_clear_errors(status))
-    app.command()(_clear_errors(repair))
-    app.command("run")(_clear_errors(resume))
+    app.command(cls=StackedHelpCommand)(_clear_errors(init))
+    app.command(cls=StackedHelpCommand)(_clear_errors(status))
+    app.command(cls=StackedHelpCommand)(_clear_errors(repair))
+    app.command("run", cls=StackedHelpCommand)(_clear_errors(resume))
     if command in PROJECT_COMMANDS:
         steps: tuple[Step, ...] = ()
     elif command in BUILTIN_STEP_MODULES:
@@ -166,12 +167,12 @@ def build_app(command: str | None = None) -> typer.Typer:
     else:
         steps = all_steps()
     for step in steps:
-        app.command(step.name, help=step.title)(_clear_errors(step_command(step)))
+        app.command(step.name, help=step.title, cls=StackedHelpCommand)(_clear_errors(step_command(step)))
     if command in (None, "simulate", "demo") or command not in (*PROJECT_COMMANDS, *BUILTIN_STEP_MODULES):
         from tomoprep.cli.simulate import demo, simulate_command
 
-        app.command("simulate")(_clear_errors(simulate_command()))
-        app.command("demo")(_clear_errors(demo))
+        app.command("simulate", cls=StackedHelpCommand)(_clear_errors(simulate_command()))
+        app.command("demo", cls=StackedHelpCommand)(_clear_errors(demo))
     return app
 
 
