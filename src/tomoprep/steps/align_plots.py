@@ -1,16 +1,21 @@
-"""Quality-control picture of a tilt-series alignment: residuals, axis search, thickness profile, slices."""
+"""Quality-control picture of a tilt-series alignment: residuals, axis search, thickness profile, slices.
+
+matplotlib is imported where a figure is drawn, not with this module: a command that draws nothing (``--help``,
+``status``) does not pay for it.
+"""
 
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import matplotlib
-
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt
 import numpy as np
 
-from tomoprep.algorithms.series_alignment import SeriesAlignment
+if TYPE_CHECKING:
+    from matplotlib.axes import Axes
+    from matplotlib.figure import Figure
+
+    from tomoprep.algorithms.series_alignment import SeriesAlignment
 
 
 def _normalised(image: np.ndarray) -> np.ndarray:
@@ -18,20 +23,30 @@ def _normalised(image: np.ndarray) -> np.ndarray:
     return np.clip((image - low) / max(high - low, 1e-12), 0, 1)
 
 
-def write_alignment_plot(result: SeriesAlignment, *, title: str, pixel_spacing_angstrom: float, path: Path,
-                         local_rms_angstrom: np.ndarray | None = None) -> Path:  # fmt: skip
-    """PNG with four panels: matching correction (and patch tracking's local shifts) per tilt, axis score curve,
-    z profile, central slices."""
-    fig, axes = plt.subplots(2, 3, figsize=(15, 8.5))
-    tilts = result.tilts_deg
+def plot_by_angle(axis: Axes, angles_deg: np.ndarray, values: np.ndarray, style: str, **kwargs: object) -> None:
+    """Points at their angle, joined in angle order: a series is not acquired in angle order (dose-symmetric
+    schemes alternate sides), and a line in acquisition order zigzags across the plot."""
+    order = np.argsort(np.asarray(angles_deg), kind="stable")
+    axis.plot(np.asarray(angles_deg)[order], np.asarray(values)[order], style, **kwargs)
+
+
+def alignment_figure(result: SeriesAlignment, *, title: str, pixel_spacing_angstrom: float,
+                     local_rms_angstrom: np.ndarray | None = None) -> Figure:  # fmt: skip
+    """Six panels: matching correction (and patch tracking's local shifts) per tilt, axis score curve, z profile,
+    central slices."""
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(15, 8.5))
+    axes = fig.subplots(2, 3)
+    tilts = np.asarray(result.tilts_deg)
     residuals = result.matching.residuals_px.numpy() * pixel_spacing_angstrom
-    axes[0, 0].plot(tilts, residuals, "o-", ms=3, label="projection-matching correction")
+    plot_by_angle(axes[0, 0], tilts, residuals, "o-", ms=3, label="projection-matching correction")
     if local_rms_angstrom is not None:
-        axes[0, 0].plot(tilts, local_rms_angstrom, "s-", ms=3, label="patch local shifts, RMS")
+        plot_by_angle(axes[0, 0], tilts, local_rms_angstrom, "s-", ms=3, label="patch local shifts, RMS")
         axes[0, 0].legend(fontsize=8)
     axes[0, 0].set(xlabel="tilt (°)", ylabel="Å", title="corrections per tilt")
     if result.axis_search is not None:
-        axes[0, 1].plot(result.axis_search.angles_deg, result.axis_search.scores, "o-", ms=3)
+        plot_by_angle(axes[0, 1], result.axis_search.angles_deg, result.axis_search.scores, "o-", ms=3)
         axes[0, 1].axvline(result.axis_deg, color="r", lw=1)
     axes[0, 1].set(xlabel="tilt-axis angle (°)", ylabel="score", title=f"tilt axis {result.axis_deg:.2f}°")
     profile, fit = result.slab.profile, result.slab.fit
@@ -51,7 +66,14 @@ def write_alignment_plot(result: SeriesAlignment, *, title: str, pixel_spacing_a
     axes[1, 2].set_title("central yz slice")
     fig.suptitle(title)
     fig.tight_layout()
+    return fig
+
+
+def write_alignment_plot(result: SeriesAlignment, *, title: str, pixel_spacing_angstrom: float, path: Path,
+                         local_rms_angstrom: np.ndarray | None = None) -> Path:  # fmt: skip
+    """Write :func:`alignment_figure` as a PNG at ``path``."""
+    fig = alignment_figure(result, title=title, pixel_spacing_angstrom=pixel_spacing_angstrom,
+                           local_rms_angstrom=local_rms_angstrom)  # fmt: skip
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=80)
-    plt.close(fig)
     return path

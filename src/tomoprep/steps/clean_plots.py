@@ -1,21 +1,25 @@
-"""Quality-control picture of a cleaning: the measures against tilt angle and the tilts, excluded ones marked."""
+"""Quality-control picture of a cleaning: the measures against tilt angle and the tilts, excluded ones marked.
+
+matplotlib is imported where the figure is drawn (see :mod:`tomoprep.steps.align_plots`).
+"""
 
 from __future__ import annotations
 
 import textwrap
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import matplotlib
-
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt
 import numpy as np
-import torch
 
-from tomoprep.algorithms.tilt_quality import QualityThresholds, TiltQuality
 from tomoprep.model import TiltImage, TiltSeries
-from tomoprep.steps.tilt_images import TiltStack
+
+if TYPE_CHECKING:
+    import torch
+    from matplotlib.axes import Axes
+
+    from tomoprep.algorithms.tilt_quality import QualityThresholds, TiltQuality
+    from tomoprep.steps.tilt_images import TiltStack
 
 THUMBNAIL_PX = 128
 EXCLUDED_COLOUR = "tab:red"
@@ -37,7 +41,7 @@ def _short_reason(tilt: TiltImage) -> str:
     return "\n".join(textwrap.wrap(reason, 34)[:3])
 
 
-def _plot_measures(axes: Sequence[plt.Axes], quality: TiltQuality, angles: np.ndarray, bad: np.ndarray,
+def _plot_measures(axes: Sequence[Axes], quality: TiltQuality, angles: np.ndarray, bad: np.ndarray,
                    thresholds: QualityThresholds) -> None:  # fmt: skip
     """Three panels against tilt angle: shift, darkness, sharpness; bad tilts in red, thresholds dashed."""
     colours = np.where(bad, EXCLUDED_COLOUR, "tab:blue")
@@ -85,12 +89,16 @@ def write_clean_plot(
     thresholds
         Drawn as dashed lines; default: the defaults.
     """
+    from matplotlib.figure import Figure
+
+    from tomoprep.algorithms.tilt_quality import QualityThresholds
+
     state = {t.acquisition_index: t for t in ts.tilts}
     tilts = [state[t.acquisition_index] for t in stack.tilts]
     columns = max(1, int(np.ceil(np.sqrt(len(tilts) * 1.3))))
     rows = int(np.ceil(len(tilts) / columns))
     left = 4 if quality is not None else 0
-    figure = plt.figure(figsize=(left + 1.5 * columns, max(6.0, 1.9 * rows)))
+    figure = Figure(figsize=(left + 1.5 * columns, max(6.0, 1.9 * rows)))
     grid = figure.add_gridspec(max(rows, 3), columns + left)
     if quality is not None:
         angles = np.array([tilts[k].nominal_tilt_angle_deg for k in measured])
@@ -112,5 +120,4 @@ def write_clean_plot(
             axis.set_xlabel(_short_reason(tilt), fontsize=5, color=EXCLUDED_COLOUR)
     figure.tight_layout()
     figure.savefig(path, dpi=80)
-    plt.close(figure)
     return path

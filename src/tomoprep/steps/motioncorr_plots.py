@@ -1,13 +1,12 @@
-"""Quality-control picture of a motion-corrected tilt series: trajectories and the tilt images by angle."""
+"""Quality-control picture of a motion-corrected tilt series: trajectories and the tilt images by angle.
+
+matplotlib is imported where the figure is drawn (see :mod:`tomoprep.steps.align_plots`).
+"""
 
 from __future__ import annotations
 
 from pathlib import Path
 
-import matplotlib
-
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt
 import numpy as np
 
 from tomoprep.io.mrc import read_mrc
@@ -20,13 +19,16 @@ def write_motion_plot(
 ) -> Path:
     """PNG: per-movie trajectories (Å) on the left, aligned sums sorted by tilt angle on the right (thumbnails
     by acquisition index; a tilt without one is read from its file)."""
+    from matplotlib import colormaps
+    from matplotlib.figure import Figure
+
     tilts = sorted((t for t in ts.tilts if t.micrograph_path is not None), key=lambda t: t.nominal_tilt_angle_deg)
     columns = max(1, int(np.ceil(np.sqrt(max(len(tilts), 1)))))
     rows = max(1, int(np.ceil(len(tilts) / columns)))
-    figure = plt.figure(figsize=(4 + 1.6 * columns, max(4.0, 1.6 * rows)))
+    figure = Figure(figsize=(4 + 1.6 * columns, max(4.0, 1.6 * rows)))
     grid = figure.add_gridspec(rows, columns + 3)
     axis = figure.add_subplot(grid[:, :3])
-    colours = plt.get_cmap("viridis")(np.linspace(0, 1, max(len(trajectories), 1)))
+    colours = colormaps["viridis"](np.linspace(0, 1, max(len(trajectories), 1)))
     for colour, (index, trajectory) in zip(colours, sorted(trajectories.items()), strict=False):
         axis.plot(
             trajectory[:, 0] - trajectory[0, 0],
@@ -50,5 +52,4 @@ def write_motion_plot(
         ax.set_title(f"{tilt.nominal_tilt_angle_deg:+.1f}°", fontsize=7), ax.axis("off")
     figure.tight_layout()
     figure.savefig(path, dpi=80)
-    plt.close(figure)
     return path
