@@ -314,6 +314,55 @@ def test_truncated_file(tmp_path: Path) -> None:
         read_mrc(path)
 
 
+# --- Old-style FEI/Thermo tomography stacks (no MAP stamp, nint=0/nreal=32, 131072-byte extended header)
+
+HAADF = "nist-etspy/HAADF.mrc"
+
+
+def test_old_fei_stack_opens_and_says_what_it_lacks(real_data: Path) -> None:
+    header = read_mrc_header(real_data / HAADF)
+    assert (header.shape, header.dtype, header.mode) == ((77, 256, 256), "int16", 1)
+    assert header.labels == ("    Fei Company (c) Copyright 2003",)
+    assert any("MAP" in note for note in header.irregularities)
+    assert any("machine stamp" in note for note in header.irregularities)
+    assert header.pixel_spacing_angstrom == 1.0  # cell = grid: the main header leaves it unset
+
+
+def test_old_fei_extended_header(real_data: Path) -> None:
+    sections = read_mrc_header(real_data / HAADF).sections
+    rawtlt = np.loadtxt(real_data / "nist-etspy" / "HAADF.rawtlt")
+    np.testing.assert_allclose([s.tilt_angle_deg for s in sections], rawtlt)
+    # The acquisition log beside the file in etspy (HAADF.txt) says 3.36 nm pixels at 115000x.
+    assert {s.pixel_spacing_angstrom for s in sections} == {33.6}
+    assert {s.magnification for s in sections} == {115000.0}
+    assert sections[0].extra["mean_int"] == pytest.approx(5039.413, abs=1e-3)
+    assert sections[0].extra["real_13"] == 300000.0  # not in the definition: kept, not dropped
+
+
+def test_old_fei_data_starts_after_the_extended_header(real_data: Path) -> None:
+    raw = (real_data / HAADF).read_bytes()
+    section_bytes = 256 * 256 * 2
+    start = 1024 + 131072 + 38 * section_bytes
+    expected = np.frombuffer(raw[start : start + section_bytes], dtype="<i2").reshape(256, 256)
+    np.testing.assert_array_equal(read_mrc(real_data / HAADF, sections=[38])[0], expected)
+
+
+def test_stampless_file_that_its_header_does_not_describe_is_refused(real_data: Path, tmp_path: Path) -> None:
+    raw = (real_data / HAADF).read_bytes()
+    cut = tmp_path / "cut.mrc"
+    cut.write_bytes(raw[:-2])
+    with pytest.raises(ImageFileError, match=r"cut\.mrc: cannot be read as MRC.*10224638 bytes.*implies 10224640"):
+        read_mrc_header(cut)
+    longer = tmp_path / "longer.mrc"
+    longer.write_bytes(raw + bytes(512))
+    with pytest.raises(ImageFileError, match=r"longer\.mrc.*10225152 bytes"):
+        read_mrc(longer)
+    bad_mode = tmp_path / "mode.mrc"
+    bad_mode.write_bytes(raw[:12] + struct.pack("<i", 77) + raw[16:])
+    with pytest.raises(ImageFileError, match=r"mode\.mrc.*mode"):
+        read_mrc_header(bad_mode)
+
+
 def test_missing_and_non_mrc_files(tmp_path: Path) -> None:
     with pytest.raises(ImageFileError, match="does not exist"):
         read_mrc_header(tmp_path / "absent.mrc")
