@@ -100,11 +100,18 @@ def test_pre_exposure_from_mdoc_doses_starts_at_zero_where_relion_does_not(proje
     assert by_order[0].pre_exposure_e_per_angstrom2 != relion_mdoc_path_first
 
 
-def test_mdoc_without_dose_asks_for_the_dose(project, session: Path) -> None:
+def test_mdoc_without_dose_imports_with_the_dose_unknown_and_a_warning(project, session: Path) -> None:
+    """EMPIAR-10164's mdoc has ExposureDose 0 and no PriorRecordDose: the dose is unknown, not 0."""
     run = _import(project, session, pixel_spacing_angstrom=0.675)
-    assert run.status == "FAILED"
-    assert "--dose-per-tilt-e-per-angstrom2" in (run.units["TS_01"].error or "")
-    assert "TS_01.mrc.mdoc" in (run.units["TS_01"].error or "")
+    assert run.status == "SUCCEEDED", run.error
+    (series,) = load_tilt_series_set(project.run_dir(run))
+    assert not series.dose_known
+    assert all(t.dose_e_per_angstrom2 is None and t.pre_exposure_e_per_angstrom2 is None for t in series.tilts)
+    table = read_star(project.run_dir(run) / "tilt_series" / "TS_01.star")["TS_01"]
+    assert table["rlnMicrographPreExposure"].isna().all() and table["tpExposureDose"].isna().all()
+    warnings = [m for _, level, _, m in project.events(run.id) if level == "WARNING"]
+    assert len(warnings) == 1
+    assert "TS_01.mrc.mdoc" in warnings[0] and "--dose-per-tilt-e-per-angstrom2" in warnings[0]
 
 
 def test_tilt_axis_from_mdoc_title_and_override_beats_it(project, session: Path) -> None:

@@ -20,6 +20,7 @@ from tomoprep.errors import TomoprepError
 from tomoprep.execution import local_executor, resume_run, run_step
 from tomoprep.project import Project, RunRecord, init_project, open_project
 from tomoprep.steps import BUILTIN_STEP_MODULES, Step, all_steps, get_step
+from tomoprep.steps.base import WARNING_PREFIX
 
 console = Console()
 
@@ -92,9 +93,17 @@ def _print_outputs(project: Project, run: RunRecord, *, title: str) -> None:
             console.print(f"[red]{unit.name} failed:[/red] {unit.error}", highlight=False, soft_wrap=True)
 
 
+def _print_warnings(project: Project, run: RunRecord) -> None:
+    for _, level, unit, message in project.events(run.id):
+        if level == "WARNING":
+            text = message.removeprefix(WARNING_PREFIX).strip()
+            console.print(f"[yellow]warning:[/yellow] {unit}: {text}", highlight=False, soft_wrap=True)
+
+
 def _report(project: Project, run: RunRecord) -> None:
     style = "green" if run.status == "SUCCEEDED" else "red"
     console.print(f"Run [bold]{run.label}[/bold]: [{style}]{run.status}[/{style}]")
+    _print_warnings(project, run)
     _print_outputs(project, run, title=f"Tilt series of run {run.label}")
     if run.status != "SUCCEEDED":
         raise typer.Exit(code=1)

@@ -24,7 +24,7 @@ from tomoprep.execution.memory import heap_for_large_arrays, release_free_memory
 from tomoprep.project import Project, RunRecord, UnitRecord
 from tomoprep.project.records import Status, now
 from tomoprep.steps import get_step
-from tomoprep.steps.base import Params, Step, StepFunction, Unit, UnitOutput
+from tomoprep.steps.base import WARNING_PREFIX, Params, Step, StepFunction, Unit, UnitOutput
 
 
 def validate_params(step: Step, values: Params | Mapping[str, Any] | None) -> Params:
@@ -230,7 +230,8 @@ def _complete_unit(
     if out_dir.is_dir() and not any(out_dir.iterdir()):
         out_dir.rmdir()
     for note in output.notes:
-        project.log_event(run.id, note, level="INFO", unit=name)
+        level = "WARNING" if note.startswith(WARNING_PREFIX) else "INFO"
+        project.log_event(run.id, note, level=level, unit=name)
     for path in artifacts:
         project.add_artifact(run.id, path, kind=path.suffix.lstrip(".") or "file", unit=name)
     if out_dir.is_dir():

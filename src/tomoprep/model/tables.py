@@ -2,7 +2,8 @@
 
 The set table (``data_global``) has one row per tilt series; each series has its own table
 ``data_<rlnTomoName>`` with one row per tilt in acquisition (dose) order, excluded tilts included and flagged.
-Absent optional text is written as ``None``; absent numbers as ``nan``.
+Absent optional text is written as ``None``; absent numbers as ``nan``: an unknown dose is ``nan`` in
+``rlnMicrographPreExposure`` and ``tpExposureDose``, never a 0 that would read as a real value.
 """
 
 from __future__ import annotations
@@ -52,6 +53,10 @@ def _opt_float(value: object) -> float | None:
     return None if math.isnan(number) else number
 
 
+def _number(value: float | None) -> float:
+    return math.nan if value is None else value
+
+
 def set_row(ts: TiltSeries, *, tilt_series_star_file: str) -> dict[str, object]:
     """One row of the tilt-series set table for ``ts``; the per-series STAR path is given as stored."""
     row: dict[str, object] = {
@@ -89,12 +94,12 @@ def tilt_row(tilt: TiltImage) -> dict[str, object]:
         "rlnTomoTiltMovieFrameCount": -1 if tilt.frame_count is None else tilt.frame_count,
         "rlnTomoNominalStageTiltAngle": tilt.nominal_tilt_angle_deg,
         "rlnTomoNominalTiltAxisAngle": tilt.nominal_tilt_axis_angle_deg,
-        "rlnMicrographPreExposure": tilt.pre_exposure_e_per_angstrom2,
+        "rlnMicrographPreExposure": _number(tilt.pre_exposure_e_per_angstrom2),
         "rlnTomoNominalDefocus": nominal_defocus_um,
         "rlnMicrographName": _text(_micrograph_name(tilt)),
         "tpAcquisitionIndex": tilt.acquisition_index,
         "tpSectionIndex": tilt.section_index,
-        "tpExposureDose": tilt.dose_e_per_angstrom2,
+        "tpExposureDose": _number(tilt.dose_e_per_angstrom2),
         "tpGainReference": _text(None if gain is None else gain.path),
         "tpGainRotation": 0 if gain is None else gain.rotation_deg,
         "tpGainFlip": "none" if gain is None else gain.flip,
@@ -161,8 +166,11 @@ def _optional_fields(row: pd.Series) -> dict[str, object]:
     for label, attribute in OPTIONAL_PATHS.items():
         text = _opt_text(row.get(label))
         fields[attribute] = None if text is None else Path(text)
-    motion = [_opt_float(row.get(label)) for label in MOTION_LABELS]
-    fields["accumulated_motion_angstrom"] = None if any(m is None for m in motion) else tuple(motion)
+    total, early, late = (_opt_float(row.get(label)) for label in MOTION_LABELS)
+    # Early and late are unknown (nan) when the dose is: the total is kept.
+    fields["accumulated_motion_angstrom"] = (
+        None if total is None else (total, math.nan if early is None else early, math.nan if late is None else late)
+    )
     pose = {attribute: _opt_float(row.get(label)) for label, attribute in ALIGNMENT_LABELS.items()}
     fields["alignment"] = None if any(v is None for v in pose.values()) else TiltAlignment(**pose)  # type: ignore[arg-type]
     fields["local_shift_rms_angstrom"] = _opt_float(row.get(LOCAL_SHIFT_LABEL))
@@ -194,8 +202,8 @@ def _tilt_from_row(row: pd.Series) -> TiltImage:
         section_index=int(row["tpSectionIndex"]),
         nominal_tilt_angle_deg=float(row["rlnTomoNominalStageTiltAngle"]),
         nominal_tilt_axis_angle_deg=float(row["rlnTomoNominalTiltAxisAngle"]),
-        pre_exposure_e_per_angstrom2=float(row["rlnMicrographPreExposure"]),
-        dose_e_per_angstrom2=float(row["tpExposureDose"]),
+        pre_exposure_e_per_angstrom2=_opt_float(row["rlnMicrographPreExposure"]),
+        dose_e_per_angstrom2=_opt_float(row["tpExposureDose"]),
         movie_path=None if movie is None else Path(movie),
         frame_count=None if frames < 0 else frames,
         nominal_defocus_angstrom=None if defocus_um is None else -defocus_um * 1e4,

@@ -58,8 +58,10 @@ class TiltImage:
 
     ``acquisition_index`` is the 0-based position in acquisition (dose) order; ``section_index`` the position
     in the source (mdoc ZValue or tilt-stack section). ``pre_exposure_e_per_angstrom2`` is the dose the
-    specimen received before this tilt. ``micrograph_*`` are the motion-corrected sums (odd and even frames for
-    Noise2Noise, dose-weighted); ``accumulated_motion_angstrom`` is RELION's (total, early, late) motion.
+    specimen received before this tilt, ``dose_e_per_angstrom2`` the dose of the tilt itself; both ``None`` when
+    the source gives no dose (unknown, never a made-up 0). ``micrograph_*`` are the motion-corrected sums (odd
+    and even frames for Noise2Noise, dose-weighted); ``accumulated_motion_angstrom`` is RELION's (total, early,
+    late) motion, early and late nan when the dose is unknown.
     ``alignment`` is the tilt's pose once the series is aligned (``None`` before, and for excluded tilts);
     ``local_shift_rms_angstrom`` the RMS over the patches of their local shifts in this tilt, once the series
     is patch-tracked.
@@ -69,8 +71,8 @@ class TiltImage:
     section_index: int
     nominal_tilt_angle_deg: float
     nominal_tilt_axis_angle_deg: float
-    pre_exposure_e_per_angstrom2: float
-    dose_e_per_angstrom2: float
+    pre_exposure_e_per_angstrom2: float | None
+    dose_e_per_angstrom2: float | None
     movie_path: Path | None = None
     frame_count: int | None = None
     nominal_defocus_angstrom: float | None = None
@@ -121,6 +123,14 @@ class TiltSeries:
     def n_tilts(self) -> int:
         """Number of tilts, excluded ones included."""
         return len(self.tilts)
+
+    @property
+    def dose_known(self) -> bool:
+        """Whether every tilt not excluded has its dose and pre-exposure."""
+        return all(
+            t.dose_e_per_angstrom2 is not None and t.pre_exposure_e_per_angstrom2 is not None
+            for t in self.included_tilts
+        )
 
     @property
     def included_tilts(self) -> tuple[TiltImage, ...]:

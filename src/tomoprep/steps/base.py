@@ -37,9 +37,14 @@ class Unit:
     error: str | None = None
 
 
+#: A note that starts with this is a warning: logged at level WARNING and shown by the command line.
+WARNING_PREFIX = "WARNING:"
+
+
 @dataclass(frozen=True)
 class UnitOutput:
-    """What a step function returns for one unit: the resulting tilt series and notes for the log."""
+    """What a step function returns for one unit: the resulting tilt series and notes for the log (those that
+    start with :data:`WARNING_PREFIX` are warnings)."""
 
     tilt_series: TiltSeries
     notes: tuple[str, ...] = ()

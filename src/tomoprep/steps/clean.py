@@ -77,14 +77,15 @@ def _starting_tilt(tilt: TiltImage, payload: CleanPayload, params: CleanParams) 
 
 
 def _measure(stack: TiltStack, measured: list[int], params: CleanParams) -> TiltQuality:
-    """The quality of the tilts at positions ``measured`` of ``stack``."""
+    """The quality of the tilts at positions ``measured`` of ``stack`` (equal doses assumed where unknown)."""
     tilts = [stack.tilts[k] for k in measured]
+    doses = [t.dose_e_per_angstrom2 for t in tilts]
     return measure_tilt_quality(
         stack.images[measured],
         [t.nominal_tilt_angle_deg for t in tilts],
         axis_deg=float(np.median([t.nominal_tilt_axis_angle_deg for t in tilts])),
         pixel_spacing_angstrom=stack.pixel_spacing_angstrom,
-        doses_e_per_angstrom2=[t.dose_e_per_angstrom2 for t in tilts],
+        doses_e_per_angstrom2=None if None in doses else doses,  # type: ignore[arg-type]
         thresholds=params.thresholds,
     )
 
@@ -121,6 +122,8 @@ def clean_series(payload: CleanPayload, params: CleanParams, output_dir: Path) -
         tilts.update({t.acquisition_index: t for t in bad})
         if not quality.absolute:
             notes.append("images are normalised (mean about 0): no mean test; darkness judged by dark area only")
+        elif not ts.dose_known:
+            notes.append("the dose is unknown: the mean test takes every tilt to have had the same dose")
     elif params.auto:
         notes.append(f"{len(measured)} tilts to measure: too few to judge (at least {MIN_TILTS_TO_JUDGE})")
     result = ts.with_tilts(tuple(tilts[t.acquisition_index] for t in ts.tilts))

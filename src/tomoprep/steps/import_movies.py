@@ -200,12 +200,14 @@ def import_movie_series(payload: MovieSeriesPayload, params: ImportParams, outpu
     records = [
         DoseRecord(t.exposure_dose_e_per_angstrom2, t.prior_record_dose_e_per_angstrom2, t.date_time) for t in tilts
     ]
-    doses, pre = pre_exposures(
+    doses = pre_exposures(
         records,
         order,
         dose_per_tilt_e_per_angstrom2=params.dose_per_tilt_e_per_angstrom2,
         source=series.sources[0],
     )
+    if doses.warning is not None:
+        notes.append(f"WARNING: {doses.warning}")
     rank = {position: k for k, position in enumerate(order)}
     images = []
     for i, tilt in enumerate(tilts):
@@ -217,8 +219,8 @@ def import_movie_series(payload: MovieSeriesPayload, params: ImportParams, outpu
                 section_index=tilt.section_index,
                 nominal_tilt_angle_deg=tilt.tilt_angle_deg,
                 nominal_tilt_axis_angle_deg=axis,
-                pre_exposure_e_per_angstrom2=float(pre[i]),
-                dose_e_per_angstrom2=float(doses[i]),
+                pre_exposure_e_per_angstrom2=doses.pre_exposure_e_per_angstrom2[i],
+                dose_e_per_angstrom2=doses.dose_e_per_angstrom2[i],
                 nominal_defocus_angstrom=None if tilt.target_defocus_um is None else -tilt.target_defocus_um * 1e4,
                 date_time=tilt.date_time,
                 movie_path=facts.movie_path,

@@ -11,14 +11,18 @@ from tomoprep.conventions import normalise_angle_deg
 from tomoprep.errors import InputError
 from tomoprep.io.imod import read_tilt_angles
 from tomoprep.io.mdoc import MdocSeries, read_mdoc
-from tomoprep.io.mrc import MrcHeader, read_mrc_header
+from tomoprep.io.mrc import MrcHeader, check_mrc_complete, read_mrc_header
 from tomoprep.model import Optics, TiltImage, TiltSeries
 from tomoprep.steps.base import Unit, UnitOutput
-from tomoprep.steps.import_dose import DoseRecord, acquisition_order, dose_symmetric_order, pre_exposures
+from tomoprep.steps.import_dose import DoseRecord, Doses, acquisition_order, dose_symmetric_order, pre_exposures
 from tomoprep.steps.import_movies import DEFAULT_VOLTAGE_KV, expand_glob
 from tomoprep.steps.import_params import ImportParams
 
 STACK_SUFFIXES = (".st", ".mrc", ".mrcs", ".ali")
+#: Relative difference above which two sources of a pixel spacing, or a tilt angle file and the extended
+#: header, are said to disagree.
+SPACING_TOLERANCE = 0.02
+TILT_TOLERANCE_DEG = 0.5
 
 
 @dataclass(frozen=True)
@@ -76,15 +80,43 @@ def _tilt_angles(payload: StackPayload, header: MrcHeader, mdoc: MdocSeries | No
     return np.asarray(angles, dtype=float)
 
 
-def _pixel_spacing(payload: StackPayload, header: MrcHeader, mdoc: MdocSeries | None, params: ImportParams) -> float:
+def _extended_header_spacing(header: MrcHeader) -> float | None:
+    """The pixel spacing the extended header gives every section (Å), ``None`` when it gives none or several."""
+    values = {s.pixel_spacing_angstrom for s in header.sections if s.pixel_spacing_angstrom is not None}
+    if len(values) == 1 or (values and max(values) - min(values) <= SPACING_TOLERANCE * min(values)):
+        return float(np.median(sorted(values)))
+    return None
+
+
+def _pixel_spacing(
+    payload: StackPayload, header: MrcHeader, mdoc: MdocSeries | None, params: ImportParams
+) -> tuple[float, list[str]]:
+    """Pixel spacing (Å): given, else the main header's, the extended header's or the mdoc's; and warnings."""
     if params.pixel_spacing_angstrom is not None:
-        return params.pixel_spacing_angstrom
+        return params.pixel_spacing_angstrom, []
     own = header.pixel_spacing_angstrom
-    if own is not None and own not in (0.0, 1.0):
-        return float(own)
-    if mdoc is not None and mdoc.pixel_spacing_angstrom:
-        return float(mdoc.pixel_spacing_angstrom)
-    raise InputError(payload.stack, f"header pixel spacing is {own!r} (unset).", "pass --pixel-spacing-angstrom.")
+    main = float(own) if own is not None and own not in (0.0, 1.0) else None  # 1: cell = grid, i.e. never set
+    extended = _extended_header_spacing(header)
+    from_mdoc = float(mdoc.pixel_spacing_angstrom) if mdoc is not None and mdoc.pixel_spacing_angstrom else None
+    if main is not None:
+        if extended is not None and abs(extended - main) > SPACING_TOLERANCE * main:
+            return main, [
+                f"WARNING: {payload.stack.name}: the main header's pixel spacing {main:.4g} Å and the extended "
+                f"header's {extended:.4g} Å differ; using the main header's (set --pixel-spacing-angstrom otherwise)"
+            ]
+        return main, []
+    for value, where in ((extended, "extended header"), (from_mdoc, "mdoc")):
+        if value is not None:
+            return value, [
+                f"WARNING: {payload.stack.name}: its main header leaves the pixel spacing unset ({own!r}); "
+                f"using {value:.4g} Å from the {where} (set --pixel-spacing-angstrom otherwise)"
+            ]
+    raise InputError(
+        payload.stack,
+        f"gives no pixel spacing: the main header leaves it unset ({own!r}), and neither an extended header nor an "
+        "mdoc gives one.",
+        "pass --pixel-spacing-angstrom with the spacing of the stack in Å.",
+    )
 
 
 def _axis(payload: StackPayload, mdoc: MdocSeries | None, params: ImportParams) -> float:
@@ -101,7 +133,7 @@ def _axis(payload: StackPayload, mdoc: MdocSeries | None, params: ImportParams) 
 
 def _order_and_doses(
     payload: StackPayload, angles: np.ndarray, mdoc: MdocSeries | None, params: ImportParams
-) -> tuple[list[int], np.ndarray, np.ndarray]:
+) -> tuple[list[int], Doses]:
     if mdoc is not None:
         order = acquisition_order([t.section_index for t in mdoc.tilts], [t.date_time for t in mdoc.tilts])
         records = [
@@ -116,10 +148,26 @@ def _order_and_doses(
         )
         records = [DoseRecord(None, None, None)] * len(angles)
     source = mdoc.sources[0] if mdoc is not None else payload.stack
-    doses, pre = pre_exposures(
+    doses = pre_exposures(
         records, order, dose_per_tilt_e_per_angstrom2=params.dose_per_tilt_e_per_angstrom2, source=source
     )
-    return order, doses, pre
+    return order, doses
+
+
+def _header_notes(payload: StackPayload, header: MrcHeader, angles: np.ndarray) -> list[str]:
+    """Warnings about the stack's header: what an old-style header lacks, tilt angles that disagree."""
+    notes = []
+    if header.irregularities:
+        notes.append(f"WARNING: {payload.stack.name}: read leniently: {'; '.join(header.irregularities)}")
+    own = [s.tilt_angle_deg for s in header.sections]
+    if payload.tilt_angles is not None and own and all(a is not None for a in own):
+        worst = float(np.max(np.abs(np.asarray(own, dtype=float) - angles)))
+        if worst > TILT_TOLERANCE_DEG:
+            notes.append(
+                f"WARNING: {payload.tilt_angles.name} and the extended header of {payload.stack.name} disagree on "
+                f"the tilt angles by up to {worst:.2f}°; using {payload.tilt_angles.name}"
+            )
+    return notes
 
 
 def _nominal_defocus(mdoc: MdocSeries | None, index: int) -> float | None:
@@ -130,11 +178,12 @@ def _nominal_defocus(mdoc: MdocSeries | None, index: int) -> float | None:
 def import_stack(payload: StackPayload, params: ImportParams, output_dir: Path) -> UnitOutput:
     """Build the tilt series of one stack: section k of the stack is tilt k."""
     header = read_mrc_header(payload.stack)
+    check_mrc_complete(payload.stack)
     mdoc = read_mdoc(payload.mdoc, flavour=params.mdoc_flavour) if payload.mdoc is not None else None
     angles = _tilt_angles(payload, header, mdoc)
-    spacing = _pixel_spacing(payload, header, mdoc, params)
+    spacing, spacing_notes = _pixel_spacing(payload, header, mdoc, params)
     axis = _axis(payload, mdoc, params)
-    order, doses, pre = _order_and_doses(payload, angles, mdoc, params)
+    order, doses = _order_and_doses(payload, angles, mdoc, params)
     rank = {position: k for k, position in enumerate(order)}
     voltage = params.voltage_kv or (mdoc.voltage_kv if mdoc else None) or DEFAULT_VOLTAGE_KV
     defocus = [_nominal_defocus(mdoc, i) for i in range(len(angles))]
@@ -144,8 +193,8 @@ def import_stack(payload: StackPayload, params: ImportParams, output_dir: Path) 
             section_index=k,
             nominal_tilt_angle_deg=float(angles[k]),
             nominal_tilt_axis_angle_deg=axis,
-            pre_exposure_e_per_angstrom2=float(pre[k]),
-            dose_e_per_angstrom2=float(doses[k]),
+            pre_exposure_e_per_angstrom2=doses.pre_exposure_e_per_angstrom2[k],
+            dose_e_per_angstrom2=doses.dose_e_per_angstrom2[k],
             nominal_defocus_angstrom=defocus[k],
             stack_path=payload.stack,
         )
@@ -160,5 +209,8 @@ def import_stack(payload: StackPayload, params: ImportParams, output_dir: Path) 
         tilt_series_pixel_spacing_angstrom=spacing,
         sources=tuple(p for p in (payload.stack, payload.tilt_angles, payload.mdoc) if p is not None),
     )
-    notes = (f"{len(tilts)} sections, pixel spacing {spacing:.4g} Å, tilt axis {axis:.2f}°",)
+    warnings = _header_notes(payload, header, angles) + spacing_notes
+    if doses.warning is not None:
+        warnings.append(f"WARNING: {doses.warning}")
+    notes = (*warnings, f"{len(tilts)} sections, pixel spacing {spacing:.4g} Å, tilt axis {axis:.2f}°")
     return UnitOutput(ts, notes)

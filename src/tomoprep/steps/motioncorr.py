@@ -13,9 +13,14 @@ import torch
 from tomoprep.errors import InputError
 from tomoprep.io.gain import gain_for_frames, orient_gain, read_gain
 from tomoprep.model import GainReference, TiltImage, TiltSeries
-from tomoprep.steps.base import Step, UnitOutput
+from tomoprep.steps.base import Step, Unit, UnitOutput
 from tomoprep.steps.gain_check import check_gain_orientation
+from tomoprep.steps.import_dose import require_dose
 from tomoprep.steps.motioncorr_movie import (
+    DOSE_WEIGHTING,
+    DOSE_WEIGHTING_ALTERNATIVE,
+    EER_GROUPING,
+    EER_GROUPING_ALTERNATIVE,
     SeriesDefects,
     correct_movie,
     counts_sum,
@@ -67,6 +72,30 @@ class _Gains:
                 f"{check.scores.get(check.given, 0.0):.3f}); rotation {rotation}°, flip {flip} fits "
                 f"({check.scores[check.best]:.3f}). Re-import with --gain-rotation-deg {rotation} --gain-flip {flip}."
             )
+
+
+def plan_motioncorr(params: MotionCorrParams, inputs: Sequence[TiltSeries]) -> list[Unit]:
+    """One unit per tilt series; a series whose dose is unknown fails at once, before any movie is read, when
+    these parameters need the dose (dose weighting, EER frames grouped by dose), naming the options that help."""
+    units = []
+    for ts in inputs:
+        try:
+            _check_dose_is_there_if_needed(ts, params)
+        except InputError as exc:
+            units.append(Unit(ts.name, error=str(exc)))
+            continue
+        units.append(Unit(ts.name, payload=ts))
+    return units
+
+
+def _check_dose_is_there_if_needed(ts: TiltSeries, params: MotionCorrParams) -> None:
+    movies = [t.movie_path for t in ts.included_tilts if t.movie_path is not None]
+    if not movies or ts.dose_known:
+        return
+    if params.dose_weighting:
+        require_dose(ts, needed_for=DOSE_WEIGHTING, alternative=DOSE_WEIGHTING_ALTERNATIVE)
+    if params.eer_frames_per_group is None and any(m.suffix.lower() == ".eer" for m in movies):
+        require_dose(ts, needed_for=EER_GROUPING, alternative=EER_GROUPING_ALTERNATIVE)
 
 
 def motioncorr_series(ts: TiltSeries, params: MotionCorrParams, output_dir: Path) -> UnitOutput:
@@ -125,5 +154,6 @@ STEP = Step(
     params=MotionCorrParams,
     run=motioncorr_series,
     consumes=("import",),
+    plan=plan_motioncorr,
     summarize=summarize,
 )

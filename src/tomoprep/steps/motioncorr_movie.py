@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -31,8 +32,15 @@ from tomoprep.io.movies import (
 )
 from tomoprep.io.relion_motion import MovieMotion, write_motion_star
 from tomoprep.model import TiltImage, TiltSeries
+from tomoprep.steps.import_dose import require_dose
 from tomoprep.steps.motioncorr_output import SUFFIXES, SumWriter
 from tomoprep.steps.motioncorr_params import MotionCorrParams
+
+#: What needs a dose in motion correction, and the motioncorr option that does without.
+DOSE_WEIGHTING = "the dose-weighted sum (--dose-weighting)"
+DOSE_WEIGHTING_ALTERNATIVE = "or run motioncorr with --no-dose-weighting"
+EER_GROUPING = "grouping EER frames by dose (--eer-dose-per-group-e-per-angstrom2)"
+EER_GROUPING_ALTERNATIVE = "or give motioncorr --eer-frames-per-group N"
 
 
 @dataclass(frozen=True)
@@ -77,12 +85,7 @@ def movie_groups(tilt: TiltImage, ts: TiltSeries, params: MotionCorrParams) -> M
             "re-import the session if the movie was replaced.",
         )
     if header.format == "eer":
-        n = params.eer_frames_per_group or eer_frames_per_group(
-            dose_per_group_e_per_angstrom2=params.eer_dose_per_group_e_per_angstrom2,
-            dose_per_tilt_e_per_angstrom2=tilt.dose_e_per_angstrom2,
-            pixel_spacing_angstrom=ts.original_pixel_spacing_angstrom,
-            n_eer_frames=header.n_frames,
-        )
+        n = params.eer_frames_per_group or _eer_frames_by_dose(tilt, ts, params, header.n_frames)
         eer_counts = tuple(len(r) for r in eer_group_ranges(header.n_frames, n))
         return MovieGroups(header, eer_counts, n, params.eer_upsampling, 1)
     if header.n_frames < 2 * params.group_frames:
@@ -94,6 +97,18 @@ def movie_groups(tilt: TiltImage, ts: TiltSeries, params: MotionCorrParams) -> M
     # The same grouping as the reader's (remainder frames join the last group).
     counts = tuple(len(r) for r in eer_group_ranges(header.n_frames, params.group_frames))
     return MovieGroups(header, counts, None, 1, params.group_frames)
+
+
+def _eer_frames_by_dose(tilt: TiltImage, ts: TiltSeries, params: MotionCorrParams, n_eer_frames: int) -> int:
+    """EER frames per group for the target dose per group; needs the tilt's dose."""
+    if tilt.dose_e_per_angstrom2 is None:
+        require_dose(ts, needed_for=EER_GROUPING, alternative=EER_GROUPING_ALTERNATIVE)
+    return eer_frames_per_group(
+        dose_per_group_e_per_angstrom2=params.eer_dose_per_group_e_per_angstrom2,
+        dose_per_tilt_e_per_angstrom2=float(tilt.dose_e_per_angstrom2),  # type: ignore[arg-type]
+        pixel_spacing_angstrom=ts.original_pixel_spacing_angstrom,
+        n_eer_frames=n_eer_frames,
+    )
 
 
 def _binned(image: torch.Tensor, size_px: int) -> tuple[torch.Tensor, float]:
@@ -301,11 +316,15 @@ def correct_movie(
     frame_spacing = ts.original_pixel_spacing_angstrom / groups.upsampling
     correct = FrameCorrector((counts[0].shape[0], counts[0].shape[1]), gain, defects, device)
     estimate = estimate_motion(correct, counts, frame_spacing, params)
-    doses = [tilt.dose_e_per_angstrom2 * n / sum(groups.frame_counts) for n in groups.frame_counts]
+    dose, pre_exposure = tilt.dose_e_per_angstrom2, tilt.pre_exposure_e_per_angstrom2
+    if dose is None or pre_exposure is None:
+        if params.dose_weighting:
+            require_dose(ts, needed_for=DOSE_WEIGHTING, alternative=DOSE_WEIGHTING_ALTERNATIVE)
+        # Unknown dose (the import found none): nan where RELION's files want one.
+        dose, pre_exposure = math.nan, math.nan
+    doses = [dose * n / sum(groups.frame_counts) for n in groups.frame_counts]
     weighting = (
-        DoseWeighting(frame_spacing, doses, tilt.pre_exposure_e_per_angstrom2, ts.optics.voltage_kv)
-        if params.dose_weighting
-        else None
+        DoseWeighting(frame_spacing, doses, pre_exposure, ts.optics.voltage_kv) if params.dose_weighting else None
     )
     sums = align_and_sum(
         (correct(group) for group in counts),  # each frame is transformed before the next fills the buffer
@@ -328,9 +347,11 @@ def correct_movie(
     motion = accumulated_motion(
         estimate.shifts_px,
         frame_spacing,
-        frame_doses_e_per_angstrom2=doses,
-        pre_exposure_e_per_angstrom2=tilt.pre_exposure_e_per_angstrom2,
+        frame_doses_e_per_angstrom2=0.0 if math.isnan(dose) else doses,
+        pre_exposure_e_per_angstrom2=0.0 if math.isnan(pre_exposure) else pre_exposure,
     )
+    if math.isnan(dose):  # early and late are cut at a dose: unknown without one
+        motion = motion._replace(early_angstrom=math.nan, late_angstrom=math.nan)
     hot = None if defects is None else torch.nonzero(defects).flip(-1).cpu().numpy()
     star = output_dir / f"{stem}.star"
     write_motion_star(
@@ -346,7 +367,7 @@ def correct_movie(
             original_pixel_spacing_angstrom=ts.original_pixel_spacing_angstrom,
             binning=params.output_binning / groups.upsampling,
             dose_per_frame_e_per_angstrom2=doses[0],
-            pre_exposure_e_per_angstrom2=tilt.pre_exposure_e_per_angstrom2,
+            pre_exposure_e_per_angstrom2=pre_exposure,
             voltage_kv=ts.optics.voltage_kv,
             hot_pixels_xy=hot,
             gain_name=None if tilt.gain is None else str(tilt.gain.path),
