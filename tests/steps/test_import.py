@@ -252,6 +252,25 @@ def test_frame_set_mdocs_keep_gain_and_frame_count_per_tilt(project, tmp_path: P
     assert math.isclose(ts.tilts[0].nominal_tilt_axis_angle_deg, 85.0)
 
 
+def test_movie_mdocs_whose_numbers_run_on_import_as_two_series_with_a_warning(project, tmp_path: Path) -> None:
+    """One root name for two series (SerialEM numbers on): cut where a tilt angle comes back, and said so."""
+    for n, angle in enumerate([0.0, 3.0, -3.0, 0.0, 3.0, -3.0], start=1):
+        name = f"lamella_{n:05d}_{angle:.1f}.mrc"
+        (tmp_path / f"{name}.mdoc").write_text(
+            "T = SerialEM: test scope\nVoltage = 300\n\n[FrameSet = 0]\n"
+            f"TiltAngle = {angle + 0.02}\nExposureDose = 2.5\nPixelSpacing = 1.2\nRotationAngle = 175\n"
+            f"SubFramePath = D:\\frames\\{name}\nNumSubFrames = 6\nDateTime = 01-Jan-24  10:{n:02d}:00\n"
+        )
+        write_movie(tmp_path / name, n_frames=6)
+    run = run_step(project, STEP, {"mdoc": str(tmp_path / "*.mdoc")})
+    assert run.status == "SUCCEEDED", run.error
+    series = load_tilt_series_set(project.run_dir(run))
+    assert [(ts.name, ts.n_tilts) for ts in series] == [("lamella_1", 3), ("lamella_2", 3)]
+    warnings = [(unit, m) for _, level, unit, m in project.events(run.id) if level == "WARNING"]
+    assert sorted(unit for unit, _ in warnings) == ["lamella_1", "lamella_2"]
+    assert all("same tilt angles" in m for _, m in warnings)
+
+
 def test_every_override_is_recorded_and_applied(project, session: Path) -> None:
     run = _import(project, session, **{**RELION_OPTIONS, "voltage_kv": 200.0, "cs_mm": 2.0, "amplitude_contrast": 0.07})
     ts = load_tilt_series_set(project.run_dir(run))[0]

@@ -30,6 +30,7 @@ from tomoprep.conventions import (
     tilt_axis_from_tomo5_title_angle,
 )
 from tomoprep.errors import MdocError
+from tomoprep.io.mdoc_names import MovieGroup, MovieRecord, group_movies, movie_stem, parse_movie_name
 from tomoprep.io.mdoc_text import AGAIN, Fields, ParsedMdoc, Section, check_complete, parse_text, read_text
 
 MdocFlavour = Literal["auto", "serialem", "tomo5"]
@@ -85,7 +86,8 @@ class MdocSeries:
 
     ``tilts`` are in stack order for one file, in acquisition (``DateTime``) order when merged from several;
     ``tilt_axis_angle_deg`` is CCW from the image Y axis (``None`` when the files say nothing),
-    ``tilt_axis_source`` says where it came from, and ``headers`` holds each source's global lines, raw.
+    ``tilt_axis_source`` says where it came from, ``headers`` holds each source's global lines, raw, and
+    ``warnings`` what grouping the movies' mdocs found doubtful (:mod:`tomoprep.io.mdoc_names`).
     """
 
     name: str
@@ -99,6 +101,7 @@ class MdocSeries:
     tilt_axis_source: str
     title_lines: tuple[str, ...]
     headers: tuple[Mapping[str, str], ...] = ()
+    warnings: tuple[str, ...] = ()
 
 
 def _tilt_blocks(path: Path, parsed: ParsedMdoc) -> list[tuple[Section, list[dict[str, str]]]]:
@@ -219,15 +222,6 @@ def _series_name(path: Path) -> str:
     return name[: len(name) - len(suffix)]
 
 
-def _movie_key(path: Path) -> tuple[str, int | None]:
-    """Series name and index of a movie's mdoc, ``<series>_<index>_<angle>[_...]`` (``TS_019_0003_6.0``)."""
-    fields = _series_name(path).split("_")
-    for i in range(len(fields) - 2, 0, -1):
-        if fields[i].isdigit() and re.fullmatch(r"[-+]?\d+\.\d+", fields[i + 1]):
-            return "_".join(fields[:i]), int(fields[i])
-    return _series_name(path), None
-
-
 def _load(path: Path, flavour: MdocFlavour) -> tuple[MdocSeries, bool]:
     """Read one file; the flag is true for the mdoc of one movie (``[FrameSet]`` sections)."""
     text = read_text(path)
@@ -243,7 +237,7 @@ def _load(path: Path, flavour: MdocFlavour) -> tuple[MdocSeries, bool]:
     image_size = header.integers("ImageSize", 2)
     pixel = header.number("PixelSpacing")
     series = MdocSeries(
-        name=_movie_key(path)[0] if frame_set else _series_name(path),
+        name=_series_name(path),
         sources=(path,),
         flavour=kind,
         tilts=tuple(tilts),
@@ -340,22 +334,51 @@ def _merge_copies(name: str, group: Sequence[MdocSeries]) -> MdocSeries:
     return _combine(name, copies + mains, _acquisition_order(tilts + main_tilts))
 
 
-def _merge_frame_sets(name: str, group: Sequence[MdocSeries]) -> MdocSeries:
-    """One series from the mdocs of its movies: by DateTime, else by the index in the file names."""
-    keys = {s.sources[0]: _movie_key(s.sources[0])[1] for s in group}
-    group = sorted(group, key=lambda s: (keys[s.sources[0]] is None, keys[s.sources[0]] or 0, s.sources[0]))
-    tilts = [t for s in group for t in s.tilts]
-    indices = [_movie_key(t.source)[1] for t in tilts]
-    numbers = indices if None not in indices and len(set(indices)) == len(indices) else range(len(tilts))
-    tilts = [dataclasses.replace(t, section_index=int(i or 0)) for t, i in zip(tilts, numbers, strict=True)]
-    return _combine(name, group, _acquisition_order(tilts))
+def _movie_records(frame_sets: Sequence[MdocSeries]) -> tuple[list[MovieRecord], list[MdocError]]:
+    """Each movie's mdoc with its name read (its file name, else its movie's); unreadable names are errors."""
+    records, errors = [], []
+    for series in frame_sets:
+        path, tilt = series.sources[0], series.tilts[0]
+        names = [path.name] + ([tilt.movie_name] if tilt.movie_name else [])
+        parsed = (parse_movie_name(movie_stem(n), tilt_angle_deg=tilt.tilt_angle_deg) for n in names)
+        name = next((p for p in parsed if p is not None), None)
+        if name is None:
+            errors.append(
+                MdocError(
+                    path,
+                    f"the name '{path.name}' (movie '{tilt.movie_name}') shows no series name followed by a frame "
+                    f"number, a tilt angle that agrees with its TiltAngle {tilt.tilt_angle_deg:.2f}°, or a date or "
+                    "time, so its tilt series is unknown.",
+                    "Keep the names SerialEM gave the movies and their mdocs (<series>_<number>_<angle>...), "
+                    "or pass the tilt-series mdoc.",
+                )
+            )
+            continue
+        label = tilt.extra.get("NavigatorLabel")
+        records.append(MovieRecord(series, path.name, name, tilt.tilt_angle_deg, tilt.date_time, label))
+    return records, errors
+
+
+def _merge_frame_sets(group: MovieGroup) -> MdocSeries:
+    """One series from the mdocs of its movies, in acquisition order, numbered by the frame numbers in their
+    names when these are unique, else by their order."""
+    parts: list[MdocSeries] = [record.key for record in group.records]
+    tilts = [(t, record.name.index) for record, part in zip(group.records, parts, strict=True) for t in part.tilts]
+    indices = [i for _, i in tilts]
+    unique = None not in indices and len(set(indices)) == len(indices)
+    numbered = [
+        dataclasses.replace(t, section_index=k if not unique or i is None else i) for k, (t, i) in enumerate(tilts)
+    ]
+    return dataclasses.replace(_combine(group.name, parts, numbered), warnings=group.warnings)
 
 
 def read_mdocs(paths: Sequence[Path], *, flavour: MdocFlavour = "auto") -> tuple[list[MdocSeries], list[MdocError]]:
     """Read many mdocs into one series per tilt-series name; a bad file does not stop the others.
 
-    The mdocs of one movie each (``TS_019_0000_8.0.mrc.mdoc``) are grouped by the name before
-    ``_<index>_<angle>``; the ``-half1``/``-unsorted`` mdoc that an interrupted SerialEM copy leaves is merged
+    The mdocs of one movie each (``TS_019_0000_8.0.mrc.mdoc``, ``Position_1_001[-3.00]_fractions.tiff.mdoc``)
+    are grouped by the series part of their names, checked against their tilt angles, navigator labels and
+    times (:mod:`tomoprep.io.mdoc_names`; doubts end up in :attr:`MdocSeries.warnings`, a name that cannot be
+    read is an error); the ``-half1``/``-unsorted`` mdoc that an interrupted SerialEM copy leaves is merged
     with the mdoc of the same stack (tilts in both are kept once).
 
     Parameters
@@ -372,25 +395,37 @@ def read_mdocs(paths: Sequence[Path], *, flavour: MdocFlavour = "auto") -> tuple
     """
     errors: list[MdocError] = []
     stacks: dict[str, list[MdocSeries]] = defaultdict(list)
-    movies: dict[str, list[MdocSeries]] = defaultdict(list)
+    frame_sets: list[MdocSeries] = []
     for path in paths:
         try:
             series, frame_set = _load(Path(path), flavour)
-            (movies if frame_set else stacks)[series.name].append(series)
+            if frame_set:
+                frame_sets.append(series)
+            else:
+                stacks[series.name].append(series)
         except MdocError as error:
             errors.append(error)
     result: list[MdocSeries] = []
-    for name, group in [*stacks.items(), *movies.items()]:
-        frame_sets = group is movies.get(name)
+    for name, group in stacks.items():
         try:
-            if frame_sets and name in stacks:
-                raise MdocError(
-                    group[0].sources[0],
-                    f"{len(group)} movie mdocs belong to tilt series "
-                    f"'{name}', which also has a tilt-series mdoc; they were not used.",
+            result.append(_merge_copies(name, group))
+        except MdocError as error:
+            errors.append(error)
+    records, name_errors = _movie_records(frame_sets)
+    errors += name_errors
+    for movies in group_movies(records):
+        if movies.name in stacks:
+            errors.append(
+                MdocError(
+                    movies.records[0].key.sources[0],
+                    f"{len(movies.records)} movie mdocs belong to tilt series '{movies.name}', which also has a "
+                    "tilt-series mdoc; they were not used.",
                     "Pass either the tilt-series mdoc or the movie mdocs.",
                 )
-            result.append(_merge_frame_sets(name, group) if frame_sets else _merge_copies(name, group))
+            )
+            continue
+        try:
+            result.append(_merge_frame_sets(movies))
         except MdocError as error:
             errors.append(error)
     return sorted(result, key=lambda s: s.name), errors

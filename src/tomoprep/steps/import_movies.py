@@ -193,6 +193,7 @@ def import_movie_series(payload: MovieSeriesPayload, params: ImportParams, outpu
     spacing = _resolve_pixel_spacing(series, params)
     axis, axis_source = _resolve_tilt_axis(series, params)
     optics, notes = _resolve_optics(series, params)
+    notes += [f"WARNING: {warning}" for warning in series.warnings]
     notes.append(f"tilt-axis angle {axis:.2f}° {axis_source}; pixel spacing {spacing:.4g} Å")
     tilts = series.tilts
     _check_duplicate_movies(series)
