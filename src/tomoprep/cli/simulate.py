@@ -16,7 +16,6 @@ from tomoprep.cli.params import option_parameters
 from tomoprep.execution import local_executor, run_step
 from tomoprep.project import init_project
 from tomoprep.simulate.params import SimulateParams
-from tomoprep.simulate.session import simulate_session
 from tomoprep.steps import get_step
 
 console = Console()
@@ -56,6 +55,8 @@ def simulate_command() -> Callable[..., None]:
     """``tomoprep simulate OUT [options]``, its options generated from :class:`SimulateParams`."""
 
     def command(*, out: Path, **values: Any) -> None:
+        from tomoprep.simulate.session import simulate_session  # torch, scipy, matplotlib: only to simulate
+
         params = SimulateParams.model_validate(values)
         with progress_bar() as callback:
             simulate_session(out, params, progress=callback)
@@ -79,6 +80,8 @@ def demo(
     seed: Annotated[int, typer.Option(help="Seed of the simulated session.")] = 1,
 ) -> None:
     """Simulate a small realistic session and run every step on it, printing where the results are."""
+    from tomoprep.simulate.session import simulate_session
+
     session, project_dir = folder / "session", folder / "project"
     with progress_bar() as callback:
         simulate_session(session, demo_simulation(seed), progress=callback)

@@ -23,7 +23,6 @@ from typing import Literal
 
 from pydantic import Field, model_validator
 
-from tomoprep.simulate.bad_tilts import max_bad_tilts
 from tomoprep.steps.base import Params
 
 MovieFormat = Literal["eer", "tiff", "mrc"]
@@ -169,6 +168,8 @@ class SimulateParams(Params):
         if self.thickness_min_angstrom > self.thickness_max_angstrom:
             raise ValueError("thickness_min_angstrom must not exceed thickness_max_angstrom")
         n_tilts = self.n_tilts or PRESETS[self.preset].n_tilts
+        from tomoprep.simulate.bad_tilts import max_bad_tilts  # scipy: imported when a session is planned
+
         if self.bad_tilts > max_bad_tilts(n_tilts):
             raise ValueError(
                 f"bad_tilts={self.bad_tilts} does not fit {n_tilts} tilts: they take at most "

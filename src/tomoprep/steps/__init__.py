@@ -12,13 +12,14 @@ ENTRY_POINT_GROUP = "tomoprep.steps"
 
 
 #: The steps that ship with tomoprep, in workflow order: name -> module that holds its ``STEP``. A step's module
-#: is imported only when the step is asked for, so a command that needs one step (``tomoprep import``) does not
-#: pay for importing the libraries of all the others (torch, for one, takes a second).
+#: is imported only when the step is asked for, and holds only the record (name, title, Params, plan): the work
+#: and its libraries (torch, for one, takes a second) are imported when a unit runs, so ``tomoprep --help`` and
+#: every ``--help`` start without them.
 BUILTIN_STEP_MODULES = {
     "import": "tomoprep.steps.import_step",
-    "motioncorr": "tomoprep.steps.motioncorr",
-    "clean": "tomoprep.steps.clean",
-    "align": "tomoprep.steps.align",
+    "motioncorr": "tomoprep.steps.motioncorr_step",
+    "clean": "tomoprep.steps.clean_step",
+    "align": "tomoprep.steps.align_step",
 }
 
 

@@ -19,7 +19,7 @@ from tomoprep.model import TiltAlignment, TiltSeries
 from tomoprep.steps.align_files import read_alignment_files, write_alignment_files
 from tomoprep.steps.align_params import AlignParams
 from tomoprep.steps.align_plots import write_alignment_plot
-from tomoprep.steps.base import Step, UnitOutput
+from tomoprep.steps.base import UnitOutput
 from tomoprep.steps.tilt_images import TiltStack, has_image, read_tilt_image, read_tilt_stack, rebin
 
 
@@ -151,20 +151,3 @@ def align_tilt_series(ts: TiltSeries, params: AlignParams, output_dir: Path) -> 
     if params.patch_tracking:
         notes = (*notes, local_note)
     return UnitOutput(aligned, notes)
-
-
-def summarize(outputs: Sequence[TiltSeries]) -> str:
-    """Series aligned, and their thickness range."""
-    thick = [ts.specimen_thickness_angstrom for ts in outputs if ts.specimen_thickness_angstrom is not None]
-    span = f", thickness {min(thick):.0f}–{max(thick):.0f} Å" if thick else ""
-    return f"{len(outputs)} tilt series aligned{span}"
-
-
-STEP = Step(
-    name="align",
-    title="Marker-free tilt-series alignment: tilt axis, shifts, tilt offset, thickness (or IMOD/AreTomo files).",
-    params=AlignParams,
-    run=align_tilt_series,
-    consumes=("clean", "motioncorr", "import"),
-    summarize=summarize,
-)

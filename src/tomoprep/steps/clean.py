@@ -20,7 +20,7 @@ from tomoprep.algorithms.tilt_quality import TiltQuality, measure_tilt_quality
 from tomoprep.errors import InputError
 from tomoprep.io.star import write_star
 from tomoprep.model import TiltImage, TiltSeries
-from tomoprep.steps.base import Step, Unit, UnitOutput
+from tomoprep.steps.base import Unit, UnitOutput
 from tomoprep.steps.clean_manual import (
     AUTO_PREFIX,
     MANUAL_REASON,
@@ -163,26 +163,3 @@ def _exclusion_notes(before: TiltSeries, after: TiltSeries) -> list[str]:
             notes.append(f"tilt {new.acquisition_index} ({new.nominal_tilt_angle_deg:+.1f}°): {state}")
     excluded = after.n_tilts - len(after.included_tilts)
     return [*notes, f"{excluded} of {after.n_tilts} tilts excluded"]
-
-
-def summarize(outputs: Sequence[TiltSeries]) -> str:
-    """Series, tilts, and how many are excluded, automatically and by hand."""
-    tilts = [t for ts in outputs for t in ts.tilts]
-    auto = sum(t.excluded and t.exclusion_reason.startswith(AUTO_PREFIX) for t in tilts)
-    manual = sum(t.excluded and t.exclusion_reason == MANUAL_REASON for t in tilts)
-    other = sum(t.excluded for t in tilts) - auto - manual
-    return (
-        f"{len(outputs)} tilt series, {len(tilts)} tilts: {auto} excluded automatically, {manual} by hand, "
-        f"{other} before"
-    )
-
-
-STEP = Step(
-    name="clean",
-    title="Stack cleaning: exclude shifted, dark and blurred tilts (automatically or by hand) without deleting any.",
-    params=CleanParams,
-    run=clean_series,
-    consumes=("motioncorr", "import", "clean"),
-    plan=plan_clean,
-    summarize=summarize,
-)

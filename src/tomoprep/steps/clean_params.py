@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 from pydantic import Field
 
-from tomoprep.algorithms.tilt_quality import QualityThresholds
 from tomoprep.steps.base import Params
+
+if TYPE_CHECKING:
+    from tomoprep.algorithms.tilt_quality import QualityThresholds
 
 
 class CleanParams(Params):
@@ -74,6 +76,8 @@ class CleanParams(Params):
     @property
     def thresholds(self) -> QualityThresholds:
         """The automatic tests' thresholds."""
+        from tomoprep.algorithms.tilt_quality import QualityThresholds  # torch: imported when cleaning runs
+
         return QualityThresholds(
             shift_fraction=self.shift_fraction,
             dark_ratio=self.dark_ratio,

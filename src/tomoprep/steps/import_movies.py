@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import glob
 from collections import Counter
-from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -283,10 +282,3 @@ def _tilt_image(
             raise
         return _MovieFacts(excluded=True, exclusion_reason=f"import: {exc}"), [f"tilt excluded: {exc}"]
     return _MovieFacts(movie_path=movie, frame_count=frames, gain=gain), notes
-
-
-def summarize(outputs: Sequence[TiltSeries]) -> str:
-    """Counts of series, tilts and excluded tilts."""
-    n_tilts = sum(ts.n_tilts for ts in outputs)
-    excluded = sum(ts.n_tilts - len(ts.included_tilts) for ts in outputs)
-    return f"{len(outputs)} tilt series, {n_tilts} tilts ({excluded} excluded)"

@@ -1,27 +1,50 @@
-"""The import step: movies + mdoc files, or tilt stacks + tilt angles, into a tilt-series set."""
+"""The import step: movies + mdoc files, or tilt stacks + tilt angles, into a tilt-series set.
+
+The readers (:mod:`tomoprep.steps.import_movies`, :mod:`tomoprep.steps.import_stack`: tifffile, imagecodecs,
+mrcfile) are imported when the step plans and runs, so ``tomoprep import --help`` starts without them.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from tomoprep.model import TiltSeries
 from tomoprep.steps.base import Step, Unit, UnitOutput
-from tomoprep.steps.import_movies import MovieSeriesPayload, import_movie_series, plan_movie_import, summarize
 from tomoprep.steps.import_params import ImportParams
-from tomoprep.steps.import_stack import StackPayload, import_stack, plan_stack_import
+
+if TYPE_CHECKING:
+    from tomoprep.steps.import_movies import MovieSeriesPayload
+    from tomoprep.steps.import_stack import StackPayload
 
 
 def plan_import(params: ImportParams, inputs: Sequence[TiltSeries]) -> list[Unit]:
     """Units of an import: one per stack, or one per tilt series described by the mdoc files."""
-    return plan_stack_import(params) if params.is_stack_import else plan_movie_import(params)
+    if params.is_stack_import:
+        from tomoprep.steps.import_stack import plan_stack_import
+
+        return plan_stack_import(params)
+    from tomoprep.steps.import_movies import plan_movie_import
+
+    return plan_movie_import(params)
 
 
 def run_import(payload: MovieSeriesPayload | StackPayload, params: ImportParams, output_dir: Path) -> UnitOutput:
     """Import one tilt series."""
+    from tomoprep.steps.import_movies import import_movie_series
+    from tomoprep.steps.import_stack import StackPayload, import_stack
+
     if isinstance(payload, StackPayload):
         return import_stack(payload, params, output_dir)
     return import_movie_series(payload, params, output_dir)
+
+
+def summarize(outputs: Sequence[TiltSeries]) -> str:
+    """Counts of series, tilts and excluded tilts."""
+    n_tilts = sum(ts.n_tilts for ts in outputs)
+    excluded = sum(ts.n_tilts - len(ts.included_tilts) for ts in outputs)
+    return f"{len(outputs)} tilt series, {n_tilts} tilts ({excluded} excluded)"
 
 
 STEP = Step(

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import functools
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
 
@@ -12,15 +12,10 @@ import torch
 
 from tomoprep.errors import InputError
 from tomoprep.io.gain import gain_for_frames, orient_gain, read_gain
-from tomoprep.model import GainReference, TiltImage, TiltSeries
-from tomoprep.steps.base import Step, Unit, UnitOutput
+from tomoprep.model import GainReference, TiltSeries
+from tomoprep.steps.base import UnitOutput
 from tomoprep.steps.gain_check import check_gain_orientation
-from tomoprep.steps.import_dose import require_dose
 from tomoprep.steps.motioncorr_movie import (
-    DOSE_WEIGHTING,
-    DOSE_WEIGHTING_ALTERNATIVE,
-    EER_GROUPING,
-    EER_GROUPING_ALTERNATIVE,
     SeriesDefects,
     correct_movie,
     counts_sum,
@@ -74,30 +69,6 @@ class _Gains:
             )
 
 
-def plan_motioncorr(params: MotionCorrParams, inputs: Sequence[TiltSeries]) -> list[Unit]:
-    """One unit per tilt series; a series whose dose is unknown fails at once, before any movie is read, when
-    these parameters need the dose (dose weighting, EER frames grouped by dose), naming the options that help."""
-    units = []
-    for ts in inputs:
-        try:
-            _check_dose_is_there_if_needed(ts, params)
-        except InputError as exc:
-            units.append(Unit(ts.name, error=str(exc)))
-            continue
-        units.append(Unit(ts.name, payload=ts))
-    return units
-
-
-def _check_dose_is_there_if_needed(ts: TiltSeries, params: MotionCorrParams) -> None:
-    movies = [t.movie_path for t in ts.included_tilts if t.movie_path is not None]
-    if not movies or ts.dose_known:
-        return
-    if params.dose_weighting:
-        require_dose(ts, needed_for=DOSE_WEIGHTING, alternative=DOSE_WEIGHTING_ALTERNATIVE)
-    if params.eer_frames_per_group is None and any(m.suffix.lower() == ".eer" for m in movies):
-        require_dose(ts, needed_for=EER_GROUPING, alternative=EER_GROUPING_ALTERNATIVE)
-
-
 def motioncorr_series(ts: TiltSeries, params: MotionCorrParams, output_dir: Path) -> UnitOutput:
     """Motion-correct every tilt of ``ts`` that has a movie and is not excluded."""
     if all(t.movie_path is None for t in ts.tilts):
@@ -139,21 +110,3 @@ def _summary_notes(ts: TiltSeries) -> list[str]:
     if not motions:
         return []
     return [f"{len(motions)} movies aligned; total motion median {np.median(motions):.1f} Å, max {max(motions):.1f} Å"]
-
-
-def summarize(outputs: Sequence[TiltSeries]) -> str:
-    """Series, aligned tilts, and the median total motion."""
-    tilts: list[TiltImage] = [t for ts in outputs for t in ts.tilts if t.accumulated_motion_angstrom is not None]
-    median = np.median([t.accumulated_motion_angstrom[0] for t in tilts]) if tilts else 0.0  # type: ignore[index]
-    return f"{len(outputs)} tilt series, {len(tilts)} movies aligned, median total motion {median:.1f} Å"
-
-
-STEP = Step(
-    name="motioncorr",
-    title="Motion correction: gain, defects, global and local motion, odd/even and dose-weighted sums.",
-    params=MotionCorrParams,
-    run=motioncorr_series,
-    consumes=("import",),
-    plan=plan_motioncorr,
-    summarize=summarize,
-)

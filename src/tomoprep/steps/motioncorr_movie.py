@@ -34,13 +34,13 @@ from tomoprep.io.relion_motion import MovieMotion, write_motion_star
 from tomoprep.model import TiltImage, TiltSeries
 from tomoprep.steps.import_dose import require_dose
 from tomoprep.steps.motioncorr_output import SUFFIXES, SumWriter
-from tomoprep.steps.motioncorr_params import MotionCorrParams
-
-#: What needs a dose in motion correction, and the motioncorr option that does without.
-DOSE_WEIGHTING = "the dose-weighted sum (--dose-weighting)"
-DOSE_WEIGHTING_ALTERNATIVE = "or run motioncorr with --no-dose-weighting"
-EER_GROUPING = "grouping EER frames by dose (--eer-dose-per-group-e-per-angstrom2)"
-EER_GROUPING_ALTERNATIVE = "or give motioncorr --eer-frames-per-group N"
+from tomoprep.steps.motioncorr_params import (
+    DOSE_WEIGHTING,
+    DOSE_WEIGHTING_ALTERNATIVE,
+    EER_GROUPING,
+    EER_GROUPING_ALTERNATIVE,
+    MotionCorrParams,
+)
 
 
 @dataclass(frozen=True)

@@ -8,6 +8,12 @@ from pydantic import Field
 
 from tomoprep.steps.base import Params
 
+#: What needs a dose in motion correction, and the motioncorr option that does without.
+DOSE_WEIGHTING = "the dose-weighted sum (--dose-weighting)"
+DOSE_WEIGHTING_ALTERNATIVE = "or run motioncorr with --no-dose-weighting"
+EER_GROUPING = "grouping EER frames by dose (--eer-dose-per-group-e-per-angstrom2)"
+EER_GROUPING_ALTERNATIVE = "or give motioncorr --eer-frames-per-group N"
+
 
 class MotionCorrParams(Params):
     """Align the frames of every tilt movie and sum them: gain, defects, global and local motion, odd/even halves."""

@@ -3,19 +3,22 @@
 ``<run>/tilt_series.star`` holds ``data_global`` (one row per tilt series, RELION 5 labels);
 ``<run>/tilt_series/<name>.star`` holds ``data_<name>`` (one row per tilt). The per-series path in the set
 table is relative to the project root, as RELION stores it relative to its project directory.
+
+pandas and starfile are imported where a table is read or written, not with this module, which every command
+loads (``tomoprep --help`` needs neither).
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from pathlib import Path
-
-import pandas as pd
+from typing import TYPE_CHECKING
 
 from tomoprep.errors import InputError
-from tomoprep.io.star import read_star, write_star
 from tomoprep.model import TiltSeries
-from tomoprep.model.tables import set_row, tilt_series_from_tables, tilt_series_table
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 SET_FILE = "tilt_series.star"
 SERIES_DIR = "tilt_series"
@@ -39,6 +42,11 @@ def save_tilt_series(ts: TiltSeries, run_dir: Path) -> Path:
 
     The set table is kept current after every unit, so a run stopped half-way still has a readable set.
     """
+    import pandas as pd
+
+    from tomoprep.io.star import write_star
+    from tomoprep.model.tables import set_row, tilt_series_table
+
     path = series_star_path(run_dir, ts.name)
     write_star(path, {ts.name: tilt_series_table(ts)})
     row = set_row(ts, tilt_series_star_file=_relative_to_project(run_dir, path))
@@ -53,6 +61,8 @@ def save_tilt_series(ts: TiltSeries, run_dir: Path) -> Path:
 
 
 def _read_set_table(run_dir: Path) -> pd.DataFrame | None:
+    from tomoprep.io.star import read_star
+
     set_path = run_dir / SET_FILE
     if not set_path.is_file():
         return None
@@ -74,6 +84,10 @@ def is_tilt_series_saved(run_dir: Path, name: str) -> bool:
 
 def finalize_tilt_series_set(run_dir: Path, names: Sequence[str]) -> Path:
     """Keep only the rows of ``names`` in the set table, in that order (an empty table when none)."""
+    import pandas as pd
+
+    from tomoprep.io.star import write_star
+
     table = _read_set_table(run_dir)
     path = run_dir / SET_FILE
     if table is None:
@@ -100,6 +114,9 @@ def _resolve(run_dir: Path, stored: str) -> Path:
 
 def load_tilt_series_set(run_dir: Path) -> list[TiltSeries]:
     """Every tilt series of a run folder, in the order of its set table."""
+    from tomoprep.io.star import read_star
+    from tomoprep.model.tables import tilt_series_from_tables
+
     set_path = run_dir / SET_FILE
     table = _read_set_table(run_dir)
     if table is None:

@@ -1,0 +1,35 @@
+"""The alignment step's record. Its work (:mod:`tomoprep.steps.align`, torch) is imported when a unit runs, so
+that a command that only lists or describes the step (``tomoprep align --help``) starts without torch."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+from tomoprep.model import TiltSeries
+from tomoprep.steps.align_params import AlignParams
+from tomoprep.steps.base import Step, UnitOutput
+
+
+def run_align(ts: TiltSeries, params: AlignParams, output_dir: Path) -> UnitOutput:
+    """Align one tilt series (:func:`tomoprep.steps.align.align_tilt_series`)."""
+    from tomoprep.steps.align import align_tilt_series
+
+    return align_tilt_series(ts, params, output_dir)
+
+
+def summarize(outputs: Sequence[TiltSeries]) -> str:
+    """Series aligned, and their thickness range."""
+    thick = [ts.specimen_thickness_angstrom for ts in outputs if ts.specimen_thickness_angstrom is not None]
+    span = f", thickness {min(thick):.0f}–{max(thick):.0f} Å" if thick else ""
+    return f"{len(outputs)} tilt series aligned{span}"
+
+
+STEP = Step(
+    name="align",
+    title="Marker-free tilt-series alignment: tilt axis, shifts, tilt offset, thickness (or IMOD/AreTomo files).",
+    params=AlignParams,
+    run=run_align,
+    consumes=("clean", "motioncorr", "import"),
+    summarize=summarize,
+)

@@ -1,0 +1,54 @@
+"""The cleaning step's record. Its work (:mod:`tomoprep.steps.clean`, torch) is imported when the step plans
+and runs, so that a command that only lists or describes the step (``tomoprep clean --help``) starts without
+torch."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from tomoprep.model import TiltSeries
+from tomoprep.steps.base import Step, Unit, UnitOutput
+from tomoprep.steps.clean_manual import AUTO_PREFIX, MANUAL_REASON
+from tomoprep.steps.clean_params import CleanParams
+
+if TYPE_CHECKING:
+    from tomoprep.steps.clean import CleanPayload
+
+
+def plan_clean(params: CleanParams, inputs: Sequence[TiltSeries]) -> list[Unit]:
+    """One unit per tilt series with its manual choices (:func:`tomoprep.steps.clean.plan_clean`)."""
+    from tomoprep.steps.clean import plan_clean as plan
+
+    return plan(params, inputs)
+
+
+def run_clean(payload: CleanPayload, params: CleanParams, output_dir: Path) -> UnitOutput:
+    """Clean one tilt series (:func:`tomoprep.steps.clean.clean_series`)."""
+    from tomoprep.steps.clean import clean_series
+
+    return clean_series(payload, params, output_dir)
+
+
+def summarize(outputs: Sequence[TiltSeries]) -> str:
+    """Series, tilts, and how many are excluded, automatically and by hand."""
+    tilts = [t for ts in outputs for t in ts.tilts]
+    auto = sum(t.excluded and t.exclusion_reason.startswith(AUTO_PREFIX) for t in tilts)
+    manual = sum(t.excluded and t.exclusion_reason == MANUAL_REASON for t in tilts)
+    other = sum(t.excluded for t in tilts) - auto - manual
+    return (
+        f"{len(outputs)} tilt series, {len(tilts)} tilts: {auto} excluded automatically, {manual} by hand, "
+        f"{other} before"
+    )
+
+
+STEP = Step(
+    name="clean",
+    title="Stack cleaning: exclude shifted, dark and blurred tilts (automatically or by hand) without deleting any.",
+    params=CleanParams,
+    run=run_clean,
+    consumes=("motioncorr", "import", "clean"),
+    plan=plan_clean,
+    summarize=summarize,
+)
