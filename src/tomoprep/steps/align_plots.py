@@ -7,7 +7,7 @@ matplotlib is imported where a figure is drawn, not with this module: a command 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -23,7 +23,7 @@ def _normalised(image: np.ndarray) -> np.ndarray:
     return np.clip((image - low) / max(high - low, 1e-12), 0, 1)
 
 
-def plot_by_angle(axis: Axes, angles_deg: np.ndarray, values: np.ndarray, style: str, **kwargs: object) -> None:
+def plot_by_angle(axis: Axes, angles_deg: np.ndarray, values: np.ndarray, style: str, **kwargs: Any) -> None:
     """Points at their angle, joined in angle order: a series is not acquired in angle order (dose-symmetric
     schemes alternate sides), and a line in acquisition order zigzags across the plot."""
     order = np.argsort(np.asarray(angles_deg), kind="stable")
