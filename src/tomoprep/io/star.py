@@ -65,7 +65,9 @@ def write_star(path: Path, blocks: Mapping[str, pd.DataFrame]) -> None:
     fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     os.close(fd)
     try:
-        starfile.write(dict(blocks), tmp_name, float_format="%.6f", sep="\t")
+        # An absent number is written ``nan``, which C's number parsing (RELION's) reads as not-a-number;
+        # starfile's default ``<NA>`` is not a number to it.
+        starfile.write(dict(blocks), tmp_name, float_format="%.6f", sep="\t", na_rep="nan")
         os.replace(tmp_name, path)
     finally:
         if os.path.exists(tmp_name):
