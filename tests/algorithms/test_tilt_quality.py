@@ -138,3 +138,24 @@ def test_dark_area_of_counts_and_of_normalised_images() -> None:
     assert not is_absolute(normalised)
     fractions = dark_fractions(normalised, absolute=False, dark_level=0.3)
     assert fractions[0] < 0.01 and fractions[1] == pytest.approx(80 / 128, abs=0.05)
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_dark_ground_of_a_dark_field_series_is_no_dark_tilt(seed: int) -> None:
+    """Sparse bright particles on a dark ground in every tilt (dark-field STEM): only the tilt mostly behind a
+    bar is dark."""
+    rng = np.random.default_rng(seed)
+    tilts = np.arange(-45.0, 46.0, 5.0)
+    field = np.full((160, 160), 20.0)
+    for y, x in rng.integers(8, 152, (40, 2)):
+        field[y - 6 : y + 6, x - 6 : x + 6] = 400.0
+    drift = np.cumsum(rng.integers(-1, 2, (len(tilts), 2)), axis=0) + 16
+    ground = np.stack([field[y : y + 128, x : x + 128] for y, x in drift])
+    barred = 7
+    ground[barred, :, :96] = 2.0
+    images = torch.from_numpy(rng.poisson(ground).astype(np.float32))
+    quality = measure_tilt_quality(images, tilts, axis_deg=0.0, pixel_spacing_angstrom=20.0)
+    assert quality.usual_dark_fraction > 0.5  # most of every image lies below 30 % of its bright level
+    dark = np.array(["dark" in " ".join(reasons) for reasons in quality.reasons])
+    assert dark[barred] and not np.delete(dark, barred).any()
+    assert not np.delete(quality.bad, barred).any()

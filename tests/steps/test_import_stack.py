@@ -78,3 +78,14 @@ def test_truncated_stack_fails_at_import(project, tmp_path: Path, real_data: Pat
     run = run_step(project, IMPORT, {"stack": str(stack), "dose_per_tilt_e_per_angstrom2": 2.0})
     error = run.units["test_000"].error or ""
     assert run.status == "FAILED" and "test_000.mrc" in error and "truncated" in error
+
+
+def test_dark_field_series_is_not_cleaned_away(project, real_data: Path) -> None:
+    """Every HAADF image is mostly dark ground around a bright needle: no tilt is dark for that."""
+    imported = run_step(project, IMPORT, {"stack": str(real_data / HAADF), "tilt_axis_angle_deg": 90.0})
+    run = run_step(project, get_step("clean"), {}, input_run=imported.id)
+    assert run.status == "SUCCEEDED", run.error
+    (series,) = load_tilt_series_set(project.run_dir(run))
+    reasons = [t.exclusion_reason for t in series.tilts if t.excluded]
+    assert not any("dark" in reason for reason in reasons)
+    assert len(reasons) <= 2, reasons

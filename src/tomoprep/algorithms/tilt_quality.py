@@ -4,9 +4,11 @@ Three tests per tilt, each against the tilt's neighbours in angle or the series'
 
 dark
     mean below ``dark_ratio`` of what the series' Beer–Lambert trend predicts, or more than
-    ``dark_area_fraction`` of the image below ``dark_level`` of its bright level
-    (:mod:`tomoprep.algorithms.brightness`). Images normalised to mean 0 have no level to compare: only the
-    dark-area test applies to them (a uniformly dark tilt is then not found).
+    ``dark_area_fraction`` of what the series' median tilt shows bright lies below ``dark_level`` of the tilt's
+    bright level (:mod:`tomoprep.algorithms.brightness`). The dark area is taken beyond the series' usual one:
+    where every tilt is mostly dark by nature (a dark-field STEM series, sparse specimen on a dark ground), no
+    tilt is dark for it. Images normalised to mean 0 have no level to compare: only the dark-area test applies
+    to them (a uniformly dark tilt is then not found).
 shifted
     displacement from its neighbours in angle, by stretched cross-correlation (:func:`coarse_align`), among the
     tilts that are not dark (a tilt beside a dark one is compared with the next tilt that shows the specimen).
@@ -85,6 +87,9 @@ class TiltQuality:
         ``(n,)`` mean over the series' Beer–Lambert prediction (``nan`` for normalised images).
     dark_fraction
         ``(n,)`` part of the image below ``dark_level`` of its bright level.
+    usual_dark_fraction
+        The series' median ``dark_fraction``: a tilt is dark when the part of the rest that went dark in it
+        (``(dark_fraction - usual) / (1 - usual)``) exceeds ``dark_area_fraction``.
     sharpness, sharpness_ratio, sharpness_z
         ``(n,)`` band signal-to-noise, its ratio to the neighbours' trend, and the robust z-score of its log.
     absolute
@@ -97,11 +102,17 @@ class TiltQuality:
     shift_fraction: np.ndarray
     mean_ratio: np.ndarray
     dark_fraction: np.ndarray
+    usual_dark_fraction: float
     sharpness: np.ndarray
     sharpness_ratio: np.ndarray
     sharpness_z: np.ndarray
     absolute: bool
     reasons: tuple[tuple[str, ...], ...]
+
+    @property
+    def dark_area_excess(self) -> np.ndarray:
+        """``(n,)`` part of what the series' median tilt shows bright that is dark in each tilt (≤ 1)."""
+        return (self.dark_fraction - self.usual_dark_fraction) / max(1.0 - self.usual_dark_fraction, 1e-6)
 
     @property
     def bad(self) -> np.ndarray:
@@ -266,7 +277,8 @@ def measure_tilt_quality(
     means = images.double().mean(dim=(-2, -1)).cpu().numpy()
     ratio = mean_ratios(means, tilts, doses_e_per_angstrom2) if absolute else np.full(n, np.nan)
     area = dark_fractions(images, absolute=absolute, dark_level=thresholds.dark_level)
-    dark = (area > thresholds.dark_area_fraction) | (ratio < thresholds.dark_ratio)
+    usual = float(np.median(area))
+    dark = ((area - usual) / max(1.0 - usual, 1e-6) > thresholds.dark_area_fraction) | (ratio < thresholds.dark_ratio)
     shifts_px = neighbour_shifts_px(images, tilts, axis_deg=axis_deg, usable=~dark)
     evidence = shifts_px.min(axis=1)  # nan unless measured on both sides
     shifted = evidence / min(images.shape[-2:]) > thresholds.shift_fraction
@@ -281,6 +293,7 @@ def measure_tilt_quality(
         shift_fraction=evidence / min(images.shape[-2:]),
         mean_ratio=ratio,
         dark_fraction=area,
+        usual_dark_fraction=usual,
         sharpness=sharp,
         sharpness_ratio=sharp_ratio,
         sharpness_z=sharp_z,
@@ -298,10 +311,11 @@ def _with_reasons(quality: TiltQuality, thresholds: QualityThresholds) -> TiltQu
         why = []
         if quality.mean_ratio[i] < t.dark_ratio:
             why.append(f"dark: mean {quality.mean_ratio[i]:.2f} of the expected")
-        if quality.dark_fraction[i] > t.dark_area_fraction:
+        if quality.dark_area_excess[i] > t.dark_area_fraction:
+            usual = quality.usual_dark_fraction
             why.append(
                 f"dark: {100 * quality.dark_fraction[i]:.0f} % of the image below {100 * t.dark_level:.0f} % "
-                "of its bright level"
+                "of its bright level" + (f" (the series' median tilt: {100 * usual:.0f} %)" if usual >= 0.05 else "")
             )
         if not why and quality.sharpness_ratio[i] < t.blur_ratio and quality.sharpness_z[i] < -t.blur_z_score:
             why.append(

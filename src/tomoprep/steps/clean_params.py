@@ -36,7 +36,11 @@ class CleanParams(Params):
         "predicts for its angle (images in counts only).",
     )
     dark_area_fraction: float = Field(
-        0.4, gt=0, le=1, description="... or when more than this fraction of its image is dark (see --dark-level)."
+        0.4,
+        gt=0,
+        le=1,
+        description="... or when more than this fraction of what the series' median tilt shows bright is dark in "
+        "it (see --dark-level).",
     )
     dark_level: float = Field(
         0.3,

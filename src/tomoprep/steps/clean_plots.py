@@ -59,7 +59,8 @@ def _plot_measures(axes: Sequence[Axes], quality: TiltQuality, angles: np.ndarra
         if log:
             axis.set_yscale("log")
     axes[1].scatter(angles, quality.dark_fraction, marker="x", c=colours, s=12)
-    axes[1].axhline(thresholds.dark_area_fraction, color="grey", ls=":", lw=0.8)
+    usual = quality.usual_dark_fraction
+    axes[1].axhline(usual + thresholds.dark_area_fraction * (1 - usual), color="grey", ls=":", lw=0.8)
     axes[-1].set_xlabel("tilt angle (°)")
 
 
