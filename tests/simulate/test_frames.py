@@ -100,6 +100,25 @@ def test_motion_starts_at_zero_and_settles() -> None:
     assert 3 < np.mean([np.abs(motion.trajectory_angstrom).max()]) < 60
 
 
+def test_jitter_is_a_random_walk_of_the_step_asked_for() -> None:
+    rng = np.random.default_rng(4)
+    steps = []
+    for _ in range(20):
+        motion = make_tilt_motion(40, movie_format="tiff", dose_e_per_angstrom2=30.0, tilt_deg=0.0,
+                                  local_motion_angstrom=0.0, field_of_view_angstrom=1000.0, rng=rng,
+                                  jitter_step_angstrom=1.0)  # fmt: skip
+        # at 30 e/Å² in 40 frames the settling is over after the first frames: the late steps are drift + jitter
+        late = np.diff(motion.trajectory_angstrom[10:], axis=0)
+        steps.append(late - late.mean(axis=0))
+    spread = float(np.std(np.concatenate(steps)))
+    assert 0.9 < spread < 1.1  # each axis's step: 1 Å
+    quiet = make_tilt_motion(40, movie_format="tiff", dose_e_per_angstrom2=30.0, tilt_deg=0.0,
+                             local_motion_angstrom=0.0, field_of_view_angstrom=1000.0,
+                             rng=np.random.default_rng(4))  # fmt: skip
+    late = np.diff(quiet.trajectory_angstrom[10:], axis=0)
+    assert float(np.std(late - late.mean(axis=0))) < 0.2  # the default jitter: 0.15 Å
+
+
 def test_local_motion_grows_from_zero() -> None:
     motion = make_tilt_motion(10, movie_format="tiff", dose_e_per_angstrom2=3.0, tilt_deg=0.0,
                               local_motion_angstrom=5.0, field_of_view_angstrom=500.0,

@@ -143,6 +143,7 @@ def make_tilt_motion(
     local_motion_angstrom: float,
     field_of_view_angstrom: float,
     rng: np.random.Generator,
+    jitter_step_angstrom: float = 0.15,
 ) -> TiltMotion:
     """Draw the beam-induced motion of one movie (module notes); larger at high tilt.
 
@@ -162,6 +163,9 @@ def make_tilt_motion(
         Image width in Å; the deformation has a quarter to half a wave across it.
     rng
         Source of the random values.
+    jitter_step_angstrom
+        Standard deviation in Å of each axis's step of the random-walk jitter from one fraction to the next (the
+        stage and specimen jitter about the smooth motion).
     """
     frames = fraction_frames(n_frames, movie_format)
     edges = np.concatenate([[0], np.cumsum(frames)]) / n_frames * dose_e_per_angstrom2
@@ -171,7 +175,7 @@ def make_tilt_motion(
     settle = rng.uniform(4.0, 12.0) * (1.0 + abs(tilt_deg) / 60.0)
     tau = rng.uniform(0.3, 0.8)  # e/Å²: most settling happens within the first electron per Å²
     drift = rng.uniform(0.5, 2.0)  # Å per e/Å²
-    jitter = np.cumsum(rng.normal(0.0, 0.15, size=(len(frames), 2)), axis=0)
+    jitter = np.cumsum(rng.normal(0.0, jitter_step_angstrom, size=(len(frames), 2)), axis=0)
     trajectory = (
         settle * (1.0 - np.exp(-t / tau))[:, None] * settle_direction
         + drift * t[:, None] * drift_direction

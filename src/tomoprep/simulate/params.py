@@ -132,6 +132,13 @@ class SimulateParams(Params):
     local_motion_angstrom: float = Field(
         0.0, ge=0, le=100, description="Amplitude of a smooth local deformation in Å; 0 = none."
     )
+    jitter_step_angstrom: float = Field(
+        0.15,
+        ge=0,
+        le=20,
+        description="Jitter of the beam-induced motion: standard deviation in Å of each axis's random-walk step "
+        "from one motion fraction to the next (a frame of TIFF/MRC movies).",
+    )
     tilt_deformation_angstrom: float = Field(
         0.0,
         ge=0,

@@ -85,6 +85,7 @@ def simulate_tilt(
         local_motion_angstrom=context.params.local_motion_angstrom,
         field_of_view_angstrom=nx * px,
         rng=context.rng,
+        jitter_step_angstrom=context.params.jitter_step_angstrom,
     )
     image = _expected_image(context, phantom, tilt, motion, extra_margin_px=blur_margin_px(defect, px))
     deformation = None
