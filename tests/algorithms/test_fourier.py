@@ -7,7 +7,12 @@ import math
 import pytest
 import torch
 
-from tomoprep.algorithms.correlation import cross_correlation, find_peak_subpixel
+from tomoprep.algorithms.correlation import (
+    correlation_curvature,
+    correlation_near_zero,
+    cross_correlation,
+    find_peak_subpixel,
+)
 from tomoprep.algorithms.fourier import (
     bfactor_filter,
     binned_shape,
@@ -86,6 +91,30 @@ def test_peak_search_respects_max_shift_and_batches() -> None:
     found = find_peak_subpixel(maps, max_shift_px=4)
     assert torch.allclose(found, torch.tensor([[1.0, -1.0], [-2.0, 2.0]]))
     assert torch.allclose(find_peak_subpixel(maps[0]), torch.tensor([12.0, 12.0]))
+
+
+def test_correlation_curvature_is_the_second_derivative_of_the_map_where_asked() -> None:
+    shape = (48, 40)
+    spectra = torch.fft.rfft2(torch.stack([band_limited(shape, seed=s) for s in (1, 2)]).double())
+    cross = spectra * spectra.conj()
+    shifts = torch.tensor([[1.3, -0.7], [0.0, 0.4]], dtype=torch.float64)
+
+    def value(shift: torch.Tensor) -> torch.Tensor:  # the band-limited map at a sub-pixel shift, both frames
+        ky = torch.fft.fftfreq(shape[0], dtype=torch.float64)[:, None]
+        kx = torch.fft.fftfreq(shape[1], dtype=torch.float64)[None, :]
+        full = torch.fft.fft2(torch.fft.irfft2(cross, s=shape))
+        ramp = torch.exp(2j * math.pi * (ky * shift[:, :1, None] + kx * shift[:, 1:, None]))
+        return (full * ramp).sum(dim=(-2, -1)).real / (shape[0] * shape[1])
+
+    h = 1e-3
+    for axis in (0, 1):
+        step = torch.zeros(2, 2, dtype=torch.float64)
+        step[:, axis] = h
+        expected = -(value(shifts + step) + value(shifts - step) - 2 * value(shifts)) / h**2
+        found = correlation_curvature(cross.to(torch.complex128), shape, shifts)[:, axis]
+        assert torch.allclose(found.double(), expected, rtol=1e-4)
+    near = correlation_near_zero(cross.to(torch.complex64), shape, 2)
+    assert torch.allclose(near[:, 0, 0], value(torch.zeros(2, 2, dtype=torch.float64)).float(), rtol=1e-4)
 
 
 def test_fourier_binning_keeps_the_mean_and_pixel_zero() -> None:

@@ -76,17 +76,62 @@ def correlation_near_zero(cross_power: torch.Tensor, shape_yx: tuple[int, int], 
     shifts = torch.fft.fftfreq(2 * radius_px + 1, d=1 / (2 * radius_px + 1), device=device, dtype=dtype)
     kx = torch.arange(cross_power.shape[-1], device=device, dtype=dtype)
     ky = torch.fft.fftfreq(ny, d=1 / ny, device=device, dtype=dtype)
-    # Half spectrum along x: every column but 0 (and nx / 2 for even nx) stands for itself and its conjugate.
-    hermitian = torch.full_like(kx, 2.0)
-    hermitian[0] = 1.0
-    if nx % 2 == 0:
-        hermitian[-1] = 1.0
-    along_x = torch.polar(hermitian[:, None].expand(-1, len(shifts)), 2 * math.pi * kx[:, None] * shifts / nx)
+    along_x = torch.polar(
+        _hermitian(len(kx), nx, device)[:, None].expand(-1, len(shifts)), 2 * math.pi * kx[:, None] * shifts / nx
+    )
     along_y = torch.polar(
         torch.ones(len(shifts), ny, device=device, dtype=dtype), 2 * math.pi * shifts[:, None] * ky / ny
     )
     maps = along_y.to(cross_power.dtype) @ (cross_power @ along_x.to(cross_power.dtype))
     return maps.real / (ny * nx)
+
+
+def _hermitian(n_columns: int, nx: int, device: torch.device) -> torch.Tensor:
+    """How often each column of a half spectrum stands in the full one: 1 for column 0 (and nx / 2), else 2."""
+    hermitian = torch.full((n_columns,), 2.0, dtype=torch.float64, device=device)
+    hermitian[0] = 1.0
+    if nx % 2 == 0:
+        hermitian[-1] = 1.0
+    return hermitian
+
+
+def correlation_curvature(
+    cross_power: torch.Tensor, shape_yx: tuple[int, int], shifts_px: torch.Tensor
+) -> torch.Tensor:
+    """Curvature ``-∂²c/∂s²`` along y and x of the maps ``c = irfft2(cross_power, s=shape_yx)`` at given shifts.
+
+    Exact, ``Σ_k (2π k_a)² Re(cross e^{2πi k·s}) / (ny nx)`` over the full spectrum (``k`` in cycles per pixel),
+    not a finite difference of the sampled map: two products with the half spectra, a fraction of one inverse
+    transform.
+
+    Parameters
+    ----------
+    cross_power
+        ``(..., ny, nx // 2 + 1)`` half spectra.
+    shape_yx
+        Real-space shape ``(ny, nx)``.
+    shifts_px
+        ``(..., 2)`` where to evaluate, ``(dy, dx)`` in pixels (as :func:`find_peak_subpixel` reports peaks).
+
+    Returns
+    -------
+    torch.Tensor
+        ``(..., 2)`` curvatures (y, x) per px², float32.
+    """
+    ny, nx = shape_yx
+    device = cross_power.device
+    kx = torch.arange(cross_power.shape[-1], device=device, dtype=torch.float64) / nx
+    ky = torch.fft.fftfreq(ny, device=device, dtype=torch.float64)
+    shifts = shifts_px.double()
+    phase_x = torch.polar(
+        _hermitian(len(kx), nx, device).expand(*shifts.shape[:-1], -1), 2 * math.pi * kx * shifts[..., 1:]
+    )
+    along_x = torch.stack([phase_x, phase_x * (2 * math.pi * kx) ** 2], dim=-1).to(cross_power.dtype)
+    per_row = cross_power @ along_x  # (..., ny, 2): plain and (2π k_x)²-weighted sums along x
+    phase_y = torch.polar(torch.ones_like(ky).expand(*shifts.shape[:-1], -1), 2 * math.pi * ky * shifts[..., :1])
+    along_y = torch.stack([phase_y * (2 * math.pi * ky) ** 2, phase_y], dim=-1).to(cross_power.dtype)
+    curvature = (per_row * along_y).sum(dim=-2).real
+    return (curvature / (ny * nx)).float()
 
 
 def find_peak_subpixel(

@@ -4,19 +4,20 @@ Shifts follow the conventions of :mod:`tomoprep.algorithms.motion`: pixels of th
 displacement of the specimen in each frame. The spectra (:func:`_binned_spectra`) and the iteration
 (:func:`_align_stack`) serve :func:`tomoprep.algorithms.motion.estimate_global_motion` on whole frames and
 :func:`tomoprep.algorithms.local_motion.estimate_local_motion` on patches (:func:`_align_stack_bounded`, which
-keeps the residual shifts of patches within a small window). :func:`smooth_trajectory` is public and
-re-exported by :mod:`tomoprep.algorithms.motion`.
+keeps the residual shifts of patches within a small window). Every round measures each frame's correlation peak,
+its significance and precision (:mod:`tomoprep.algorithms.peak_noise`), and fits the trajectories to the
+credible peaks (:mod:`tomoprep.algorithms.trajectory`).
 """
 
 from __future__ import annotations
 
 import math
-from typing import Literal
+from typing import Literal, NamedTuple
 
 import torch
 import torch.nn.functional as nnf
 
-from tomoprep.algorithms.correlation import correlation_near_zero, find_peak_subpixel
+from tomoprep.algorithms.correlation import correlation_curvature, correlation_near_zero, find_peak_subpixel
 from tomoprep.algorithms.fourier import (
     crop_rfft,
     fourier_shift_rfft,
@@ -24,13 +25,13 @@ from tomoprep.algorithms.fourier import (
     rfft_squared_frequencies,
     taper_edges,
 )
+from tomoprep.algorithms.peak_noise import peak_noise
+from tomoprep.algorithms.trajectory import fit_trajectory, smooth_trajectory
 
 Smoothing = float | Literal["auto"]
 
 #: Width of the edge taper applied before correlating, as a fraction of the shorter frame side.
 _TAPER_FRACTION = 0.05
-#: Order of the differences penalised by :func:`smooth_trajectory`.
-_DIFFERENCE_ORDER = 3
 
 
 def _fft_size(value: float) -> int:
@@ -81,58 +82,6 @@ def _binned_spectra(
     return spectra, shape_b, torch.tensor([by * block / shape_b[0], bx * block / shape_b[1]], device=device)
 
 
-def _smoother(n: int, smoothing: float, device: torch.device) -> torch.Tensor:
-    eye = torch.eye(n, dtype=torch.float64, device=device)
-    difference = torch.diff(eye, n=_DIFFERENCE_ORDER, dim=0)
-    return torch.linalg.inv(eye + smoothing * difference.T @ difference)
-
-
-def _gcv_smoothing(shifts: torch.Tensor) -> float:
-    """The λ of a grid from 0.3 to 1000 that minimises generalised cross-validation over all series jointly.
-
-    The floor keeps the choice from chasing noise on few low-dose frames; it bends a sharp start (3 px, time
-    constant 2.5 frames, 10 frames) by 0.01 px RMS."""
-    n = shifts.shape[-2]
-    series = shifts.double().transpose(-1, -2).reshape(-1, n)
-    best, best_score = 0.0, math.inf
-    for smoothing in (10 ** (k / 4) for k in range(-2, 13)):
-        hat = _smoother(n, smoothing, shifts.device)
-        score = float(n * (series - series @ hat.T).pow(2).sum() / (n - torch.trace(hat)) ** 2)
-        if score < best_score:
-            best, best_score = smoothing, score
-    return best
-
-
-def smooth_trajectory(shifts_px: torch.Tensor, *, smoothing: Smoothing) -> torch.Tensor:
-    """Smooth trajectories across frames by penalised least squares (a Whittaker smoother).
-
-    Solves ``(I + λ DᵀD) s = shifts`` per axis, ``D`` being the third-difference operator over frames: a drift
-    with constant acceleration passes unchanged, frame-to-frame jitter is damped, the mean is kept. On 10 frames,
-    λ = 3 passes about half of white noise (RMS) and bends an exponential start (3 px, time constant 2.5
-    frames) by 0.03 px RMS.
-
-    Parameters
-    ----------
-    shifts_px
-        ``(..., n_frames, 2)`` shifts in pixels.
-    smoothing
-        ``λ`` ≥ 0 (0 returns the input), or ``"auto"``: chosen by generalised cross-validation between 0.3 and
-        1000, which smooths noisy trajectories hard and leaves precise ones nearly untouched.
-
-    Returns
-    -------
-    torch.Tensor
-        Smoothed shifts, same shape and dtype.
-    """
-    n = shifts_px.shape[-2]
-    if n <= _DIFFERENCE_ORDER:
-        return shifts_px
-    value = _gcv_smoothing(shifts_px) if smoothing == "auto" else float(smoothing)
-    if value <= 0:
-        return shifts_px
-    return (_smoother(n, value, shifts_px.device) @ shifts_px.double()).to(shifts_px.dtype)
-
-
 def _correlation_weight(shape_yx: tuple[int, int], bfactor_px2: float, device: torch.device) -> torch.Tensor:
     """B-factor envelope on both images of a cross-power spectrum, ``exp(-B k² / 2)``, zero at ``k = 0``."""
     weight = torch.exp(-bfactor_px2 * rfft_squared_frequencies(shape_yx, device=device) / 2)
@@ -143,23 +92,111 @@ def _correlation_weight(shape_yx: tuple[int, int], bfactor_px2: float, device: t
 #: After the first round of :func:`_align_stack`, the correlations are computed within this many pixels of the
 #: current estimate only (the round's update is searched within one pixel less).
 _REFINE_RADIUS_PX = 3
+#: A correlation peak is credible when its height is at least this many times the noise of the map: the
+#: highest noise peak of a search over 10⁴-10⁶ positions is 4-5 noise standard deviations high.
+CREDIBLE_SIGNIFICANCE = 6.0
 
 
-def _update_near_zero(cross: torch.Tensor, shape_yx: tuple[int, int], max_shift_px: float) -> torch.Tensor | None:
-    """The peak of each cross-power spectrum's correlation within ``_REFINE_RADIUS_PX - 1`` of zero, or ``None``
-    when a map's maximum lies on the window's edge (a larger move: the whole map is then searched)."""
+class StackAlignment(NamedTuple):
+    """What :func:`_align_stack` and :func:`_align_stack_bounded` return, all in pixels of the images correlated.
+
+    Attributes
+    ----------
+    shifts_px
+        ``(..., n, 2)`` fitted shifts, mean-free over the frames.
+    measured_px
+        ``(..., n, 2)`` the last round's measured shifts (peak positions), mean-free.
+    sigma_px
+        ``(..., n, 2)`` their standard deviations, ``inf`` where the peak was not credible.
+    significance
+        ``(..., n)`` height of each frame's last correlation peak over the noise of its map.
+    """
+
+    shifts_px: torch.Tensor
+    measured_px: torch.Tensor
+    sigma_px: torch.Tensor
+    significance: torch.Tensor
+
+
+def _peak_heights(maps: torch.Tensor, shifts_px: torch.Tensor) -> torch.Tensor:
+    """Values ``(...,)`` of maps ``(..., Y, X)`` in FFT order at the integer pixel nearest each shift."""
+    rows = shifts_px[..., 0].round().long() % maps.shape[-2]
+    cols = shifts_px[..., 1].round().long() % maps.shape[-1]
+    flat = (rows * maps.shape[-1] + cols)[..., None]
+    return maps.flatten(-2).gather(-1, flat)[..., 0]
+
+
+def _update_near_zero(maps: torch.Tensor, shape_yx: tuple[int, int], max_shift_px: float) -> torch.Tensor | None:
+    """The peak of each map near zero (``(..., 2r + 1, 2r + 1)``, FFT order) within ``_REFINE_RADIUS_PX - 1``, or
+    ``None`` when a map's maximum lies on the window's edge (a larger move: the whole map is then searched)."""
     if min(shape_yx) <= 4 * _REFINE_RADIUS_PX:
         return None
-    maps = correlation_near_zero(cross, shape_yx, _REFINE_RADIUS_PX)
     size = maps.shape[-1]
     peak = maps.flatten(-2).argmax(dim=-1)
     rows, cols = peak // size, peak % size
-    edge = (_REFINE_RADIUS_PX, _REFINE_RADIUS_PX + 1)  # the shifts +r and -r in FFT order
-    if bool(torch.isin(rows, torch.tensor(edge, device=rows.device)).any()) or bool(
-        torch.isin(cols, torch.tensor(edge, device=cols.device)).any()
-    ):
+    edge = torch.tensor((_REFINE_RADIUS_PX, _REFINE_RADIUS_PX + 1), device=rows.device)  # the shifts +r and -r
+    if bool(torch.isin(rows, edge).any()) or bool(torch.isin(cols, edge).any()):
         return None
     return find_peak_subpixel(maps, max_shift_px=min(_REFINE_RADIUS_PX - 1, max_shift_px))
+
+
+def _fit(measured_px: torch.Tensor, sigma_px: torch.Tensor, smoothing: Smoothing) -> torch.Tensor:
+    """Trajectories from measured shifts: :func:`fit_trajectory` (``"auto"``), or frames without a measurement
+    interpolated and then the fixed-penalty smoother."""
+    if smoothing == "auto":
+        return fit_trajectory(measured_px, sigma_px).shifts_px
+    exact = torch.where(torch.isfinite(sigma_px), _EXACT_PX, math.inf)
+    filled = fit_trajectory(measured_px, exact).shifts_px if bool(torch.isinf(sigma_px).any()) else measured_px
+    return smooth_trajectory(filled, smoothing=float(smoothing))
+
+
+#: Standard deviation given to measurements taken as exact (px): far below any real one.
+_EXACT_PX = 1e-6
+#: The iteration stops when no shift moves by more than this fraction of its standard deviation (or by more
+#: than the tolerance): a move below the noise of the measurement is not information.
+_SETTLED_FRACTION = 0.1
+
+
+def _damped(
+    shifts: torch.Tensor, updated: torch.Tensor, previous_step: torch.Tensor | None
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """The next shifts and the step taken: ``updated``, or less of the way where the steps oscillate.
+
+    Every frame moves to its peak against the others at their current shifts. Where frames have split into two
+    groups a few pixels apart (the first round's estimate of a large, sudden motion can), each frame's peak is
+    the other group's and the groups swap places round after round. The ratio ``λ`` of this step to the last
+    (least squares over all frames) tells: a step of ``1 / (1 - λ)`` of the way, for ``-1 ≤ λ < 0``, lands on
+    the fixed point of a mode that reverses each round (halfway for a swap; 0.9 of the way for the ordinary
+    ``λ = -1 / (n - 1)`` of leave-one-out alignment, Aitken's extrapolation).
+    """
+    step = updated - shifts
+    if previous_step is not None:
+        ratio = float((step * previous_step).sum() / previous_step.square().sum().clamp_min(1e-30))
+        if ratio < 0:
+            step = step / (1 - max(ratio, -1.0))
+    return shifts + step, step
+
+
+def _settled(updated: torch.Tensor, shifts: torch.Tensor, sigma: torch.Tensor, tolerance_px: float) -> bool:
+    """Whether no shift moved by more than the tolerance or :data:`_SETTLED_FRACTION` of its uncertainty."""
+    return bool(((updated - shifts).abs() <= (_SETTLED_FRACTION * sigma).clamp_min(tolerance_px)).all())
+
+
+def _measure_round(
+    cross: torch.Tensor, shape_yx: tuple[int, int], max_shift_px: float, *, first: bool
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
+    """One round's peaks: updates ``(..., n, 2)``, their heights ``(..., n)`` and the maps' curvature at the peaks
+    ``(..., n, 2)`` (``None`` in the first round, whose alignment is only a starting point). ``cross`` is consumed.
+    """
+    update = None
+    if not first:
+        maps = correlation_near_zero(cross, shape_yx, _REFINE_RADIUS_PX)
+        update = _update_near_zero(maps, shape_yx, max_shift_px)
+    if update is None:
+        maps = irfft2_consuming(cross if first else cross.clone(), shape_yx)
+        update = find_peak_subpixel(maps, max_shift_px=max_shift_px)
+    curvature = None if first else correlation_curvature(cross, shape_yx, update)
+    return update, _peak_heights(maps, update), curvature
 
 
 def _align_stack(
@@ -171,26 +208,42 @@ def _align_stack(
     tolerance_px: float,
     max_shift_px: float,
     smoothing: Smoothing,
-) -> torch.Tensor:
-    """Iterative leave-one-out alignment of stacks ``(..., n, Y, X // 2 + 1)``; returns mean-free ``(..., n, 2)``."""
+) -> StackAlignment:
+    """Iterative leave-one-out alignment of stacks ``(..., n, Y, X // 2 + 1)``.
+
+    Each round measures every frame's peak against the sum of the others at the current shifts, the peak's
+    significance and (after the first round) its precision (:mod:`tomoprep.algorithms.peak_noise`); frames
+    whose peak is not credible get no measurement and are interpolated by the trajectory fit.
+    """
     shifts = torch.zeros((*spectra.shape[:-2], 2), device=spectra.device)
+    credible = torch.zeros_like(shifts[..., :1], dtype=torch.bool)
+    result = StackAlignment(shifts, shifts, torch.full_like(shifts, math.inf), torch.zeros_like(shifts[..., 0]))
+    step = None
     for iteration in range(max_iterations):
         aligned = fourier_shift_rfft(spectra, -shifts, shape_yx=shape_yx)
         others = aligned.sum(dim=-3, keepdim=True) - aligned
+        noise = peak_noise(aligned, others, shape_yx=shape_yx, weight=weight)
         # In place: the cross-power spectrum takes the memory of the aligned spectra (a 20-group stack holds
         # 84 MB per copy).
         cross = aligned.mul_(others.conj_physical_()).mul_(weight)
         del aligned, others
-        update = _update_near_zero(cross, shape_yx, max_shift_px) if iteration > 0 else None
-        if update is None:
-            update = find_peak_subpixel(irfft2_consuming(cross, shape_yx), max_shift_px=max_shift_px)
-        updated = smooth_trajectory(shifts + update, smoothing=smoothing)
-        updated = updated - updated.mean(dim=-2, keepdim=True)
-        change = float((updated - shifts).abs().max())
+        update, heights, curvature = _measure_round(cross, shape_yx, max_shift_px, first=iteration == 0)
+        significance = heights / noise.height
+        # once credible, a frame stays so: a peak near the threshold would otherwise flip in and out
+        credible = credible | (significance >= CREDIBLE_SIGNIFICANCE)[..., None]
+        if curvature is None:  # a first, rough alignment: credible peaks are taken as they are
+            sigma = torch.where(credible, _EXACT_PX, math.inf).expand_as(update)
+        else:
+            sigma = torch.where(credible & (curvature > 0), noise.slope / curvature.clamp_min(1e-30), math.inf)
+        measured = shifts + update
+        updated = _fit(measured, sigma, smoothing) if bool(credible.any()) else torch.zeros_like(shifts)
+        updated, step = _damped(shifts, updated - updated.mean(dim=-2, keepdim=True), step)
+        settled = _settled(updated, shifts, sigma, tolerance_px)
         shifts = updated
-        if change < tolerance_px:
+        result = StackAlignment(shifts, measured - measured.mean(dim=-2, keepdim=True), sigma, significance)
+        if settled and iteration > 0:
             break
-    return shifts
+    return result
 
 
 def _align_stack_bounded(
@@ -202,28 +255,37 @@ def _align_stack_bounded(
     tolerance_px: float,
     max_shift_px: float,
     smoothing: Smoothing,
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """As :func:`_align_stack`, but every shift stays within ``±max_shift_px``; also returns the raw measurements.
+) -> StackAlignment:
+    """As :func:`_align_stack`, but every shift stays within ``±max_shift_px``.
 
     Each frame is correlated *unmoved* with the sum of the other frames moved by their current shifts, so the
     peak is the frame's whole shift and the search window bounds it, not only each round's update (a patch of
-    noise would otherwise wander by a window per round). Returns the smoothed shifts and the last round's
-    measured, unsmoothed ones, both ``(..., n, 2)`` and mean-free over the frames.
+    noise would otherwise wander by a window per round). A map's noise is measured with the frame moved to its
+    current shift (it does not depend on where the peak lies), its curvature where the peak lies.
     """
     shifts = torch.zeros((*spectra.shape[:-2], 2), device=spectra.device)
-    measured = shifts
+    credible = torch.zeros_like(shifts[..., :1], dtype=torch.bool)
+    result = StackAlignment(shifts, shifts, torch.full_like(shifts, math.inf), torch.zeros_like(shifts[..., 0]))
+    step = None
     for _ in range(max_iterations):
         aligned = fourier_shift_rfft(spectra, -shifts, shape_yx=shape_yx)
-        others = (aligned.sum(dim=-3, keepdim=True) - aligned).conj_physical_()
+        others = aligned.sum(dim=-3, keepdim=True) - aligned
+        noise = peak_noise(aligned, others, shape_yx=shape_yx, weight=weight)
         del aligned
-        cc = irfft2_consuming(others.mul_(spectra).mul_(weight), shape_yx)
-        del others
-        measured = find_peak_subpixel(cc, max_shift_px=max_shift_px)
+        cross = others.conj_physical_().mul_(spectra).mul_(weight)
+        maps = irfft2_consuming(cross.clone(), shape_yx)
+        measured = find_peak_subpixel(maps, max_shift_px=max_shift_px)
+        curvature = correlation_curvature(cross, shape_yx, measured)
+        del others, cross
+        significance = _peak_heights(maps, measured) / noise.height
+        credible = credible | (significance >= CREDIBLE_SIGNIFICANCE)[..., None]
+        sigma = torch.where(credible & (curvature > 0), noise.slope / curvature.clamp_min(1e-30), math.inf)
         measured = measured - measured.mean(dim=-2, keepdim=True)
-        updated = smooth_trajectory(measured, smoothing=smoothing)
-        updated = updated - updated.mean(dim=-2, keepdim=True)
-        change = float((updated - shifts).abs().max())
+        updated = _fit(measured, sigma, smoothing) if bool(credible.any()) else torch.zeros_like(shifts)
+        updated, step = _damped(shifts, updated - updated.mean(dim=-2, keepdim=True), step)
+        settled = _settled(updated, shifts, sigma, tolerance_px)
         shifts = updated
-        if change < tolerance_px:
+        result = StackAlignment(shifts, measured, sigma, significance)
+        if settled:
             break
-    return shifts, measured
+    return result

@@ -221,7 +221,7 @@ def _measure_patches(
     for y0 in starts_y:  # one row of patches at a time bounds the memory
         stack = torch.stack([aligned[:, y0 : y0 + size[0], x0 : x0 + size[1]] for x0 in starts_x])
         stack = taper_edges(stack, max(4, min(size) // 8))
-        row_shifts, row_measured = _align_stack_bounded(
+        row = _align_stack_bounded(
             torch.fft.rfft2(stack),
             shape_yx=size,
             weight=weight,
@@ -230,8 +230,8 @@ def _measure_patches(
             max_shift_px=max_shift_px,
             smoothing=smoothing,
         )
-        shifts.append(row_shifts)
-        measured.append(row_measured)
+        shifts.append(row.shifts_px)
+        measured.append(row.measured_px)
         centres += [(y0 + (size[0] - 1) / 2, x0 + (size[1] - 1) / 2) for x0 in starts_x]
     centres_px = torch.tensor(centres, device=aligned.device)
     return torch.cat(shifts), torch.cat(measured), centres_px, torch.tensor(size, device=aligned.device)

@@ -34,18 +34,18 @@ in :mod:`tomoprep.algorithms.frame_alignment`, local motion in :mod:`tomoprep.al
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Literal, NamedTuple
+from typing import Any, Literal, NamedTuple
 
 import torch
 
 from tomoprep.algorithms.fourier import Device
 from tomoprep.algorithms.frame_alignment import (
+    CREDIBLE_SIGNIFICANCE,
     Smoothing,
     _align_stack,
     _binned_spectra,
     _check_frames,
     _correlation_weight,
-    smooth_trajectory,
 )
 from tomoprep.algorithms.local_motion import (
     Interpolation,
@@ -56,26 +56,57 @@ from tomoprep.algorithms.local_motion import (
     local_shifts_at,
 )
 from tomoprep.algorithms.summing import AlignedSums, DoseWeighting, align_and_sum
+from tomoprep.algorithms.trajectory import TrajectoryFit, fit_trajectory, smooth_trajectory
 
 __all__ = [
+    "CREDIBLE_SIGNIFICANCE",
     "AccumulatedMotion",
     "AlignedSums",
     "DoseWeighting",
+    "GlobalMotion",
     "Interpolation",
     "LocalMotionModel",
     "Smoothing",
+    "TrajectoryFit",
     "accumulated_motion",
     "align_and_sum",
     "apply_local_motion",
     "estimate_global_motion",
     "estimate_local_motion",
+    "fit_trajectory",
     "local_shift_field",
     "local_shifts_at",
+    "measure_global_motion",
     "smooth_trajectory",
 ]
 
 
-def estimate_global_motion(
+class GlobalMotion(NamedTuple):
+    """Whole-frame motion of a movie, in input pixels.
+
+    Attributes
+    ----------
+    shifts_px
+        ``(n, 2)`` float32 shifts ``(dy, dx)`` (the trajectory fitted).
+    sigma_px
+        ``(n, 2)`` standard deviation of each frame's measured shift (its correlation peak), ``inf`` for a frame
+        whose peak was not credible: its shift is interpolated from the others'.
+    significance
+        ``(n,)`` height of each frame's correlation peak over the noise of its map (credible from
+        :data:`CREDIBLE_SIGNIFICANCE`).
+    """
+
+    shifts_px: torch.Tensor
+    sigma_px: torch.Tensor
+    significance: torch.Tensor
+
+    @property
+    def interpolated(self) -> torch.Tensor:
+        """``(n,)`` bool: frames without a credible peak, whose shifts come from their neighbours' motion."""
+        return ~torch.isfinite(self.sigma_px).all(dim=-1)
+
+
+def measure_global_motion(
     frames: torch.Tensor,
     *,
     bfactor_px2: float = 150.0,
@@ -86,8 +117,8 @@ def estimate_global_motion(
     smoothing: Smoothing = "auto",
     reference: Literal["mean", "first"] = "mean",
     device: Device = None,
-) -> torch.Tensor:
-    """Estimate the whole-frame shift of every frame by iterative leave-one-out cross-correlation.
+) -> GlobalMotion:
+    """Estimate the whole-frame shift of every frame by iterative leave-one-out cross-correlation (module notes).
 
     Parameters
     ----------
@@ -101,17 +132,19 @@ def estimate_global_motion(
     max_iterations
         Most refinement rounds.
     tolerance_px
-        Stop when no shift changed by more than this between rounds (input pixels).
+        Stop when no shift changed by more than this, or than a tenth of its standard deviation, between rounds
+        (input pixels).
     max_shift_px
-        Largest shift update searched per round, input pixels.
+        Largest shift searched from a frame's current position in a round, input pixels (the first round
+        searches this far from the movie's mean position).
     alignment_size_px
         Frames whose larger side exceeds this are Fourier-binned to it for the estimate (shifts come back in
         input pixels); 1024 on a 4k movie loses little, because the B-factor weight keeps mostly what is coarser
         than 1/10 px⁻¹.
     smoothing
-        ``λ`` of :func:`smooth_trajectory`, applied after each round: ``"auto"`` (cross-validation), a number, or
-        0 for none. On 10 frames of 512² at 0.9 e⁻/px ``"auto"`` and 3 both halve the error of no smoothing; on
-        precise trajectories a fixed 3 bends sharp starts by ≈ 0.03 px, ``"auto"`` by ≈ 0.01 px.
+        ``"auto"``: each round's measurements are fitted by :func:`fit_trajectory` with their measured
+        precision, which follows a jittery trajectory where the peaks are sharp and smooths where they are not.
+        A number ``λ`` instead smooths with :func:`smooth_trajectory` whatever the precision; 0 for none.
     reference
         ``"mean"``: the shifts average to zero (the aligned sum sits at the mean position); ``"first"``: the first
         frame is at zero (RELION, MotionCor2 ``-FmRef 0``).
@@ -120,14 +153,14 @@ def estimate_global_motion(
 
     Returns
     -------
-    torch.Tensor
-        ``(n, 2)`` float32 shifts ``(dy, dx)`` in input pixels, on the compute device.
+    GlobalMotion
+        Shifts, their precision and the peaks' significance, on the compute device.
     """
     _check_frames(frames)
     device = torch.device(device) if device is not None else frames.device
     spectra, shape_b, scale = _binned_spectra(frames, alignment_size_px, device)
     pixel_b = float(scale.mean())
-    shifts = _align_stack(
+    alignment = _align_stack(
         spectra,
         shape_yx=shape_b,
         weight=_correlation_weight(shape_b, bfactor_px2 / pixel_b**2, device),
@@ -136,8 +169,14 @@ def estimate_global_motion(
         max_shift_px=max_shift_px / pixel_b,
         smoothing=smoothing,
     )
-    shifts = shifts * scale
-    return shifts - shifts[0] if reference == "first" else shifts
+    shifts = alignment.shifts_px * scale
+    shifts = shifts - shifts[0] if reference == "first" else shifts
+    return GlobalMotion(shifts, alignment.sigma_px * scale, alignment.significance)
+
+
+def estimate_global_motion(frames: torch.Tensor, **options: Any) -> torch.Tensor:
+    """The ``(n, 2)`` float32 shifts ``(dy, dx)`` in input pixels of :func:`measure_global_motion` (same options)."""
+    return measure_global_motion(frames, **options).shifts_px
 
 
 class AccumulatedMotion(NamedTuple):

@@ -1,0 +1,122 @@
+"""How precisely a frame's leave-one-out correlation peak places it, measured from the frames themselves.
+
+Every frame ``F`` of a stack is correlated with ``R``, the sum of the other ``n - 1`` frames, under a real weight
+``W`` (the B-factor envelope). Near the peak the correlation is ``c(s) = Σ_k W Re(F R* e^{2πi k·s})`` (a sum over
+the full spectrum; the half spectrum counts each column but the first and the Nyquist one twice). Writing
+``F = S + N_F`` and ``R = (n - 1) S + N_R`` (signal ``S``, independent noises of powers ``N_F``, ``N_R``), the peak
+found is, to first order, the true shift plus ``-c'(0) / c''(0)``, whose variance along axis ``a`` is
+
+    σ_a² = Σ_k m_k² (2π k_a)² W² (|R|² N_F + |S|² N_R) / 2  /  (Σ_k m_k (2π k_a)² W Re(F R*))²
+
+(``m_k`` the multiplicity of a half-spectrum sample). The noise of the map's height is the same sum with the
+factor ``(2π k_a)²`` left out. The noise powers come from the residual ``F - R / (n - 1)``, whose power is
+``N_F + N_R / (n - 1)²`` for aligned frames: averaged over blocks of the spectrum and solved for each frame's own
+``N_F`` (the frames may differ in dose), it holds for counting and integrating detectors alike, after any
+Fourier binning, taper and gain, because nothing about the noise is assumed but its independence between frames.
+``|S|²`` is ``Re(F R*) / (n - 1)``. Misaligned frames leave signal in the residual, which only overstates σ.
+
+The denominators are summed over the whole spectrum (a frame's own signal decides them); the noise sums, smooth
+in ``k``, over every 8th row and 4th column (at least 64 of each), which changes σ by about 1 % and costs a
+thirty-second.
+
+Measured against the scatter of the converged, unsmoothed shifts about the truth (simulated Poisson movies of a
+textured specimen, 10 frames; the ratio of the observed to the predicted scatter): 512² at 0.5-30 e⁻/px per
+frame 0.90-1.00; 1024² at 0.2-10 e⁻/px 0.90-0.98; 2048² at 0.5-1.1 e⁻/px 0.84-0.94 (σ 0.01-0.16 px).
+"""
+
+from __future__ import annotations
+
+import math
+from typing import NamedTuple
+
+import torch
+import torch.nn.functional as nnf
+
+from tomoprep.algorithms.correlation import _hermitian
+
+#: Rows and columns of the half spectrum sampled for the noise sums (every 8th row, every 4th column).
+_NOISE_STRIDE = (8, 4)
+#: Side, in samples, of the spectrum blocks over which the residual power is averaged into a noise power.
+_NOISE_BLOCK = 16
+
+
+class PeakNoise(NamedTuple):
+    """Noise of each frame's correlation map at the frames' current alignment, in the map's units (those of
+    ``irfft2`` of the weighted cross-power spectrum).
+
+    Attributes
+    ----------
+    slope
+        ``(..., n, 2)`` standard deviation of the map's slope ``∂c/∂s`` at the peak along y and x (per pixel); over
+        the peak's curvature ``-∂²c/∂s²`` it is the standard deviation of the shift measured.
+    height
+        ``(..., n)`` standard deviation of the map's value: a peak's height over it is its significance.
+    """
+
+    slope: torch.Tensor
+    height: torch.Tensor
+
+
+def _frame_noise_power(residual_power: torch.Tensor, n: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Each frame's noise power ``N_F`` and that of its reference ``N_R``, per sample, from the residual power.
+
+    The residual of frame ``i`` has power ``E_i = N_i + (T - N_i) / (n - 1)²`` with ``T = Σ_j N_j``, so
+    ``T = (n - 1) / n Σ_i E_i`` and ``N_i = (E_i - T / (n - 1)²) / (1 - 1 / (n - 1)²)``. Two frames cannot be
+    told apart: each gets half.
+    """
+    shape = residual_power.shape
+    flat = residual_power.reshape(-1, 1, shape[-2], shape[-1])
+    blocks = nnf.avg_pool2d(flat, _NOISE_BLOCK, ceil_mode=True)
+    power = nnf.interpolate(blocks, scale_factor=_NOISE_BLOCK, mode="nearest")[..., : shape[-2], : shape[-1]]
+    power = power.reshape(shape)
+    if n <= 2:
+        own = power / 2
+        return own, own
+    total = power.sum(dim=-3, keepdim=True) * (n - 1) / n
+    own = ((power - total / (n - 1) ** 2) / (1 - 1 / (n - 1) ** 2)).clamp_min_(0)
+    return own, total - own
+
+
+def peak_noise(
+    aligned: torch.Tensor, others: torch.Tensor, *, shape_yx: tuple[int, int], weight: torch.Tensor
+) -> PeakNoise:
+    """Noise of the slope and of the height of every frame's leave-one-out correlation map (module notes).
+
+    Parameters
+    ----------
+    aligned
+        ``(..., n, Y, X // 2 + 1)`` half spectra of the frames at their current alignment.
+    others
+        Same shape: for each frame, the sum of the other frames' aligned spectra.
+    shape_yx
+        Real-space shape ``(Y, X)`` of the images.
+    weight
+        ``(Y, X // 2 + 1)`` real weight of the cross-power spectrum, zero at ``k = 0``.
+
+    Returns
+    -------
+    PeakNoise
+        Slope noise ``(..., n, 2)`` and height noise ``(..., n)``, in map units.
+    """
+    n = aligned.shape[-3]
+    step_y, step_x = (
+        max(1, min(stride, size // 64)) for stride, size in zip(_NOISE_STRIDE, aligned.shape[-2:], strict=True)
+    )
+    # (real, imaginary) pairs: products of complex numbers' parts are cheaper than their moduli
+    frame = torch.view_as_real(aligned[..., ::step_y, ::step_x]).contiguous()
+    reference = torch.view_as_real(others[..., ::step_y, ::step_x]).contiguous()
+    residual_power = (frame - reference / max(n - 1, 1)).square_().sum(dim=-1)
+    residual_power[..., 0, 0] = 0  # the mean, not noise
+    own, of_reference = _frame_noise_power(residual_power, n)
+    signal_power = (frame * reference).sum(dim=-1).div_(max(n - 1, 1))
+    noise = reference.square_().sum(dim=-1).mul_(own).add_(signal_power.mul_(of_reference))
+    device = aligned.device
+    ky2 = (2 * math.pi * torch.fft.fftfreq(shape_yx[0], device=device)[::step_y]) ** 2
+    kx2 = (2 * math.pi * torch.fft.rfftfreq(shape_yx[1], device=device)[::step_x]) ** 2
+    multiplicity = _hermitian(aligned.shape[-1], shape_yx[1], device)[::step_x].float()
+    scale = step_y * step_x / 2 / float(shape_yx[0] * shape_yx[1]) ** 2
+    per_row = noise.mul_((weight[::step_y, ::step_x] * multiplicity).square_()) @ torch.stack(
+        [torch.ones_like(kx2), kx2], dim=-1
+    )
+    slope = torch.stack([per_row[..., 0] @ ky2, per_row[..., 1].sum(dim=-1)], dim=-1)
+    return PeakNoise(slope.mul_(scale).sqrt_(), per_row[..., 0].sum(dim=-1).mul_(scale).sqrt_())
