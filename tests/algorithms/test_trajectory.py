@@ -94,4 +94,9 @@ def test_series_fitted_together_share_the_prior_but_not_their_measurements() -> 
     sigma[1, 4] = math.inf
     fitted = fit_trajectory(measured, sigma).shifts_px
     assert fitted.shape == (3, 10, 2)
-    assert max(rms_px(f, t) for f, t in zip(fitted, truths, strict=True)) < 0.02
+    error = fitted - truths
+    error = error - error.mean(dim=1, keepdim=True)
+    observed = torch.isfinite(sigma).all(dim=-1)
+    assert float(error[observed].abs().max()) < 0.05  # each series follows its own precise measurements
+    # the missing frame of series 1 comes from its neighbours (a random walk's bridge: σ ≈ 0.3 px per axis)
+    assert float(error[1, 4].abs().max()) < 1.0

@@ -93,8 +93,11 @@ def _correlation_weight(shape_yx: tuple[int, int], bfactor_px2: float, device: t
 #: current estimate only (the round's update is searched within one pixel less).
 _REFINE_RADIUS_PX = 3
 #: A correlation peak is credible when its height is at least this many times the noise of the map: the
-#: highest noise peak of a search over 10⁴-10⁶ positions is 4-5 noise standard deviations high.
-CREDIBLE_SIGNIFICANCE = 6.0
+#: highest noise peak of a search over 10⁴-10⁶ positions is 4-5.5 noise standard deviations high, and on simulated
+#: tilt movies peaks below 8 were off by 2-3 times their predicted σ (a side lobe taken for the peak).
+CREDIBLE_SIGNIFICANCE = 8.0
+#: The significance at which a frame credible in the last round stays so, its peak searched near its shift.
+_STAYS_CREDIBLE = 6.0
 
 
 class StackAlignment(NamedTuple):
@@ -118,26 +121,37 @@ class StackAlignment(NamedTuple):
     significance: torch.Tensor
 
 
-def _peak_heights(maps: torch.Tensor, shifts_px: torch.Tensor) -> torch.Tensor:
-    """Values ``(...,)`` of maps ``(..., Y, X)`` in FFT order at the integer pixel nearest each shift."""
-    rows = shifts_px[..., 0].round().long() % maps.shape[-2]
-    cols = shifts_px[..., 1].round().long() % maps.shape[-1]
+def _peak_heights(maps: torch.Tensor, shifts_px: torch.Tensor, offset: tuple[int, int] = (0, 0)) -> torch.Tensor:
+    """Values ``(...,)`` of maps ``(..., Y, X)`` in FFT order at the integer pixel nearest each shift (plus
+    ``offset`` pixels)."""
+    rows = (shifts_px[..., 0].round().long() + offset[0]) % maps.shape[-2]
+    cols = (shifts_px[..., 1].round().long() + offset[1]) % maps.shape[-1]
     flat = (rows * maps.shape[-1] + cols)[..., None]
     return maps.flatten(-2).gather(-1, flat)[..., 0]
 
 
-def _update_near_zero(maps: torch.Tensor, shape_yx: tuple[int, int], max_shift_px: float) -> torch.Tensor | None:
-    """The peak of each map near zero (``(..., 2r + 1, 2r + 1)``, FFT order) within ``_REFINE_RADIUS_PX - 1``, or
-    ``None`` when a map's maximum lies on the window's edge (a larger move: the whole map is then searched)."""
+def _sampled_curvature(maps: torch.Tensor, shifts_px: torch.Tensor) -> torch.Tensor:
+    """``(..., 2)`` curvature of maps at the pixel nearest each shift, from its neighbours along y and x: lower
+    than the exact one for a peak a pixel or two wide (so the shift's σ comes out larger)."""
+    centre = _peak_heights(maps, shifts_px)
+    return torch.stack(
+        [
+            2 * centre - _peak_heights(maps, shifts_px, step) - _peak_heights(maps, shifts_px, (-step[0], -step[1]))
+            for step in ((1, 0), (0, 1))
+        ],
+        dim=-1,
+    )
+
+
+def _beyond_window(maps: torch.Tensor, shape_yx: tuple[int, int]) -> torch.Tensor:
+    """``(...,)`` bool: maps near zero (``(..., 2r + 1, 2r + 1)``, FFT order) whose maximum lies on the window's
+    edge (a larger move, for which the whole map is searched), or all when the images are too small for it."""
     if min(shape_yx) <= 4 * _REFINE_RADIUS_PX:
-        return None
+        return torch.ones(maps.shape[:-2], dtype=torch.bool, device=maps.device)
     size = maps.shape[-1]
     peak = maps.flatten(-2).argmax(dim=-1)
-    rows, cols = peak // size, peak % size
-    edge = torch.tensor((_REFINE_RADIUS_PX, _REFINE_RADIUS_PX + 1), device=rows.device)  # the shifts +r and -r
-    if bool(torch.isin(rows, edge).any()) or bool(torch.isin(cols, edge).any()):
-        return None
-    return find_peak_subpixel(maps, max_shift_px=min(_REFINE_RADIUS_PX - 1, max_shift_px))
+    edge = torch.tensor((_REFINE_RADIUS_PX, _REFINE_RADIUS_PX + 1), device=maps.device)  # the shifts +r and -r
+    return torch.isin(peak // size, edge) | torch.isin(peak % size, edge)
 
 
 def _fit(measured_px: torch.Tensor, sigma_px: torch.Tensor, smoothing: Smoothing) -> torch.Tensor:
@@ -177,26 +191,55 @@ def _damped(
     return shifts + step, step
 
 
+def _bounded(shifts_px: torch.Tensor, max_shift_px: float) -> torch.Tensor:
+    """Shifts about their mean, each axis cut to ``±max_shift_px``: a trajectory carried over frames without a
+    credible peak is not followed out of the range searched."""
+    return (shifts_px - shifts_px.mean(dim=-2, keepdim=True)).clamp(-max_shift_px, max_shift_px)
+
+
 def _settled(updated: torch.Tensor, shifts: torch.Tensor, sigma: torch.Tensor, tolerance_px: float) -> bool:
     """Whether no shift moved by more than the tolerance or :data:`_SETTLED_FRACTION` of its uncertainty."""
     return bool(((updated - shifts).abs() <= (_SETTLED_FRACTION * sigma).clamp_min(tolerance_px)).all())
 
 
-def _measure_round(
-    cross: torch.Tensor, shape_yx: tuple[int, int], max_shift_px: float, *, first: bool
-) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
-    """One round's peaks: updates ``(..., n, 2)``, their heights ``(..., n)`` and the maps' curvature at the peaks
-    ``(..., n, 2)`` (``None`` in the first round, whose alignment is only a starting point). ``cross`` is consumed.
-    """
-    update = None
-    if not first:
-        maps = correlation_near_zero(cross, shape_yx, _REFINE_RADIUS_PX)
-        update = _update_near_zero(maps, shape_yx, max_shift_px)
-    if update is None:
-        maps = irfft2_consuming(cross if first else cross.clone(), shape_yx)
+class _Peaks(NamedTuple):
+    """One round's peaks: updates ``(..., n, 2)``, heights ``(..., n)``, curvatures ``(..., n, 2)`` and whether each
+    was found in the whole map ``(..., n)`` (so must stand above the highest noise of a large search)."""
+
+    update: torch.Tensor
+    heights: torch.Tensor
+    curvature: torch.Tensor
+    searched_whole_map: torch.Tensor
+
+
+def _measure_round(cross: torch.Tensor, shape_yx: tuple[int, int], max_shift_px: float, *, first: bool) -> _Peaks:
+    """One round's peaks. The first round searches whole maps, consumes ``cross`` and takes the curvature from the
+    maps' samples (its peaks are a starting point); later rounds search near the current shifts, and the whole
+    map only for frames whose peak lies beyond, and take the curvature exactly."""
+    if first:
+        maps = irfft2_consuming(cross, shape_yx)
         update = find_peak_subpixel(maps, max_shift_px=max_shift_px)
-    curvature = None if first else correlation_curvature(cross, shape_yx, update)
-    return update, _peak_heights(maps, update), curvature
+        whole = torch.ones(update.shape[:-1], dtype=torch.bool, device=update.device)
+        return _Peaks(update, _peak_heights(maps, update), _sampled_curvature(maps, update), whole)
+    near = correlation_near_zero(cross, shape_yx, _REFINE_RADIUS_PX)
+    update = find_peak_subpixel(near, max_shift_px=min(_REFINE_RADIUS_PX - 1, max_shift_px))
+    heights = _peak_heights(near, update)
+    whole = _beyond_window(near, shape_yx)
+    if bool(whole.any()):
+        maps = irfft2_consuming(cross.clone(), shape_yx)
+        far = find_peak_subpixel(maps, max_shift_px=max_shift_px)
+        update = torch.where(whole[..., None], far, update)
+        heights = torch.where(whole, _peak_heights(maps, far), heights)
+    return _Peaks(update, heights, correlation_curvature(cross, shape_yx, update), whole)
+
+
+def _credible(significance: torch.Tensor, whole_map: torch.Tensor, before: torch.Tensor) -> torch.Tensor:
+    """``(..., 1)`` bool: peaks that stand out of their map's noise. A peak of a whole map must reach
+    :data:`CREDIBLE_SIGNIFICANCE`; one near a frame that was credible in the last round only
+    :data:`_STAYS_CREDIBLE` (the highest noise of a 7 x 7 window is rarely above 3.5 noise standard deviations),
+    so that a peak near the threshold does not flip in and out round after round."""
+    threshold = torch.where(whole_map | ~before[..., 0], CREDIBLE_SIGNIFICANCE, _STAYS_CREDIBLE)
+    return (significance >= threshold)[..., None]
 
 
 def _align_stack(
@@ -227,17 +270,14 @@ def _align_stack(
         # 84 MB per copy).
         cross = aligned.mul_(others.conj_physical_()).mul_(weight)
         del aligned, others
-        update, heights, curvature = _measure_round(cross, shape_yx, max_shift_px, first=iteration == 0)
-        significance = heights / noise.height
-        # once credible, a frame stays so: a peak near the threshold would otherwise flip in and out
-        credible = credible | (significance >= CREDIBLE_SIGNIFICANCE)[..., None]
-        if curvature is None:  # a first, rough alignment: credible peaks are taken as they are
-            sigma = torch.where(credible, _EXACT_PX, math.inf).expand_as(update)
-        else:
-            sigma = torch.where(credible & (curvature > 0), noise.slope / curvature.clamp_min(1e-30), math.inf)
-        measured = shifts + update
-        updated = _fit(measured, sigma, smoothing) if bool(credible.any()) else torch.zeros_like(shifts)
-        updated, step = _damped(shifts, updated - updated.mean(dim=-2, keepdim=True), step)
+        peaks = _measure_round(cross, shape_yx, max_shift_px, first=iteration == 0)
+        significance = peaks.heights / noise.height
+        credible = _credible(significance, peaks.searched_whole_map, credible)
+        curvature = peaks.curvature
+        sigma = torch.where(credible & (curvature > 0), noise.slope / curvature.clamp_min(1e-30), math.inf)
+        measured = shifts + peaks.update
+        updated = _fit(measured, sigma, smoothing) if bool(torch.isfinite(sigma).any()) else torch.zeros_like(shifts)
+        updated, step = _damped(shifts, _bounded(updated, max_shift_px), step)
         settled = _settled(updated, shifts, sigma, tolerance_px)
         shifts = updated
         result = StackAlignment(shifts, measured - measured.mean(dim=-2, keepdim=True), sigma, significance)
@@ -278,11 +318,11 @@ def _align_stack_bounded(
         curvature = correlation_curvature(cross, shape_yx, measured)
         del others, cross
         significance = _peak_heights(maps, measured) / noise.height
-        credible = credible | (significance >= CREDIBLE_SIGNIFICANCE)[..., None]
+        credible = _credible(significance, torch.zeros_like(significance, dtype=torch.bool), credible)
         sigma = torch.where(credible & (curvature > 0), noise.slope / curvature.clamp_min(1e-30), math.inf)
         measured = measured - measured.mean(dim=-2, keepdim=True)
-        updated = _fit(measured, sigma, smoothing) if bool(credible.any()) else torch.zeros_like(shifts)
-        updated, step = _damped(shifts, updated - updated.mean(dim=-2, keepdim=True), step)
+        updated = _fit(measured, sigma, smoothing) if bool(torch.isfinite(sigma).any()) else torch.zeros_like(shifts)
+        updated, step = _damped(shifts, _bounded(updated, max_shift_px), step)
         settled = _settled(updated, shifts, sigma, tolerance_px)
         shifts = updated
         result = StackAlignment(shifts, measured, sigma, significance)

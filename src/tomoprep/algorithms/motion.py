@@ -7,11 +7,12 @@ order, gain-corrected and free of defects (:mod:`tomoprep.algorithms.defects`).
 
 Method (MotionCor2 and RELION's own implementation in spirit):
 
-- Global motion (:func:`estimate_global_motion`): every frame is cross-correlated with the sum of all *other*
+- Global motion (:func:`measure_global_motion`): every frame is cross-correlated with the sum of all *other*
   frames (leaving it out keeps its own noise out of its reference), with a B-factor weight, on a Fourier-binned
   copy when the frames are larger than ``alignment_size_px``. The correlation peak is fitted to sub-pixel
-  precision, the frames are moved by their updates and the sum rebuilt, until no shift changes by more than the
-  tolerance. The trajectory is smoothed across frames after each round (:func:`smooth_trajectory`).
+  precision; its significance and precision are measured from the frames (:mod:`tomoprep.algorithms.peak_noise`)
+  and the trajectory is fitted to the credible peaks with that precision (:func:`fit_trajectory`); the frames are
+  moved and the sum rebuilt, until no shift changes by more than the tolerance or a tenth of its uncertainty.
   Frames are mean-subtracted and edge-tapered first: the frame border does not move with the specimen, and
   without the taper its wrap-around edge pulls every shift towards zero (1 % shrinkage measured).
 - Local motion (:func:`estimate_local_motion`): the globally aligned frames are cut into overlapping patches,
@@ -21,14 +22,16 @@ Method (MotionCor2 and RELION's own implementation in spirit):
   space, warped by the local model in real space if one is given, and accumulated as spectra, so that only one
   full-size frame is held at a time.
 
-Measured (2 CPU cores, torch 2.13): on 10 frames of 512² at 0.92 e⁻/px per frame (3 e⁻/Å² at 1.75 Å/px) the
-global trajectory comes out within 0.03-0.09 px RMS (8 noise seeds; 0.11-0.16 without smoothing, about what the
-information in such frames allows); on 20 frames of 4096² at 1 e⁻/px within 0.01 px, estimated in 2 s, with the
-aligned plain, odd/even and dose-weighted sums in 3 s more.
+Measured (2 CPU cores, torch 2.13): on 10 frames of 512² at 0.92 e⁻/px per frame (3 e⁻/Å² at 1.75 Å/px) a
+smooth global trajectory comes out within 0.03-0.10 px RMS (8 noise seeds, mean 0.077; 0.11-0.16 without
+smoothing, about what the information in such frames allows); a jittery one (a random walk of 0.3-1 px per
+frame) on 2048² frames within 0.02-0.03 px at 1 e⁻/px per frame; on 20 frames of 4096² at 1 e⁻/px within
+0.01 px, estimated in about 2 s, with the aligned plain, odd/even and dose-weighted sums in 3 s more.
 
-Global motion and the accumulated-motion statistics live here; the alignment iteration and the trajectory smoother
-in :mod:`tomoprep.algorithms.frame_alignment`, local motion in :mod:`tomoprep.algorithms.local_motion`, the sums in
-:mod:`tomoprep.algorithms.summing`. Their public names are re-exported here, the one import for callers.
+Global motion and the accumulated-motion statistics live here; the alignment iteration in
+:mod:`tomoprep.algorithms.frame_alignment`, the trajectory model in :mod:`tomoprep.algorithms.trajectory`, local
+motion in :mod:`tomoprep.algorithms.local_motion`, the sums in :mod:`tomoprep.algorithms.summing`. Their public
+names are re-exported here, the one import for callers.
 """
 
 from __future__ import annotations

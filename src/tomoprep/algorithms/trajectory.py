@@ -63,12 +63,12 @@ class TrajectoryFit(NamedTuple):
     smooth_px2: float
 
 
-@functools.lru_cache(maxsize=16)
-def _kernels(n: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, tuple[float, float]]:
-    """The drift basis ``(n, 3)`` and the two prior covariances ``(n, n)`` (random walk, smooth), projected off
-    the drift and scaled to a mean variance of 1 per contrast, with those scales (to report τ in px²)."""
+@functools.lru_cache(maxsize=32)
+def _kernels(n: int, degree: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, tuple[float, float]]:
+    """The drift basis ``(n, degree + 1)`` and the two prior covariances ``(n, n)`` (random walk, smooth),
+    projected off the drift and scaled to a mean variance of 1 per contrast, with those scales (τ in px²)."""
     t = np.arange(n) / max(n - 1, 1)
-    basis = np.stack([t**d for d in range(_DRIFT_DEGREE + 1)], axis=-1)
+    basis = np.stack([t**d for d in range(degree + 1)], axis=-1)
     orthonormal, _ = np.linalg.qr(basis)
     projector = np.eye(n) - orthonormal @ orthonormal.T
     cumulative = np.tril(np.ones((n, n)))
@@ -76,7 +76,7 @@ def _kernels(n: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, tuple[float, f
     for power in (1, _DIFFERENCE_ORDER):
         root = np.linalg.matrix_power(cumulative, power)
         kernel = projector @ root @ root.T @ projector
-        scale = float(np.trace(kernel)) / max(n - _DRIFT_DEGREE - 1, 1)
+        scale = float(np.trace(kernel)) / max(n - degree - 1, 1)
         kernels.append(kernel / scale)
         scales.append(scale)
     return basis, kernels[0], kernels[1], (scales[0], scales[1])
@@ -123,7 +123,8 @@ def _posterior_mean(
 
 
 def _interpolate(y: np.ndarray, observed: np.ndarray, basis: np.ndarray) -> np.ndarray:
-    """The polynomial of the highest degree ≤ 2 through at most 3 observed points (zeros where none)."""
+    """The polynomial through too few observed points to fit a model to: of one degree less than their number,
+    at most the drift's (zeros where none)."""
     m = int(observed.sum())
     if m == 0:
         return np.zeros((len(y), len(basis)))
@@ -153,13 +154,12 @@ def fit_trajectory(shifts_px: torch.Tensor, sigma_px: torch.Tensor) -> Trajector
     variance = sigma_px.detach().cpu().double().movedim(-1, -2).reshape(-1, n).numpy() ** 2
     observed = np.isfinite(variance)
     y = np.where(observed, y, 0.0)
-    basis, walk, smooth, kernel_scales = _kernels(n)
     scale = float(np.median(variance[observed])) if observed.any() else 1.0
-    patterns = np.unique(observed, axis=0)
-    groups = [(pattern, (observed == pattern).all(axis=1)) for pattern in patterns]
+    groups = [(pattern, (observed == pattern).all(axis=1)) for pattern in np.unique(observed, axis=0)]
     total = np.zeros((len(_SCALES), len(_SCALES)))
     for pattern, rows in groups:
-        if pattern.sum() > _DRIFT_DEGREE + 1:
+        basis, walk, smooth, _ = _kernels(n, _drift_degree(pattern))
+        if pattern.sum() > basis.shape[1]:
             total += _log_likelihood(
                 y[rows][:, pattern] / math.sqrt(scale), variance[rows][:, pattern] / scale, basis[pattern],
                 walk[np.ix_(pattern, pattern)], smooth[np.ix_(pattern, pattern)],
@@ -167,20 +167,27 @@ def fit_trajectory(shifts_px: torch.Tensor, sigma_px: torch.Tensor) -> Trajector
     weights = np.exp((posterior := total + _log_prior()) - posterior.max()).ravel()
     kept = np.flatnonzero(weights >= _WEIGHT_FLOOR)
     weights = weights[kept] / weights[kept].sum()
-    scales = np.array(_SCALES)
-    smooth_scales, walk_scales = scales[kept // len(_SCALES)], scales[kept % len(_SCALES)]
-    priors = (walk_scales[:, None, None] * walk + smooth_scales[:, None, None] * smooth) * scale
+    smooth_scales, walk_scales = np.array(_SCALES)[kept // len(_SCALES)], np.array(_SCALES)[kept % len(_SCALES)]
     fitted = np.empty_like(y)
     for pattern, rows in groups:
-        if pattern.sum() > _DRIFT_DEGREE + 1:
+        basis, walk, smooth, _ = _kernels(n, _drift_degree(pattern))
+        if pattern.sum() > basis.shape[1]:
+            priors = (walk_scales[:, None, None] * walk + smooth_scales[:, None, None] * smooth) * scale
             each = _posterior_mean(y[rows][:, pattern], variance[rows][:, pattern], pattern, basis, priors)
             fitted[rows] = np.einsum("g,gsn->sn", weights, each)
         else:
             fitted[rows] = _interpolate(y[rows][:, pattern], pattern, basis)
     out = torch.from_numpy(fitted).reshape(*shifts_px.shape[:-2], 2, n).movedim(-2, -1)
+    kernel_scales = _kernels(n, _DRIFT_DEGREE)[3]
     walk_px2 = float(weights @ walk_scales) * scale / kernel_scales[0]
     smooth_px2 = float(weights @ smooth_scales) * scale / kernel_scales[1]
     return TrajectoryFit(out.to(dtype=shifts_px.dtype, device=shifts_px.device), walk_px2, smooth_px2)
+
+
+def _drift_degree(observed: np.ndarray) -> int:
+    """The free polynomial's degree: a quadratic where every frame is measured, a line where some are not (a
+    quadratic carried over missing frames, at the ends most, multiplies the noise of the measured ones)."""
+    return _DRIFT_DEGREE if observed.all() else 1
 
 
 def _log_prior() -> np.ndarray:

@@ -90,9 +90,10 @@ def motioncorr_series(ts: TiltSeries, params: MotionCorrParams, output_dir: Path
             total = functools.cache(functools.partial(counts_sum, counts))
             gain = gains.get(tilt.gain, counts[0].shape, total)
             mask = defects.mask_for(counts[0].shape, total)
-            updated, trajectory = correct_movie(
+            updated, trajectory, movie_notes = correct_movie(
                 tilt, ts, groups, counts, gain, mask, params, output_dir, device, writer
             )
+            notes.extend(movie_notes)
             tilts.append(updated)
             trajectories[tilt.acquisition_index] = trajectory
             spacing = ts.original_pixel_spacing_angstrom / groups.upsampling * params.output_binning

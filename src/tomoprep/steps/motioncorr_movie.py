@@ -14,13 +14,15 @@ import torch
 from tomoprep.algorithms.defects import DefectFiller, detect_defects
 from tomoprep.algorithms.fourier import fourier_bin
 from tomoprep.algorithms.motion import (
+    CREDIBLE_SIGNIFICANCE,
     DoseWeighting,
+    GlobalMotion,
     LocalMotionModel,
     accumulated_motion,
     align_and_sum,
-    estimate_global_motion,
     estimate_local_motion,
     local_shifts_at,
+    measure_global_motion,
 )
 from tomoprep.errors import ImageFileError
 from tomoprep.io.movies import (
@@ -150,10 +152,11 @@ def load_groups(groups: MovieGroups) -> list[np.ndarray]:
 
 @dataclass(frozen=True)
 class MotionEstimate:
-    """Shifts of each group in rendered-frame pixels (dy, dx) and an optional local model."""
+    """Shifts of each group in rendered-frame pixels (dy, dx), an optional local model, and notes for the log."""
 
     shifts_px: torch.Tensor
     local_model: LocalMotionModel | None
+    notes: tuple[str, ...] = ()
 
 
 def _scaled_model(model: LocalMotionModel, factor: float, shape_yx: tuple[int, int]) -> LocalMotionModel:
@@ -282,9 +285,14 @@ def estimate_motion(
         binned.append(small.clone() if small is frame else small)  # the corrector reuses its buffer
     stack = torch.stack(binned)
     bfactor_px2 = params.bfactor_angstrom2 / (pixel_spacing_angstrom * factor) ** 2
-    shifts = estimate_global_motion(
-        stack, bfactor_px2=bfactor_px2, alignment_size_px=params.alignment_size_px, device=device
+    motion = measure_global_motion(
+        stack,
+        bfactor_px2=bfactor_px2,
+        max_shift_px=params.max_shift_angstrom / (pixel_spacing_angstrom * factor),
+        alignment_size_px=params.alignment_size_px,
+        device=device,
     )
+    shifts = motion.shifts_px
     model = None
     if params.local_motion and len(counts) >= 4:
         local = estimate_local_motion(
@@ -296,7 +304,26 @@ def estimate_motion(
             device=device,
         )
         model = _scaled_model(local, factor, (counts[0].shape[0], counts[0].shape[1]))
-    return MotionEstimate(shifts * factor, model)
+    return MotionEstimate(shifts * factor, model, motion_notes(motion))
+
+
+def motion_notes(motion: GlobalMotion) -> tuple[str, ...]:
+    """What the log should say about a movie's global motion: the groups whose correlation peak was not
+    credible (their shifts interpolated from the others'), with the peaks' significance, or nothing."""
+    doubtful = motion.interpolated.nonzero()[:, 0].tolist()
+    if not doubtful:
+        return ()
+    n = len(motion.interpolated)
+    heights = ", ".join(
+        f"{float(motion.significance[i]):.1f}" + ("" if motion.significance[i] < CREDIBLE_SIGNIFICANCE else " but flat")
+        for i in doubtful
+    )
+    reason = f"peak height over the noise of the correlation {heights}; credible from {CREDIBLE_SIGNIFICANCE:g}"
+    if len(doubtful) == n:
+        return (f"no group has a credible correlation peak ({reason}): the movie is summed without motion correction",)
+    groups = ", ".join(str(i + 1) for i in doubtful)
+    return (f"group{'s' if len(doubtful) > 1 else ''} {groups} of {n}: no credible correlation peak ({reason}); "
+            "shifts interpolated from the other groups' motion",)  # fmt: skip
 
 
 def correct_movie(
@@ -310,9 +337,9 @@ def correct_movie(
     output_dir: Path,
     device: torch.device,
     writer: SumWriter,
-) -> tuple[TiltImage, np.ndarray]:
+) -> tuple[TiltImage, np.ndarray, tuple[str, ...]]:
     """Motion of one movie (its groups of counts given), its sums (handed to ``writer``) and records; returns the
-    updated tilt and the trajectory of its content (x, y Å)."""
+    updated tilt, the trajectory of its content (x, y Å) and notes for the log."""
     frame_spacing = ts.original_pixel_spacing_angstrom / groups.upsampling
     correct = FrameCorrector((counts[0].shape[0], counts[0].shape[1]), gain, defects, device)
     estimate = estimate_motion(correct, counts, frame_spacing, params)
@@ -383,7 +410,7 @@ def correct_movie(
         motion_metadata_path=star,
         accumulated_motion_angstrom=(motion.total_angstrom, motion.early_angstrom, motion.late_angstrom),
     )
-    return updated, motion_xy * frame_spacing
+    return updated, motion_xy * frame_spacing, tuple(f"{groups.header.path.name}: {note}" for note in estimate.notes)
 
 
 def _local_shift_table(estimate: MotionEstimate) -> np.ndarray | None:

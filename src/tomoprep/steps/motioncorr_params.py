@@ -45,6 +45,13 @@ class MotionCorrParams(Params):
     bfactor_angstrom2: float = Field(
         100.0, ge=0, le=20000, description="B-factor applied to the frames' spectra for alignment, in Å²."
     )
+    max_shift_angstrom: float = Field(
+        200.0,
+        gt=0,
+        le=10000,
+        description="Largest shift of a frame group searched, in Å: motion within one exposure is tens of Å, and a "
+        "correlation peak farther away is noise.",
+    )
     alignment_size_px: int = Field(
         1024, ge=128, le=8192, description="Frames are binned to about this size for motion estimation."
     )
