@@ -9,6 +9,12 @@ and ends with one summary line.
 
     python benchmarks/motioncorr.py --quick        # one 4096² EER tilt (minutes)
     python benchmarks/motioncorr.py                # EER and TIFF: sessions of 2 series of 8 tilts
+    python benchmarks/motioncorr.py --jitter       # TIFF movies whose trajectories jitter: 1.1 e⁻/px per frame,
+                                                   # a random walk of 0.8 px per frame on top of the drift
+
+The jitter case is the one where a trajectory model that smooths regardless of the evidence fails: 10 frames of
+4096² at 3.8 e⁻/Å² (1.1 e⁻ per pixel and frame at 1.7 Å), whose motion has a random-walk jitter of 1 Å per axis
+and frame (``tomoprep simulate --jitter-step-angstrom 1``) on top of the settling and drift.
 
 A session of several series (``--series``) holds the simulated series and copies of it under other names (the
 movies linked, the mdoc renamed): each program processes every movie of the session in one run, as it would a
@@ -32,6 +38,21 @@ from machine import describe_machine
 
 THREADS = 2
 EER_GROUP = 30  # raw EER frames per group for both programs (300 frames -> 10 groups)
+#: Simulation options of each case beyond the preset's: the format and, for the jitter case, a jittery motion.
+CASES = {
+    "eer": ["--movie-format", "eer"],
+    "tiff": ["--movie-format", "tiff", "--frames-per-tilt", "20"],
+    "tiff-jitter": [
+        "--movie-format",
+        "tiff",
+        "--frames-per-tilt",
+        "10",
+        "--dose-per-tilt-e-per-angstrom2",
+        "3.8",
+        "--jitter-step-angstrom",
+        "1.0",
+    ],
+}
 
 
 def machine() -> str:
@@ -39,13 +60,13 @@ def machine() -> str:
     return describe_machine(THREADS)
 
 
-def simulate(folder: Path, movie_format: str, n_tilts: int) -> dict:
-    """A 4096² session of ``n_tilts`` tilts; returns its truth. A session already there (``--keep``) is reused."""
+def simulate(folder: Path, case: str, n_tilts: int) -> dict:
+    """A 4096² session of ``n_tilts`` tilts of a case of :data:`CASES`; returns its truth. A session already there
+    (``--keep``) is reused."""
     truth = folder / "truth.json"
     if truth.exists() and len(json.loads(truth.read_text())["tilt_series"][0]["tilts"]) == n_tilts:
         return json.loads(truth.read_text())
     shutil.rmtree(folder, ignore_errors=True)
-    extra = ["--frames-per-tilt", "20"] if movie_format == "tiff" else []
     subprocess.run(
         [
             sys.executable,
@@ -57,11 +78,9 @@ def simulate(folder: Path, movie_format: str, n_tilts: int) -> dict:
             "full",
             "--n-tilts",
             str(n_tilts),
-            "--movie-format",
-            movie_format,
             "--seed",
             "3",
-            *extra,
+            *CASES[case],
         ],
         check=True,
         stdout=subprocess.DEVNULL,
@@ -206,18 +225,16 @@ def trajectory_error_px(truth: dict, star_of) -> float:
     return float(np.sqrt((stacked**2).sum(axis=1).mean()))
 
 
-def compare(
-    movie_format: str, n_tilts: int, n_series: int, root: Path, repeats: int
-) -> dict[str, tuple[float, float, float]]:
+def compare(case: str, n_tilts: int, n_series: int, root: Path, repeats: int) -> dict[str, tuple[float, float, float]]:
     """Per program: median seconds per movie over ``repeats`` alternating runs, peak GiB, trajectory error."""
-    session = root / f"session_{movie_format}"
-    truth = replicate(session, simulate(session, movie_format, n_tilts), n_series)
+    session = root / f"session_{case}"
+    truth = replicate(session, simulate(session, case, n_tilts), n_series)
     n = sum(len(series["tilts"]) for series in truth["tilt_series"])
-    work = root / f"tomoprep_{movie_format}"
+    work = root / f"tomoprep_{case}"
     shutil.rmtree(work, ignore_errors=True)
-    shutil.rmtree(root / f"relion_{movie_format}", ignore_errors=True)
+    shutil.rmtree(root / f"relion_{case}", ignore_errors=True)
     work.mkdir()
-    (root / f"relion_{movie_format}").mkdir()
+    (root / f"relion_{case}").mkdir()
     project = prepare_tomoprep(session, work)
     relion = shutil.which("relion_run_motioncorr") is not None
     times: dict[str, list[float]] = {"tomoprep": [], "tomoprep (step only)": [], "relion": []}
@@ -232,7 +249,7 @@ def compare(
             truth, lambda ts, t, d=run_dir: d / ts["name"] / (Path(t["movie"]).name.rsplit(".", 1)[0] + ".star")
         )
         if relion:
-            seconds, peak, out = run_relion(session, truth, root / f"relion_{movie_format}", repeat)
+            seconds, peak, out = run_relion(session, truth, root / f"relion_{case}", repeat)
             times["relion"].append(seconds / n)
             peaks["relion"] = max(peak, peaks.get("relion", 0.0))
             # RELION names its outputs after the movie with every dot but the suffix's turned into "_".
@@ -250,6 +267,9 @@ def compare(
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true", help="one 4096² EER tilt only")
+    parser.add_argument(
+        "--jitter", action="store_true", help="only TIFF movies with jittery trajectories (module notes)"
+    )
     parser.add_argument("--keep", type=Path, default=None, help="work in this folder and keep it")
     parser.add_argument("--tilts", type=int, default=8, help="tilts per series without --quick (default 8)")
     parser.add_argument(
@@ -260,12 +280,17 @@ def main() -> None:
     root = args.keep or Path(tempfile.mkdtemp(prefix="tomoprep_bench_"))
     root.mkdir(parents=True, exist_ok=True)
     print(f"machine: {machine()}")
-    cases = [("eer", 1, 1)] if args.quick else [("eer", args.tilts, args.series), ("tiff", args.tilts, args.series)]
-    print(f"{'movie':6} {'program':21} {'s/movie':>8} {'peak GiB':>9} {'traj RMS px':>12}")
+    if args.quick:
+        cases = [("eer", 1, 1)]
+    elif args.jitter:
+        cases = [("tiff-jitter", args.tilts, args.series)]
+    else:
+        cases = [("eer", args.tilts, args.series), ("tiff", args.tilts, args.series)]
+    print(f"{'movie':11} {'program':21} {'s/movie':>8} {'peak GiB':>9} {'traj RMS px':>12}")
     summary = {}
-    for movie_format, n_tilts, n_series in cases:
-        for program, (seconds, peak, error) in compare(movie_format, n_tilts, n_series, root, args.repeats).items():
-            print(f"{movie_format:6} {program:21} {seconds:8.1f} {peak:9.2f} {error:12.3f}")
+    for case, n_tilts, n_series in cases:
+        for program, (seconds, peak, error) in compare(case, n_tilts, n_series, root, args.repeats).items():
+            print(f"{case:11} {program:21} {seconds:8.1f} {peak:9.2f} {error:12.3f}")
             summary.setdefault(program, []).append((seconds, error))
     if args.keep is None:
         shutil.rmtree(root, ignore_errors=True)
