@@ -77,7 +77,8 @@ def motioncorr_series(ts: TiltSeries, params: MotionCorrParams, output_dir: Path
         raise InputError(None, f"tilt series {ts.name} has no movies.", "import its movies (tomoprep import --mdoc).")
     device = device_for(params.device)
     torch.set_num_threads(max(1, torch.get_num_threads()))
-    gains, defects, tilts, trajectories, notes = _Gains(params, device), SeriesDefects(params, device), [], {}, []
+    gains, defects, tilts, trajectories = _Gains(params, device), SeriesDefects(params, device), [], {}
+    notes: list[str] = []
     spacing = ts.original_pixel_spacing_angstrom
     with SumWriter() as writer:
         for tilt in ts.tilts:
