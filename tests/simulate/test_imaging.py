@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 
 from tomoprep.errors import InputError
+from tomoprep.simulate.crowding import CROWDER_SIGMAS_ANGSTROM, ball_volume_angstrom3
 from tomoprep.simulate.ctf import electron_wavelength_angstrom, exposure_filter
 from tomoprep.simulate.imaging import (
     Microscope,
@@ -151,6 +152,47 @@ def test_a_ball_appears_where_project_points_says(axis: float, tilt: float) -> N
     found = np.array([(weight * x).sum(), (weight * y).sum()]) / weight.sum()
     expected = project_points(np.array([centre]), g, image_shape_yx=(128, 128), pixel_spacing_angstrom=4.0)[0][0]
     assert found == pytest.approx(expected, abs=0.3)
+
+
+def _crowders_and_balls(n: int, half_extent_angstrom: tuple[float, float, float], *, seed: int) -> tuple[Phantom, ...]:
+    """The same random balls in a box (a slab as deep as the box) as crowders, drawn in bulk and with their mean
+    density over the box, and as ordinary balls, drawn one by one."""
+    rng = np.random.default_rng(seed)
+    half = np.array(half_extent_angstrom)
+    centres = np.round(rng.uniform(-1.0, 1.0, (n, 3)) * half, 1)
+    sizes = rng.integers(0, len(CROWDER_SIGMAS_ANGSTROM), n)
+    slab = empty_phantom(thickness_angstrom=2 * half[2])
+    sigmas = np.array(CROWDER_SIGMAS_ANGSTROM)[sizes]
+    mean = slab.crowder_density * ball_volume_angstrom3(sigmas).sum() / np.prod(2 * half)
+    crowders = dataclasses.replace(slab, crowder_centres_angstrom=centres, crowder_size_index=sizes,
+                                   crowder_mean_density=mean)  # fmt: skip
+    balls = dataclasses.replace(slab, ball_centres_angstrom=centres, ball_sigmas_angstrom=sigmas,
+                                ball_densities=np.full(n, slab.crowder_density), labels=("ball",) * n)  # fmt: skip
+    return crowders, balls
+
+
+@pytest.mark.parametrize(("pixel", "tolerance"), [(1.7, 2e-3), (3.0, 2e-3), (6.0, 5e-3)])
+def test_crowders_drawn_in_bulk_equal_the_same_balls_drawn_one_by_one(pixel: float, tolerance: float) -> None:
+    crowders, balls = _crowders_and_balls(40, (300.0, 300.0, 300.0), seed=1)
+    g = TiltGeometry(35.0, 85.0, shift_x_angstrom=13.3, shift_y_angstrom=-7.1)
+    shape = (round(900 / pixel), round(1000 / pixel))
+    for exposure in (0.0, 40.0):
+        bulk, one_by_one = (projected_phase(p, g, image_shape_yx=shape, pixel_spacing_angstrom=pixel,
+                                            exposure_e_per_angstrom2=exposure) for p in (crowders, balls))  # fmt: skip
+        assert np.abs(bulk - one_by_one).max() <= tolerance * one_by_one.max()
+
+
+def test_crowders_give_texture_their_mean_goes_to_the_slab() -> None:
+    # A crowded slab wider than the image: its projected phase holds the crowders' mean density along the path;
+    # an image shows their texture but not that mean (the slab material's, in its attenuation).
+    crowders, _ = _crowders_and_balls(2500, (700.0, 700.0, 300.0), seed=2)
+    g, ctf, pixel = TiltGeometry(0.0, 85.0), TiltCtf(30000.0, 29000.0, 20.0), 4.0
+    phase = projected_phase(crowders, g, image_shape_yx=(256, 256), pixel_spacing_angstrom=pixel)
+    assert phase.mean() == pytest.approx(crowders.crowder_mean_density * 600.0, rel=0.05)
+    image = _image(crowders, g, ctf, shape=256, pixel=pixel, ice_texture_psd_rad2_angstrom=0.0)
+    transmission = math.exp(-600.0 / 3500.0)
+    assert image.mean() == pytest.approx(transmission, rel=0.005)
+    assert image.std() > 0.02 * transmission
 
 
 def test_projected_phase_integrates_to_the_balls_mass() -> None:

@@ -10,9 +10,11 @@ import numpy as np
 import pytest
 
 from tomoprep.errors import InputError
+from tomoprep.simulate.crowding import CROWDER_SIGMAS_ANGSTROM, ball_volume_angstrom3
 from tomoprep.simulate.phantom import (
     CHIRAL_ARM_LENGTHS_ANGSTROM,
     GOLD_RADIUS_ANGSTROM,
+    PROTEIN_DENSITY,
     Phantom,
     complex_template,
     empty_phantom,
@@ -46,12 +48,19 @@ def test_same_seed_same_phantom_other_seed_other_phantom() -> None:
     assert not np.allclose(first.ball_centres_angstrom[:50], other.ball_centres_angstrom[:50])
 
 
+def _complex_balls(phantom: Phantom) -> np.ndarray:
+    return np.array([label.startswith("complex:") for label in phantom.labels])
+
+
 def test_everything_lies_inside_the_slab(tilted: Phantom) -> None:
     half = tilted.thickness_angstrom / 2
     assert tilted.slab_normal == pytest.approx([math.sin(math.radians(15.0)), 0.0, math.cos(math.radians(15.0))])
-    balls = np.abs(_height(tilted, tilted.ball_centres_angstrom)) + 2 * tilted.ball_sigmas_angstrom
+    whole = ~_complex_balls(tilted)
+    balls = np.abs(_height(tilted, tilted.ball_centres_angstrom[whole])) + 2 * tilted.ball_sigmas_angstrom[whole]
     spheres = np.abs(_height(tilted, tilted.sphere_centres_angstrom)) + tilted.sphere_radii_angstrom
     assert balls.max() <= half and spheres.max() <= half
+    # Complexes fill the whole depth, cut by the surfaces (milled): the centres of their balls lie inside.
+    assert np.abs(_height(tilted, tilted.ball_centres_angstrom[~whole])).max() <= half + 1e-9
     # ...and across the field of view, in the slab's own frame (rotate the pretilt back).
     in_plane = (tilted.ball_centres_angstrom - tilted.slab_centre_angstrom) @ np.array(
         [[math.cos(math.radians(15.0)), 0.0, -math.sin(math.radians(15.0))], [0.0, 1.0, 0.0]]
@@ -62,7 +71,7 @@ def test_everything_lies_inside_the_slab(tilted: Phantom) -> None:
 def test_bodies_and_labels(tilted: Phantom) -> None:
     offsets = complex_template()[0]
     assert len(tilted.labels) == len(tilted.ball_centres_angstrom)
-    assert sum(label.startswith("complex:") for label in tilted.labels) == 30 * len(offsets)
+    assert len({label for label in tilted.labels if label.startswith("complex:")}) == 30
     assert len(tilted.sphere_labels) == len(tilted.sphere_radii_angstrom) == 4 * 4 + 6
     gold = np.array([label.startswith("gold:") for label in tilted.sphere_labels])
     assert np.all(tilted.sphere_radii_angstrom[gold] == GOLD_RADIUS_ANGSTROM)
@@ -70,11 +79,17 @@ def test_bodies_and_labels(tilted: Phantom) -> None:
     # Each vesicle: two dense leaflets (~20 Å) 40 Å apart, as differences of concentric spheres.
     radii = tilted.sphere_radii_angstrom[np.array([label == "vesicle:0" for label in tilted.sphere_labels])]
     assert 200.0 <= radii[0] <= 600.0 and np.diff(radii) == pytest.approx([-20.0, -20.0, -20.0])
-    # Every copy of the complex is the template at its recorded pose.
-    balls = tilted.ball_centres_angstrom[np.array([label == "complex:7" for label in tilted.labels])]
-    rotation, centre = tilted.complex_rotations[7], tilted.complex_centres_angstrom[7]
-    assert balls == pytest.approx(centre + offsets @ rotation.T)
-    assert rotation @ rotation.T == pytest.approx(np.eye(3)) and np.linalg.det(rotation) == pytest.approx(1.0)
+    # Every copy of the complex is the template at its recorded pose, less what lies beyond a surface.
+    cut = 0
+    poses = zip(tilted.complex_centres_angstrom, tilted.complex_rotations, strict=True)
+    for index, (centre, rotation) in enumerate(poses):
+        balls = tilted.ball_centres_angstrom[np.array([label == f"complex:{index}" for label in tilted.labels])]
+        posed = centre + offsets @ rotation.T
+        inside = np.abs(_height(tilted, posed)) <= tilted.thickness_angstrom / 2
+        assert balls == pytest.approx(posed[inside])
+        assert rotation @ rotation.T == pytest.approx(np.eye(3)) and np.linalg.det(rotation) == pytest.approx(1.0)
+        cut += int(np.sum(~inside))
+    assert cut > 0  # the fixture holds complexes at the surfaces
 
 
 def test_complexes_keep_clear_of_vesicles(tilted: Phantom) -> None:
@@ -102,15 +117,81 @@ def test_the_chiral_object_is_right_handed(tilted: Phantom) -> None:
     assert np.max(along, axis=0) == pytest.approx(lengths)
 
 
+def test_the_chiral_object_is_twice_as_dense_as_protein(tilted: Phantom) -> None:
+    chiral = np.array([label == "chiral" for label in tilted.labels])
+    centres, sigmas = tilted.ball_centres_angstrom[chiral], tilted.ball_sigmas_angstrom[chiral]
+    densities = tilted.ball_densities[chiral]
+
+    def density(point: np.ndarray) -> float:
+        return float(np.sum(densities * np.exp(-0.5 * np.sum((centres - point) ** 2, axis=1) / sigmas**2)))
+
+    for arm in tilted.chiral_arms_angstrom:  # along each arm, away from the junction and the knob
+        for fraction in (0.45, 0.55, 0.65):
+            point = tilted.chiral_centre_angstrom + fraction * arm
+            assert density(point) == pytest.approx(2 * PROTEIN_DENSITY, rel=0.03)
+
+
 def test_a_thin_slab_shrinks_what_does_not_fit() -> None:
     thin = make_phantom(seed=2, field_of_view_angstrom=FOV, thickness_angstrom=400.0, n_vesicles=3, n_fiducials=2)
     assert len(thin.sphere_labels) == 3 * 4 + 2
-    heights = np.abs(_height(thin, thin.ball_centres_angstrom)) + 2 * thin.ball_sigmas_angstrom
+    whole = ~_complex_balls(thin)
+    heights = np.abs(_height(thin, thin.ball_centres_angstrom[whole])) + 2 * thin.ball_sigmas_angstrom[whole]
     spheres = np.abs(_height(thin, thin.sphere_centres_angstrom)) + thin.sphere_radii_angstrom
     assert heights.max() <= 200.0 and spheres.max() <= 200.0
     assert np.dot(np.cross(thin.chiral_arms_angstrom[0], thin.chiral_arms_angstrom[1]), thin.chiral_arms_angstrom[2])
     with pytest.raises(InputError, match="thickness"):
         make_phantom(seed=2, field_of_view_angstrom=FOV, thickness_angstrom=100.0)
+
+
+@pytest.fixture(scope="module")
+def crowded() -> Phantom:
+    """A lamella of cytoplasm: crowders at 25 % of the volume around a vesicle and complexes, contamination."""
+    return make_phantom(seed=12, field_of_view_angstrom=(2000.0, 1500.0), thickness_angstrom=800.0, pretilt_deg=-12.0,
+                        z_offset_angstrom=60.0, n_vesicles=1, n_complexes=10, surface_particles_per_um2=400.0,
+                        crowding_volume_fraction=0.25)  # fmt: skip
+
+
+def test_crowders_fill_the_slab_to_its_surfaces(crowded: Phantom) -> None:
+    half = crowded.thickness_angstrom / 2
+    heights = _height(crowded, crowded.crowder_centres_angstrom)
+    assert np.abs(heights).max() <= half + 0.1  # centres rounded to 0.1 Å
+    # Uniform through the depth: each tenth of it holds a tenth of them (Poisson scatter well inside 15 %).
+    counts = np.histogram(heights, bins=10, range=(-half, half))[0]
+    assert counts == pytest.approx(np.full(10, counts.mean()), rel=0.15)
+    assert np.array_equal(crowded.crowder_centres_angstrom, np.round(crowded.crowder_centres_angstrom, 1))
+    # The protein they hold: 25 % of the slab's volume, less what the other bodies take.
+    volume = 2000.0 * 1500.0 * crowded.thickness_angstrom
+    fraction = ball_volume_angstrom3(crowded.crowder_sigmas_angstrom).sum() / volume
+    assert 0.2 < fraction < 0.25
+    sizes = np.bincount(crowded.crowder_size_index, minlength=len(CROWDER_SIGMAS_ANGSTROM))
+    assert sizes * ball_volume_angstrom3(np.array(CROWDER_SIGMAS_ANGSTROM)) == pytest.approx(
+        np.full(len(sizes), fraction * volume / len(sizes)), rel=0.1
+    )
+
+
+def test_crowders_keep_out_of_the_other_bodies(crowded: Phantom) -> None:
+    inside = ~np.array([label.startswith("surface:") for label in crowded.labels])
+    gaps = (
+        np.linalg.norm(crowded.crowder_centres_angstrom[:, None] - crowded.ball_centres_angstrom[inside][None], axis=2)
+        - 1.55 * crowded.ball_sigmas_angstrom[inside]
+    )
+    assert gaps.min() >= -0.2
+    # A vesicle's bilayer is kept clear; its lumen is crowded like the rest.
+    radius = crowded.sphere_radii_angstrom[0]
+    distance = np.linalg.norm(crowded.crowder_centres_angstrom - crowded.sphere_centres_angstrom[0], axis=1)
+    assert not np.any((distance > radius - 60.0 + 0.2) & (distance < radius - 0.2))
+    assert np.sum(distance < radius - 80.0) > 10
+
+
+def test_contamination_rests_on_both_surfaces_outside_the_slab(crowded: Phantom) -> None:
+    surface = np.array([label.startswith("surface:") for label in crowded.labels])
+    assert surface.sum() == 2 * round(400.0 * 2000.0 * 1500.0 / 1e8)
+    sigmas = crowded.ball_sigmas_angstrom[surface]
+    heights = _height(crowded, crowded.ball_centres_angstrom[surface])
+    # Each centre one sigma beyond its surface, as many on the top as on the bottom.
+    assert np.abs(heights) == pytest.approx(crowded.thickness_angstrom / 2 + sigmas)
+    assert np.sum(heights > 0) == np.sum(heights < 0)
+    assert sigmas.min() >= 15.0 and sigmas.max() <= 40.0 and np.all(sigmas == np.round(sigmas))
 
 
 def test_truth_dict_is_json(tilted: Phantom) -> None:
@@ -119,6 +200,14 @@ def test_truth_dict_is_json(tilted: Phantom) -> None:
     assert len(truth["balls"]["labels"]) == len(tilted.labels)
     assert truth["slab"]["pretilt_deg"] == 15.0
     assert np.array(truth["complexes"]["rotations"]).shape == (30, 3, 3)
+
+
+def test_truth_dict_holds_the_crowders_exactly(crowded: Phantom) -> None:
+    crowders = json.loads(json.dumps(phantom_to_dict(crowded)))["crowders"]
+    assert np.array_equal(np.array(crowders["centres_angstrom"]), crowded.crowder_centres_angstrom)
+    sigmas = np.array(crowders["sigmas_angstrom"])[np.array(crowders["size_index"])]
+    assert np.array_equal(sigmas, crowded.crowder_sigmas_angstrom)
+    assert crowders["density"] == crowded.crowder_density
 
 
 def test_rasterize_puts_density_where_the_primitives_are() -> None:
@@ -144,6 +233,27 @@ def test_rasterize_puts_density_where_the_primitives_are() -> None:
     z, y, x = np.indices(volume.shape)
     near_ball = (x - 60) ** 2 + (y - 32) ** 2 + (z - 36) ** 2 <= 36
     assert volume[near_ball].sum() * voxel**3 == pytest.approx(ball_mass, rel=0.05)
+
+
+def test_rasterize_puts_each_crowder_where_a_ball_of_its_size_would_go() -> None:
+    rng = np.random.default_rng(3)
+    centres = np.round(rng.uniform(-250.0, 250.0, (30, 3)), 1)
+    sizes = rng.integers(0, len(CROWDER_SIGMAS_ANGSTROM), 30)
+    slab = empty_phantom(thickness_angstrom=800.0)
+    crowders = dataclasses.replace(slab, crowder_centres_angstrom=centres, crowder_size_index=sizes)
+    balls = dataclasses.replace(
+        slab,
+        ball_centres_angstrom=centres,
+        ball_sigmas_angstrom=crowders.crowder_sigmas_angstrom,
+        ball_densities=np.full(30, crowders.crowder_density),
+        labels=("ball",) * 30,
+    )
+    for voxel in (6.0, 10.0):
+        shape = (int(700 / voxel),) * 3
+        bulk = rasterize(crowders, shape_zyx=shape, voxel_size_angstrom=voxel)
+        one_by_one = rasterize(balls, shape_zyx=shape, voxel_size_angstrom=voxel)
+        assert bulk.sum() == pytest.approx(one_by_one.sum(), rel=1e-3)
+        assert np.abs(bulk - one_by_one).max() < 1e-3 * one_by_one.max()
 
 
 def test_rasterize_marks_outside_the_tilted_slab() -> None:

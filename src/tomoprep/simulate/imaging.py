@@ -9,6 +9,12 @@ Image formation
     ``image = T_ice · (1 + 2 · IFFT(Σ_layers CTF_layer · FFT(φ_layer)))``, clipped at 0,
 
     with ``T_ice = exp(-path / mean_free_path)`` and ``path = thickness / |cos(beam, slab normal)|``.
+    The crowders (:mod:`tomoprep.simulate.crowding`) count without their mean density over the slab
+    (``Phantom.crowder_mean_density``): that much, uniform through the slab, shifts the phase everywhere alike,
+    which no image shows, and its share of the attenuation belongs to the mean free path of the slab's material
+    (ice and the proteins in it), not to the amplitude contrast, whose linear term would darken a 3000 Å lamella
+    by a third. The image gets back ``2 A φ0`` (``A`` the CTF's magnitude at zero frequency, ``φ0`` that mean
+    density times the path).
     The primitives' projections are exact and band-limited (:mod:`tomoprep.simulate.profiles`)
     and exposure-filtered (Grant & Grigorieff) for ``pre_exposure + dose / 2``; the ice texture is not
     filtered (amorphous ice stays amorphous under the beam, so its Thon rings do not fade).
@@ -23,7 +29,14 @@ import scipy.fft
 
 from tomoprep.conventions import IMAGE_DTYPE
 from tomoprep.errors import InputError
-from tomoprep.simulate.ctf import Microscope, TiltCtf, ctf_1d, ctf_phase_terms, rfft2_frequencies
+from tomoprep.simulate.ctf import (
+    Microscope,
+    TiltCtf,
+    ctf_1d,
+    ctf_phase_terms,
+    interaction_constant_rad_per_volt_angstrom,
+    rfft2_frequencies,
+)
 from tomoprep.simulate.geometry import TiltGeometry, ice_path_length_angstrom, project_points, projection_matrix
 from tomoprep.simulate.phantom import Phantom
 from tomoprep.simulate.projection import ICE_TEXTURE_PSD_RAD2_ANGSTROM, layer_phases
@@ -92,6 +105,12 @@ def _check_arguments(
         raise InputError(None, f"TiltCtf.hand={ctf.hand} must be +1 or -1 (RELION rlnTomoHand).")
 
 
+def _uniform_crowder_phase(phantom: Phantom, path_angstrom: float, *, voltage_kv: float) -> float:
+    """Phase (rad) of the crowders' mean density over the slab along a path of ``path_angstrom`` through it."""
+    scale = interaction_constant_rad_per_volt_angstrom(voltage_kv) / interaction_constant_rad_per_volt_angstrom(300)
+    return scale * phantom.crowder_mean_density * path_angstrom
+
+
 def expected_image(
     phantom: Phantom,
     g: TiltGeometry,
@@ -138,8 +157,9 @@ def expected_image(
     Returns
     -------
     numpy.ndarray
-        float32 ``(H, W)``, ≥ 0, mean ``T (1 - 2 A <φ>)`` with ``T = exp(-path / mean_free_path)`` (dense matter
-        also scatters out of the image), close to ``T`` for a typical field. Expected electron counts per pixel
+        float32 ``(H, W)``, ≥ 0, mean ``T (1 - 2 A <φ>)`` with ``T = exp(-path / mean_free_path)`` and ``<φ>``
+        the mean projected phase of every body but the crowders (dense matter also scatters out of the image),
+        close to ``T`` for a typical field. Expected electron counts per pixel
         are ``image * dose * pixel_spacing²``.
     """
     _check_arguments(
@@ -168,8 +188,11 @@ def expected_image(
         spectrum_sum *= np.exp(np.float32(-b_factor_angstrom2 / 4) * (k_x * k_x + k_y * k_y))
     image = scipy.fft.irfft2(spectrum_sum, s=image_shape_yx, workers=-1)
     del spectrum_sum
-    transmission = math.exp(-ice_path_length_angstrom(phantom, g) / ice_mean_free_path_angstrom)
+    path = ice_path_length_angstrom(phantom, g)
+    transmission = math.exp(-path / ice_mean_free_path_angstrom)
     image *= np.float32(2.0)
-    image += np.float32(1.0)
+    # The crowders' mean went through the CTF's zero frequency (-A, or -1 without a CTF): give it back.
+    uniform = _uniform_crowder_phase(phantom, path, voltage_kv=microscope.voltage_kv)
+    image += np.float32(1.0 + 2.0 * uniform * (microscope.amplitude_contrast if apply_ctf else 1.0))
     image *= np.float32(transmission)
     return np.maximum(image, 0.0, out=image).astype(IMAGE_DTYPE, copy=False)

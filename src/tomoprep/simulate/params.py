@@ -153,11 +153,18 @@ class SimulateParams(Params):
         None, ge=0, le=1000, description="Vesicles per detector field of view; default: the preset's."
     )
     surface_particles_per_um2: float = Field(
-        1000.0,
+        300.0,
         ge=0,
         le=100000,
-        description="Small dense particles (frost, debris) on each slab surface per µm²; they show where the slab "
-        "ends, as a lamella's surfaces do in a real tomogram.",
+        description="Contamination (ice crystals, debris of 35-95 Å) resting on each slab surface, per µm²; it "
+        "marks the surfaces, as on a real lamella, and is not part of the slab's thickness.",
+    )
+    crowding_volume_fraction: float = Field(
+        0.25,
+        ge=0,
+        lt=0.6,
+        description="Fraction of the ice slab's volume filled by small proteins (45-255 kDa), as cytoplasm is "
+        "(0.15-0.3): they give the slab a texture throughout its depth that a reconstruction shows; 0 = none.",
     )
     bad_tilts: int = Field(
         0,

@@ -12,8 +12,15 @@ Density unit
     projected phase at the centre is ``ρ σ sqrt(2π)`` radians. A sphere is uniform: ``ρ`` for ``|X - c| ≤ R``.
 Ice slab
     the specimen is a slab (lamella) of thickness ``t`` whose normal is ``Ry(pretilt) · ẑ`` and whose centre is
-    ``(0, 0, z_offset)``; every primitive lies inside it. Ice and the vacuum outside the slab both have
-    density 0: the imaging model gives ice only attenuation and a texture, never phase contrast of its own.
+    ``(0, 0, z_offset)``; every body lies inside it but the surface contamination, which rests on its two
+    surfaces. Ice and the vacuum outside the slab both have density 0: a laterally uniform slab's phase is one
+    constant, which no image shows; the imaging model gives the ice its attenuation (the mean of a tilt falls as
+    ``exp(-t / cos / mfp)``) and a texture. A body's density is its contrast against what it displaces: ice inside
+    the slab, vacuum on its surfaces.
+Crowded content
+    the slab is filled with small proteins ("crowders", :mod:`tomoprep.simulate.crowding`) at a volume fraction,
+    as a lamella of cytoplasm is; they show the slab throughout its depth in a reconstruction, and their density
+    falls to half its level at the slab's surfaces, where the slab's thickness is measured.
 """
 
 from __future__ import annotations
@@ -25,6 +32,13 @@ from typing import Any
 import numpy as np
 
 from tomoprep.errors import InputError
+from tomoprep.simulate.crowding import (
+    CROWDER_POSITION_DECIMALS,
+    CROWDER_SIGMAS_ANGSTROM,
+    ball_volume_angstrom3,
+    place_crowders,
+    rasterize_crowders,
+)
 from tomoprep.simulate.profiles import projection_profiles, projection_transforms
 from tomoprep.simulate.specimen_parts import (
     CHIRAL_ARM_LENGTHS_ANGSTROM,
@@ -43,6 +57,7 @@ from tomoprep.simulate.specimen_parts import (
     add_surface_particles,
     add_vesicle,
     complex_template,
+    excluded_shells,
     random_rotation,
 )
 
@@ -101,6 +116,12 @@ class Phantom:
     complex_centres_angstrom, complex_rotations
         ``(k, 3)`` centres and ``(k, 3, 3)`` rotations of the copies of the complex: ball ``j`` of copy ``i`` is
         at ``centre_i + rotation_i @ template_j`` (:func:`complex_template` of ``complex_size_angstrom``).
+    crowder_centres_angstrom, crowder_size_index, crowder_density
+        ``(c, 3)`` centres (Å, rounded to 0.1 Å) and ``(c,)`` sizes (index into
+        :data:`~tomoprep.simulate.crowding.CROWDER_SIGMAS_ANGSTROM`) of the crowded content's Gaussian balls, all
+        of centre density ``crowder_density``.
+    crowder_mean_density
+        Their mean density over the slab (phase per Å): their mass over the volume they were placed in.
     """
 
     ball_centres_angstrom: np.ndarray
@@ -120,6 +141,15 @@ class Phantom:
     complex_centres_angstrom: np.ndarray = field(default_factory=_empty_points)
     complex_rotations: np.ndarray = field(default_factory=lambda: np.zeros((0, 3, 3)))
     complex_size_angstrom: float = 120.0
+    crowder_centres_angstrom: np.ndarray = field(default_factory=_empty_points)
+    crowder_size_index: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
+    crowder_density: float = PROTEIN_DENSITY
+    crowder_mean_density: float = 0.0
+
+    @property
+    def crowder_sigmas_angstrom(self) -> np.ndarray:
+        """``(c,)`` standard deviation of every crowder, Å."""
+        return np.asarray(CROWDER_SIGMAS_ANGSTROM, dtype=float)[self.crowder_size_index]
 
     @property
     def slab_normal(self) -> np.ndarray:
@@ -174,6 +204,7 @@ def make_phantom(
     n_fiducials: int = 0,
     complex_size_angstrom: float = 120.0,
     surface_particles_per_um2: float = 0.0,
+    crowding_volume_fraction: float = 0.0,
 ) -> Phantom:
     """Build a random phantom, deterministic for a given ``seed``.
 
@@ -196,19 +227,26 @@ def make_phantom(
     complex_size_angstrom
         Size of the complex, Å (the template is scaled from 120 Å).
     surface_particles_per_um2
-        Small dense balls on each of the two slab surfaces, per µm² of field of view
+        Contamination resting on each of the two slab surfaces, per µm² of field of view
         (:func:`~tomoprep.simulate.specimen_parts.add_surface_particles`).
+    crowding_volume_fraction
+        Fraction of the slab's volume that crowders fill (:func:`~tomoprep.simulate.crowding.place_crowders`;
+        0.15–0.3 in cytoplasm), none inside the other bodies; 0 for none.
 
     Returns
     -------
     Phantom
         Always with one right-handed chiral object (arms 600, 400 and 250 Å, shrunk only when the slab is too
-        thin) near the centre, placed first, then vesicles, complexes and fiducials, all inside the slab.
+        thin) near the centre, placed first, then vesicles, complexes and fiducials, all inside the slab, the
+        surface contamination and last the crowders (so the other bodies are where they are without them).
     """
     if thickness_angstrom < _MIN_THICKNESS_ANGSTROM:
         raise InputError(None, f"thickness_angstrom={thickness_angstrom} is too thin for a phantom.", "use ≥ 300 Å.")
     if min(field_of_view_angstrom) <= 0 or min(n_vesicles, n_complexes, n_fiducials) < 0:
         raise InputError(None, f"field of view {field_of_view_angstrom} and counts must be positive.")
+    if not 0.0 <= crowding_volume_fraction < 1.0:
+        raise InputError(None, f"crowding_volume_fraction={crowding_volume_fraction} is not a fraction.",
+                         "use a value in [0, 1), e.g. 0.2 for cytoplasm.")  # fmt: skip
     layout = Layout(np.random.default_rng(seed), field_of_view_angstrom, thickness_angstrom)
     offsets, sigmas = complex_template(complex_size_angstrom)
     if n_complexes and np.max(np.linalg.norm(offsets, axis=1) + 2 * sigmas) > layout.half_thickness:
@@ -222,16 +260,21 @@ def make_phantom(
         add_fiducial(layout, index)
     area_um2 = field_of_view_angstrom[0] * field_of_view_angstrom[1] / 1e8
     add_surface_particles(layout, round(surface_particles_per_um2 * area_um2))
+    crowders = place_crowders(layout.rng, half_extent_angstrom=(*layout.half_fov, thickness_angstrom / 2),
+                              volume_fraction=crowding_volume_fraction,
+                              excluded_shells=excluded_shells(layout))  # fmt: skip
     slab = (float(thickness_angstrom), float(pretilt_deg), float(z_offset_angstrom))
     return _in_specimen_frame(layout, junction=junction, arms=arms, poses=poses, slab=slab,
-                              complex_size_angstrom=complex_size_angstrom)  # fmt: skip
+                              complex_size_angstrom=complex_size_angstrom, crowders=crowders)  # fmt: skip
 
 
 def _in_specimen_frame(layout: Layout, *, junction: np.ndarray, arms: np.ndarray, poses: np.ndarray,
-                       slab: tuple[float, float, float], complex_size_angstrom: float) -> Phantom:  # fmt: skip
+                       slab: tuple[float, float, float], complex_size_angstrom: float,
+                       crowders: tuple[np.ndarray, np.ndarray]) -> Phantom:  # fmt: skip
     """The laid-out bodies (slab coordinates) turned by the pretilt and moved to the slab's centre.
 
-    ``slab`` is ``(thickness_angstrom, pretilt_deg, z_offset_angstrom)``.
+    ``slab`` is ``(thickness_angstrom, pretilt_deg, z_offset_angstrom)``; ``crowders`` their centres (slab
+    coordinates) and size indices; their centres are rounded to ``CROWDER_POSITION_DECIMALS`` decimals.
     """
     thickness_angstrom, pretilt_deg, z_offset_angstrom = slab
     tilt = _pretilt_matrix(pretilt_deg)
@@ -256,6 +299,13 @@ def _in_specimen_frame(layout: Layout, *, junction: np.ndarray, arms: np.ndarray
         complex_centres_angstrom=origin + poses[:, :3] @ tilt.T,
         complex_rotations=tilt @ poses[:, 3:].reshape(-1, 3, 3),
         complex_size_angstrom=float(complex_size_angstrom),
+        crowder_centres_angstrom=np.round(origin + crowders[0] @ tilt.T, CROWDER_POSITION_DECIMALS),
+        crowder_size_index=crowders[1],
+        crowder_mean_density=float(
+            PROTEIN_DENSITY
+            * np.sum(ball_volume_angstrom3(np.asarray(CROWDER_SIGMAS_ANGSTROM)[crowders[1]]))
+            / (4 * layout.half_fov[0] * layout.half_fov[1] * thickness_angstrom)
+        ),
     )
 
 
@@ -296,6 +346,13 @@ def phantom_to_dict(p: Phantom) -> dict[str, Any]:
             "template_sigmas_angstrom": complex_template(p.complex_size_angstrom)[1].tolist(),
             "centres_angstrom": p.complex_centres_angstrom.tolist(),
             "rotations": p.complex_rotations.tolist(),
+        },
+        "crowders": {
+            "sigmas_angstrom": list(CROWDER_SIGMAS_ANGSTROM),
+            "density": p.crowder_density,
+            "mean_density": p.crowder_mean_density,
+            "centres_angstrom": p.crowder_centres_angstrom.tolist(),
+            "size_index": p.crowder_size_index.tolist(),
         },
     }
 
@@ -347,6 +404,8 @@ def rasterize(
         if window is not None:
             r = _distances(window, index, v)
             volume[window] += density * (sigma / wide) ** 3 * np.exp(-0.5 * (r / wide) ** 2)
+    rasterize_crowders(volume, origin + p.crowder_centres_angstrom[:, ::-1] / v, p.crowder_size_index,
+                       density=p.crowder_density, voxel_size_angstrom=v)  # fmt: skip
     spheres = zip(p.sphere_centres_angstrom, p.sphere_radii_angstrom, p.sphere_densities, strict=True)
     for centre, radius, density in spheres:
         index = origin + centre[::-1] / v

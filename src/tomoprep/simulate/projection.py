@@ -2,7 +2,8 @@
 
 Every primitive becomes a radial blob of projected phase (:mod:`tomoprep.simulate.profiles`, exposure-filtered)
 at the pixel and in the depth layer where :func:`tomoprep.simulate.geometry.project_points` puts its centre; the
-ice slab adds to each layer the texture of the ice that layer holds. :func:`layer_phases` yields the layers one
+crowders are drawn in bulk (:class:`tomoprep.simulate.crowding.CrowderLayers`); the ice slab adds to each layer
+the texture of the ice that layer holds. :func:`layer_phases` yields the layers one
 by one, for :mod:`tomoprep.simulate.imaging` to pass each through the CTF at its own defocus.
 """
 
@@ -15,6 +16,7 @@ from dataclasses import dataclass
 import numpy as np
 import scipy.fft
 
+from tomoprep.simulate.crowding import CrowderLayers
 from tomoprep.simulate.ctf import (
     exposure_filter,
     hankel_frequencies,
@@ -222,6 +224,20 @@ class _IceTexture:
         image[box] += amplitude
 
 
+def _crowder_layers(phantom: Phantom, g: TiltGeometry, *, image_shape_yx: tuple[int, int], pixel: float,
+                    layer_thickness_angstrom: float, exposure: float,
+                    voltage_kv: float) -> CrowderLayers | None:  # fmt: skip
+    if not len(phantom.crowder_centres_angstrom):
+        return None
+    xy, depth = project_points(phantom.crowder_centres_angstrom, g, image_shape_yx=image_shape_yx,
+                               pixel_spacing_angstrom=pixel)  # fmt: skip
+    scale = interaction_constant_rad_per_volt_angstrom(voltage_kv) / interaction_constant_rad_per_volt_angstrom(300.0)
+    return CrowderLayers(xy, depth, phantom.crowder_size_index, density=scale * phantom.crowder_density,
+                         image_shape_yx=image_shape_yx, pixel_spacing_angstrom=pixel,
+                         layer_thickness_angstrom=layer_thickness_angstrom, exposure_e_per_angstrom2=exposure,
+                         voltage_kv=voltage_kv)  # fmt: skip
+
+
 def layer_phases(
     phantom: Phantom,
     g: TiltGeometry,
@@ -244,7 +260,10 @@ def layer_phases(
         voltage_kv=voltage_kv,
     )  # fmt: skip
     slab = _IceSlab.of(phantom, g, image_shape_yx=image_shape_yx, pixel=pixel_spacing_angstrom)
-    layers, texture = set(drawables), None
+    crowders = _crowder_layers(phantom, g, image_shape_yx=image_shape_yx, pixel=pixel_spacing_angstrom,
+                               layer_thickness_angstrom=layer_thickness_angstrom,
+                               exposure=exposure_e_per_angstrom2, voltage_kv=voltage_kv)  # fmt: skip
+    layers, texture = set(drawables) | (crowders.layers if crowders else set()), None
     if ice_texture_psd_rad2_angstrom > 0:
         least, greatest = slab.extent(image_shape_yx, axis=0)
         lowest = round((least.min() - slab.half_depth) / layer_thickness_angstrom)
@@ -260,6 +279,8 @@ def layer_phases(
         phase.fill(0.0)
         for blob in drawables.get(layer, []):
             _draw(phase, blob, r_step_pixels=step / pixel_spacing_angstrom)
+        if crowders is not None:
+            crowders.add(phase, layer)
         if texture is not None:
             low, high = (layer - 0.5) * layer_thickness_angstrom, (layer + 0.5) * layer_thickness_angstrom
             texture.add(phase, slab, layer, low, high)

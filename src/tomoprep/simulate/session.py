@@ -49,6 +49,7 @@ __all__ = [
     "COMPLEX_SIZE_ANGSTROM",
     "ICE_MEAN_FREE_PATH_ANGSTROM",
     "MAX_PHANTOM_FIELD_FACTOR",
+    "MAX_PHANTOM_REACH_DEG",
     "SECONDS_PER_FRAME",
     "Progress",
     "simulate_session",
@@ -60,6 +61,8 @@ Progress = Callable[[str, int, int], None]
 COMPLEX_SIZE_ANGSTROM = 200.0
 #: The phantom covers this much more than the detector (at most), so that high tilts see specimen to the edges.
 MAX_PHANTOM_FIELD_FACTOR = 2.0
+#: ... and reaches as far as the slab's depth seen at this tilt (at most), degrees.
+MAX_PHANTOM_REACH_DEG = 70.0
 
 
 def simulate_session(out_dir: Path, params: SimulateParams, *, progress: Progress | None = None) -> Truth:
@@ -147,7 +150,7 @@ def _simulate_series(context: SeriesContext, progress: Progress | None) -> Serie
     if params.bad_tilts:
         field_of_view = min(resolved.detector_shape_yx) * resolved.pixel_spacing_angstrom
         plan, defects = plan_bad_tilts(plan, params.bad_tilts, field_of_view_angstrom=field_of_view, rng=rng)
-    phantom = _make_phantom(plan, resolved, rng, surface_particles_per_um2=params.surface_particles_per_um2)
+    phantom = _make_phantom(plan, resolved, rng, params)
     volume_path, voxel = _write_phantom_volume(context, phantom)
     stack = open_stack(context) if params.write_tilt_stack else None
     tilts = []
@@ -164,13 +167,14 @@ def _simulate_series(context: SeriesContext, progress: Progress | None) -> Serie
     return _series_truth(context, plan, phantom, tilts, mdoc=mdoc, volume=(volume_path, voxel), sheet=sheet)
 
 
-def _make_phantom(
-    plan: SeriesPlan, resolved: ResolvedParams, rng: np.random.Generator, *, surface_particles_per_um2: float
-) -> Phantom:
+def _make_phantom(plan: SeriesPlan, resolved: ResolvedParams, rng: np.random.Generator, params: SimulateParams
+                  ) -> Phantom:  # fmt: skip
     """A phantom wide enough that the highest tilt sees specimen up to its edges; densities as in the preset.
 
     The detector, turned by the tilt axis into specimen coordinates, spans a box; tilting about the specimen y
-    axis stretches what it sees along x by ``1 / cos(tilt)`` (capped at :data:`MAX_PHANTOM_FIELD_FACTOR`).
+    axis stretches what it sees along x by ``1 / cos(tilt)`` (capped at :data:`MAX_PHANTOM_FIELD_FACTOR`), and
+    the rays through its edges cross the slab over ``(thickness + 2 |z_offset|) tan(tilt + |pretilt|)`` more
+    (the angle capped at :data:`MAX_PHANTOM_REACH_DEG`): the crowded slab then fills every tilt to its edges.
     """
     highest = max(abs(t.true_tilt_deg) for t in plan.tilts)
     factor = min(MAX_PHANTOM_FIELD_FACTOR, 1.0 / max(math.cos(math.radians(highest)), 1e-3))
@@ -180,7 +184,9 @@ def _make_phantom(
     wander = 2 * max(math.hypot(t.shift_x_angstrom, t.shift_y_angstrom) for t in plan.tilts) + 100.0
     box_x = (nx * abs(math.cos(axis)) + ny * abs(math.sin(axis))) * px + wander
     box_y = (nx * abs(math.sin(axis)) + ny * abs(math.cos(axis))) * px + wander
-    size = (box_x * factor, box_y)
+    steepest = math.radians(min(highest + abs(plan.pretilt_deg), MAX_PHANTOM_REACH_DEG))
+    reach = (plan.thickness_angstrom + 2 * abs(plan.z_offset_angstrom)) * math.tan(steepest)
+    size = (box_x * factor + reach, box_y)
     area_ratio = size[0] * size[1] / (nx * ny * px * px)
     return make_phantom(
         seed=int(rng.integers(2**31)),
@@ -191,7 +197,8 @@ def _make_phantom(
         n_vesicles=round(resolved.n_vesicles * area_ratio),
         n_complexes=round(resolved.n_complexes * area_ratio),
         complex_size_angstrom=COMPLEX_SIZE_ANGSTROM,
-        surface_particles_per_um2=surface_particles_per_um2,
+        surface_particles_per_um2=params.surface_particles_per_um2,
+        crowding_volume_fraction=params.crowding_volume_fraction,
     )
 
 

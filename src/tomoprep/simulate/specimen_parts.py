@@ -25,15 +25,19 @@ LEAFLET_SEPARATION_ANGSTROM = 40.0
 VESICLE_RADIUS_RANGE_ANGSTROM = (200.0, 600.0)
 #: Lengths of the chiral object's arms (long, medium, short) before any shrinking to fit a thin slab.
 CHIRAL_ARM_LENGTHS_ANGSTROM = (600.0, 400.0, 250.0)
-#: Arms are rods of overlapping balls, ~40 Å thick (3 pixels at bin 8 of 1.5 Å), twice as dense as protein
-#: (a marker, like a nucleic-acid-rich body) so that they stand out in single tilts.
+#: The chiral object is twice as dense as protein (a marker, like a nucleic-acid-rich body) so that it stands out
+#: in single tilts. Its arms are rods of overlapping balls, ~40 Å thick (3 pixels at bin 8 of 1.5 Å), at most
+#: 20 Å apart; the junction and the knob are single balls.
 _CHIRAL_BALL_SIGMA_ANGSTROM = 17.0
 _CHIRAL_BALL_SPACING_ANGSTROM = 20.0
 _CHIRAL_DENSITY = 2 * PROTEIN_DENSITY
+#: A Gaussian ball takes the volume of the sphere that holds its mass at its centre density: this many sigmas.
+BALL_EQUIVALENT_RADIUS_SIGMAS = (3 / (4 * math.pi) * (2 * math.pi) ** 1.5) ** (1 / 3)
 #: Nothing is placed closer than this to a slab surface.
 SURFACE_MARGIN_ANGSTROM = 10.0
-#: Particles on the slab's surfaces (frost, milling debris, sputtered coating): small balls denser than protein.
-SURFACE_PARTICLE_SIGMA_ANGSTROM = 30.0
+#: Contamination on the slab's surfaces (ice crystals, frost, milling debris): balls of these sigmas (Å, whole
+#: numbers) seen against vacuum, where even ice has its full potential (~4.5 V) and crystals diffract besides.
+SURFACE_PARTICLE_SIGMA_RANGE_ANGSTROM = (15, 40)
 SURFACE_PARTICLE_DENSITY = 2 * PROTEIN_DENSITY
 #: The complex: ball centres and sigmas (Å, for a 120 Å complex), deliberately without any symmetry. Its mass,
 #: Σ ρ (2π)^1.5 σ³ = 1000 rad·Å², is that of 0.5 MDa of protein (1.21 Å³/Da): plausible for a lumpy 120 Å complex.
@@ -86,9 +90,13 @@ class Layout:
         self.occupied_centres = np.vstack([self.occupied_centres, np.reshape(centres, (-1, 3))])
         self.occupied_radii = np.concatenate([self.occupied_radii, np.broadcast_to(radii, (len(centres),))])
 
-    def place(self, radius: float, *, tries: int = 100) -> np.ndarray:
-        """A random free position for a body of bounding ``radius`` (Å); overlaps only when none is found."""
-        half = np.array([*np.maximum(self.half_fov - radius, 0.0), max(self.half_thickness - radius, 0.0)])
+    def place(self, radius: float, *, tries: int = 100, depth_margin: float | None = None) -> np.ndarray:
+        """A random free position for a body of bounding ``radius`` (Å); overlaps only when none is found.
+
+        The centre keeps ``depth_margin`` (default ``radius``: the whole body inside) from the slab's surfaces.
+        """
+        margin = radius if depth_margin is None else depth_margin
+        half = np.array([*np.maximum(self.half_fov - radius, 0.0), max(self.half_thickness - margin, 0.0)])
         for _ in range(tries):
             centre = self.rng.uniform(-1.0, 1.0, 3) * half
             gaps = np.linalg.norm(self.occupied_centres - centre, axis=1) - self.occupied_radii - radius
@@ -126,7 +134,9 @@ def add_chiral(layout: Layout) -> tuple[np.ndarray, np.ndarray]:
         length = float(np.linalg.norm(arm))
         count = math.ceil(length / _CHIRAL_BALL_SPACING_ANGSTROM)
         points = junction + np.outer(np.arange(1, count + 1) / count, arm)
-        layout.balls.extend((point, sigma, _CHIRAL_DENSITY, "chiral") for point in points)
+        # Balls d apart add up on the rod's axis to ρ σ sqrt(2π) / d (about 2.1 ρ): each gets that much less.
+        density = _CHIRAL_DENSITY * (length / count) / (sigma * math.sqrt(2 * math.pi))
+        layout.balls.extend((point, sigma, density, "chiral") for point in points)
         layout.occupy(points, np.full(len(points), 2.5 * sigma))
     # The distinct end: a knob on the long arm's tip, so even a short view of it tells the arms apart.
     layout.balls.append((junction + arms[0], 2 * sigma, _CHIRAL_DENSITY, "chiral"))
@@ -154,12 +164,19 @@ def add_vesicle(layout: Layout, index: int) -> None:
 
 
 def add_complex(layout: Layout, index: int, offsets: np.ndarray, sigmas: np.ndarray) -> np.ndarray:
-    """Add one copy of the complex, randomly turned; return its pose: centre (3 values), then rotation (9)."""
+    """Add one copy of the complex, randomly turned; return its pose: centre (3 values), then rotation (9).
+
+    Its centre may lie anywhere in the slab, as macromolecules do throughout a lamella: a copy near a surface is
+    cut by it (milled away), keeping only the balls whose centres lie inside the slab.
+    """
     bounding = float(np.max(np.linalg.norm(offsets, axis=1) + 2 * sigmas))
-    centre = layout.place(bounding)
+    centre = layout.place(bounding, depth_margin=0.0)
     rotation = random_rotation(layout.rng)
+    surface = layout.half_thickness + SURFACE_MARGIN_ANGSTROM
     for offset, sigma in zip(offsets, sigmas, strict=True):
-        layout.balls.append((centre + rotation @ offset, float(sigma), PROTEIN_DENSITY, f"complex:{index}"))
+        position = centre + rotation @ offset
+        if abs(position[2]) <= surface:
+            layout.balls.append((position, float(sigma), PROTEIN_DENSITY, f"complex:{index}"))
     return np.concatenate([centre, rotation.ravel()])
 
 
@@ -170,15 +187,39 @@ def add_fiducial(layout: Layout, index: int) -> None:
 
 
 def add_surface_particles(layout: Layout, count_per_surface: int) -> None:
-    """Scatter small dense balls just inside both slab surfaces, as contamination sits on real ones.
+    """Scatter contamination over both slab surfaces: dense balls resting on them, outside the ice.
 
-    They mark where the slab ends in a reconstruction, as a lamella's or an ice layer's surfaces show in a
-    real tomogram; they are placed last, so the other bodies are where they would be without them.
+    Each ball's centre lies one sigma (drawn from :data:`SURFACE_PARTICLE_SIGMA_RANGE_ANGSTROM`) beyond the
+    surface, as a particle that landed on it sits; they mark the surfaces in a reconstruction, as contamination
+    does on a real lamella, but are not part of the slab (its thickness is the ice's). Placed after the bodies
+    inside, so those are where they would be without them.
     """
-    sigma = SURFACE_PARTICLE_SIGMA_ANGSTROM
-    depth = max(layout.half_thickness - sigma, 0.0)
+    surface = layout.half_thickness + SURFACE_MARGIN_ANGSTROM
+    low, high = SURFACE_PARTICLE_SIGMA_RANGE_ANGSTROM
     for side in (-1.0, 1.0):
         for index in range(count_per_surface):
             ab = layout.rng.uniform(-1.0, 1.0, 2) * layout.half_fov
-            centre = np.array([*ab, side * depth])
+            sigma = float(layout.rng.integers(low, high + 1))
+            centre = np.array([*ab, side * (surface + sigma)])
             layout.balls.append((centre, sigma, SURFACE_PARTICLE_DENSITY, f"surface:{int(side)}:{index}"))
+
+
+def excluded_shells(layout: Layout) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The spherical shells the bodies inside the slab take: centres ``(m, 3)``, inner and outer radii ``(m,)``, Å.
+
+    A ball takes its equivalent sphere (:data:`BALL_EQUIVALENT_RADIUS_SIGMAS`), a gold sphere itself, a vesicle
+    its bilayer (its lumen is cytoplasm-like too); the contamination outside the slab takes nothing inside it.
+    """
+    shells = [(centre, 0.0, BALL_EQUIVALENT_RADIUS_SIGMAS * sigma)
+              for centre, sigma, _, label in layout.balls if not label.startswith("surface:")]  # fmt: skip
+    outer: dict[str, tuple[np.ndarray, float, float]] = {}
+    for centre, radius, _, label in layout.spheres:
+        if label.startswith("vesicle:"):
+            low = radius - LEAFLET_SEPARATION_ANGSTROM - LEAFLET_WIDTH_ANGSTROM
+            previous = outer.get(label)
+            outer[label] = (centre, low, radius) if previous is None or radius > previous[2] else previous
+        else:
+            shells.append((centre, 0.0, radius))
+    shells.extend(outer.values())
+    centres = np.array([shell[0] for shell in shells]).reshape(-1, 3)
+    return centres, np.array([shell[1] for shell in shells]), np.array([shell[2] for shell in shells])
