@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import math
 import shutil
 import subprocess
@@ -54,6 +55,9 @@ def test_tiny_session_files(tiny: tuple[Path, Truth]) -> None:
     series = truth.series("TS_01")
     assert len(series.tilts) == 11 and series.detector_shape_yx == [256, 256]
     assert read_truth(out / "truth.json") == truth
+    # Lists of numbers take one line each: a phantom's ten thousand crowders keep the file small.
+    crowders = series.phantom["crowders"]["centres_angstrom"]
+    assert len(crowders) > 1000 and json.dumps(crowders[0]) in (out / "truth.json").read_text()
     for tilt in series.tilts:
         header = read_movie_header(out / tilt.movie)
         assert header.n_frames == tilt.n_frames == 6 and header.shape_yx == (256, 256)

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import re
 import types
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -243,11 +244,18 @@ def plan_fields(plan: SeriesPlan) -> dict[str, Any]:
     }
 
 
+#: A list of numbers (no strings, lists or objects in it) as ``json.dumps(indent=1)`` spreads it over lines.
+_NUMBER_LIST = re.compile(r"\[\n\s*([^\[\]{}\"\n]+(?:,\n\s*[^\[\]{}\"\n]+)*)\n\s*\]")
+
+
 def write_truth(path: Path, truth: Truth) -> None:
-    """Write ``truth`` as indented JSON (through a temporary file and a rename)."""
+    """Write ``truth`` as indented JSON, every list of numbers on one line (a phantom holds 10⁴-10⁶ crowders'
+    centres), through a temporary file and a rename."""
     path = Path(path)
     temporary = path.with_name(path.name + ".tmp")
-    temporary.write_text(json.dumps(dataclasses.asdict(truth), indent=1) + "\n", encoding="utf-8")
+    text = json.dumps(dataclasses.asdict(truth), indent=1)
+    text = _NUMBER_LIST.sub(lambda match: "[" + re.sub(r",\n\s*", ", ", match.group(1)) + "]", text)
+    temporary.write_text(text + "\n", encoding="utf-8")
     temporary.replace(path)
 
 
