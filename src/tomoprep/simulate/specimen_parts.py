@@ -26,8 +26,9 @@ VESICLE_RADIUS_RANGE_ANGSTROM = (200.0, 600.0)
 #: Lengths of the chiral object's arms (long, medium, short) before any shrinking to fit a thin slab.
 CHIRAL_ARM_LENGTHS_ANGSTROM = (600.0, 400.0, 250.0)
 #: The chiral object is twice as dense as protein (a marker, like a nucleic-acid-rich body) so that it stands out
-#: in single tilts. Its arms are rods of overlapping balls, ~40 Å thick (3 pixels at bin 8 of 1.5 Å), at most
-#: 20 Å apart; the junction and the knob are single balls.
+#: in a reconstruction of the crowded slab (single tilts at 3 e⁻/Å² hide it, as they hide most of the content).
+#: Its arms are rods of overlapping balls, ~40 Å thick (3 pixels at bin 8 of 1.5 Å), at most 20 Å apart; the
+#: junction and the knob are single balls.
 _CHIRAL_BALL_SIGMA_ANGSTROM = 17.0
 _CHIRAL_BALL_SPACING_ANGSTROM = 20.0
 _CHIRAL_DENSITY = 2 * PROTEIN_DENSITY
