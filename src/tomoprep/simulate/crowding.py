@@ -72,7 +72,7 @@ def place_crowders(
     """
     half = np.asarray(half_extent_angstrom, dtype=float)
     volume = float(np.prod(2 * half))
-    counts = [round(volume_fraction / len(CROWDER_SIGMAS_ANGSTROM) * volume / ball_volume_angstrom3(s))
+    counts = [round(volume_fraction / len(CROWDER_SIGMAS_ANGSTROM) * volume / float(ball_volume_angstrom3(s)))
               for s in CROWDER_SIGMAS_ANGSTROM]  # fmt: skip
     centres = rng.uniform(-1.0, 1.0, (sum(counts), 3)) * half
     size_index = np.repeat(np.arange(len(counts)), counts)
@@ -200,18 +200,23 @@ class CrowderLayers:
             grid += np.bincount((base[:, 1] + dy) * width + base[:, 0] + dx, weights=weight, minlength=grid.size)
         return grid.reshape(height, width).astype(np.float32)
 
+    def _spectrum(self, xy: np.ndarray, size: int) -> np.ndarray:
+        """The rfft2 of the phase of crowders of one size at ``xy`` (splat-grid pixels), on the splat grid."""
+        spectrum = scipy.fft.rfft2(self._splat(xy), workers=-1)
+        spectrum *= self.transfer[size]
+        return spectrum
+
     def add(self, image: np.ndarray, layer: int) -> None:
         """Add the projected phase (rad) of the crowders in ``layer`` to ``image`` (in place)."""
         chosen = self.layer == layer
         if not np.any(chosen):
             return
         xy, sizes = self.xy[chosen], self.size_index[chosen]
-        total = None
         # One size at a time: a 4K image's grids are large, so only one splat and one spectrum are held at once.
-        for size in np.unique(sizes):
-            spectrum = scipy.fft.rfft2(self._splat(xy[sizes == size]), workers=-1)
-            spectrum *= self.transfer[size]
-            total = spectrum if total is None else np.add(total, spectrum, out=total)
+        spectra = (self._spectrum(xy[sizes == size], size) for size in np.unique(sizes))
+        total = next(spectra)
+        for spectrum in spectra:
+            total += spectrum
         fine_shape = (self.grid_shape[0] * self.bin, self.grid_shape[1] * self.bin)
         phase = scipy.fft.irfft2(_zero_padded(total, fine_shape), s=fine_shape, workers=-1)
         rows, columns = self.image_shape_yx

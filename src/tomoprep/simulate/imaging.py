@@ -188,11 +188,20 @@ def expected_image(
         spectrum_sum *= np.exp(np.float32(-b_factor_angstrom2 / 4) * (k_x * k_x + k_y * k_y))
     image = scipy.fft.irfft2(spectrum_sum, s=image_shape_yx, workers=-1)
     del spectrum_sum
+    zero_frequency_ctf = microscope.amplitude_contrast if apply_ctf else 1.0
+    return _intensity(image, phantom, g, microscope, zero_frequency_ctf, ice_mean_free_path_angstrom)
+
+
+def _intensity(contrast: np.ndarray, phantom: Phantom, g: TiltGeometry, microscope: Microscope,
+               zero_frequency_ctf: float, ice_mean_free_path_angstrom: float) -> np.ndarray:  # fmt: skip
+    """``T (1 + 2 contrast)``, in place, the crowders' mean phase given back, clipped at 0, as ``IMAGE_DTYPE``.
+
+    ``contrast`` is ``IFFT(Σ CTF · FFT(φ))``; the crowders' mean went through the CTF's zero frequency
+    (``-zero_frequency_ctf``: ``-A``, or -1 without a CTF) and is given back (see the module docstring).
+    """
     path = ice_path_length_angstrom(phantom, g)
-    transmission = math.exp(-path / ice_mean_free_path_angstrom)
-    image *= np.float32(2.0)
-    # The crowders' mean went through the CTF's zero frequency (-A, or -1 without a CTF): give it back.
     uniform = _uniform_crowder_phase(phantom, path, voltage_kv=microscope.voltage_kv)
-    image += np.float32(1.0 + 2.0 * uniform * (microscope.amplitude_contrast if apply_ctf else 1.0))
-    image *= np.float32(transmission)
-    return np.maximum(image, 0.0, out=image).astype(IMAGE_DTYPE, copy=False)
+    contrast *= np.float32(2.0)
+    contrast += np.float32(1.0 + 2.0 * uniform * zero_frequency_ctf)
+    contrast *= np.float32(math.exp(-path / ice_mean_free_path_angstrom))
+    return np.maximum(contrast, 0.0, out=contrast).astype(IMAGE_DTYPE, copy=False)
