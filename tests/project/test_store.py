@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from tomoprep.errors import ProjectError
-from tomoprep.project import UnitRecord, init_project, open_project
+from tomoprep.project import UnitRecord, init_project, open_project, repair_project
 
 
 def test_init_creates_explicit_schema_and_runs_folder(tmp_path: Path) -> None:
@@ -81,9 +81,11 @@ def test_repair_rebuilds_the_index_from_run_folders(tmp_path: Path) -> None:
     (tmp_path / "p" / "project.db").unlink()
     for suffix in ("-wal", "-shm"):
         (tmp_path / "p" / f"project.db{suffix}").unlink(missing_ok=True)
-    project = init_project(tmp_path / "p")
-    assert project.list_runs() == []
-    assert project.repair() == 2
+    with pytest.raises(ProjectError, match="tomoprep repair"):
+        init_project(tmp_path / "p")
+    report = repair_project(tmp_path / "p")
+    assert report.n_runs == 2 and report.set_aside is None and report.missing_inputs == {}
+    project = open_project(tmp_path / "p")
     assert [project.get_run(1), project.get_run(2)] == before
     assert project.get_run(b.id).inputs == (a.id,)
     assert project.artifacts(a.id) == [("TS_01", "mrc", "runs/001_import/TS_01/stack.mrc")]

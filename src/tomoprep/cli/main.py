@@ -4,21 +4,25 @@ from __future__ import annotations
 
 import functools
 import inspect
+import sqlite3
 import sys
 from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, NoReturn
 
 import typer
 from rich.console import Console
 
 from tomoprep import __version__
+from tomoprep.cli.crash import crash_message, write_crash_log
 from tomoprep.cli.help import StackedHelpCommand
 from tomoprep.cli.params import option_parameters
 from tomoprep.cli.render import runs_table, tilt_series_table
 from tomoprep.errors import TomoprepError
 from tomoprep.execution import local_executor, resume_run, run_step
-from tomoprep.project import Project, RunRecord, init_project, open_project
+from tomoprep.project import Project, RunRecord, init_project, open_project, repair_project
+from tomoprep.project.records import MISSING_INPUT
+from tomoprep.project.store import DB_NAME, damaged_index_message
 from tomoprep.steps import BUILTIN_STEP_MODULES, Step, all_steps, get_step
 from tomoprep.steps.base import WARNING_PREFIX
 
@@ -31,8 +35,13 @@ ProjectOption = Annotated[
 JobsOption = Annotated[int, typer.Option("--jobs", "-j", min=1, help="Tilt series processed in parallel.")]
 
 
+#: Exit status of an error tomoprep did not foresee (its own clear errors exit with 2, a failed run with 1).
+CRASH_EXIT_CODE = 3
+
+
 def _clear_errors(command: Callable[..., None]) -> Callable[..., None]:
-    """tomoprep's own errors print as one line (file, value, fix) and exit with status 2, no traceback."""
+    """tomoprep's own errors print as one line (file, value, fix) and exit with status 2, no traceback; an
+    index SQLite cannot read is named with the fix; any other error goes to :func:`_last_resort`."""
 
     @functools.wraps(command)
     def wrapper(*args: Any, **kwargs: Any) -> None:
@@ -41,12 +50,25 @@ def _clear_errors(command: Callable[..., None]) -> Callable[..., None]:
         except TomoprepError as exc:
             console.print(f"[red]error:[/red] {exc}", highlight=False, soft_wrap=True)
             raise typer.Exit(code=2) from None
+        except sqlite3.DatabaseError as exc:
+            root = Path(kwargs.get("project") or ".").resolve()
+            console.print(f"[red]error:[/red] {damaged_index_message(root / DB_NAME, exc)}", highlight=False)
+            raise typer.Exit(code=2) from None
+        except Exception as exc:
+            _last_resort(exc)
 
     return wrapper
 
 
+def _last_resort(exc: Exception) -> NoReturn:
+    """Show an unforeseen error as a message, its traceback in a log file, and exit with CRASH_EXIT_CODE."""
+    message = crash_message(exc, write_crash_log(exc))
+    console.print(f"[red]error:[/red] {message}", highlight=False, soft_wrap=True)
+    raise typer.Exit(code=CRASH_EXIT_CODE) from None
+
+
 def init(path: Annotated[Path, typer.Argument(help="Folder of the new project.")]) -> None:
-    """Create a project: an index (project.db) and a folder for runs."""
+    """Create a project: an index (project.db) and a folder for runs (`repair` rebuilds a lost index)."""
     with init_project(path) as project:
         console.print(f"Created project [bold]{project.root}[/bold]")
 
@@ -56,9 +78,12 @@ def status(
     project: ProjectOption = Path("."),
 ) -> None:
     """List the runs of the project, and the tilt series of a run (default: the newest successful one)."""
-    with open_project(project) as proj:
+    with open_project(project, read_only=True) as proj:
         runs = proj.list_runs()
         console.print(runs_table(runs))
+        for lost in (r for r in runs if (r.error or "").startswith(MISSING_INPUT)):
+            note = (lost.error or "").splitlines()[0]
+            console.print(f"[yellow]warning:[/yellow] run {lost.label}: {note}", highlight=False, soft_wrap=True)
         succeeded = [r for r in runs if r.status == "SUCCEEDED"]
         chosen = proj.get_run(run) if run is not None else (succeeded[-1] if succeeded else None)
         if chosen is not None:
@@ -66,9 +91,18 @@ def status(
 
 
 def repair(project: ProjectOption = Path(".")) -> None:
-    """Rebuild the project index from the run folders (run.json files)."""
-    with open_project(project) as proj:
-        console.print(f"Rebuilt the index from {proj.repair()} run folders.")
+    """Rebuild the project index (project.db) from the run folders (run.json files), if lost or damaged."""
+    report = repair_project(project)
+    if report.set_aside is not None:
+        console.print(f"The damaged index was kept as {report.set_aside}.", highlight=False)
+    console.print(f"Rebuilt the index from {report.n_runs} run folder{'' if report.n_runs == 1 else 's'}.")
+    for run_id, gone in report.missing_inputs.items():
+        console.print(
+            f"[yellow]warning:[/yellow] run {run_id:03d} took as input run(s) {', '.join(f'{i:03d}' for i in gone)},"
+            " whose folder is gone: its outputs stay, but it cannot be resumed.",
+            highlight=False,
+            soft_wrap=True,
+        )
 
 
 def resume(
@@ -101,12 +135,26 @@ def _print_warnings(project: Project, run: RunRecord) -> None:
 
 
 def _report(project: Project, run: RunRecord) -> None:
-    style = "green" if run.status == "SUCCEEDED" else "red"
-    console.print(f"Run [bold]{run.label}[/bold]: [{style}]{run.status}[/{style}]")
+    """The run's outcome; a run that is not wholly done ends the command with status 1 and says what failed."""
+    shown = run.shown_status
+    style = "green" if shown == "SUCCEEDED" else "red"
+    console.print(f"Run [bold]{run.label}[/bold]: [{style}]{shown}[/{style}]")
     _print_warnings(project, run)
     _print_outputs(project, run, title=f"Tilt series of run {run.label}")
-    if run.status != "SUCCEEDED":
-        raise typer.Exit(code=1)
+    if shown == "SUCCEEDED":
+        return
+    failed = run.failed_units
+    if failed:
+        console.print(
+            f"{len(failed)} of {len(run.units)} tilt series failed ({', '.join(failed)}); the log is "
+            f"{project.run_dir(run) / 'log.txt'}. Fix their inputs, then `tomoprep run --resume {run.id}` "
+            "re-runs only those.",
+            highlight=False,
+            soft_wrap=True,
+        )
+    elif run.error:
+        console.print(f"[red]{run.error}[/red]", highlight=False, soft_wrap=True)
+    raise typer.Exit(code=1)
 
 
 def step_command(step: Step) -> Callable[..., None]:
@@ -191,5 +239,11 @@ def _command_name(args: list[str]) -> str | None:
 
 
 def main() -> None:
-    """Entry point of the ``tomoprep`` console script."""
-    build_app(_command_name(sys.argv[1:]))(prog_name="tomoprep")
+    """Entry point of the ``tomoprep`` console script: no traceback reaches the terminal (see cli/crash.py)."""
+    try:
+        build_app(_command_name(sys.argv[1:]))(prog_name="tomoprep")
+    except Exception as exc:
+        try:
+            _last_resort(exc)
+        except typer.Exit as exit_:
+            sys.exit(exit_.exit_code)

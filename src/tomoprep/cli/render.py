@@ -9,7 +9,7 @@ from rich.table import Table
 from tomoprep.model import TiltSeries
 from tomoprep.project import RunRecord
 
-STATUS_STYLE = {"SUCCEEDED": "green", "FAILED": "red", "RUNNING": "yellow"}
+STATUS_STYLE = {"SUCCEEDED": "green", "PARTIAL": "magenta", "FAILED": "red", "RUNNING": "yellow"}
 
 
 def _duration(run: RunRecord) -> str:
@@ -27,11 +27,11 @@ def runs_table(runs: list[RunRecord]) -> Table:
     for run in runs:
         done = sum(u.status == "SUCCEEDED" for u in run.units.values())
         failed = len(run.failed_units)
-        style = STATUS_STYLE.get(run.status, "")
+        style = STATUS_STYLE.get(run.shown_status, "")
         table.add_row(
             run.label,
             run.step,
-            f"[{style}]{run.status}[/{style}]",
+            f"[{style}]{run.shown_status}[/{style}]",
             f"{done}/{failed}/{len(run.units)}",
             ", ".join(str(i) for i in run.inputs) or "-",
             run.started_at[:19].replace("T", " "),

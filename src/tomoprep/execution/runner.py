@@ -50,11 +50,26 @@ def resolve_input(project: Project, step: Step, input_run: int | str | None) -> 
         record = project.get_run(input_run)
         if record.step not in step.consumes:
             raise StepError(f"run {record.label} is a {record.step!r} run; {step.name!r} takes {step.consumes}.")
+        if record.status != "SUCCEEDED":
+            raise StepError(_unusable_input(project, record))
         return record
     candidates = [r for s in step.consumes if (r := project.latest_successful(s)) is not None]
     if not candidates:
         raise StepError(f"step {step.name!r} needs a successful run of {' or '.join(step.consumes)} first.")
     return max(candidates, key=lambda r: r.id)
+
+
+def _unusable_input(project: Project, record: RunRecord) -> str:
+    """Why a run that did not succeed cannot be an input, and what to do instead."""
+    if record.status == "FAILED":
+        reason = (record.error or "no reason recorded").strip().splitlines()[0]
+        state = f"failed ({reason}; see {project.run_dir(record) / 'log.txt'})"
+    else:
+        state = "has not finished (it is running, or was stopped)"
+    return (
+        f"run {record.label} {state}, so it cannot be an input. Fix: give a run that succeeded "
+        f"(`tomoprep status` lists them), or finish this one with `tomoprep run --resume {record.id}`."
+    )
 
 
 def _load_inputs(project: Project, step: Step, record: RunRecord | None) -> list[Any]:
@@ -89,6 +104,10 @@ def resume_run(
     step = step or get_step(run.step)
     params = validate_params(step, run.params)
     sources = [project.get_run(i) for i in run.inputs]
+    if step.consumes and not sources:
+        raise StepError(f"run {run.label} cannot be resumed: {run.error or 'it records no input run.'}")
+    # A run that could not create its folder (or whose folder was removed) starts it again, all units to do.
+    project.make_run_folder(run)
     units = step.plan(params, _load_inputs(project, step, sources[0] if sources else None))
     run_dir = project.run_dir(run)
     done = frozenset(u.name for u in run.units.values() if u.status == "SUCCEEDED" and step.unit_saved(run_dir, u.name))

@@ -12,6 +12,8 @@ from typing import Any, Literal
 
 Status = Literal["RUNNING", "SUCCEEDED", "FAILED"]
 MARKERS: tuple[Status, ...] = ("SUCCEEDED", "FAILED")
+#: How the error of a run whose input run folder is gone begins (written by the index rebuild).
+MISSING_INPUT = "missing input run"
 
 
 def now() -> str:
@@ -56,6 +58,14 @@ class RunRecord:
     def failed_units(self) -> list[str]:
         """Names of the units that failed."""
         return [u.name for u in self.units.values() if u.status == "FAILED"]
+
+    @property
+    def shown_status(self) -> str:
+        """The status as shown to users: a SUCCEEDED run with failed units shows as ``PARTIAL``.
+
+        Such a run stays SUCCEEDED in the records, so that the next step takes its successful units.
+        """
+        return "PARTIAL" if self.status == "SUCCEEDED" and self.failed_units else self.status
 
     def to_json(self) -> str:
         """The record as pretty JSON."""

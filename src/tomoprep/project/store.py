@@ -8,14 +8,18 @@ at once: the index is in WAL mode and every write takes SQLite's single writer l
 from __future__ import annotations
 
 import json
+import os
+import shutil
 import socket
 import sqlite3
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from tomoprep.errors import ProjectError
+from tomoprep.project.rebuild import index_problem, insert_records, numbered_entries, read_run_records, set_aside
 from tomoprep.project.records import MARKERS, RunRecord, Status, UnitRecord, now, write_text_atomic
 from tomoprep.project.schema import SCHEMA, SCHEMA_VERSION
 
@@ -24,7 +28,15 @@ RUNS_DIR = "runs"
 BUSY_TIMEOUT_S = 120.0
 
 
-def _connect(db_path: Path) -> sqlite3.Connection:
+def _connect(db_path: Path, *, read_only: bool = False) -> sqlite3.Connection:
+    if read_only:
+        # A folder we cannot write to cannot hold the WAL's shared-memory file: read the file as it stands.
+        mode = "ro" if os.access(db_path.parent, os.W_OK) else "ro&immutable=1"
+        conn = sqlite3.connect(
+            f"{db_path.as_uri()}?mode={mode}", uri=True, timeout=BUSY_TIMEOUT_S, isolation_level=None
+        )
+        conn.row_factory = sqlite3.Row
+        return conn
     conn = sqlite3.connect(db_path, timeout=BUSY_TIMEOUT_S, isolation_level=None)
     conn.row_factory = sqlite3.Row
     conn.execute("PRAGMA journal_mode=WAL")
@@ -33,31 +45,104 @@ def _connect(db_path: Path) -> sqlite3.Connection:
     return conn
 
 
-def init_project(path: Path | str) -> Project:
-    """Create a project in ``path`` (created if missing, must not hold a project already)."""
-    root = Path(path).resolve()
-    if (root / DB_NAME).exists():
-        raise ProjectError(f"{root} already holds a tomoprep project ({DB_NAME} exists).")
-    root.mkdir(parents=True, exist_ok=True)
-    (root / RUNS_DIR).mkdir(exist_ok=True)
+def _new_index(root: Path) -> sqlite3.Connection:
     conn = _connect(root / DB_NAME)
     conn.executescript(SCHEMA)
     conn.execute("INSERT OR REPLACE INTO meta VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),))
     conn.execute("INSERT OR REPLACE INTO meta VALUES ('created_at', ?)", (now(),))
-    return Project(root, conn)
+    return conn
 
 
-def open_project(path: Path | str) -> Project:
-    """Open the project in ``path``."""
+def _run_folders(root: Path) -> list[Path]:
+    return sorted(p for paths in numbered_entries(root / RUNS_DIR).values() for p in paths if p.is_dir())
+
+
+def init_project(path: Path | str) -> Project:
+    """Create a project in ``path`` (created if missing; must not hold a project or run folders already)."""
+    root = Path(path).resolve()
+    if root.exists() and not root.is_dir():
+        raise ProjectError(f"{root} is a file, not a folder. Fix: give the name of a new folder for the project.")
+    if (root / DB_NAME).exists():
+        raise ProjectError(f"{root} already holds a tomoprep project ({DB_NAME} exists).")
+    if folders := _run_folders(root):
+        raise ProjectError(
+            f"{root} holds {len(folders)} run folders ({folders[0].name}, ...) but no index ({DB_NAME}); a new "
+            f"project there would number its runs anew over them. Fix: `tomoprep repair -p {root}` rebuilds "
+            "the index from the run folders."
+        )
+    (root / RUNS_DIR).mkdir(parents=True, exist_ok=True)
+    return Project(root, _new_index(root))
+
+
+def _no_index_message(root: Path) -> str:
+    if root.exists() and not root.is_dir():
+        return f"{root} is a file, not a project folder. Fix: give the project folder with --project."
+    if folders := _run_folders(root):
+        return (
+            f"{root}: the project index {DB_NAME} is missing, but {RUNS_DIR}/ holds {len(folders)} run folders. "
+            f"Fix: `tomoprep repair -p {root}` rebuilds the index from them."
+        )
+    return f"{root} is not a tomoprep project (no {DB_NAME}). Create one with `tomoprep init {root}`."
+
+
+def damaged_index_message(db_path: Path, problem: object) -> str:
+    """The message for an index that cannot be read: what SQLite said, and that repair rebuilds it."""
+    return (
+        f"{db_path}: the project index is damaged ({problem}). Fix: `tomoprep repair -p {db_path.parent}` "
+        "rebuilds it from the run folders and keeps the damaged file beside it."
+    )
+
+
+def open_project(path: Path | str, *, read_only: bool = False) -> Project:
+    """Open the project in ``path``; ``read_only`` opens its index for reading only (writes then fail)."""
     root = Path(path).resolve()
     db = root / DB_NAME
     if not db.is_file():
-        raise ProjectError(f"{root} is not a tomoprep project (no {DB_NAME}). Create one with `tomoprep init {root}`.")
-    conn = _connect(db)
-    row = conn.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()
+        raise ProjectError(_no_index_message(root))
+    conn: sqlite3.Connection | None = None
+    try:
+        conn = _connect(db, read_only=read_only)
+        row = conn.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()
+    except sqlite3.DatabaseError as exc:
+        if conn is not None:
+            conn.close()
+        raise ProjectError(damaged_index_message(db, exc)) from exc
     if row is None or int(row["value"]) != SCHEMA_VERSION:
-        raise ProjectError(f"{db}: schema version {row and row['value']} is not {SCHEMA_VERSION}.")
+        conn.close()
+        raise ProjectError(damaged_index_message(db, f"schema version {row and row['value']} is not {SCHEMA_VERSION}"))
     return Project(root, conn)
+
+
+@dataclass(frozen=True)
+class RepairReport:
+    """What :func:`repair_project` did: runs indexed, where a damaged index went, inputs found missing."""
+
+    n_runs: int
+    set_aside: Path | None
+    missing_inputs: dict[int, tuple[int, ...]]
+
+
+def repair_project(path: Path | str) -> RepairReport:
+    """Rebuild the index of the project in ``path`` from its run folders.
+
+    A missing index is created; a damaged one (unreadable, truncated, not SQLite, wrong schema) is renamed to
+    ``project.db.damaged-<UTC time>`` and a new one built. The run folders are only read.
+    """
+    root = Path(path).resolve()
+    if not (root / RUNS_DIR).is_dir():
+        raise ProjectError(
+            f"{root} has no {RUNS_DIR}/ folder, so there is nothing to rebuild the index from. "
+            f"Fix: give the project folder with --project, or create a project with `tomoprep init {root}`."
+        )
+    records = read_run_records(root / RUNS_DIR)
+    db = root / DB_NAME
+    aside = None
+    if db.exists() and index_problem(db) is not None:
+        aside = set_aside(db)
+    project = open_project(root) if db.exists() else Project(root, _new_index(root))
+    with project:
+        missing = project._rebuild(records)
+    return RepairReport(len(records), aside, missing)
 
 
 class Project:
@@ -93,32 +178,57 @@ class Project:
 
     # -- runs -------------------------------------------------------------------------------------------
     def create_run(self, step: str, params: dict[str, Any], inputs: Sequence[int], package_version: str) -> RunRecord:
-        """Record a new RUNNING run, create its folder and write its ``run.json``."""
+        """Record a new RUNNING run, create its folder and write its ``run.json``.
+
+        The run takes a number no run folder has (even one the index lacks). Its folder is made before the
+        record is committed, so a run that cannot start leaves no record behind.
+        """
         host, started = socket.gethostname(), now()
         with self._write() as db:
-            cursor = db.execute(
-                "INSERT INTO runs (step, directory, status, params_json, package_version, host, started_at)"
-                " VALUES (?, '', 'RUNNING', ?, ?, ?, ?)",
-                (step, json.dumps(params, sort_keys=True, default=str), package_version, host, started),
-            )
-            run_id = int(cursor.lastrowid or 0)
+            taken = max(numbered_entries(self.root / RUNS_DIR), default=0)
+            run_id = max(int(db.execute("SELECT COALESCE(MAX(id), 0) FROM runs").fetchone()[0]), taken) + 1
             directory = f"{RUNS_DIR}/{run_id:03d}_{step}"
-            db.execute("UPDATE runs SET directory = ? WHERE id = ?", (directory, run_id))
+            db.execute(
+                "INSERT INTO runs (id, step, directory, status, params_json, package_version, host, started_at)"
+                " VALUES (?, ?, ?, 'RUNNING', ?, ?, ?, ?)",
+                (
+                    run_id,
+                    step,
+                    directory,
+                    json.dumps(params, sort_keys=True, default=str),
+                    package_version,
+                    host,
+                    started,
+                ),
+            )
             db.executemany("INSERT INTO run_inputs VALUES (?, ?)", [(run_id, int(i)) for i in sorted(set(inputs))])
-        record = RunRecord(
-            id=run_id,
-            step=step,
-            directory=directory,
-            status="RUNNING",
-            params=params,
-            inputs=tuple(sorted(set(inputs))),
-            package_version=package_version,
-            host=host,
-            started_at=started,
-        )
-        (self.root / directory).mkdir(parents=True, exist_ok=True)
-        self._write_run_json(record)
+            record = RunRecord(
+                id=run_id,
+                step=step,
+                directory=directory,
+                status="RUNNING",
+                params=params,
+                inputs=tuple(sorted(set(inputs))),
+                package_version=package_version,
+                host=host,
+                started_at=started,
+            )
+            self.make_run_folder(record, new=True)
         return record
+
+    def make_run_folder(self, record: RunRecord, *, new: bool = False) -> None:
+        """Create the folder of ``record`` (which must not exist when ``new``) and write its ``run.json``."""
+        folder = self.run_dir(record)
+        try:
+            folder.mkdir(exist_ok=not new)
+            self._write_run_json(record)
+        except OSError as exc:
+            if new and folder.is_dir():
+                shutil.rmtree(folder, ignore_errors=True)
+            raise ProjectError(
+                f"{folder}: cannot create the run folder ({exc.strerror or exc}). Fix: make {folder.parent} a "
+                "folder you can write to (its permissions, free space), then run the command again."
+            ) from exc
 
     def _write_run_json(self, record: RunRecord) -> None:
         write_text_atomic(self.run_dir(record) / "run.json", record.to_json() + "\n")
@@ -237,60 +347,14 @@ class Project:
 
     # -- repair -----------------------------------------------------------------------------------------
     def repair(self) -> int:
-        """Rebuild the index from the run folders; returns the number of runs.
+        """Rebuild the index from the run folders; returns the number of runs (see :func:`repair_project`)."""
+        records = read_run_records(self.root / RUNS_DIR)
+        self._rebuild(records)
+        return len(records)
 
-        Runs, inputs and units come from each ``run.json``, artifacts from the files in the folder; events are
-        not rebuilt (each run's ``log.txt`` keeps them).
-        """
-        records = []
-        for run_json in sorted((self.root / RUNS_DIR).glob("*/run.json")):
-            try:
-                records.append(RunRecord.from_json(run_json.read_text(encoding="utf-8")))
-            except (ValueError, KeyError, TypeError) as exc:
-                raise ProjectError(f"{run_json}: unreadable run record ({exc}); move it aside and repair.") from exc
+    def _rebuild(self, records: list[RunRecord]) -> dict[int, tuple[int, ...]]:
+        """Replace the index's contents by ``records``; events are not rebuilt (each ``log.txt`` keeps them)."""
         with self._write() as db:
             for table in ("units", "run_inputs", "artifacts", "events", "runs"):
                 db.execute(f"DELETE FROM {table}")
-            for rec in records:
-                self._insert_record(db, rec)
-                db.executemany(
-                    "INSERT INTO artifacts (run_id, unit, kind, path) VALUES (?, ?, ?, ?)",
-                    self._artifacts_on_disk(rec),
-                )
-        return len(records)
-
-    def _artifacts_on_disk(self, rec: RunRecord) -> list[tuple[int, str | None, str, str]]:
-        """Every output file of a run folder, its unit taken from the first folder or the file stem."""
-        folder = self.root / rec.directory
-        own = {"run.json", "log.txt", ".lock", *MARKERS}
-        rows = []
-        for path in sorted(p for p in folder.rglob("*") if p.is_file() and p.name not in own):
-            relative = path.relative_to(folder)
-            candidates = (relative.parts[0], path.stem)
-            unit = next((c for c in candidates if c in rec.units), None)
-            kind = path.suffix.lstrip(".") or "file"
-            rows.append((rec.id, unit, kind, str(path.relative_to(self.root))))
-        return rows
-
-    @staticmethod
-    def _insert_record(db: sqlite3.Connection, rec: RunRecord) -> None:
-        db.execute(
-            "INSERT INTO runs VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            (
-                rec.id,
-                rec.step,
-                rec.directory,
-                rec.status,
-                json.dumps(rec.params, sort_keys=True, default=str),
-                rec.package_version,
-                rec.host,
-                rec.started_at,
-                rec.finished_at,
-                rec.error,
-            ),
-        )
-        db.executemany("INSERT INTO run_inputs VALUES (?, ?)", [(rec.id, i) for i in rec.inputs])
-        db.executemany(
-            "INSERT INTO units VALUES (?, ?, ?, ?, ?, ?)",
-            [(rec.id, u.name, u.status, u.error, u.started_at, u.finished_at) for u in rec.units.values()],
-        )
+            return insert_records(db, self.root, records)
