@@ -52,7 +52,8 @@ def _clear_errors(command: Callable[..., None]) -> Callable[..., None]:
             raise typer.Exit(code=2) from None
         except sqlite3.DatabaseError as exc:
             root = Path(kwargs.get("project") or ".").resolve()
-            console.print(f"[red]error:[/red] {damaged_index_message(root / DB_NAME, exc)}", highlight=False)
+            message = damaged_index_message(root / DB_NAME, exc)
+            console.print(f"[red]error:[/red] {message}", highlight=False, soft_wrap=True)
             raise typer.Exit(code=2) from None
         except Exception as exc:
             _last_resort(exc)
@@ -94,7 +95,7 @@ def repair(project: ProjectOption = Path(".")) -> None:
     """Rebuild the project index (project.db) from the run folders (run.json files), if lost or damaged."""
     report = repair_project(project)
     if report.set_aside is not None:
-        console.print(f"The damaged index was kept as {report.set_aside}.", highlight=False)
+        console.print(f"The damaged index was kept as {report.set_aside}.", highlight=False, soft_wrap=True)
     console.print(f"Rebuilt the index from {report.n_runs} run folder{'' if report.n_runs == 1 else 's'}.")
     for run_id, gone in report.missing_inputs.items():
         console.print(

@@ -7,6 +7,7 @@ The run folders are the truth: each holds its ``run.json``; the index only makes
 from __future__ import annotations
 
 import json
+import os
 import re
 import sqlite3
 from datetime import UTC, datetime
@@ -43,14 +44,27 @@ def read_run_records(runs_dir: Path) -> list[RunRecord]:
     return sorted(records, key=lambda r: r.id)
 
 
-def index_problem(db_path: Path) -> str | None:
-    """What is wrong with the index ``db_path`` (read only), or ``None`` when it is sound."""
+def read_only_uri(db_path: Path) -> str:
+    """The URI that opens ``db_path`` for reading only.
+
+    In a folder we cannot write to, SQLite cannot make the WAL's shared-memory file: the file is then read as
+    it stands (``immutable``).
+    """
+    mode = "ro" if os.access(db_path.parent, os.W_OK) else "ro&immutable=1"
+    return f"{db_path.as_uri()}?mode={mode}"
+
+
+def index_problem(db_path: Path, *, thorough: bool = True) -> str | None:
+    """What is wrong with the index ``db_path``, or ``None`` when it is sound; the file is only read.
+
+    ``thorough`` also checks every page (SQLite's ``quick_check``, which reads the whole file).
+    """
     try:
-        conn = sqlite3.connect(f"{db_path.as_uri()}?mode=ro", uri=True, isolation_level=None)
+        conn = sqlite3.connect(read_only_uri(db_path), uri=True, isolation_level=None)
     except sqlite3.Error as exc:
         return str(exc)
     try:
-        check = conn.execute("PRAGMA quick_check").fetchone()[0]
+        check = conn.execute("PRAGMA quick_check").fetchone()[0] if thorough else "ok"
         if check != "ok":
             return f"integrity check: {check}"
         row = conn.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()

@@ -8,7 +8,6 @@ at once: the index is in WAL mode and every write takes SQLite's single writer l
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import socket
 import sqlite3
@@ -19,7 +18,14 @@ from pathlib import Path
 from typing import Any
 
 from tomoprep.errors import ProjectError
-from tomoprep.project.rebuild import index_problem, insert_records, numbered_entries, read_run_records, set_aside
+from tomoprep.project.rebuild import (
+    index_problem,
+    insert_records,
+    numbered_entries,
+    read_only_uri,
+    read_run_records,
+    set_aside,
+)
 from tomoprep.project.records import MARKERS, RunRecord, Status, UnitRecord, now, write_text_atomic
 from tomoprep.project.schema import SCHEMA, SCHEMA_VERSION
 
@@ -30,11 +36,7 @@ BUSY_TIMEOUT_S = 120.0
 
 def _connect(db_path: Path, *, read_only: bool = False) -> sqlite3.Connection:
     if read_only:
-        # A folder we cannot write to cannot hold the WAL's shared-memory file: read the file as it stands.
-        mode = "ro" if os.access(db_path.parent, os.W_OK) else "ro&immutable=1"
-        conn = sqlite3.connect(
-            f"{db_path.as_uri()}?mode={mode}", uri=True, timeout=BUSY_TIMEOUT_S, isolation_level=None
-        )
+        conn = sqlite3.connect(read_only_uri(db_path), uri=True, timeout=BUSY_TIMEOUT_S, isolation_level=None)
         conn.row_factory = sqlite3.Row
         return conn
     conn = sqlite3.connect(db_path, timeout=BUSY_TIMEOUT_S, isolation_level=None)
@@ -99,18 +101,11 @@ def open_project(path: Path | str, *, read_only: bool = False) -> Project:
     db = root / DB_NAME
     if not db.is_file():
         raise ProjectError(_no_index_message(root))
-    conn: sqlite3.Connection | None = None
-    try:
-        conn = _connect(db, read_only=read_only)
-        row = conn.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()
-    except sqlite3.DatabaseError as exc:
-        if conn is not None:
-            conn.close()
-        raise ProjectError(damaged_index_message(db, exc)) from exc
-    if row is None or int(row["value"]) != SCHEMA_VERSION:
-        conn.close()
-        raise ProjectError(damaged_index_message(db, f"schema version {row and row['value']} is not {SCHEMA_VERSION}"))
-    return Project(root, conn)
+    # Checked through a read-only connection first: opening a damaged file for writing may change it (an
+    # empty file becomes an empty database).
+    if (problem := index_problem(db, thorough=False)) is not None:
+        raise ProjectError(damaged_index_message(db, problem))
+    return Project(root, _connect(db, read_only=read_only))
 
 
 @dataclass(frozen=True)
