@@ -10,6 +10,14 @@ import pytest
 from project_faults import tomoprep
 
 
+@pytest.fixture(autouse=True)
+def crash_logs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """Crash logs of each test go to a folder of its own, not to the user's cache."""
+    folder = tmp_path / "crash-logs"
+    monkeypatch.setenv("TOMOPREP_LOG_DIR", str(folder))
+    return folder
+
+
 @pytest.fixture(scope="session")
 def stack_files(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A folder with a real two-tilt MRC stack and its mdoc (see tests/data/real/SOURCES.md)."""

@@ -5,6 +5,8 @@ from __future__ import annotations
 import hashlib
 from pathlib import Path
 
+import mrcfile
+import numpy as np
 from typer.testing import CliRunner
 
 from tomoprep.cli.main import build_app
@@ -32,3 +34,14 @@ def run_folders(project: Path) -> dict[str, str]:
 def flat(text: str) -> str:
     """Terminal output with rich's line wrapping undone."""
     return " ".join(text.split())
+
+
+def plain_stacks(folder: Path) -> Path:
+    """Two MRC stacks without tilt angles; only TS_A has a .rawtlt, so TS_B cannot be imported."""
+    folder.mkdir()
+    for name in ("TS_A", "TS_B"):
+        with mrcfile.new(folder / f"{name}.mrc") as mrc:
+            mrc.set_data(np.zeros((2, 16, 16), dtype=np.float32))
+            mrc.voxel_size = 2.5
+    (folder / "TS_A.rawtlt").write_text("-3\n3\n")
+    return folder
