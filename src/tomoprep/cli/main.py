@@ -10,7 +10,6 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated, Any, NoReturn
 
-import click
 import typer
 from rich.console import Console
 
@@ -56,8 +55,8 @@ def _clear_errors(command: Callable[..., None]) -> Callable[..., None]:
             message = damaged_index_message(root / DB_NAME, exc)
             console.print(f"[red]error:[/red] {message}", highlight=False, soft_wrap=True)
             raise typer.Exit(code=2) from None
-        except (typer.Exit, click.exceptions.Exit, click.ClickException, click.exceptions.Abort):
-            raise  # how click ends a command or reports a wrong option, not errors
+        except (typer.Exit, typer.Abort, typer.exceptions.TyperException):
+            raise  # how typer ends a command or reports a wrong option: not errors of tomoprep
         except Exception as exc:
             _last_resort(exc)
 

@@ -1,7 +1,8 @@
 """The project store: a folder with a SQLite index (``project.db``) and one folder per run.
 
 The run folders are the truth (``run.json``, a ``SUCCEEDED``/``FAILED`` marker, ``log.txt``); the index makes
-them quick to query and can be rebuilt from them (:meth:`Project.repair`). Several processes may use one project
+them quick to query and can be rebuilt from them (:func:`repair_project`), so a command never
+re-initialises or renumbers over run folders. Several processes may use one project
 at once: the index is in WAL mode and every write takes SQLite's single writer lock (``BEGIN IMMEDIATE``).
 """
 
