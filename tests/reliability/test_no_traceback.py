@@ -41,7 +41,7 @@ def test_input_naming_a_failed_run_says_it_failed_and_why(tmp_path: Path) -> Non
     result = tomoprep("motioncorr", "-p", str(project), "--input", "1")
     text = flat(result.output)
     assert result.exit_code == 2
-    assert "run 001_import failed (1 of 1 units failed:" in text
+    assert "run 001_import failed (1 of 1 units failed; TS_B: " in text and "has no tilt angles" in text
     assert f"{project / 'runs' / '001_import' / 'log.txt'}" in text and "tomoprep run --resume 1" in text
     with open_project(project, read_only=True) as proj:
         assert [r.label for r in proj.list_runs()] == ["001_import"]

@@ -51,7 +51,7 @@ def _clear_errors(command: Callable[..., None]) -> Callable[..., None]:
             console.print(f"[red]error:[/red] {exc}", highlight=False, soft_wrap=True)
             raise typer.Exit(code=2) from None
         except sqlite3.DatabaseError as exc:
-            root = Path(kwargs.get("project") or ".").resolve()
+            root = Path(kwargs.get("project") or kwargs.get("path") or ".").resolve()
             message = damaged_index_message(root / DB_NAME, exc)
             console.print(f"[red]error:[/red] {message}", highlight=False, soft_wrap=True)
             raise typer.Exit(code=2) from None

@@ -62,7 +62,12 @@ def resolve_input(project: Project, step: Step, input_run: int | str | None) -> 
 def _unusable_input(project: Project, record: RunRecord) -> str:
     """Why a run that did not succeed cannot be an input, and what to do instead."""
     if record.status == "FAILED":
-        reason = (record.error or "no reason recorded").strip().splitlines()[0]
+        failed = [u for u in record.units.values() if u.status == "FAILED"]
+        if failed:  # the summary's first line only counts them: show the first unit's own reason
+            first = (failed[0].error or "no reason recorded").strip().splitlines()[0]
+            reason = f"{len(failed)} of {len(record.units)} units failed; {failed[0].name}: {first}"
+        else:
+            reason = (record.error or "no reason recorded").strip().splitlines()[0]
         state = f"failed ({reason}; see {project.run_dir(record) / 'log.txt'})"
     else:
         state = "has not finished (it is running, or was stopped)"
