@@ -48,6 +48,15 @@ def test_input_naming_a_failed_run_says_it_failed_and_why(tmp_path: Path) -> Non
     assert snapshot(project, skip=("project.db-wal", "project.db-shm")) == before
 
 
+def test_a_run_number_beyond_any_integer_is_no_run(two_runs: Path) -> None:
+    before = snapshot(two_runs)
+    result = tomoprep("status", "99999999999999999999999", "-p", str(two_runs))
+    text = flat(result.output)
+    assert result.exit_code == 2
+    assert f"run 99999999999999999999999 does not exist in {two_runs}" in text and "tomoprep status" in text
+    assert snapshot(two_runs, skip=("project.db-wal", "project.db-shm")) == before
+
+
 def test_repair_names_an_unreadable_run_record(two_runs: Path) -> None:
     record = two_runs / "runs" / "002_motioncorr" / "run.json"
     data = json.loads(record.read_text())

@@ -235,7 +235,12 @@ class Project:
         number = text.split("_", 1)[0]
         if not number.isdigit():
             raise ProjectError(f"{text!r} is not a run; give its number (see `tomoprep status`).")
-        row = self._conn.execute("SELECT * FROM runs WHERE id = ?", (int(number),)).fetchone()
+        # A number beyond SQLite's 64-bit integers names no run either (and would not bind).
+        row = (
+            None
+            if int(number) >= 2**63
+            else self._conn.execute("SELECT * FROM runs WHERE id = ?", (int(number),)).fetchone()
+        )
         if row is None:
             raise ProjectError(f"run {text} does not exist in {self.root}; `tomoprep status` lists the runs.")
         return self._record(row)
