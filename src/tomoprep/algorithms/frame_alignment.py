@@ -17,7 +17,7 @@ from typing import Literal, NamedTuple
 import torch
 import torch.nn.functional as nnf
 
-from tomoprep.algorithms.correlation import correlation_curvature, correlation_near_zero, find_peak_subpixel
+from tomoprep.algorithms.correlation import correlation_near_zero, find_peak_subpixel, refine_peak
 from tomoprep.algorithms.fourier import (
     crop_rfft,
     fourier_shift_rfft,
@@ -215,7 +215,8 @@ class _Peaks(NamedTuple):
 def _measure_round(cross: torch.Tensor, shape_yx: tuple[int, int], max_shift_px: float, *, first: bool) -> _Peaks:
     """One round's peaks. The first round searches whole maps, consumes ``cross`` and takes the curvature from the
     maps' samples (its peaks are a starting point); later rounds search near the current shifts, and the whole
-    map only for frames whose peak lies beyond, and take the curvature exactly."""
+    map only for frames whose peak lies beyond, and take each peak to the maximum of its band-limited map
+    (:func:`refine_peak`), where the curvature is exact."""
     if first:
         maps = irfft2_consuming(cross, shape_yx)
         update = find_peak_subpixel(maps, max_shift_px=max_shift_px)
@@ -230,7 +231,8 @@ def _measure_round(cross: torch.Tensor, shape_yx: tuple[int, int], max_shift_px:
         far = find_peak_subpixel(maps, max_shift_px=max_shift_px)
         update = torch.where(whole[..., None], far, update)
         heights = torch.where(whole, _peak_heights(maps, far), heights)
-    return _Peaks(update, heights, correlation_curvature(cross, shape_yx, update), whole)
+    update, curvature = refine_peak(cross, shape_yx, update)
+    return _Peaks(update, heights, curvature, whole)
 
 
 def _credible(significance: torch.Tensor, whole_map: torch.Tensor, before: torch.Tensor) -> torch.Tensor:
@@ -315,9 +317,10 @@ def _align_stack_bounded(
         cross = others.conj_physical_().mul_(spectra).mul_(weight)
         maps = irfft2_consuming(cross.clone(), shape_yx)
         measured = find_peak_subpixel(maps, max_shift_px=max_shift_px)
-        curvature = correlation_curvature(cross, shape_yx, measured)
-        del others, cross
         significance = _peak_heights(maps, measured) / noise.height
+        measured, curvature = refine_peak(cross, shape_yx, measured)
+        measured = measured.clamp(-max_shift_px, max_shift_px)
+        del others, cross
         credible = _credible(significance, torch.zeros_like(significance, dtype=torch.bool), credible)
         sigma = torch.where(credible & (curvature > 0), noise.slope / curvature.clamp_min(1e-30), math.inf)
         measured = measured - measured.mean(dim=-2, keepdim=True)
