@@ -253,14 +253,20 @@ def _align_stack(
     tolerance_px: float,
     max_shift_px: float,
     smoothing: Smoothing,
+    initial_px: torch.Tensor | None = None,
 ) -> StackAlignment:
     """Iterative leave-one-out alignment of stacks ``(..., n, Y, X // 2 + 1)``.
 
     Each round measures every frame's peak against the sum of the others at the current shifts, the peak's
     significance and (after the first round) its precision (:mod:`tomoprep.algorithms.peak_noise`); frames
-    whose peak is not credible get no measurement and are interpolated by the trajectory fit.
+    whose peak is not credible get no measurement and are interpolated by the trajectory fit. Starting from
+    ``initial_px`` (``(..., n, 2)``, an alignment of coarser copies), the first round searches near those shifts
+    as later rounds do, not the whole maps.
     """
-    shifts = torch.zeros((*spectra.shape[:-2], 2), device=spectra.device)
+    start = initial_px is not None
+    shifts = (
+        initial_px.clone() if initial_px is not None else torch.zeros((*spectra.shape[:-2], 2), device=spectra.device)
+    )
     credible = torch.zeros_like(shifts[..., :1], dtype=torch.bool)
     result = StackAlignment(shifts, shifts, torch.full_like(shifts, math.inf), torch.zeros_like(shifts[..., 0]))
     step = None
@@ -272,7 +278,7 @@ def _align_stack(
         # 84 MB per copy).
         cross = aligned.mul_(others.conj_physical_()).mul_(weight)
         del aligned, others
-        peaks = _measure_round(cross, shape_yx, max_shift_px, first=iteration == 0)
+        peaks = _measure_round(cross, shape_yx, max_shift_px, first=iteration == 0 and not start)
         significance = peaks.heights / noise.height
         credible = _credible(significance, peaks.searched_whole_map, credible)
         curvature = peaks.curvature
@@ -283,7 +289,7 @@ def _align_stack(
         settled = _settled(updated, shifts, sigma, tolerance_px)
         shifts = updated
         result = StackAlignment(shifts, measured - measured.mean(dim=-2, keepdim=True), sigma, significance)
-        if settled and iteration > 0:
+        if settled and (iteration > 0 or start):
             break
     return result
 

@@ -276,12 +276,13 @@ def estimate_motion(
     pixel_spacing_angstrom: float,
     params: MotionCorrParams,
 ) -> MotionEstimate:
-    """Global (and local) motion from binned copies of the corrected groups."""
+    """Global (and local) motion from binned copies of the corrected groups (binned to the larger of the alignment
+    and the refinement size: the estimate bins them further for its coarse rounds)."""
     device = correct.device
     binned, factor = [], 1.0
     for group in counts:
         frame = correct(group)
-        small, factor = _binned(frame, params.alignment_size_px)
+        small, factor = _binned(frame, max(params.alignment_size_px, params.refinement_size_px))
         binned.append(small.clone() if small is frame else small)  # the corrector reuses its buffer
     stack = torch.stack(binned)
     bfactor_px2 = params.bfactor_angstrom2 / (pixel_spacing_angstrom * factor) ** 2
@@ -290,6 +291,7 @@ def estimate_motion(
         bfactor_px2=bfactor_px2,
         max_shift_px=params.max_shift_angstrom / (pixel_spacing_angstrom * factor),
         alignment_size_px=params.alignment_size_px,
+        refinement_size_px=params.refinement_size_px or None,
         device=device,
     )
     shifts = motion.shifts_px

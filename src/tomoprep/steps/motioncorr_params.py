@@ -55,6 +55,13 @@ class MotionCorrParams(Params):
     alignment_size_px: int = Field(
         1024, ge=128, le=8192, description="Frames are binned to about this size for motion estimation."
     )
+    refinement_size_px: int = Field(
+        2048,
+        ge=0,
+        le=8192,
+        description="Larger frames are then measured at about this size, and aligned there when their correlation "
+        "peaks come out clearly more precise (0: never).",
+    )
     odd_even: bool = Field(True, description="Write sums of the odd and of the even frames (for Noise2Noise).")
     dose_weighting: bool = Field(True, description="Also write a dose-weighted sum (Grant & Grigorieff).")
     correct_defects: bool = Field(True, description="Find hot and dead pixels in each movie and replace them.")
