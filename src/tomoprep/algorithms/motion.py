@@ -13,6 +13,11 @@ Method (MotionCor2 and RELION's own implementation in spirit):
   precision; its significance and precision are measured from the frames (:mod:`tomoprep.algorithms.peak_noise`)
   and the trajectory is fitted to the credible peaks with that precision (:func:`fit_trajectory`); the frames are
   moved and the sum rebuilt, until no shift changes by more than the tolerance or a tenth of its uncertainty.
+  With ``refinement_size_px``, larger frames are then measured once on finer copies from that trajectory and
+  aligned there when their peaks are at most :data:`FINER_SIGMA_RATIO` times as uncertain: binning discards
+  the information beyond the coarse copies' Nyquist frequency, which a contrast transfer reaching past it
+  carries (simulated 4096² tilt movies: σ 0.3 times as large on 2048² copies as on 1024² ones, trajectories
+  0.009-0.018 px from the truth instead of 0.046-0.069 px).
   Frames are mean-subtracted and edge-tapered first: the frame border does not move with the specimen, and
   without the taper its wrap-around edge pulls every shift towards zero (1 % shrinkage measured).
 - Local motion (:func:`estimate_local_motion`): the globally aligned frames are cut into overlapping patches,
