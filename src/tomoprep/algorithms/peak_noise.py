@@ -22,7 +22,9 @@ thirty-second.
 Measured against the scatter of the converged, unsmoothed shifts about the truth (the ratio of the observed to
 the predicted scatter; 10 frames of a textured specimen): Poisson counts on 512² at 0.5, 4 and 30 e⁻/px per
 frame 0.99, 0.99, 1.12 (σ 0.15, 0.035, 0.012 px); an integrating camera's coloured noise, one frame twice as
-noisy, 1.13 (that frame's σ 1.8 times the others'). On simulated tilt movies (phantom, CTF, ice) 1.2-1.4.
+noisy, 1.13 (that frame's σ 1.8 times the others'). On simulated tilt movies (phantom, CTF, ice) 0.92-0.98 for
+the maxima of the band-limited maps (:func:`tomoprep.algorithms.correlation.refine_peak`; 1.1-1.4 for 3-point
+fits through the maps' samples).
 """
 
 from __future__ import annotations
