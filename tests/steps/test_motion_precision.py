@@ -22,8 +22,8 @@ from tomoprep.steps.motioncorr_movie import FrameCorrector, counts_sum
 def corrected_frames(session: Path, tilt: dict, gain: dict) -> torch.Tensor:
     """A TIFF movie's frames ``(n, y, x)``, gain-corrected and free of defects as the step makes them."""
     counts = list(iter_movie_counts(session / tilt["movie"], eer_group_frames=None, eer_upsampling=1, group_frames=1))
-    reference = read_gain(session / gain["file"], rotation_deg=gain["rotation_deg"], flip=gain["flip"])
-    reference = torch.tensor(gain_for_frames(reference, counts[0].shape))
+    stored = read_gain(session / gain["file"], rotation_deg=gain["rotation_deg"], flip=gain["flip"])
+    reference = torch.tensor(gain_for_frames(stored, counts[0].shape))
     defects = detect_defects(torch.from_numpy(counts_sum(counts)), threshold_sigma=6.0).combined
     correct = FrameCorrector(counts[0].shape, reference, defects, torch.device("cpu"))
     return torch.stack([correct(group).clone() for group in counts])
