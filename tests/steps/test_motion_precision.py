@@ -51,5 +51,6 @@ def test_predicted_precision_matches_the_scatter_on_simulated_tilt_movies(tmp_pa
             # Removing the mean takes one of the measured frames' degrees of freedom from each axis.
             ratios.append(error / motion.sigma_px.numpy()[measured] / np.sqrt(1 - 1 / measured.sum()))
     ratio = float(np.sqrt(np.mean(np.concatenate(ratios) ** 2)))
-    # measured 1.05 (3-point peak fits: 1.41); 0.92-0.98 on other simulated 512²-4096² tilt movies
+    # measured 0.96-1.05 (3-point peak fits: 1.26-1.41) as the simulated specimen changed; 0.92-0.98 on other
+    # simulated 512²-4096² tilt movies
     assert 0.8 <= ratio <= 1.2, ratio
