@@ -55,7 +55,7 @@ def test_a_run_where_every_unit_fails_is_failed(project) -> None:
 
 
 def test_invalid_params_name_the_field(project) -> None:
-    with pytest.raises(StepError, match="seconds_per_unit"):
+    with pytest.raises(StepError, match="--seconds-per-unit: "):
         run_step(project, TOY, {"seconds_per_unit": -1})
     assert project.list_runs() == []
 

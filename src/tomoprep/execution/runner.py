@@ -34,10 +34,16 @@ def validate_params(step: Step, values: Params | Mapping[str, Any] | None) -> Pa
     try:
         return step.params.model_validate(dict(values or {}))
     except ValidationError as exc:
+        # Named as the option is typed (--pixel-spacing-angstrom), since that is where the value came from.
         problems = "; ".join(
-            f"{'.'.join(str(p) for p in err['loc'])}: {err['msg']} (got {err.get('input')!r})" for err in exc.errors()
+            f"{'--' + '.'.join(str(p) for p in err['loc']).replace('_', '-') + ': ' if err['loc'] else ''}"
+            f"{err['msg']} (got {err.get('input')!r})"
+            for err in exc.errors()
         )
-        raise StepError(f"invalid parameters for step {step.name!r}: {problems}") from exc
+        raise StepError(
+            f"invalid parameters for step {step.name!r}: {problems}. "
+            f"Fix: give a valid value (tomoprep {step.name} --help says what each option takes)."
+        ) from exc
 
 
 def resolve_input(project: Project, step: Step, input_run: int | str | None) -> RunRecord | None:

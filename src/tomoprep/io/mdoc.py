@@ -42,6 +42,8 @@ _TITLE_AXIS = re.compile(r"tilt\s*axis\s*angle\s*=\s*([-+]?\d+(?:\.\d*)?(?:[eE][
 _TOMO5_PROGRAM = re.compile(r"^\s*Tomography(?:[\s_:]|$)")
 _STACK_SUFFIXES = (".mrc", ".mrcs", ".st", ".tif", ".tiff", ".eer", ".ali", ".hdf")
 _COPY_SUFFIXES = ("-half1", "-unsorted")  # SerialEM's names for a stack it is copying into final order
+#: The largest |tilt angle| there is (degrees): at 90° the beam runs along the grid.
+MAX_TILT_ANGLE_DEG = 90.0
 
 
 @dataclass(frozen=True)
@@ -149,6 +151,12 @@ def _to_tilt(path: Path, section: Section, header: dict[str, str], frames: list[
     tilt_angle = f.number("TiltAngle")
     if tilt_angle is None:
         raise MdocError(path, f"{where} has no TiltAngle.", AGAIN)
+    if not -MAX_TILT_ANGLE_DEG <= tilt_angle <= MAX_TILT_ANGLE_DEG:  # also catches inf
+        raise MdocError(
+            path,
+            f"{where} has TiltAngle = {tilt_angle:g}, outside ±{MAX_TILT_ANGLE_DEG:g}°.",
+            AGAIN,
+        )
     sub_frame_path = f.values.pop("SubFramePath", None) or None
     num_sub_frames, image_size = f.integers("NumSubFrames", 1), f.integers("ImageSize", 2)
     return MdocTilt(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shlex
 import tempfile
 from collections.abc import Mapping
 from pathlib import Path
@@ -55,7 +56,35 @@ def read_star(path: Path) -> dict[str, pd.DataFrame]:
     out: dict[str, pd.DataFrame] = {}
     for name, block in blocks.items():
         out[name] = block if isinstance(block, pd.DataFrame) else pd.DataFrame([block])
+    if any(frame[label].isna().any() for frame in out.values() for label in STRING_LABELS if label in frame):
+        _restore_text(path, out)
     return out
+
+
+def _restore_text(path: Path, blocks: dict[str, pd.DataFrame]) -> None:
+    """Put back the words of text columns that starfile read as missing numbers (``nan``, ``NaN``, ``<NA>``):
+    a tilt series may be called ``nan``, and dropping it would lose the series."""
+    block = ""
+    labels: list[str] = []
+    rows: list[list[str]] = []
+    for line in [*path.read_text(errors="replace").splitlines(), "data_"]:
+        text = line.strip()
+        if text.startswith("data_") or text.startswith("loop_"):
+            _put_back(blocks.get(block), labels, rows)
+            labels, rows = [], []
+            block = text[5:] if text.startswith("data_") else block
+        elif text.startswith("_"):
+            labels.append(text.split()[0][1:])
+        elif text and not text.startswith("#") and labels:
+            rows.append(shlex.split(text))
+
+
+def _put_back(frame: pd.DataFrame | None, labels: list[str], rows: list[list[str]]) -> None:
+    if frame is None or len(rows) != len(frame) or any(len(r) != len(labels) for r in rows):
+        return  # not a loop, or not the table starfile read: leave it as read
+    for k, label in enumerate(labels):
+        if label in STRING_LABELS and label in frame and frame[label].isna().any():
+            frame[label] = [r[k] for r in rows]
 
 
 def write_star(path: Path, blocks: Mapping[str, pd.DataFrame]) -> None:

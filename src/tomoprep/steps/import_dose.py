@@ -12,6 +12,7 @@ needs the dose calls :func:`require_dose`, which names the option that gives it.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -78,6 +79,7 @@ def pre_exposures(
         return Doses((dose,) * n, tuple(float(r) * dose for r in rank))
     exposure = np.array([r.exposure_dose_e_per_angstrom2 or 0.0 for r in records])
     priors = [r.prior_record_dose_e_per_angstrom2 for r in records]
+    _check_finite(exposure, priors, source)
     if all(p is not None for p in priors) and any(p for p in priors):
         return Doses(tuple(float(e) for e in exposure), tuple(float(p) for p in priors))  # type: ignore[arg-type]
     if np.all(exposure > 0):
@@ -96,6 +98,19 @@ def pre_exposures(
         f"weighting, dose filtering and the RELION export do: re-import with {DOSE_OPTION} D (e/Å² per tilt)."
     )
     return Doses((None,) * n, (None,) * n, warning)
+
+
+def _check_finite(exposure: np.ndarray, priors: Sequence[float | None], source: Path) -> None:
+    """Refuse a dose that is not a number (``inf``) or negative: it would make every pre-exposure wrong."""
+    for label, values in (("ExposureDose", list(exposure)), ("PriorRecordDose", priors)):
+        bad = [(k, v) for k, v in enumerate(values) if v is not None and not (math.isfinite(v) and v >= 0)]
+        if bad:
+            k, value = bad[0]
+            raise InputError(
+                source,
+                f"{label} = {value:g} e/Å² (tilt {k} in stack order) is not a dose.",
+                f"correct the mdoc, or pass {DOSE_OPTION} D (the dose of one tilt in e/Å²).",
+            )
 
 
 def require_dose(ts: TiltSeries, *, needed_for: str, alternative: str = "") -> None:

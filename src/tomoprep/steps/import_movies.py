@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import glob
-from collections import Counter
+import math
+from collections import Counter, defaultdict
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -54,14 +56,42 @@ def plan_movie_import(params: ImportParams) -> list[Unit]:
         raise InputError(None, "no --mdoc given.", "pass --mdoc 'folder/*.mdoc'.")
     paths = expand_glob(params.mdoc, what="mdoc files")
     series, errors = read_mdocs(paths, flavour=params.mdoc_flavour)
+    payloads = [MovieSeriesPayload(s, (params.movies or s.sources[0].parent).resolve()) for s in series]
+    shared = _movies_in_several_series(payloads)
     units = []
-    for s in series:
-        movies_dir = (params.movies or s.sources[0].parent).resolve()
-        units.append(Unit(name=s.name, payload=MovieSeriesPayload(s, movies_dir)))
+    for payload in payloads:
+        name = payload.series.name
+        units.append(Unit(name=name, error=shared[name]) if name in shared else Unit(name=name, payload=payload))
     for error in errors:
         name = _series_name_of(error.path) if error.path is not None else "mdoc"
         units.append(Unit(name=name, error=str(error)))
     return units
+
+
+def _movies_in_several_series(payloads: Sequence[MovieSeriesPayload]) -> dict[str, str]:
+    """An error for each series that names a movie another series names too (a copied mdoc, say): a movie
+    is one tilt of one series, so neither series can be trusted until one mdoc is taken away."""
+    users: dict[Path, list[int]] = defaultdict(list)
+    for k, payload in enumerate(payloads):
+        for name in dict.fromkeys(t.movie_name for t in payload.series.tilts if t.movie_name):
+            users[payload.movies_dir / name].append(k)
+    shared = {movie: sharing for movie, sharing in users.items() if len(sharing) > 1}
+    errors: dict[str, str] = {}
+    for movie, sharing in shared.items():
+        for k in sharing:
+            series = payloads[k].series
+            if series.name in errors:
+                continue
+            count = sum(k in s for s in shared.values())
+            others = " and ".join(str(payloads[j].series.sources[0]) for j in sharing if j != k)
+            error = MdocError(
+                series.sources[0],
+                f"names movie {movie.name} ({count} shared movies in all), which {others} names too: a movie "
+                "belongs to one tilt series.",
+                "pass only one of these mdoc files (move the copy away, or narrow the --mdoc glob).",
+            )
+            errors[series.name] = str(error)
+    return errors
 
 
 def _series_name_of(path: Path) -> str:
@@ -104,6 +134,12 @@ def _resolve_pixel_spacing(series: MdocSeries, params: ImportParams) -> float:
     spacing = series.pixel_spacing_angstrom if series.pixel_spacing_angstrom is not None else next(iter(values), None)
     if spacing is None:
         raise MdocError(source, "gives no PixelSpacing.", "pass --pixel-spacing-angstrom.")
+    if not (math.isfinite(spacing) and spacing > 0):
+        raise MdocError(
+            source,
+            f"PixelSpacing = {spacing:g} Å is not a positive number.",
+            "pass --pixel-spacing-angstrom with the movies' pixel spacing.",
+        )
     binnings = {t.binning for t in series.tilts if t.binning is not None}
     if len(series.sources) == 1 and len(series.tilts) > 1 and binnings - {1.0}:
         # A tilt-series mdoc describes the saved (binned) tilt images, not the frames.

@@ -46,10 +46,14 @@ class ImportParams(Params):
     )
     gain_flip: Literal["none", "x", "y"] = Field("none", description="Flip of the gain reference after rotation.")
     pixel_spacing_angstrom: float | None = Field(
-        None, gt=0, description="Pixel spacing of the movies (or stack) in Å; overrides the mdoc and headers."
+        None,
+        gt=0,
+        allow_inf_nan=False,
+        description="Pixel spacing of the movies (or stack) in Å; overrides the mdoc and headers.",
     )
     tilt_axis_angle_deg: float | None = Field(
         None,
+        allow_inf_nan=False,
         ge=-360,
         le=360,
         description="Tilt-axis angle in degrees, counter-clockwise from the image Y axis; overrides the mdoc. "
@@ -57,11 +61,14 @@ class ImportParams(Params):
     )
     dose_per_tilt_e_per_angstrom2: float | None = Field(
         None,
-        ge=0,
+        gt=0,
+        allow_inf_nan=False,
         description="Electron dose per tilt in e/Å²; overrides the mdoc's ExposureDose/PriorRecordDose.",
     )
-    voltage_kv: float | None = Field(None, gt=0, description="Acceleration voltage in kV; default: mdoc, else 300.")
-    cs_mm: float = Field(2.7, ge=0, description="Spherical aberration in mm.")
+    voltage_kv: float | None = Field(
+        None, gt=0, allow_inf_nan=False, description="Acceleration voltage in kV; default: mdoc, else 300."
+    )
+    cs_mm: float = Field(2.7, ge=0, allow_inf_nan=False, description="Spherical aberration in mm.")
     amplitude_contrast: float = Field(0.1, ge=0, le=1, description="Amplitude contrast (fraction).")
     mdoc_flavour: Literal["auto", "serialem", "tomo5"] = Field(
         "auto", description="Who wrote the mdoc files; decides how the tilt-axis angle is read."

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -10,7 +11,7 @@ import numpy as np
 from tomoprep.conventions import normalise_angle_deg
 from tomoprep.errors import InputError
 from tomoprep.io.imod import read_tilt_angles
-from tomoprep.io.mdoc import MdocSeries, read_mdoc
+from tomoprep.io.mdoc import MAX_TILT_ANGLE_DEG, MdocSeries, read_mdoc
 from tomoprep.io.mrc import MrcHeader, check_mrc_complete, read_mrc_header
 from tomoprep.model import Optics, TiltImage, TiltSeries
 from tomoprep.steps.base import Unit, UnitOutput
@@ -77,7 +78,16 @@ def _tilt_angles(payload: StackPayload, header: MrcHeader, mdoc: MdocSeries | No
             f"lists {len(angles)} tilt angles but the stack {payload.stack.name} has {n} sections.",
             "give the tilt-angle file that belongs to this stack.",
         )
-    return np.asarray(angles, dtype=float)
+    angles = np.asarray(angles, dtype=float)
+    bad = [k for k, a in enumerate(angles) if not -MAX_TILT_ANGLE_DEG <= a <= MAX_TILT_ANGLE_DEG]  # NaN too
+    if bad:
+        raise InputError(
+            source,
+            f"tilt angle {angles[bad[0]]:g}° (section {bad[0]} of {payload.stack.name}) is not a number within "
+            f"±{MAX_TILT_ANGLE_DEG:g}°.",
+            "correct the tilt-angle file, or pass --tilt-angles with the right one.",
+        )
+    return angles
 
 
 def _extended_header_spacing(header: MrcHeader) -> float | None:
@@ -94,6 +104,17 @@ def _pixel_spacing(
     """Pixel spacing (Å): given, else the main header's, the extended header's or the mdoc's; and warnings."""
     if params.pixel_spacing_angstrom is not None:
         return params.pixel_spacing_angstrom, []
+    spacing, notes = _spacing_from_files(payload, header, mdoc)
+    if not (math.isfinite(spacing) and spacing > 0):
+        raise InputError(
+            payload.stack,
+            f"pixel spacing {spacing:g} Å (from its headers or mdoc) is not a positive number.",
+            "pass --pixel-spacing-angstrom with the spacing of the stack in Å.",
+        )
+    return spacing, notes
+
+
+def _spacing_from_files(payload: StackPayload, header: MrcHeader, mdoc: MdocSeries | None) -> tuple[float, list[str]]:
     own = header.pixel_spacing_angstrom
     main = float(own) if own is not None and own not in (0.0, 1.0) else None  # 1: cell = grid, i.e. never set
     extended = _extended_header_spacing(header)
