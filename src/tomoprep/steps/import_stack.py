@@ -12,7 +12,7 @@ from tomoprep.conventions import normalise_angle_deg
 from tomoprep.errors import InputError
 from tomoprep.io.imod import read_tilt_angles
 from tomoprep.io.mdoc import MAX_TILT_ANGLE_DEG, MdocSeries, read_mdoc
-from tomoprep.io.mrc import MrcHeader, check_mrc_complete, read_mrc_header
+from tomoprep.io.mrc import MrcHeader, check_mrc_complete, read_mrc, read_mrc_header
 from tomoprep.model import Optics, TiltImage, TiltSeries
 from tomoprep.steps.base import Unit, UnitOutput
 from tomoprep.steps.import_dose import DoseRecord, Doses, acquisition_order, dose_symmetric_order, pre_exposures
@@ -191,6 +191,25 @@ def _header_notes(payload: StackPayload, header: MrcHeader, angles: np.ndarray) 
     return notes
 
 
+def _nonfinite_sections(stack: Path, header: MrcHeader) -> dict[int, str]:
+    """The reason to exclude each section of a floating-point stack that holds values that are not numbers
+    (``nan``, ``inf``): one would spread through every Fourier transform of the series. A stack is not
+    rewritten, so such a section is excluded, not repaired. Integer stacks are always finite."""
+    if np.dtype(header.dtype).kind != "f":
+        return {}
+    n = header.shape[0] if len(header.shape) == 3 else 1
+    reasons = {}
+    for k in range(n):  # one section at a time: a stack may not fit in memory
+        section = read_mrc(stack, sections=[k]) if len(header.shape) == 3 else read_mrc(stack)
+        finite = np.isfinite(section)
+        if not finite.all():
+            reasons[k] = (
+                f"import: non-finite values in section {k} of {stack.name} ({int(finite.size - finite.sum())} of "
+                f"{finite.size} pixels nan or inf)"
+            )
+    return reasons
+
+
 def _nominal_defocus(mdoc: MdocSeries | None, index: int) -> float | None:
     target = None if mdoc is None else mdoc.tilts[index].target_defocus_um
     return None if target is None else -target * 1e4
@@ -208,6 +227,7 @@ def import_stack(payload: StackPayload, params: ImportParams, output_dir: Path) 
     rank = {position: k for k, position in enumerate(order)}
     voltage = params.voltage_kv or (mdoc.voltage_kv if mdoc else None) or DEFAULT_VOLTAGE_KV
     defocus = [_nominal_defocus(mdoc, i) for i in range(len(angles))]
+    spoilt = _nonfinite_sections(payload.stack, header)
     tilts = tuple(
         TiltImage(
             acquisition_index=rank[k],
@@ -218,6 +238,8 @@ def import_stack(payload: StackPayload, params: ImportParams, output_dir: Path) 
             dose_e_per_angstrom2=doses.dose_e_per_angstrom2[k],
             nominal_defocus_angstrom=defocus[k],
             stack_path=payload.stack,
+            excluded=k in spoilt,
+            exclusion_reason=spoilt.get(k, ""),
         )
         for k in range(len(angles))
     )
@@ -231,6 +253,7 @@ def import_stack(payload: StackPayload, params: ImportParams, output_dir: Path) 
         sources=tuple(p for p in (payload.stack, payload.tilt_angles, payload.mdoc) if p is not None),
     )
     warnings = _header_notes(payload, header, angles) + spacing_notes
+    warnings += [f"WARNING: section {k} ({angles[k]:.1f}°) excluded: {reason}" for k, reason in spoilt.items()]
     if doses.warning is not None:
         warnings.append(f"WARNING: {doses.warning}")
     notes = (*warnings, f"{len(tilts)} sections, pixel spacing {spacing:.4g} Å, tilt axis {axis:.2f}°")

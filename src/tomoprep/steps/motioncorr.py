@@ -15,6 +15,7 @@ from tomoprep.io.gain import gain_for_frames, orient_gain, read_gain
 from tomoprep.model import GainReference, TiltSeries
 from tomoprep.steps.base import UnitOutput
 from tomoprep.steps.gain_check import check_gain_orientation
+from tomoprep.steps.motioncorr_finite import finite_gain, repair_frames
 from tomoprep.steps.motioncorr_movie import (
     SeriesDefects,
     correct_movie,
@@ -36,6 +37,7 @@ class _Gains:
         self.params, self.device = params, device
         self.cache: dict[GainReference, np.ndarray] = {}
         self.tensors: dict[tuple[GainReference, tuple[int, ...]], torch.Tensor] = {}
+        self.bad: dict[GainReference, np.ndarray] = {}
         self.notes: list[str] = []
 
     def get(
@@ -46,14 +48,23 @@ class _Gains:
         if reference is None:
             return None
         if reference not in self.cache:
-            stored = read_gain(reference.path)
+            stored, bad, note = finite_gain(read_gain(reference.path), reference.path.name)
             self.cache[reference] = orient_gain(stored, rotation_deg=reference.rotation_deg, flip=reference.flip)
+            if bad is not None:
+                self.bad[reference] = orient_gain(bad, rotation_deg=reference.rotation_deg, flip=reference.flip)
+                self.notes.append(str(note))
             if self.params.check_gain_orientation:
                 self._check(reference, stored, counts())
         key = (reference, shape)
         if key not in self.tensors:
             self.tensors[key] = torch.tensor(gain_for_frames(self.cache[reference], shape), device=self.device)
         return self.tensors[key]
+
+    def defects(self, reference: GainReference | None, shape: tuple[int, ...]) -> np.ndarray | None:
+        """The ``(y, x)`` bool mask of the gain's non-finite pixels on the frames' grid, ``None`` when none."""
+        if reference not in self.bad:
+            return None
+        return gain_for_frames(self.bad[reference].astype(np.float32), shape) > 0
 
     def _check(self, reference: GainReference, stored: np.ndarray, counts: np.ndarray) -> None:
         if counts.shape != stored.shape and counts.shape[0] == 2 * stored.shape[0]:
@@ -87,10 +98,18 @@ def motioncorr_series(ts: TiltSeries, params: MotionCorrParams, output_dir: Path
                 continue
             groups = movie_groups(tilt, ts, params)
             counts = load_groups(groups)
+            repair = repair_frames(counts, tilt.movie_path.name, groups.group_frames)
+            if repair.exclusion_reason:
+                tilts.append(replace(tilt, excluded=True, exclusion_reason=repair.exclusion_reason))
+                notes.append(f"WARNING: tilt {tilt.nominal_tilt_angle_deg:.1f}° excluded: {repair.exclusion_reason}")
+                continue
+            notes.extend(repair.notes)
             # The summed counts are needed only for the first movies (gain check, defects): summed on demand.
             total = functools.cache(functools.partial(counts_sum, counts))
             gain = gains.get(tilt.gain, counts[0].shape, total)
-            mask = defects.mask_for(counts[0].shape, total)
+            mask = _union(
+                device, defects.mask_for(counts[0].shape, total), gains.defects(tilt.gain, counts[0].shape), repair.mask
+            )
             updated, trajectory, movie_notes = correct_movie(
                 tilt, ts, groups, counts, gain, mask, params, output_dir, device, writer
             )
@@ -105,6 +124,15 @@ def motioncorr_series(ts: TiltSeries, params: MotionCorrParams, output_dir: Path
     result = replace(ts, tilts=tuple(tilts), tilt_series_pixel_spacing_angstrom=spacing)
     write_motion_plot(result, trajectories, writer.thumbnails, output_dir / f"{ts.name}_motion.png")
     return UnitOutput(result, tuple(gains.notes + _summary_notes(result) + notes))
+
+
+def _union(device: torch.device, series: torch.Tensor | None, *movie: np.ndarray | None) -> torch.Tensor | None:
+    """The defects of one movie: the series' mask with this movie's non-finite gain or frame pixels added."""
+    extra = [m for m in movie if m is not None]
+    if not extra:
+        return series
+    mask = torch.from_numpy(np.logical_or.reduce(extra)).to(device)
+    return mask if series is None else series | mask
 
 
 def _summary_notes(ts: TiltSeries) -> list[str]:

@@ -1,0 +1,127 @@
+"""Pixels that are not numbers (nan, inf) in a gain reference or a movie frame never reach an output: they are
+found where they enter, repaired as defects or the tilt excluded, and the log says which."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import mrcfile
+import numpy as np
+import pytest
+from project_faults import flat, snapshot, tomoprep
+
+from tomoprep.simulate.params import SimulateParams
+from tomoprep.simulate.session import simulate_session
+from tomoprep.steps.tilt_series_set import load_tilt_series_set
+
+MOVIE = "TS_01_001_10.0.mrc"
+
+
+@pytest.fixture(scope="session")
+def simulated(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A simulated session: 3 tilts of 6-frame 128² MRC movies with their mdoc and gain reference."""
+    folder = tmp_path_factory.mktemp("sim") / "session"
+    params = {"preset": "tiny", "n_tilts": 3, "movie_format": "mrc", "detector_size_px": 128, "seed": 3}
+    simulate_session(folder, SimulateParams.model_validate(params))
+    return folder
+
+
+@pytest.fixture
+def session(tmp_path: Path, simulated: Path) -> Path:
+    return Path(shutil.copytree(simulated, tmp_path / "session"))
+
+
+def _motioncorr(tmp_path: Path, session: Path) -> tuple[object, Path, dict[str, str]]:
+    """Import the session, then motion-correct it; the import's folder as it was before motioncorr."""
+    project = tmp_path / "p"
+    assert tomoprep("init", str(project)).exit_code == 0
+    imported = tomoprep("import", "-p", str(project), "--mdoc", str(session / "*.mdoc"), "--movies",
+                        str(session / "frames"))  # fmt: skip
+    assert imported.exit_code == 0, imported.output
+    before = snapshot(project / "runs" / "001_import")
+    result = tomoprep("motioncorr", "-p", str(project), "--no-local-motion")
+    assert snapshot(project / "runs" / "001_import") == before
+    return result, project, before
+
+
+def _sums(project: Path) -> dict[str, np.ndarray]:
+    return {p.name: mrcfile.read(p) for p in sorted((project / "runs" / "002_motioncorr").rglob("*.mrc"))}
+
+
+def _float_movie(path: Path, edit) -> None:
+    frames = mrcfile.read(path).astype(np.float32)
+    edit(frames)
+    with mrcfile.open(path, mode="r+") as mrc:
+        voxel = mrc.voxel_size.copy()
+        mrc.set_data(frames)
+        mrc.voxel_size = voxel
+
+
+def test_a_nan_in_the_gain_is_a_defect_and_no_output_is_nan(tmp_path: Path, session: Path) -> None:
+    gain = session / "gain_A.mrc"
+    with mrcfile.open(gain, mode="r+") as mrc:
+        mrc.data[40, 70] = np.nan
+    result, project, _ = _motioncorr(tmp_path, session)
+    text = flat(result.output)
+    assert result.exit_code == 0, text
+    assert "gain reference gain_A.mrc: 1 pixel not finite (nan or inf, first at x=70, y=40)" in text
+    assert "treated as defects" in text
+    sums = _sums(project)
+    assert len(sums) >= 3 and all(np.isfinite(image).all() for image in sums.values())
+
+
+def test_a_movie_frame_of_nan_excludes_its_tilt_with_the_reason(tmp_path: Path, session: Path) -> None:
+    _float_movie(session / "frames" / MOVIE, lambda frames: frames.__setitem__(2, np.nan))
+    result, project, _ = _motioncorr(tmp_path, session)
+    text = flat(result.output)
+    assert result.exit_code == 0, text
+    reason = f"motioncorr: non-finite values in frame 2 of {MOVIE} (16384 of 16384 pixels nan or inf)"
+    assert reason in text
+    (ts,) = load_tilt_series_set(project / "runs" / "002_motioncorr")
+    excluded = [t for t in ts.tilts if t.excluded]
+    assert [t.exclusion_reason for t in excluded] == [reason] and excluded[0].movie_path.name == MOVIE
+    sums = _sums(project)
+    assert sums and not any(MOVIE.removesuffix(".mrc") in name for name in sums)
+    assert all(np.isfinite(image).all() for image in sums.values())
+
+
+def test_a_few_infinite_pixels_of_a_frame_are_repaired_as_defects(tmp_path: Path, session: Path) -> None:
+    def spoil(frames: np.ndarray) -> None:
+        frames[4, 10, 20] = np.inf
+        frames[1, 90, 5] = np.nan
+
+    _float_movie(session / "frames" / MOVIE, spoil)
+    result, project, _ = _motioncorr(tmp_path, session)
+    text = flat(result.output)
+    assert result.exit_code == 0, text
+    assert f"{MOVIE}: pixels not finite (nan or inf; 1 in frame 1, 1 in frame 4, counted from 0)" in text
+    (ts,) = load_tilt_series_set(project / "runs" / "002_motioncorr")
+    assert not any(t.excluded for t in ts.tilts)
+    sums = _sums(project)
+    assert any(MOVIE.removesuffix(".mrc") in name for name in sums)
+    assert all(np.isfinite(image).all() for image in sums.values())
+
+
+def test_a_stack_section_with_a_nan_is_excluded_at_import(tmp_path: Path) -> None:
+    folder = tmp_path / "stacks"
+    folder.mkdir()
+    stack = folder / "TS_S.mrc"
+    data = np.random.default_rng(0).normal(size=(3, 32, 32)).astype(np.float32)
+    data[1, 5, 6] = np.nan
+    with mrcfile.new(stack) as mrc:
+        mrc.set_data(data)
+        mrc.voxel_size = 2.0
+    (folder / "TS_S.rawtlt").write_text("-3\n0\n3\n")
+    project = tmp_path / "p"
+    assert tomoprep("init", str(project)).exit_code == 0
+    before = snapshot(folder)
+    result = tomoprep("import", "-p", str(project), "--stack", str(stack), "--tilt-axis-angle-deg", "85",
+                      "--dose-per-tilt-e-per-angstrom2", "3")  # fmt: skip
+    text = flat(result.output)
+    assert result.exit_code == 0, text
+    reason = "import: non-finite values in section 1 of TS_S.mrc (1 of 1024 pixels nan or inf)"
+    assert f"section 1 (0.0°) excluded: {reason}" in text
+    (ts,) = load_tilt_series_set(project / "runs" / "001_import")
+    assert [(t.excluded, t.exclusion_reason) for t in ts.tilts] == [(False, ""), (True, reason), (False, "")]
+    assert snapshot(folder) == before
