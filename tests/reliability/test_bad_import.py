@@ -141,3 +141,13 @@ def test_a_stack_tilt_angle_that_is_not_a_tilt_fails_the_stack(tmp_path: Path) -
     assert f"{angles}: tilt angle 1e+09° (section 1 of test_000.mrc) is not a number within ±90°" in text
     assert "Fix: correct the tilt-angle file" in text
     assert snapshot(folder) == before
+
+
+@pytest.mark.parametrize("encoding", ["utf-16", "utf-16-be"])
+def test_an_mdoc_saved_as_utf16_with_its_mark_is_read(tmp_path: Path, session: Path, encoding: str) -> None:
+    mdoc = _series(session, "TS_01")
+    text = mdoc.read_text()
+    mdoc.write_bytes((text if encoding == "utf-16" else "\ufeff" + text).encode(encoding))
+    result, project = _import(tmp_path, session, *OPTIONS)
+    assert result.exit_code == 0, result.output
+    assert sorted(_imported(project)) == ["TS_01", "TS_02"]

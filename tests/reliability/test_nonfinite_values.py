@@ -1,5 +1,6 @@
 """Pixels that are not numbers (nan, inf) in a gain reference or a movie frame never reach an output: they are
-found where they enter, repaired as defects or the tilt excluded, and the log says which."""
+found where they enter, repaired as defects or the tilt excluded, and the log says which. A gain reference of
+the wrong size is named, with both shapes, before anything reads it."""
 
 from __future__ import annotations
 
@@ -125,3 +126,18 @@ def test_a_stack_section_with_a_nan_is_excluded_at_import(tmp_path: Path) -> Non
     (ts,) = load_tilt_series_set(project / "runs" / "001_import")
     assert [(t.excluded, t.exclusion_reason) for t in ts.tilts] == [(False, ""), (True, reason), (False, "")]
     assert snapshot(folder) == before
+
+
+def test_a_gain_of_the_wrong_size_is_named_with_both_shapes_before_any_check(tmp_path: Path, session: Path) -> None:
+    gain = session / "gain_A.mrc"
+    with mrcfile.new(gain, overwrite=True) as mrc:
+        mrc.set_data(np.ones((100, 90), dtype=np.float32))
+    result, _, _ = _motioncorr(tmp_path, session)
+    text = flat(result.output)
+    assert result.exit_code == 1 and "FAILED" in text
+    assert (
+        f"{gain}: this gain reference (shape (100, 90) y, x, as rotated 0° and flipped none) does not fit the "
+        "movies' frames (128, 128)" in text
+    )
+    assert "Fix: give the gain of this camera and mode (tomoprep import --gain)" in text
+    assert "max() arg" not in text

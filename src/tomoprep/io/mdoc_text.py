@@ -10,6 +10,7 @@ What the sections mean (tilts, flavours, the tilt axis, series) is :mod:`tomopre
 
 from __future__ import annotations
 
+import codecs
 import dataclasses
 import re
 from collections import defaultdict
@@ -108,11 +109,17 @@ class Fields:
 
 
 def read_text(path: Path) -> str:
-    """The text of an mdoc: UTF-8 (with or without BOM), else cp1252; raise if unreadable, empty or binary."""
+    """The text of an mdoc: UTF-16 with its byte-order mark (an mdoc saved again by a Windows editor), UTF-8 (with
+    or without BOM), else cp1252; raise if unreadable, empty or binary."""
     try:
         raw = path.read_bytes()
     except OSError as error:
         raise MdocError(path, f"cannot be read ({error.strerror}).", "Check the path and rights.") from None
+    if raw.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)):
+        try:
+            raw = raw.decode("utf-16").encode("utf-8")
+        except UnicodeDecodeError:
+            raise MdocError(path, "starts as UTF-16 but is not.", "Save it again as UTF-8 text.") from None
     if not raw.strip() or b"\x00" in raw:
         raise MdocError(path, "is empty or binary, not an mdoc.", "Pass the .mdoc SerialEM or Tomo5 wrote.")
     try:

@@ -50,6 +50,7 @@ class _Gains:
         if reference not in self.cache:
             stored, bad, note = finite_gain(read_gain(reference.path), reference.path.name)
             self.cache[reference] = orient_gain(stored, rotation_deg=reference.rotation_deg, flip=reference.flip)
+            _check_fits(reference, self.cache[reference], shape)  # before the orientation check, which needs it
             if bad is not None:
                 self.bad[reference] = orient_gain(bad, rotation_deg=reference.rotation_deg, flip=reference.flip)
                 self.notes.append(str(note))
@@ -124,6 +125,20 @@ def motioncorr_series(ts: TiltSeries, params: MotionCorrParams, output_dir: Path
     result = replace(ts, tilts=tuple(tilts), tilt_series_pixel_spacing_angstrom=spacing)
     write_motion_plot(result, trajectories, writer.thumbnails, output_dir / f"{ts.name}_motion.png")
     return UnitOutput(result, tuple(gains.notes + _summary_notes(result) + notes))
+
+
+def _check_fits(reference: GainReference, oriented: np.ndarray, frame_yx: tuple[int, ...]) -> None:
+    """Raise :class:`InputError` naming the gain file, its shape and the frames' when they do not fit."""
+    try:
+        gain_for_frames(oriented, frame_yx)
+    except InputError as error:
+        raise InputError(
+            reference.path,
+            f"this gain reference (shape {oriented.shape} y, x, as rotated {reference.rotation_deg}° and flipped "
+            f"{reference.flip}) does not fit the movies' frames {tuple(frame_yx)}.",
+            "give the gain of this camera and mode (tomoprep import --gain), or its orientation "
+            f"(--gain-rotation-deg, --gain-flip); {error.fix}",
+        ) from None
 
 
 def _union(device: torch.device, series: torch.Tensor | None, *movie: np.ndarray | None) -> torch.Tensor | None:
