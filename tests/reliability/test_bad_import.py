@@ -67,6 +67,17 @@ def test_a_copied_mdoc_fails_both_series_that_share_its_movies(tmp_path: Path, s
     assert _imported(project) == ["TS_02"]
 
 
+def test_one_movie_named_by_two_mdocs_fails_both_series(tmp_path: Path, session: Path) -> None:
+    other = _series(session, "TS_03")
+    mdoc = _series(session, "TS_01", edit=lambda t: t.replace("TS_01_004_6.0.mrc", "TS_03_004_6.0.mrc"))
+    result, project = _import(tmp_path, session, *OPTIONS)
+    text = flat(result.output)
+    assert result.exit_code == 1
+    assert f"{mdoc}: names movie TS_03_004_6.0.mrc (1 shared movie in all), which {other} names too" in text
+    assert f"{other}: names movie TS_03_004_6.0.mrc (1 shared movie in all), which {mdoc} names too" in text
+    assert _imported(project) == ["TS_02"]
+
+
 def test_a_tilt_angle_beyond_90_degrees_fails_its_series(tmp_path: Path, session: Path) -> None:
     mdoc = _series(session, "TS_01", edit=lambda t: t.replace("TiltAngle = 3.00113", "TiltAngle = 1e9", 1))
     result, project = _import(tmp_path, session, *OPTIONS)

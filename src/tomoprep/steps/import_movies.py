@@ -86,7 +86,8 @@ def _movies_in_several_series(payloads: Sequence[MovieSeriesPayload]) -> dict[st
             others = " and ".join(str(payloads[j].series.sources[0]) for j in sharing if j != k)
             error = MdocError(
                 series.sources[0],
-                f"names movie {movie.name} ({count} shared movies in all), which {others} names too: a movie "
+                f"names movie {movie.name} ({count} shared movie{'s' if count > 1 else ''} in all), which {others} "
+                "names too: a movie "
                 "belongs to one tilt series.",
                 "pass only one of these mdoc files (move the copy away, or narrow the --mdoc glob).",
             )
