@@ -13,6 +13,7 @@ from tomoprep.algorithms.defocus_gradient import HandEvidence, hand_evidence
 from tomoprep.algorithms.patch_tracking import track_patches
 from tomoprep.algorithms.series_alignment import AlignmentOptions, SeriesAlignment, align_series
 from tomoprep.conventions import normalise_angle_deg
+from tomoprep.errors import InputError
 from tomoprep.io.local_alignment import LocalAlignment, write_local_alignment
 from tomoprep.io.mrc import write_mrc
 from tomoprep.model import TiltAlignment, TiltSeries
@@ -73,6 +74,28 @@ def _track_patches(ts: TiltSeries, stack: TiltStack, result: SeriesAlignment, ti
     return replace(ts, tilts=updated, local_alignment_path=path), rms, note
 
 
+#: Fewest tilts an alignment is made from.
+MIN_TILTS = 3
+#: Tilts nearer 0° than this (degrees) are too little tilted to show the defocus gradient that gives the hand.
+MIN_HAND_TILT_DEG = 15.0
+
+
+def _check_tilt_range(ts: TiltSeries, tilts: Sequence) -> None:
+    """Raise :class:`InputError` saying what is needed when the tilts cannot be aligned: too few, or none tilted
+    enough for the defocus gradient."""
+    angles = [t.nominal_tilt_angle_deg for t in tilts]
+    if len(angles) >= MIN_TILTS and max((abs(a) for a in angles), default=0.0) >= MIN_HAND_TILT_DEG:
+        return
+    shown = ", ".join(f"{a:g}" for a in angles[:8]) + (", ..." if len(angles) > 8 else "")
+    raise InputError(
+        ts.sources[0] if ts.sources else None,
+        f"tilt series {ts.name} has {len(angles)} tilts to align, at [{shown}]°; alignment needs at least "
+        f"{MIN_TILTS}, some of them at |tilt| ≥ {MIN_HAND_TILT_DEG:g}° (their defocus gradient gives the hand).",
+        "import the whole tilt series with its tilt angles (a stack's: --tilt-angles FILE.rawtlt), and check that "
+        "its tilts are not excluded (tomoprep status).",
+    )
+
+
 def _hand_evidence(ts: TiltSeries, stack: TiltStack, axis_deg: float) -> HandEvidence:
     tilts = stack.tilts
     optics = ts.optics
@@ -84,6 +107,7 @@ def _hand_evidence(ts: TiltSeries, stack: TiltStack, axis_deg: float) -> HandEvi
         voltage_kv=optics.voltage_kv,
         cs_mm=optics.spherical_aberration_mm,
         amplitude_contrast=optics.amplitude_contrast,
+        min_abs_tilt_deg=MIN_HAND_TILT_DEG,
     )
 
 
@@ -113,6 +137,7 @@ def align_tilt_series(ts: TiltSeries, params: AlignParams, output_dir: Path) -> 
         shape = read_tilt_image(tilts[0]).shape
         write_alignment_files(result_ts, output_dir, image_size_px=(shape[1], shape[0]))
         return UnitOutput(result_ts, (f"alignment read from {params.alignment_files}",))
+    _check_tilt_range(ts, tilts)
     # Read once, finely enough for the defocus gradient; the working stack is binned from it.
     fine = read_tilt_stack(ts, tilts, target_size_px=params.hand_size_px, device=_device(params.device))
     stack = rebin(fine, target_size_px=params.working_size_px,
