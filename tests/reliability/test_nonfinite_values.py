@@ -17,6 +17,8 @@ from tomoprep.simulate.session import simulate_session
 from tomoprep.steps.tilt_series_set import load_tilt_series_set
 
 MOVIE = "TS_01_001_10.0.mrc"
+# mrcfile warns when the tests write the spoilt files; tomoprep's own warnings are asserted in the output.
+pytestmark = pytest.mark.filterwarnings("ignore:Data array contains NaN values:RuntimeWarning")
 
 
 @pytest.fixture(scope="session")
