@@ -59,3 +59,11 @@ def test_a_stack_import_needs_no_torch_nor_matplotlib(tmp_path: Path, real_data:
     loaded = _loaded("import", "-p", str(tmp_path / "p"), "--stack", stack, "--tilt-axis-angle-deg", "90")
     assert "torch" not in loaded and "matplotlib" not in loaded
     assert {"pandas", "starfile"} <= set(loaded)  # it writes the tilt-series tables
+
+
+@pytest.mark.parametrize("module", ["tomoprep", "tomoprep.cli"])
+def test_the_package_runs_as_a_module(module: str) -> None:
+    """``python -m tomoprep`` is the command too, for environments where the console script is not on PATH."""
+    done = subprocess.run([sys.executable, "-m", module, "--help"], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    assert "Usage: tomoprep" in done.stdout
