@@ -17,7 +17,13 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from tomoprep.algorithms.backprojection import align_images, backproject, filter_rows, project, weighting_filter
+from tomoprep.algorithms.backprojection import (
+    align_images,
+    backproject_columns,
+    filter_rows,
+    project_columns,
+    weighting_filter,
+)
 from tomoprep.algorithms.correlation import cross_correlation, find_peak_subpixel
 from tomoprep.algorithms.tilt_geometry import rotation_2d
 from tomoprep.algorithms.tilt_xcorr import bandpass
@@ -107,10 +113,11 @@ def leave_one_out(
     # Slices wider than the images, so that rays through the slab at high tilt stay inside them.
     widest = max(abs(float(t)) for t in tilts_deg)
     width = nx + 2 * math.ceil(0.5 * nz * math.tan(math.radians(min(widest, 75.0))))
-    slices = backproject(filtered, tilts_deg, nz=nz, nx=width) * n
+    columns = backproject_columns(filtered, tilts_deg, nz=nz, nx=width) * n
     for i, tilt in enumerate(tilts_deg):
-        own = backproject(filtered[i : i + 1], [float(tilt)], nz=nz, nx=width)
-        yield i, aligned[i], project(slices - own, float(tilt), nu=nx)
+        own = backproject_columns(filtered[i : i + 1], [float(tilt)], nz=nz, nx=width)
+        # Projection is linear: the others' reprojection is the whole one less this tilt's own.
+        yield i, aligned[i], project_columns(columns, float(tilt), nu=nx) - project_columns(own, float(tilt), nu=nx)
 
 
 def match_once(
