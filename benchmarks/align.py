@@ -199,8 +199,7 @@ def run_tomoprep(series: Series) -> list[Row]:
             axis_deg=axis,
             axis_right=right,
             offset_deg=result.tilt_offset_deg - flat_offset_deg(series),
-            thickness_pct=100.0
-            * (result.slab.fit.thickness * series.working_px_angstrom / truth.thickness_angstrom - 1),
+            thickness_pct=100.0 * (result.slab.thickness * series.working_px_angstrom / truth.thickness_angstrom - 1),
         ),
         Row("tomoprep hand", hand_seconds, hand_right=evidence.hand == truth.hand),
     ]

@@ -72,7 +72,7 @@ def _sparse_layer_slices(*, n_particles: int, thickness: float, seed: int) -> to
 def test_tilt_error_separates_a_slab_from_a_sparse_layer_of_particles():
     """Blocks of a dense slab agree on its plane to a fraction of a degree; a layer of a dozen particles has
     blocks that scatter about any plane, and says so, so the alignment does not tilt the series after it."""
-    from tomoprep.algorithms.series_alignment import MAX_TILT_OFFSET_ERROR_DEG
+    from tomoprep.algorithms.slab_alignment import MAX_TILT_OFFSET_ERROR_DEG
 
     for seed in (1, 2, 3):
         dense = measure_slab(_slab_slices(thickness=40.0, centre=0.0, slope_x=0.1, slope_y=0.0, seed=seed))

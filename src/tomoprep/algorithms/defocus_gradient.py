@@ -37,6 +37,7 @@ __all__ = [
     "electron_wavelength_angstrom",
     "half_tiles",
     "hand_evidence",
+    "hand_unmeasurable_reason",
     "mean_defocus",
     "predicted_difference",
 ]
@@ -77,6 +78,51 @@ def half_tiles(
         raise ValueError(f"no {tile_px}-pixel tile fits wholly on each side of a {axis_deg}° axis in {image_shape_yx}")
     offset = float(np.concatenate([across[plus], -across[minus]]).mean())
     return origins[plus], origins[minus], offset
+
+
+def hand_unmeasurable_reason(
+    image_shape_yx: tuple[int, int],
+    tilts_deg: Sequence[float],
+    *,
+    axis_deg: float,
+    pixel_spacing_angstrom: float,
+    min_abs_tilt_deg: float = 15.0,
+    tile_px: int = TILE_PX,
+) -> str:
+    """Why the defocus gradient cannot be measured on these images, in words; ``""`` when it can be.
+
+    It cannot where no ``tile_px`` tile fits wholly on each side of the axis (a small stack, a quick binned
+    look), where the pixel is too coarse for Thon rings in :data:`.thon_rings.RESOLUTION_RANGE_ANGSTROM`, or
+    where no tilt is steep enough for a gradient. (Where the images show no Thon rings at all, as a stack made
+    without a CTF, it can be measured, and the evidence comes out weak.)
+
+    Parameters
+    ----------
+    image_shape_yx
+        ``(ny, nx)`` of the images, pixels.
+    tilts_deg
+        ``(n,)`` tilt angles, degrees.
+    axis_deg
+        Tilt-axis angle, degrees counter-clockwise from the image Y axis.
+    pixel_spacing_angstrom
+        Pixel spacing of the images, Å.
+    min_abs_tilt_deg, tile_px
+        As for :func:`hand_evidence`.
+    """
+    ny, nx = image_shape_yx
+    try:
+        half_tiles(image_shape_yx, axis_deg=axis_deg, tile_px=tile_px)
+    except ValueError:
+        return f"no {tile_px}-px tile fits wholly on each side of a {axis_deg:.1f}° axis in {nx}×{ny}-px images"
+    try:  # the band's radial bins depend on the tile and the pixel only, not on the optics
+        RingModel.build(tile_px=tile_px, pixel_spacing_angstrom=pixel_spacing_angstrom, voltage_kv=300.0,
+                        cs_mm=2.7, amplitude_contrast=0.1)  # fmt: skip
+    except ValueError:
+        finest = 2.1 * pixel_spacing_angstrom
+        return f"{pixel_spacing_angstrom:.1f} Å pixels show no Thon rings finer than {finest:.0f} Å"
+    if not any(abs(float(t)) >= min_abs_tilt_deg for t in tilts_deg):
+        return f"no tilt is steeper than {min_abs_tilt_deg:g}°"
+    return ""
 
 
 def defocus_difference(

@@ -105,7 +105,7 @@ def _measure(images: torch.Tensor, tilts_deg: Sequence[float], *, axis_deg: floa
     scores = np.zeros((n, p))
     inside = np.zeros((n, p), dtype=bool)
     window = _taper(size)
-    references = leave_one_out(images, tilts_deg, axis_deg=axis_deg, shifts_px=shifts_px, nz=nz)
+    references = leave_one_out(images, tilts_deg, axis_deg=axis_deg, shifts_px=shifts_px, nz=nz, shared_field=False)
     for i, aligned, reference in references:
         for k in range(p):
             centre = (float(centres[i, k, 0]), float(centres[i, k, 1]))

@@ -19,6 +19,7 @@ import torch
 
 from tomoprep.algorithms.backprojection import (
     align_images,
+    align_to_shared_field,
     backproject_columns,
     filter_rows,
     project_columns,
@@ -54,7 +55,7 @@ class MatchingResult:
     scores: torch.Tensor
 
 
-def _window(shape_yx: tuple[int, int], tilt_deg: float) -> torch.Tensor:
+def matching_window(shape_yx: tuple[int, int], tilt_deg: float) -> torch.Tensor:
     """Where the reconstruction explains the aligned image: ``|u| < 0.45 nx cos t``, ``|y| < 0.45 ny``, soft edges."""
     ny, nx = shape_yx
     u = (torch.arange(nx, dtype=torch.float32) - nx // 2).abs()
@@ -66,18 +67,30 @@ def _window(shape_yx: tuple[int, int], tilt_deg: float) -> torch.Tensor:
     return (0.5 - 0.5 * torch.cos(math.pi * wy))[:, None] * (0.5 - 0.5 * torch.cos(math.pi * wu))[None, :]
 
 
-def match_region(reference: torch.Tensor, image: torch.Tensor, window: torch.Tensor, max_shift_px: float) -> tuple:
-    """Displacement ``(u, y)`` of ``image`` relative to ``reference`` inside ``window``, and the correlation."""
+def _band_spectra(reference: torch.Tensor, image: torch.Tensor, window: torch.Tensor) -> tuple:
+    """Half spectra of ``image`` and ``reference`` inside ``window`` (each less its mean there), band-passed."""
     a = (image - (image * window).sum() / window.sum()) * window
     b = (reference - (reference * window).sum() / window.sum()) * window
-    shape = (a.shape[-2], a.shape[-1])
-    weight = bandpass(shape)
-    fa, fb = torch.fft.rfft2(a) * weight, torch.fft.rfft2(b) * weight
-    cc = cross_correlation(fa, fb, shape_yx=shape)
-    peak = find_peak_subpixel(cc, max_shift_px=max_shift_px).double()
+    weight = bandpass((a.shape[-2], a.shape[-1]))
+    return torch.fft.rfft2(a) * weight, torch.fft.rfft2(b) * weight
+
+
+def _normalised(fa: torch.Tensor, fb: torch.Tensor) -> float:
     norm = math.sqrt(float((fa.abs() ** 2).sum()) * float((fb.abs() ** 2).sum())) + 1e-30
-    score = float((fa * fb.conj()).real.sum()) / norm
-    return torch.stack([peak[1], peak[0]]), score
+    return float((fa * fb.conj()).real.sum()) / norm
+
+
+def band_correlation(reference: torch.Tensor, image: torch.Tensor, window: torch.Tensor) -> float:
+    """Normalised correlation of ``image`` with ``reference`` inside ``window``, in the matching band, unshifted."""
+    return _normalised(*_band_spectra(reference, image, window))
+
+
+def match_region(reference: torch.Tensor, image: torch.Tensor, window: torch.Tensor, max_shift_px: float) -> tuple:
+    """Displacement ``(u, y)`` of ``image`` relative to ``reference`` inside ``window``, and the correlation."""
+    fa, fb = _band_spectra(reference, image, window)
+    cc = cross_correlation(fa, fb, shape_yx=(image.shape[-2], image.shape[-1]))
+    peak = find_peak_subpixel(cc, max_shift_px=max_shift_px).double()
+    return torch.stack([peak[1], peak[0]]), _normalised(fa, fb)
 
 
 def _remove_translation(corrections: torch.Tensor, tilts_deg: Sequence[float]) -> torch.Tensor:
@@ -92,6 +105,13 @@ def _remove_translation(corrections: torch.Tensor, tilts_deg: Sequence[float]) -
     return out
 
 
+def reconstruction_width(nx: int, nz: int, tilts_deg: Sequence[float]) -> int:
+    """Width of slices ``nz`` deep for images ``nx`` wide: wider than the images, so that rays through the slab
+    at the steepest tilt (at most 75°) stay inside them."""
+    widest = max(abs(float(t)) for t in tilts_deg)
+    return nx + 2 * math.ceil(0.5 * nz * math.tan(math.radians(min(widest, 75.0))))
+
+
 def leave_one_out(
     images: torch.Tensor,
     tilts_deg: Sequence[float],
@@ -99,20 +119,24 @@ def leave_one_out(
     axis_deg: float,
     shifts_px: torch.Tensor,
     nz: int,
+    field: torch.Tensor | None = None,
+    shared_field: bool = True,
 ) -> Iterator[tuple[int, torch.Tensor, torch.Tensor]]:
     """For every tilt ``i``: ``i``, its aligned image and the reprojection at tilt ``i`` of the others.
 
-    Both ``(ny, nx)`` in the aligned frame (tilt axis along y, specimen centre at the image centre), the
-    reconstruction low-passed at :data:`MATCHING_LOWPASS` with SIRT-like weighting, ``nz`` deep.
+    Both ``(ny, nx)`` in the aligned frame (tilt axis along y, specimen centre at the image centre), the images
+    weighted by ``field`` (:func:`.backprojection.align_to_shared_field`), the reconstruction low-passed at
+    :data:`MATCHING_LOWPASS` with SIRT-like weighting, ``nz`` deep. Without ``shared_field`` each image is
+    tapered at its own edges instead and keeps the whole field (patch tracking measures near the edges too).
     """
-    aligned = align_images(images, axis_deg=axis_deg, shifts_px=shifts_px)
-    aligned = aligned - aligned.mean(dim=(-2, -1), keepdim=True)
+    if shared_field:
+        aligned = align_to_shared_field(images, axis_deg=axis_deg, shifts_px=shifts_px, field=field)
+    else:
+        aligned = align_images(images, axis_deg=axis_deg, shifts_px=shifts_px)
+        aligned = aligned - aligned.mean(dim=(-2, -1), keepdim=True)
     n, ny, nx = aligned.shape
-    weight = weighting_filter((ny, nx), kind="sirt", lowpass=MATCHING_LOWPASS, n_tilts=n)
-    filtered = filter_rows(aligned, weight)
-    # Slices wider than the images, so that rays through the slab at high tilt stay inside them.
-    widest = max(abs(float(t)) for t in tilts_deg)
-    width = nx + 2 * math.ceil(0.5 * nz * math.tan(math.radians(min(widest, 75.0))))
+    filtered = filter_rows(aligned, weighting_filter((ny, nx), kind="sirt", lowpass=MATCHING_LOWPASS, n_tilts=n))
+    width = reconstruction_width(nx, nz, tilts_deg)
     columns = backproject_columns(filtered, tilts_deg, nz=nz, nx=width) * n
     for i, tilt in enumerate(tilts_deg):
         own = backproject_columns(filtered[i : i + 1], [float(tilt)], nz=nz, nx=width)
@@ -122,15 +146,15 @@ def leave_one_out(
 
 def match_once(
     images: torch.Tensor, tilts_deg: Sequence[float], *, axis_deg: float, shifts_px: torch.Tensor, nz: int,
-    max_shift_px: float,
+    max_shift_px: float, field: torch.Tensor | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:  # fmt: skip
     """One matching pass: the corrections ``(n, 2)`` in the aligned frame (translation removed) and the scores."""
     n, ny, nx = images.shape
     corrections = torch.zeros((n, 2), dtype=torch.float64)
     scores = torch.zeros(n, dtype=torch.float64)
-    references = leave_one_out(images, tilts_deg, axis_deg=axis_deg, shifts_px=shifts_px, nz=nz)
+    references = leave_one_out(images, tilts_deg, axis_deg=axis_deg, shifts_px=shifts_px, nz=nz, field=field)
     for i, aligned, reprojection in references:
-        window = _window((ny, nx), float(tilts_deg[i]))
+        window = matching_window((ny, nx), float(tilts_deg[i]))
         corrections[i], scores[i] = match_region(reprojection, aligned, window, max_shift_px)
     return _remove_translation(corrections, tilts_deg), scores
 

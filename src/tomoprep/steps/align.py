@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from tomoprep.algorithms.defocus_gradient import HandEvidence, hand_evidence
+from tomoprep.algorithms.defocus_gradient import HandEvidence, hand_evidence, hand_unmeasurable_reason
 from tomoprep.algorithms.patch_tracking import track_patches
 from tomoprep.algorithms.series_alignment import AlignmentOptions, SeriesAlignment, align_series
 from tomoprep.conventions import normalise_angle_deg
@@ -40,7 +40,7 @@ def _aligned_series(ts: TiltSeries, result: SeriesAlignment, tilts: Sequence, sp
             shift_y_angstrom=float(shift[1]),
         )
     updated = tuple(replace(t, alignment=poses.get(t.acquisition_index)) for t in ts.tilts)
-    thickness = result.slab.fit.thickness * spacing if result.slab_found else None
+    thickness = result.slab.thickness * spacing if result.slab_found else None
     return replace(ts, tilts=updated, specimen_thickness_angstrom=thickness)
 
 
@@ -111,12 +111,24 @@ def _hand_evidence(ts: TiltSeries, stack: TiltStack, axis_deg: float) -> HandEvi
     )
 
 
-def _decide_hand(ts: TiltSeries, evidence: HandEvidence, params: AlignParams, axis_deg: float) -> tuple:
-    """The starting axis and the hand, from the defocus gradient and the policy; and a note saying why."""
+def _decide_hand(ts: TiltSeries, stack: TiltStack, params: AlignParams, axis_deg: float) -> tuple:
+    """The starting axis and the hand, from the defocus gradient and the policy; and a note saying why.
+
+    Where the gradient cannot be measured (small images, coarse pixels) or its evidence is too weak (as on a
+    stack without Thon rings), the hand is undetermined: the series' hand and the imported axis are kept.
+    """
+    kept = f"hand {ts.hand:+d} (imported) and the imported axis kept"
+    tilts = [t.nominal_tilt_angle_deg for t in stack.tilts]
+    reason = hand_unmeasurable_reason((stack.images.shape[-2], stack.images.shape[-1]), tilts, axis_deg=axis_deg,
+                                      pixel_spacing_angstrom=stack.pixel_spacing_angstrom)  # fmt: skip
+    if reason:
+        return axis_deg, ts.hand, f"defocus hand undetermined: {reason}; {kept}"
+    evidence = _hand_evidence(ts, stack, axis_deg)
     measured = "+1" if evidence.hand > 0 else "-1"
-    said = f"defocus gradient: hand {measured} for axis {axis_deg:.1f}° (evidence {evidence.confidence:.1f})"
+    rings = f"Thon-ring fits {float(np.median(evidence.quality)):.2f} (median correlation)"
+    said = f"defocus gradient: hand {measured} for axis {axis_deg:.1f}° (evidence {evidence.confidence:.1f}, {rings})"
     if evidence.confidence < params.min_hand_confidence or not np.isfinite(evidence.confidence):
-        return axis_deg, ts.hand, f"{said}: too weak to decide; hand {ts.hand:+d} and the imported axis kept"
+        return axis_deg, ts.hand, f"{said}: too weak to decide, so the hand is undetermined; {kept}"
     if params.resolve_axis_by == "hand":
         if evidence.consistent_with(ts.hand):
             return axis_deg, ts.hand, f"{said}: agrees with the series' hand {ts.hand:+d}"
@@ -151,7 +163,7 @@ def align_tilt_series(ts: TiltSeries, params: AlignParams, output_dir: Path) -> 
         pixel_spacing_angstrom=spacing,
     )
     axis = float(np.median([t.nominal_tilt_axis_angle_deg for t in tilts]))
-    axis, hand, hand_note = _decide_hand(ts, _hand_evidence(ts, fine, axis), params, axis)
+    axis, hand, hand_note = _decide_hand(ts, fine, params, axis)
     del fine
     ts = replace(ts, hand=hand)
     result = align_series(stack.images.cpu(), [t.nominal_tilt_angle_deg for t in tilts], axis_deg=axis,
@@ -166,7 +178,7 @@ def align_tilt_series(ts: TiltSeries, params: AlignParams, output_dir: Path) -> 
     title = f"{ts.name}: {len(tilts)} tilts at {spacing:.1f} Å/px"
     write_alignment_plot(result, title=title, pixel_spacing_angstrom=spacing, path=output_dir / f"{ts.name}_align.png",
                          local_rms_angstrom=local_rms)  # fmt: skip
-    thickness = f"{result.slab.fit.thickness * spacing:.0f} Å" if result.slab_found else "not measured"
+    thickness = f"{result.slab.thickness * spacing:.0f} Å" if result.slab_found else "not found"
     notes = (
         hand_note,
         *result.notes,

@@ -6,6 +6,7 @@ matplotlib is imported where a figure is drawn, not with this module: a command 
 
 from __future__ import annotations
 
+import textwrap
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -21,6 +22,32 @@ if TYPE_CHECKING:
 def _normalised(image: np.ndarray) -> np.ndarray:
     low, high = np.percentile(image, [1, 99])
     return np.clip((image - low) / max(high - low, 1e-12), 0, 1)
+
+
+def _thickness_panel(ax: Axes, result: SeriesAlignment, pixel_spacing_angstrom: float) -> None:
+    """The content profile along z with the fitted box; where no thickness is reported, the box drawn faintly and
+    the reason written on the panel."""
+    from scipy.special import ndtr
+
+    slab = result.slab
+    fit = slab.fit
+    z = (np.arange(slab.profile.size) - slab.profile.size // 2) * pixel_spacing_angstrom
+    ax.plot(z, slab.profile, label="content")
+    box = fit.floor + fit.height * (ndtr((z / pixel_spacing_angstrom - fit.z_low) / max(fit.blur, 0.3))
+                                    - ndtr((z / pixel_spacing_angstrom - fit.z_high) / max(fit.blur, 0.3)))  # fmt: skip
+    found = result.slab_found
+    ax.plot(z, box, color="r" if found else "0.6", lw=1, ls="-" if found else "--", label="fitted box")
+    for edge in (fit.z_low, fit.z_high):
+        ax.axvline(edge * pixel_spacing_angstrom, color="r" if found else "0.6", lw=1, ls="-" if found else "--")
+    ax.legend(fontsize=8, loc="upper right")
+    if found:
+        thickness = slab.thickness * pixel_spacing_angstrom
+        title = f"thickness {thickness:.0f} ± {slab.thickness_error_fraction * thickness:.0f} Å"
+    else:
+        title = "thickness not found"
+        ax.text(0.03, 0.97, textwrap.fill(result.thickness_reason, 38), transform=ax.transAxes, va="top",
+                fontsize=8, bbox={"facecolor": "white", "edgecolor": "0.6", "alpha": 0.9})  # fmt: skip
+    ax.set(xlabel="z (Å)", ylabel="content", title=title)
 
 
 def plot_by_angle(axis: Axes, angles_deg: np.ndarray, values: np.ndarray, style: str, **kwargs: Any) -> None:
@@ -49,13 +76,7 @@ def alignment_figure(result: SeriesAlignment, *, title: str, pixel_spacing_angst
         plot_by_angle(axes[0, 1], result.axis_search.angles_deg, result.axis_search.scores, "o-", ms=3)
         axes[0, 1].axvline(result.axis_deg, color="r", lw=1)
     axes[0, 1].set(xlabel="tilt-axis angle (°)", ylabel="score", title=f"tilt axis {result.axis_deg:.2f}°")
-    profile, fit = result.slab.profile, result.slab.fit
-    z = (np.arange(profile.size) - profile.size // 2) * pixel_spacing_angstrom
-    axes[0, 2].plot(z, profile)
-    for edge in (fit.z_low, fit.z_high):
-        axes[0, 2].axvline(edge * pixel_spacing_angstrom, color="r", lw=1)
-    thickness = fit.thickness * pixel_spacing_angstrom
-    axes[0, 2].set(xlabel="z (Å)", ylabel="content", title=f"thickness {thickness:.0f} Å")
+    _thickness_panel(axes[0, 2], result, pixel_spacing_angstrom)
     slices = result.slices.numpy()
     ny, nz, nx = slices.shape
     axes[1, 0].imshow(_normalised(slices[:, nz // 2, :]), cmap="gray")

@@ -19,10 +19,12 @@ def run_align(ts: TiltSeries, params: AlignParams, output_dir: Path) -> UnitOutp
 
 
 def summarize(outputs: Sequence[TiltSeries]) -> str:
-    """Series aligned, and their thickness range."""
+    """Series aligned, their thickness range, and in how many no slab was found with confidence."""
     thick = [ts.specimen_thickness_angstrom for ts in outputs if ts.specimen_thickness_angstrom is not None]
     span = f", thickness {min(thick):.0f}–{max(thick):.0f} Å" if thick else ""
-    return f"{len(outputs)} tilt series aligned{span}"
+    missing = len(outputs) - len(thick)
+    unfound = f" (no thickness in {missing}: see the log)" if missing and thick else ", no thickness (see the log)"
+    return f"{len(outputs)} tilt series aligned{span}{unfound if missing else ''}"
 
 
 STEP = Step(
