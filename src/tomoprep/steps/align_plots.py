@@ -45,6 +45,9 @@ def _thickness_panel(ax: Axes, result: SeriesAlignment, pixel_spacing_angstrom: 
         title = f"thickness {thickness:.0f} ± {slab.thickness_error_fraction * thickness:.0f} Å"
     else:
         title = "thickness not found"
+        # Room above the profile for the reason and the legend, so that neither hides any of it.
+        low, high = float(np.min(slab.profile)), float(np.max(slab.profile))
+        ax.set_ylim(low - 0.05 * (high - low), high + 0.6 * (high - low))
         ax.text(0.03, 0.97, textwrap.fill(result.thickness_reason, 38), transform=ax.transAxes, va="top",
                 fontsize=8, bbox={"facecolor": "white", "edgecolor": "0.6", "alpha": 0.9})  # fmt: skip
     ax.set(xlabel="z (Å)", ylabel="content", title=title)
