@@ -210,7 +210,7 @@ def align_series(images: torch.Tensor, nominal_tilts_deg: Sequence[float], *, ax
             images, tilts, axis=axis, shifts=matching.shifts_px, nz=nz, refine_tilt_offset=options.refine_tilt_offset,
             iterations=options.matching_iterations, slab=slab, offset=offset, matching_nz=depth, matching=matching,
             limit=limit)  # fmt: skip
-        notes.append(f"slab: {slab.thickness:.1f} px thick, centre {slab.fit.centre:+.1f} px, tilt offset "
+        notes.append(f"slab: a layer {slab.layer_thickness:.1f} px deep, centre {slab.fit.centre:+.1f} px, tilt offset "
                      f"{offset:+.2f}°; matched at a depth of {depth} px")  # fmt: skip
     else:
         notes.append(f"no slab found in a {nz}-px-deep reconstruction: tilt offset and height left as they were")

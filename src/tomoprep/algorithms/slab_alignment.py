@@ -79,7 +79,7 @@ def final_depth(slab: SlabMeasurement, nz: int) -> int:
     to measure its edges), at most ``nz``."""
     if not slab.is_plausible():
         return nz
-    return min(nz, 2 * math.ceil(0.75 * slab.thickness + 8))
+    return min(nz, 2 * math.ceil(0.75 * slab.layer_thickness + 8))
 
 
 def matching_depth(thickness_px: float, nz_max: int) -> int:
@@ -115,13 +115,13 @@ def find_slab(images: torch.Tensor, tilts: list[float], *, axis: float, shifts: 
     slab, tilts, shifts, offset, found = level_on_slab(images, tilts, axis=axis, shifts=shifts, nz=nz,
                                                        refine_tilt_offset=refine_tilt_offset)  # fmt: skip
     if found:
-        return slab, tilts, shifts, offset, True, matching_depth(slab.thickness, nz)
+        return slab, tilts, shifts, offset, True, matching_depth(slab.layer_thickness, nz)
     depth, shifts = match_at_best_depth(images, tilts, axis=axis, shifts=shifts, nz_max=min(nz, images.shape[-1]),
                                          limit=limit)  # fmt: skip
     notes.append(f"no slab in the reconstruction: matched at a depth of {depth} px, where reprojections match best")
     slab, tilts, shifts, offset, found = level_on_slab(images, tilts, axis=axis, shifts=shifts, nz=nz,
                                                        refine_tilt_offset=refine_tilt_offset)  # fmt: skip
-    return slab, tilts, shifts, offset, found, (matching_depth(slab.thickness, nz) if found else depth)
+    return slab, tilts, shifts, offset, found, (matching_depth(slab.layer_thickness, nz) if found else depth)
 
 
 def level_on_slab(images: torch.Tensor, tilts: list[float], *, axis: float, shifts: torch.Tensor, nz: int,
@@ -140,7 +140,7 @@ def level_on_slab(images: torch.Tensor, tilts: list[float], *, axis: float, shif
     offset = slab.tilt_offset_deg if refine_tilt_offset and determined else 0.0
     taken = slab.is_plausible() and abs(offset_so_far + offset) <= MAX_TILT_OFFSET_DEG
     if expected is not None:
-        taken = taken and abs(slab.thickness / expected.thickness - 1) <= THICKNESS_CONSISTENCY
+        taken = taken and abs(slab.layer_thickness / expected.layer_thickness - 1) <= THICKNESS_CONSISTENCY
     if not taken:
         return slab, tilts, shifts, 0.0, False
     shifts = recentre(shifts, tilts, axis_deg=axis, centre_xyz_px=(0.0, 0.0, slab.fit.centre))
@@ -162,7 +162,7 @@ def settle_on_slab(images: torch.Tensor, tilts: list[float], *, axis: float, shi
         if not taken:
             break
         slab, offset = again, offset + residual
-        depth = matching_depth(again.thickness, nz)
+        depth = matching_depth(again.layer_thickness, nz)
         settled = abs(depth - matching_nz) <= 2 and abs(residual) < 0.3 and abs(again.fit.centre) < 1.0
         matching_nz = depth
         before = shifts
@@ -180,7 +180,7 @@ def thickness_unreported(final: SlabMeasurement, aligned_on: SlabMeasurement | N
     reason = final.why_thickness_unreported()
     if reason or aligned_on is None:
         return reason
-    change = final.thickness / aligned_on.thickness - 1
+    change = final.thickness / aligned_on.layer_thickness - 1
     if abs(change) > THICKNESS_CONSISTENCY:
         return f"{100 * change:+.0f} % from the slab the series was aligned on"
     return ""

@@ -108,6 +108,15 @@ class SlabMeasurement:
             return float(np.median(found))
         return self.fit.thickness
 
+    @property
+    def layer_thickness(self) -> float:
+        """Depth the specimen's content occupies, voxels: :attr:`thickness` where the blocks show a slab of their
+        own; else the whole profile's box widened by its blur on each side (content massed at a thin slab's centre
+        fits a narrow, blurred box: a 20-voxel slab holding a helix of large blobs fitted 2 voxels blurred by 6)."""
+        if math.isfinite(self.thickness_error_fraction):
+            return self.thickness
+        return self.fit.thickness + 2.0 * self.fit.blur
+
     def why_not_found(self, *, min_thickness: float = 8.0, max_tilt_deg: float = 30.0) -> str:
         """Why no slab was found, in words (``""`` when one was): an edge at an end of the slices (the slab is
         deeper than the reconstruction, or there is none), thinner than ``min_thickness`` voxels, or tilted more
@@ -116,8 +125,8 @@ class SlabMeasurement:
         fit = self.fit
         if not (fit.z_low > -half + 2 and fit.z_high < self.profile.size - half - 3):
             return "an edge lies at an end of the reconstruction (a slab deeper than it, or none)"
-        if self.thickness < min_thickness:
-            return f"{self.thickness:.1f} voxels thick, under {min_thickness:g}"
+        if self.layer_thickness < min_thickness:
+            return f"a layer {self.layer_thickness:.1f} voxels deep, under {min_thickness:g}"
         if abs(self.tilt_offset_deg) > max_tilt_deg:
             return f"tilted {self.tilt_offset_deg:+.1f}°, more than {max_tilt_deg:g}°"
         return ""
