@@ -16,7 +16,7 @@ import pytest
 import torch
 
 from tomoprep.algorithms.fourier import fourier_bin
-from tomoprep.algorithms.series_alignment import MAX_TILT_OFFSET_ERROR_DEG, reconstruct
+from tomoprep.algorithms.slab_alignment import MAX_TILT_OFFSET_ERROR_DEG, reconstruct
 from tomoprep.algorithms.specimen_slab import (
     CENTRAL_FRACTION_X,
     CENTRAL_FRACTION_Y,
