@@ -9,6 +9,7 @@ from types import SimpleNamespace
 import numpy as np
 import torch
 
+from tomoprep.algorithms.specimen_slab import SlabMeasurement, fit_box
 from tomoprep.steps.align_plots import alignment_figure, write_alignment_plot
 from tomoprep.steps.import_dose import dose_symmetric_order
 
@@ -21,7 +22,9 @@ def _result(tilts_deg: np.ndarray, residuals_px: np.ndarray, axis_angles_deg: np
         matching=SimpleNamespace(residuals_px=torch.tensor(residuals_px)),
         axis_search=SimpleNamespace(angles_deg=axis_angles_deg, scores=-((axis_angles_deg - 85.0) ** 2)),
         axis_deg=85.0,
-        slab=SimpleNamespace(profile=profile, fit=SimpleNamespace(z_low=-8.0, z_high=8.0, thickness=16.0)),
+        slab=SlabMeasurement(fit_box(profile), profile, 0.0, 0.0),
+        slab_found=True,
+        thickness_reason="",
         slices=torch.rand(16, 8, 16),
     )
 

@@ -81,15 +81,19 @@ def shared_field_window(shape_yx: tuple[int, int], *, axis_deg: float, shifts_px
     return (0.5 - 0.5 * torch.cos(math.pi * wv))[:, None] * (0.5 - 0.5 * torch.cos(math.pi * wu))[None, :]
 
 
-def align_to_shared_field(images: torch.Tensor, *, axis_deg: float, shifts_px: torch.Tensor,
+def align_to_shared_field(images: torch.Tensor, *, axis_deg: float | Sequence[float], shifts_px: torch.Tensor,
                           field: torch.Tensor | None = None) -> torch.Tensor:  # fmt: skip
-    """Aligned images ``(n, ny, nx)`` as :func:`align_images` gives them, but weighted by ``field`` (default
-    :func:`shared_field_window` for this axis and these shifts) instead of tapered at their own edges, each
-    less its mean over the field."""
-    matrices = rotation_2d(float(axis_deg)).expand(images.shape[0], 2, 2)
+    """Aligned images ``(n, ny, nx)`` as :func:`align_images` gives them (one axis for all, or one per image), but
+    weighted by ``field`` (default :func:`shared_field_window` for these shifts and every axis given) instead of
+    tapered at their own edges, each less its mean over the field."""
+    n = images.shape[0]
+    axes = [float(axis_deg)] * n if isinstance(axis_deg, (int, float)) else [float(a) for a in axis_deg]
+    matrices = torch.stack([rotation_2d(a) for a in axes])
     aligned = resample(images, matrices, shifts_px.double())
     if field is None:
-        field = shared_field_window((images.shape[-2], images.shape[-1]), axis_deg=float(axis_deg), shifts_px=shifts_px)
+        middle, spread = (max(axes) + min(axes)) / 2, (max(axes) - min(axes)) / 2
+        field = shared_field_window((images.shape[-2], images.shape[-1]), axis_deg=middle, shifts_px=shifts_px,
+                                    axis_margin_deg=spread)  # fmt: skip
     field = field.to(aligned)
     mean = (aligned * field).sum(dim=(-2, -1), keepdim=True) / field.sum()
     return (aligned - mean) * field

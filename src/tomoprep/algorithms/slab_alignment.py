@@ -16,7 +16,7 @@ from collections.abc import Sequence
 import torch
 
 from tomoprep.algorithms.backprojection import (
-    align_to_shared_field,
+    align_images,
     backproject,
     filter_rows,
     shared_field_window,
@@ -38,11 +38,13 @@ MAX_TILT_OFFSET_ERROR_DEG = 2.5
 THICKNESS_CONSISTENCY = 0.3
 
 
-def reconstruct(images: torch.Tensor, tilts_deg: Sequence[float], *, axis_deg: float, shifts_px: torch.Tensor,
-                nz: int, weighting: str = "sirt") -> torch.Tensor:  # fmt: skip
-    """Slices ``(ny, nz, nx)`` of the aligned series (back projection with ``weighting``), of the field every
-    tilt covers (:func:`.backprojection.align_to_shared_field`)."""
-    aligned = align_to_shared_field(images, axis_deg=axis_deg, shifts_px=shifts_px)
+def reconstruct(images: torch.Tensor, tilts_deg: Sequence[float], *, axis_deg: float | Sequence[float],
+                shifts_px: torch.Tensor, nz: int, weighting: str = "sirt") -> torch.Tensor:  # fmt: skip
+    """Slices ``(ny, nz, nx)`` of the aligned series (back projection with ``weighting``), each image tapered at its
+    own edges: weighted by the field every tilt covers instead, blocks near the field's edge lose content at
+    high tilts only, and the slab's tilt measured in them came out 1-3° short on slabs pretilted by -6°."""
+    aligned = align_images(images, axis_deg=axis_deg, shifts_px=shifts_px)
+    aligned = aligned - aligned.mean(dim=(-2, -1), keepdim=True)
     shape = (aligned.shape[-2], aligned.shape[-1])
     weight = weighting_filter(shape, kind=weighting, lowpass=0.45, n_tilts=len(tilts_deg))
     return backproject(filter_rows(aligned, weight), tilts_deg, nz=nz)
