@@ -381,28 +381,8 @@ def correct_movie(
     )
     if math.isnan(dose):  # early and late are cut at a dose: unknown without one
         motion = motion._replace(early_angstrom=math.nan, late_angstrom=math.nan)
-    hot = None if defects is None else torch.nonzero(defects).flip(-1).cpu().numpy()
     star = output_dir / f"{stem}.star"
-    write_motion_star(
-        star,
-        MovieMotion(
-            movie_name=str(groups.header.path),
-            image_size_xyz=(
-                groups.header.shape_yx[1] * groups.upsampling,
-                groups.header.shape_yx[0] * groups.upsampling,
-                groups.n_groups,
-            ),
-            shifts_xy_px=-motion_xy,
-            original_pixel_spacing_angstrom=ts.original_pixel_spacing_angstrom,
-            binning=params.output_binning / groups.upsampling,
-            dose_per_frame_e_per_angstrom2=doses[0],
-            pre_exposure_e_per_angstrom2=pre_exposure,
-            voltage_kv=ts.optics.voltage_kv,
-            hot_pixels_xy=hot,
-            gain_name=None if tilt.gain is None else str(tilt.gain.path),
-            local_shifts=_local_shift_table(estimate),
-        ),
-    )
+    _write_motion_star(star, tilt, ts, groups, params, estimate, motion_xy, doses, pre_exposure, defects)
     updated = replace(
         tilt,
         micrograph_path=paths["sum"],
@@ -434,3 +414,40 @@ def device_for(choice: str) -> torch.device:
     if choice == "cuda" and not torch.cuda.is_available():
         raise ImageFileError(None, "--device cuda was asked for but no CUDA device is available.", "use --device auto.")
     return torch.device("cuda" if choice != "cpu" and torch.cuda.is_available() else "cpu")
+
+
+def _write_motion_star(
+    star: Path,
+    tilt: TiltImage,
+    ts: TiltSeries,
+    groups: MovieGroups,
+    params: MotionCorrParams,
+    estimate: MotionEstimate,
+    motion_xy: np.ndarray,
+    doses: list[float],
+    pre_exposure: float,
+    defects: torch.Tensor | None,
+) -> None:
+    """The movie's motion STAR (RELION's per-movie file): its trajectory ``motion_xy`` (x, y px of the frames),
+    doses, defects and local shifts."""
+    hot = None if defects is None else torch.nonzero(defects).flip(-1).cpu().numpy()
+    write_motion_star(
+        star,
+        MovieMotion(
+            movie_name=str(groups.header.path),
+            image_size_xyz=(
+                groups.header.shape_yx[1] * groups.upsampling,
+                groups.header.shape_yx[0] * groups.upsampling,
+                groups.n_groups,
+            ),
+            shifts_xy_px=-motion_xy,
+            original_pixel_spacing_angstrom=ts.original_pixel_spacing_angstrom,
+            binning=params.output_binning / groups.upsampling,
+            dose_per_frame_e_per_angstrom2=doses[0],
+            pre_exposure_e_per_angstrom2=pre_exposure,
+            voltage_kv=ts.optics.voltage_kv,
+            hot_pixels_xy=hot,
+            gain_name=None if tilt.gain is None else str(tilt.gain.path),
+            local_shifts=_local_shift_table(estimate),
+        ),
+    )
