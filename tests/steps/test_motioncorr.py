@@ -70,22 +70,28 @@ def test_global_trajectories_within_a_tenth_of_a_pixel_at_tomography_dose(tmp_pa
     assert rms <= 0.1, f"trajectory RMS error {rms:.3f} px"
 
 
-@pytest.mark.slow
-def test_jittery_trajectories_are_followed_on_simulated_tilt_movies(tmp_path: Path) -> None:
-    """2048² TIFF movies of 10 frames at 1.1 e/px per frame whose motion jitters by a random walk of about
-    0.8 px per frame (1 Å per axis at 1.7 Å/px) on top of the settling and drift."""
-    session = tmp_path / "session"
-    truth = _session(
+def _jittery_session(session: Path, *, detector_size_px: int, seed: int) -> dict:
+    """Three tilt movies of 10 frames at 3.8 e/Å² (1.1 e/px per frame at 1.7 Å) whose motion jitters by a random
+    walk of 1 Å per axis and frame on top of the settling and drift; returns the truth."""
+    return _session(
         session,
-        detector_size_px=2048,
+        detector_size_px=detector_size_px,
         pixel_spacing_angstrom=1.7,
         frames_per_tilt=10,
         n_tilts=3,
         tilt_step_deg=20,
         dose_per_tilt_e_per_angstrom2=3.8,
         jitter_step_angstrom=1.0,
-        seed=12,
+        seed=seed,
     )
+
+
+@pytest.mark.slow
+def test_jittery_trajectories_are_followed_on_simulated_tilt_movies(tmp_path: Path) -> None:
+    """2048² TIFF movies of 10 frames at 1.1 e/px per frame whose motion jitters by a random walk of about
+    0.8 px per frame (1 Å per axis at 1.7 Å/px) on top of the settling and drift."""
+    session = tmp_path / "session"
+    truth = _jittery_session(session, detector_size_px=2048, seed=12)
     project = _imported(tmp_path, session)
     run = run_step(project, MOTIONCORR, {"local_motion": False, "odd_even": False, "dose_weighting": False})
     assert run.status == "SUCCEEDED", run.error
@@ -102,17 +108,7 @@ def test_binned_estimate_is_refined_where_the_movies_hold_finer_detail(tmp_path:
     reaches past the copies' Nyquist frequency, so the estimate is refined on the movies themselves, unless told
     not to (``refinement_size_px = 0``)."""
     session = tmp_path / "session"
-    truth = _session(
-        session,
-        detector_size_px=1024,
-        pixel_spacing_angstrom=1.7,
-        frames_per_tilt=10,
-        n_tilts=3,
-        tilt_step_deg=20,
-        dose_per_tilt_e_per_angstrom2=3.8,
-        jitter_step_angstrom=1.0,
-        seed=13,
-    )
+    truth = _jittery_session(session, detector_size_px=1024, seed=13)
     project = _imported(tmp_path, session)
     rms = {}
     for refinement in (0, 2048):
