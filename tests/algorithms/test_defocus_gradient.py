@@ -127,10 +127,18 @@ def test_the_true_axis_gives_the_simulated_hand(series) -> None:
     assert not evidence.consistent_with(-truth.hand)
     assert abs(evidence.slope) == pytest.approx(1.0, abs=0.2)
     assert evidence.confidence > 10.0
-    assert evidence.agreeing_fraction == 1.0
     assert np.all(np.abs(evidence.tilts_deg) >= 15.0) and evidence.tilts_deg.size == 16
-    error = evidence.measured_difference_angstrom - truth.hand * evidence.predicted_difference_angstrom
-    assert math.sqrt(float(np.mean(error**2))) < RMS_TOLERANCE_ANGSTROM
+    expected = truth.hand * evidence.predicted_difference_angstrom
+    error = evidence.measured_difference_angstrom - expected
+    rms = math.sqrt(float(np.mean(error**2)))
+    assert rms < RMS_TOLERANCE_ANGSTROM
+    # A tilt's sign is a noisy measurement: near 15° the predicted difference (about 300 Å) is close to the
+    # scatter, so one such tilt may disagree on another machine; where the prediction is three times the
+    # scatter every sign must be right, and most of the tilts agree.
+    clear = np.abs(expected) > 3.0 * rms
+    assert clear.sum() >= 4
+    assert np.all(np.sign(evidence.measured_difference_angstrom[clear]) == np.sign(expected[clear]))
+    assert evidence.agreeing_fraction >= 0.8
 
 
 def test_the_axis_turned_by_180_degrees_gives_the_opposite_hand(series) -> None:
