@@ -8,7 +8,8 @@ CTF's power ``sin²(χ + asin A)`` (as ``-cos 2(χ + asin A)``, projected the sa
 averaged out by the rotational average. The ice's depth and the gradient across a half spread the defocus:
 a spread uniform over ``±w`` multiplies the rings by ``sinc(2 λ w k²)``, and ``w`` is fitted with the
 defocus (grid, then Nelder–Mead). The correlation coefficient at the optimum is the fit's quality: 0.5 to
-0.95 on the rings of one 3 e⁻/Å² tilt, near 0 where there are none.
+0.95 on the rings of one 3 e⁻/Å² tilt; white noise, the best of thousands of candidates on about 40 radial
+bins, still reaches 0.4 to 0.65, so a quality means rings only well above that.
 """
 
 from __future__ import annotations
