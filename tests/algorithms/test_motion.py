@@ -103,12 +103,12 @@ def test_smooth_trajectories_at_low_dose_over_seeds(counts_per_px: float, mean_p
 def test_peaks_below_eight_noise_deviations_are_used_where_the_maps_are_smooth() -> None:
     """0.1 e/px per frame: most peaks are 6-8 noise standard deviations high, and on this specimen's smooth maps
     they place their frames as precisely as their σ says, so they are credible near the trajectory."""
-    errors, motions = smooth_errors_px(0.1, range(3))
+    errors, motions = smooth_errors_px(0.1, range(2))
     credible = torch.stack([~motion.interpolated for motion in motions])
     significance = torch.stack([motion.significance for motion in motions])
-    assert int(credible.sum()) >= 24  # measured 27 of 30
+    assert int(credible.sum()) >= 16  # measured 19 of 20 (with 8 asked of every peak: 7, one movie unmoved)
     assert bool((significance[credible] < CREDIBLE_SIGNIFICANCE).any())
-    assert max(errors) <= 0.8, errors  # measured 0.49-0.62 px; unmoved 1.34 px
+    assert max(errors) <= 0.8, errors  # measured 0.49 and 0.62 px; unmoved 1.34 px
 
 
 def test_global_motion_at_high_dose_is_within_two_hundredths() -> None:
