@@ -96,8 +96,14 @@ _REFINE_RADIUS_PX = 3
 #: highest noise peak of a search over 10⁴-10⁶ positions is 4-5.5 noise standard deviations high, and on simulated
 #: tilt movies peaks below 8 were off by 2-3 times their predicted σ (a side lobe taken for the peak).
 CREDIBLE_SIGNIFICANCE = 8.0
-#: The significance at which a frame credible in the last round stays so, its peak searched near its shift.
+#: The significance at which a peak searched near its frame's shift is credible: for a frame credible in the last
+#: round, or in a stack whose peaks are resolved (:func:`_resolved`).
 _STAYS_CREDIBLE = 6.0
+#: A stack's peaks are resolved when the median over its frames of ``σ k_noise`` is at most this: the first-order
+#: σ of a peak holds while it is small against the correlation length ``1 / k_noise`` of its map's noise (module
+#: notes of :mod:`tomoprep.algorithms.peak_noise`; the scatter of the shifts about the truth is 1.1-1.2 σ up to
+#: 0.23, 2.3-4.8 σ from 0.27).
+_RESOLVED_ROUGHNESS = 0.25
 
 
 class StackAlignment(NamedTuple):
@@ -235,13 +241,34 @@ def _measure_round(cross: torch.Tensor, shape_yx: tuple[int, int], max_shift_px:
     return _Peaks(update, heights, curvature, whole)
 
 
-def _credible(significance: torch.Tensor, whole_map: torch.Tensor, before: torch.Tensor) -> torch.Tensor:
+def _credible(
+    significance: torch.Tensor, whole_map: torch.Tensor, before: torch.Tensor, resolved: torch.Tensor | None = None
+) -> torch.Tensor:
     """``(..., 1)`` bool: peaks that stand out of their map's noise. A peak of a whole map must reach
-    :data:`CREDIBLE_SIGNIFICANCE`; one near a frame that was credible in the last round only
-    :data:`_STAYS_CREDIBLE` (the highest noise of a 7 x 7 window is rarely above 3.5 noise standard deviations),
-    so that a peak near the threshold does not flip in and out round after round."""
-    threshold = torch.where(whole_map | ~before[..., 0], CREDIBLE_SIGNIFICANCE, _STAYS_CREDIBLE)
+    :data:`CREDIBLE_SIGNIFICANCE`; one searched near its frame's shift only :data:`_STAYS_CREDIBLE` (the highest
+    noise of a 7 x 7 window is rarely above 3.5 noise standard deviations) where the frame was credible in the last
+    round, so that a peak near the threshold does not flip in and out round after round, or where the stack's
+    peaks are ``resolved`` (``(..., n)`` bool): there a peak of 6-8 noise standard deviations places its frame as
+    precisely as its σ says."""
+    near = before[..., 0] if resolved is None else before[..., 0] | resolved
+    threshold = torch.where(whole_map | ~near, CREDIBLE_SIGNIFICANCE, _STAYS_CREDIBLE)
     return (significance >= threshold)[..., None]
+
+
+def _resolved(slope_noise: torch.Tensor, height_noise: torch.Tensor, curvature: torch.Tensor) -> torch.Tensor:
+    """``(..., n)`` bool, the same for all frames of a stack: whether the median over its frames of the roughness
+    ``σ k_noise`` is at most :data:`_RESOLVED_ROUGHNESS`.
+
+    ``σ = slope noise / curvature`` is the first-order spread of a peak and ``k_noise = slope noise / height
+    noise`` (radians per pixel) the RMS angular frequency of its map's noise along each axis (the larger of the two
+    axes counts). Where ``σ k_noise`` is not small, the noise has maxima of its own within the peak's reach, one of
+    which the search takes (a peak weighted to frequencies the signal does not reach at that dose): the peak is
+    then off by several σ, and below :data:`CREDIBLE_SIGNIFICANCE` it is not credible. The median over the frames
+    is steadier than each frame's own value, whose curvature the noise at its peak sharpens."""
+    roughness = slope_noise.square() / (curvature.clamp_min(1e-30) * height_noise[..., None].clamp_min(1e-30))
+    roughness = torch.where(curvature > 0, roughness, math.inf).amax(dim=-1)
+    typical = roughness.median(dim=-1, keepdim=True).values
+    return (typical <= _RESOLVED_ROUGHNESS).expand_as(roughness)
 
 
 def _align_stack(
@@ -280,8 +307,9 @@ def _align_stack(
         del aligned, others
         peaks = _measure_round(cross, shape_yx, max_shift_px, first=iteration == 0 and not start)
         significance = peaks.heights / noise.height
-        credible = _credible(significance, peaks.searched_whole_map, credible)
         curvature = peaks.curvature
+        resolved = _resolved(noise.slope, noise.height, curvature)
+        credible = _credible(significance, peaks.searched_whole_map, credible, resolved)
         sigma = torch.where(credible & (curvature > 0), noise.slope / curvature.clamp_min(1e-30), math.inf)
         measured = shifts + peaks.update
         updated = _fit(measured, sigma, smoothing) if bool(torch.isfinite(sigma).any()) else torch.zeros_like(shifts)

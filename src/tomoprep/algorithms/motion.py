@@ -28,8 +28,9 @@ Method (MotionCor2 and RELION's own implementation in spirit):
   full-size frame is held at a time.
 
 Measured (2 CPU cores, torch 2.13): on 10 frames of 512² at 0.92 e⁻/px per frame (3 e⁻/Å² at 1.75 Å/px) a
-smooth global trajectory comes out within 0.03-0.10 px RMS (8 noise seeds, mean 0.077; 0.11-0.16 without
-smoothing, about what the information in such frames allows); a jittery one (a random walk of 0.3-1 px per
+smooth global trajectory comes out within 0.035-0.11 px RMS (8 noise seeds, mean 0.078; 0.11-0.16 without
+smoothing, about what the information in such frames allows), at 0.1 e⁻/px within 0.25-0.63 px (mean 0.46); a
+jittery one (a random walk of 0.3-1 px per
 frame) on 2048² frames within 0.02-0.03 px at 1 e⁻/px per frame; on 20 frames of 4096² at 1 e⁻/px within
 0.012 px, estimated in about 2 s, with the aligned plain, odd/even and dose-weighted sums in 3 s more.
 
