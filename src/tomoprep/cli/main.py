@@ -6,6 +6,7 @@ import functools
 import inspect
 import sqlite3
 import sys
+import warnings
 from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated, Any, NoReturn
@@ -225,7 +226,7 @@ def build_app(command: str | None = None) -> typer.Typer:
     elif command in BUILTIN_STEP_MODULES:
         steps = (get_step(command),)
     else:
-        steps = all_steps()
+        steps = _all_steps_warning_of_broken_plugins()
     for step in steps:
         app.command(step.name, help=step.title, cls=StackedHelpCommand)(_clear_errors(step_command(step)))
     if command in (None, "simulate", "demo") or command not in (*PROJECT_COMMANDS, *BUILTIN_STEP_MODULES):
@@ -234,6 +235,16 @@ def build_app(command: str | None = None) -> typer.Typer:
         app.command("simulate", cls=StackedHelpCommand)(_clear_errors(simulate_command()))
         app.command("demo", cls=StackedHelpCommand)(_clear_errors(demo))
     return app
+
+
+def _all_steps_warning_of_broken_plugins() -> tuple[Step, ...]:
+    """:func:`all_steps`, its warnings about plugins left out printed as the command line's warnings."""
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        steps = all_steps()
+    for warning in caught:
+        console.print(f"[yellow]warning:[/yellow] {warning.message}", highlight=False, soft_wrap=True)
+    return steps
 
 
 def _command_name(args: list[str]) -> str | None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib
+import warnings
 from importlib.metadata import entry_points
 
 from tomoprep.errors import StepError
@@ -34,15 +35,34 @@ def builtin_steps() -> tuple[Step, ...]:
     return tuple(_builtin(name) for name in BUILTIN_STEP_MODULES)
 
 
-def all_steps() -> tuple[Step, ...]:
-    """Built-in steps, then plugin steps (loaded now, not at import time)."""
-    steps = list(builtin_steps())
+def _plugin_steps(taken: set[str]) -> list[Step]:
+    """Steps of the ``tomoprep.steps`` entry points, each guarded: a plugin that fails to load, is not a
+    :class:`Step`, or takes a name already taken is left out with a warning naming it, and the others load."""
+    steps = []
     for entry in entry_points(group=ENTRY_POINT_GROUP):
-        step = entry.load()
+        where = f"plugin step {entry.name!r} ({entry.value})"
+        try:
+            step = entry.load()
+        except Exception as error:  # a plugin's bug must not stop tomoprep or the other plugins
+            warnings.warn(f"{where} was not loaded: {type(error).__name__}: {error}", stacklevel=2)
+            continue
         if not isinstance(step, Step):
-            raise StepError(f"entry point {entry.name!r} ({entry.value}) is not a tomoprep Step.")
-        steps.append(step)
-    return tuple(steps)
+            warnings.warn(
+                f"{where} was not loaded: its value is of type {type(step).__name__!r}, not a tomoprep Step",
+                stacklevel=2,
+            )
+        elif step.name in taken:
+            warnings.warn(f"{where} was not loaded: a step named {step.name!r} exists already", stacklevel=2)
+        else:
+            taken.add(step.name)
+            steps.append(step)
+    return steps
+
+
+def all_steps() -> tuple[Step, ...]:
+    """Built-in steps, then plugin steps (loaded now, not at import time; see :func:`_plugin_steps`)."""
+    steps = list(builtin_steps())
+    return (*steps, *_plugin_steps({step.name for step in steps}))
 
 
 def get_step(name: str) -> Step:
