@@ -89,6 +89,18 @@ def test_a_movie_frame_of_nan_excludes_its_tilt_with_the_reason(tmp_path: Path, 
     assert all(np.isfinite(image).all() for image in sums.values())
 
 
+def test_a_blank_movie_excludes_its_tilt_as_blank(tmp_path: Path, session: Path) -> None:
+    _float_movie(session / "frames" / MOVIE, lambda frames: frames.__setitem__(slice(None), 0.0))
+    result, project, _ = _motioncorr(tmp_path, session)
+    text = flat(result.output)
+    assert result.exit_code == 0, text
+    reason = f"motioncorr: blank movie: every pixel of every frame of {MOVIE} is 0 (no image was recorded)"
+    assert reason in text
+    (ts,) = load_tilt_series_set(project / "runs" / "002_motioncorr")
+    assert [t.exclusion_reason for t in ts.tilts if t.excluded] == [reason]
+    assert not any(MOVIE.removesuffix(".mrc") in name for name in _sums(project))
+
+
 def test_a_few_infinite_pixels_of_a_frame_are_repaired_as_defects(tmp_path: Path, session: Path) -> None:
     def spoil(frames: np.ndarray) -> None:
         frames[4, 10, 20] = np.inf
