@@ -18,6 +18,7 @@ from tomoprep.steps.gain_check import check_gain_orientation
 from tomoprep.steps.motioncorr_finite import finite_gain, repair_frames
 from tomoprep.steps.motioncorr_movie import (
     SeriesDefects,
+    SingleFrameMovie,
     correct_movie,
     counts_sum,
     device_for,
@@ -91,13 +92,21 @@ def motioncorr_series(ts: TiltSeries, params: MotionCorrParams, output_dir: Path
     torch.set_num_threads(max(1, torch.get_num_threads()))
     gains, defects, tilts, trajectories = _Gains(params, device), SeriesDefects(params, device), [], {}
     notes: list[str] = []
+    single: list[SingleFrameMovie] = []
     spacing = ts.original_pixel_spacing_angstrom
     with SumWriter() as writer:
         for tilt in ts.tilts:
             if tilt.excluded or tilt.movie_path is None:
                 tilts.append(tilt)
                 continue
-            groups = movie_groups(tilt, ts, params)
+            try:
+                groups = movie_groups(tilt, ts, params)
+            except SingleFrameMovie as exc:
+                reason = f"motioncorr: {tilt.movie_path.name} {exc.problem}"
+                tilts.append(replace(tilt, excluded=True, exclusion_reason=reason))
+                notes.append(f"WARNING: tilt {tilt.nominal_tilt_angle_deg:.1f}° excluded: {reason} Fix: {exc.fix}")
+                single.append(exc)
+                continue
             counts = load_groups(groups)
             repair = repair_frames(counts, tilt.movie_path.name, groups.group_frames)
             if repair.exclusion_reason:
@@ -122,6 +131,9 @@ def motioncorr_series(ts: TiltSeries, params: MotionCorrParams, output_dir: Path
                 notes.append(
                     f"{tilt.movie_path.name}: {groups.n_groups} groups of {groups.eer_group_frames} EER frames"
                 )
+    if single and len(single) == sum(not t.excluded and t.movie_path is not None for t in ts.tilts):
+        raise InputError(single[0].path, f"every movie of {ts.name} ({len(single)}) {single[0].problem}",
+                         single[0].fix)  # fmt: skip
     result = replace(ts, tilts=tuple(tilts), tilt_series_pixel_spacing_angstrom=spacing)
     write_motion_plot(result, trajectories, writer.thumbnails, output_dir / f"{ts.name}_motion.png")
     return UnitOutput(result, tuple(gains.notes + _summary_notes(result) + notes))
