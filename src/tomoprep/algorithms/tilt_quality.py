@@ -65,9 +65,9 @@ SHIFT_SIZE_PX = 256
 #: features (membranes wider than the field) leave it open by tens of pixels.
 CLOSURE_SHARE = 1 / 3
 #: A jump is an exception: a tilt is shifted only when this many times as far from its neighbours as the series'
-#: median tilt. Where the stage wanders as far at every tilt (ordinary tracking error on a small field of view),
-#: no single tilt stands out, and alignment follows the wander.
-JUMP_OVER_TYPICAL = 3.0
+#: median tilt (of those measured with closing triangles). Where the stage wanders about as far at every tilt
+#: (ordinary tracking error on a small field of view), no single tilt stands out, and alignment follows the wander.
+JUMP_OVER_TYPICAL = 2.0
 #: Neighbours in angle through which a tilt's expected sharpness is drawn.
 TREND_NEIGHBOURS = 4
 #: Smallest sharpness (log scale is taken of it) and smallest robust spread of log sharpness.
@@ -104,6 +104,8 @@ class TiltQuality:
         fraction of the field of view.
     shift_limit_fraction
         The ``shift_fraction`` threshold the measures were judged with.
+    shift_typical_fraction
+        The series' median ``shift_fraction`` over the tilts whose triangles close: its ordinary wander.
     mean_ratio
         ``(n,)`` mean over the series' Beer–Lambert prediction (``nan`` for normalised images).
     dark_fraction
@@ -362,7 +364,9 @@ def measure_tilt_quality(
     field_px = min(images.shape[-2:])
     evidence = shifts.from_sides_px.min(axis=1) / field_px  # nan unless measured on both sides
     closure = shifts.closure_px / field_px
-    typical = float(np.nanmedian(evidence)) if np.isfinite(evidence).any() else 0.0
+    # The series' wander, from the tilts whose correlations agree (a peak of noise says nothing about it).
+    trusted = evidence[np.isfinite(evidence) & (closure <= CLOSURE_SHARE * thresholds.shift_fraction)]
+    typical = float(np.median(trusted)) if trusted.size else 0.0
     sharp = sharpness(images, pixel_spacing_angstrom=pixel_spacing_angstrom)
     shifted = _shifted(evidence, closure, typical, thresholds.shift_fraction)
     judged = ~dark & ~shifted
