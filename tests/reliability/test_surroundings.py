@@ -94,3 +94,50 @@ def test_a_run_folder_turned_unwritable_keeps_the_first_error_and_the_index_says
     assert "test_000: PermissionError: [Errno 13] Permission denied" in text  # the unit's error, first
     assert "Then PermissionError: [Errno 13]" in text and "The index says FAILED where it could be written" in text
     assert _status(project) == "FAILED"
+
+
+SIDE_FILES = ("project.db-wal", "project.db-shm")
+
+
+def test_status_on_an_idle_project_leaves_it_byte_for_byte_as_it_was(two_runs: Path) -> None:
+    assert not any((two_runs / name).exists() for name in SIDE_FILES)  # the commands that wrote it closed it
+    before = snapshot(two_runs)
+    result = tomoprep("status", "-p", str(two_runs))
+    assert result.exit_code == 0, result.output
+    assert snapshot(two_runs) == before  # no side file made, the index not written
+
+
+def test_status_beside_an_open_writer_leaves_the_writers_side_files(two_runs: Path) -> None:
+    with open_project(two_runs) as writer:
+        writer.log_event(None, "a writer is at work")
+        assert all((two_runs / name).exists() for name in SIDE_FILES)
+        assert tomoprep("status", "-p", str(two_runs)).exit_code == 0
+        assert all((two_runs / name).exists() for name in SIDE_FILES)  # still the writer's
+        writer.log_event(None, "and goes on writing")
+    assert not any((two_runs / name).exists() for name in SIDE_FILES)
+
+
+def test_a_broken_plugin_before_any_command_ends_in_one_message_a_log_and_status_3(
+    tmp_path: Path, crash_logs: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A third-party step whose module fails to import breaks the command line before any command runs: the
+    console script's last resort shows one message and the crash log, and exits 3."""
+    plugin = tmp_path / "site"
+    info = plugin / "broken_tomoprep_plugin-0.1.dist-info"
+    info.mkdir(parents=True)
+    (info / "METADATA").write_text("Metadata-Version: 2.1\nName: broken-tomoprep-plugin\nVersion: 0.1\n")
+    (info / "entry_points.txt").write_text("[tomoprep.steps]\nbroken = broken_tomoprep_plugin:STEP\n")
+    (plugin / "broken_tomoprep_plugin.py").write_text("raise ImportError('needs a library that is not installed')\n")
+    monkeypatch.syspath_prepend(str(plugin))
+    monkeypatch.setattr("sys.argv", ["tomoprep", "--help"])
+    from tomoprep.cli.main import CRASH_EXIT_CODE, main
+
+    with pytest.raises(SystemExit) as stopped:
+        main()
+    out, err = capsys.readouterr()
+    assert stopped.value.code == CRASH_EXIT_CODE
+    assert "Traceback" not in out + err
+    text = flat(out)
+    assert "tomoprep stopped on an unexpected error: ImportError: needs a library that is not installed" in text
+    (log,) = crash_logs.glob("crash-*.log")
+    assert f"are in {log}" in text and "broken_tomoprep_plugin" in log.read_text()

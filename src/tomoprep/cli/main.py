@@ -250,6 +250,9 @@ def main() -> None:
     """Entry point of the ``tomoprep`` console script: no traceback reaches the terminal (see cli/crash.py)."""
     try:
         build_app(_command_name(sys.argv[1:]))(prog_name="tomoprep")
+    except TomoprepError as exc:  # before any command: a plugin step that is no Step
+        console.print(f"[red]error:[/red] {exc}", highlight=False, soft_wrap=True)
+        sys.exit(2)
     except Exception as exc:
         try:
             _last_resort(exc)
