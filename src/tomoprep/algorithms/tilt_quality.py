@@ -15,12 +15,12 @@ shifted
     A tilt that jumped makes both of its pairs large, and the tilt beyond it only one, so a tilt is shifted when
     it is displaced by more than ``shift_fraction`` of the field of view (the images' shorter side) from its
     neighbours on *both* sides and from the line through their positions (a steady drift is no jump). The
-    outermost tilt, with one neighbour, is compared with the tilt beyond that
-    neighbour instead. A correlation can peak on noise or on a repeating feature (concentric membranes, a
-    lattice) where little of the specimen is common to two tilts (a small field, thick ice at large steps):
-    a displacement counts only when the neighbours' displacement from each other closes the triangle to within
-    :data:`CLOSURE_SHARE` of the limit; and a jump is an exception, :data:`JUMP_OVER_TYPICAL` times as far as
-    the series' median tilt. Where either fails, the tilt is not judged shifted and the cleaning says so
+    outermost tilt, with one neighbour, is compared with the tilt beyond that neighbour instead. A correlation
+    can peak on noise or on a repeating feature (concentric membranes, a lattice) where little of the specimen
+    is common to two tilts (a small field, thick ice at large steps): a displacement counts only when the
+    neighbours' displacement from each other closes the triangle to within :data:`CLOSURE_SHARE` of the limit
+    (or of the displacement, where larger); and a jump is an exception, :data:`JUMP_OVER_TYPICAL` times as far
+    as the series' median tilt. Where either fails, the tilt is not judged shifted and the cleaning says so
     (``shift_unsure``): a wrong peak, or the ordinary wander of a series on a small field, must not exclude a
     good tilt.
 blurred
@@ -61,8 +61,8 @@ WEAKEST_SPAN_DEG = 90.0
 #: The shift test works on images binned to at most this size (pixels).
 SHIFT_SIZE_PX = 256
 #: A displacement counts when the triangle of the tilt and its references closes to within this share of the
-#: shift limit: a tilt that jumped by more than the limit closes to a few pixels, peaks of noise or of repeating
-#: features (membranes wider than the field) leave it open by tens of pixels.
+#: shift limit (or of the displacement, where larger): a tilt that jumped closes it to a few pixels, peaks of
+#: noise or of repeating features (membranes wider than the field) leave it open by tens of pixels.
 CLOSURE_SHARE = 1 / 3
 #: A jump is an exception: a tilt is shifted only when this many times as far from its neighbours as the series'
 #: median tilt (of those measured with closing triangles). Where the stage wanders about as far at every tilt
@@ -365,7 +365,7 @@ def measure_tilt_quality(
     evidence = shifts.from_sides_px.min(axis=1) / field_px  # nan unless measured on both sides
     closure = shifts.closure_px / field_px
     # The series' wander, from the tilts whose correlations agree (a peak of noise says nothing about it).
-    trusted = evidence[np.isfinite(evidence) & (closure <= CLOSURE_SHARE * thresholds.shift_fraction)]
+    trusted = evidence[np.isfinite(evidence) & _closes(evidence, closure, thresholds.shift_fraction)]
     typical = float(np.median(trusted)) if trusted.size else 0.0
     sharp = sharpness(images, pixel_spacing_angstrom=pixel_spacing_angstrom)
     shifted = _shifted(evidence, closure, typical, thresholds.shift_fraction)
@@ -395,7 +395,13 @@ def measure_tilt_quality(
 def _shifted(evidence: np.ndarray, closure: np.ndarray, typical: float, limit: float) -> np.ndarray:
     """``(n,)`` bool: the rule of :attr:`TiltQuality.shifted`, on the measures as fractions of the field."""
     far = np.nan_to_num(evidence, nan=0.0) > limit
-    return far & (closure <= CLOSURE_SHARE * limit) & (evidence > JUMP_OVER_TYPICAL * typical)
+    return far & _closes(evidence, closure, limit) & (evidence > JUMP_OVER_TYPICAL * typical)
+
+
+def _closes(evidence: np.ndarray, closure: np.ndarray, limit: float) -> np.ndarray:
+    """``(n,)`` bool: the triangle closes within :data:`CLOSURE_SHARE` of the limit, or of the displacement
+    where larger (the farther a tilt jumped, the less it shares with its neighbours, the coarser the peaks)."""
+    return closure <= CLOSURE_SHARE * np.maximum(limit, np.nan_to_num(evidence, nan=0.0))
 
 
 def _with_reasons(quality: TiltQuality, thresholds: QualityThresholds) -> TiltQuality:
