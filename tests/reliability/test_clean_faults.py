@@ -96,9 +96,7 @@ def test_a_blank_tilt_is_excluded_as_blank_and_no_other(tmp_path: Path, one_sess
     assert _excluded(project, "002_clean") == {3: "auto: blank: every pixel is 0 (no image was recorded)"}
 
 
-def test_a_series_that_would_lose_most_tilts_fails_with_the_count_and_the_way_on(
-    tmp_path: Path, one_session
-) -> None:
+def test_a_series_that_would_lose_most_tilts_fails_with_the_count_and_the_way_on(tmp_path: Path, one_session) -> None:
     session, series = one_session
     sections = [_section_of(series, k) for k in (1, 2, 4, 5)]
 

@@ -58,7 +58,10 @@ def test_a_broken_link_in_place_of_a_movie_is_named_with_its_target(tmp_path: Pa
     result, _ = _import(tmp_path, session)
     text = flat(result.output)
     assert result.exit_code == 1 and "FAILED" in text, text
-    assert f"names movie '{MOVIE}': {movie} is a broken link (to {tmp_path / 'gone' / MOVIE}, which does not exist)" in text
+    assert (
+        f"names movie '{MOVIE}': {movie} is a broken link (to {tmp_path / 'gone' / MOVIE}, which does not exist)"
+        in text
+    )
     assert "Fix: restore the file the link points to" in text and "which is not in" not in text
 
 
@@ -78,7 +81,9 @@ def test_a_movie_of_another_frame_size_is_named_with_both_sizes_at_import(tmp_pa
     result, _ = _import(tmp_path, session)
     text = flat(result.output)
     assert result.exit_code == 1 and "FAILED" in text, text
-    message = f"{session / 'frames' / MOVIE}: frames of 96 x 128 pixels (y, x), but 2 of the series' 3 movies have 128 x 128"
+    message = (
+        f"{session / 'frames' / MOVIE}: frames of 96 x 128 pixels (y, x), but 2 of the series' 3 movies have 128 x 128"
+    )
     assert message in text and "--on-bad-movie exclude" in text and "gain" not in text.split(message)[1][:200]
     excluded, project = _import(tmp_path / "again", session, "--on-bad-movie", "exclude")
     assert excluded.exit_code == 0, excluded.output

@@ -109,9 +109,7 @@ def _keep_frames(path: Path, count: int) -> None:
         mrc.voxel_size = voxel
 
 
-def test_a_movie_of_one_frame_excludes_its_tilt_saying_no_motion_can_be_measured(
-    tmp_path: Path, session: Path
-) -> None:
+def test_a_movie_of_one_frame_excludes_its_tilt_saying_no_motion_can_be_measured(tmp_path: Path, session: Path) -> None:
     _keep_frames(session / "frames" / MOVIE, 1)
     result, project, _ = _motioncorr(tmp_path, session)
     text = flat(result.output)

@@ -175,7 +175,7 @@ def _stop(project: Project, run: RunRecord, exc: BaseException) -> None:
     error = disk_full_message(full, project.run_dir(run), run.id) if full else "".join(traceback.format_exception(exc))
     try:  # the units' errors, where the run was being finished, stay in the record before this one
         earlier = project.get_run(run.id).error
-    except Exception:  # noqa: BLE001 - the index may be what failed
+    except Exception:
         earlier = None
     error = f"{earlier}\n{error}" if earlier else error
     unrecorded = []
@@ -183,7 +183,7 @@ def _stop(project: Project, run: RunRecord, exc: BaseException) -> None:
                    lambda: project.log_event(run.id, error, level="ERROR")):  # fmt: skip
         try:
             record()
-        except Exception as failure:  # noqa: BLE001 - told with the original error below
+        except Exception as failure:
             unrecorded.append(failure)
     if full is None and not unrecorded:
         return

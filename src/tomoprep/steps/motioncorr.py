@@ -18,7 +18,7 @@ from tomoprep.steps.gain_check import check_gain_orientation
 from tomoprep.steps.motioncorr_finite import finite_gain, repair_frames
 from tomoprep.steps.motioncorr_movie import (
     SeriesDefects,
-    SingleFrameMovie,
+    SingleFrameMovieError,
     correct_movie,
     counts_sum,
     device_for,
@@ -92,7 +92,7 @@ def motioncorr_series(ts: TiltSeries, params: MotionCorrParams, output_dir: Path
     torch.set_num_threads(max(1, torch.get_num_threads()))
     gains, defects, tilts, trajectories = _Gains(params, device), SeriesDefects(params, device), [], {}
     notes: list[str] = []
-    single: list[SingleFrameMovie] = []
+    single: list[SingleFrameMovieError] = []
     first: tuple[Path, tuple[int, ...]] | None = None  # the first movie read, and its frames' shape
     spacing = ts.original_pixel_spacing_angstrom
     with SumWriter() as writer:
@@ -102,7 +102,7 @@ def motioncorr_series(ts: TiltSeries, params: MotionCorrParams, output_dir: Path
                 continue
             try:
                 groups = movie_groups(tilt, ts, params)
-            except SingleFrameMovie as exc:
+            except SingleFrameMovieError as exc:
                 reason = f"motioncorr: {tilt.movie_path.name} {exc.problem}"
                 tilts.append(replace(tilt, excluded=True, exclusion_reason=reason))
                 notes.append(f"WARNING: tilt {tilt.nominal_tilt_angle_deg:.1f}° excluded: {reason} Fix: {exc.fix}")

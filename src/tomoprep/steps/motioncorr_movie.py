@@ -71,7 +71,7 @@ class MovieGroups:
         )
 
 
-class SingleFrameMovie(ImageFileError):
+class SingleFrameMovieError(ImageFileError):
     """A movie of one frame: a single image, in which no motion can be measured."""
 
 
@@ -91,10 +91,9 @@ def movie_groups(tilt: TiltImage, ts: TiltSeries, params: MotionCorrParams) -> M
             "re-import the session if the movie was replaced.",
         )
     if header.n_frames < 2:
-        raise SingleFrameMovie(
+        raise SingleFrameMovieError(
             tilt.movie_path,
-            f"has {header.n_frames} frame: no motion can be measured in a single image, so it is no movie to "
-            "correct.",
+            f"has {header.n_frames} frame: no motion can be measured in a single image, so it is no movie to correct.",
             "give the tilt's movie of several frames (the camera's frames, not their sum), or import single images "
             "as a tilt stack (tomoprep import --stack).",
         )
