@@ -102,6 +102,8 @@ class TiltQuality:
     shift_closure_fraction
         ``(n,)`` what the triangle of the tilt and its references leaves open (:class:`NeighbourShifts`), as a
         fraction of the field of view.
+    shift_closure_tolerance_fraction
+        ``(n,)`` how far the triangle may stay open for the displacement to count (:func:`closure_tolerance`).
     shift_limit_fraction
         The ``shift_fraction`` threshold the measures were judged with.
     shift_typical_fraction
@@ -124,6 +126,7 @@ class TiltQuality:
     shift_angstrom: np.ndarray
     shift_fraction: np.ndarray
     shift_closure_fraction: np.ndarray
+    shift_closure_tolerance_fraction: np.ndarray
     shift_limit_fraction: float
     shift_typical_fraction: float
     mean_ratio: np.ndarray
@@ -144,8 +147,8 @@ class TiltQuality:
     def shifted(self) -> np.ndarray:
         """``(n,)`` bool: displaced beyond the limit from both references and the line through them, the three
         correlations agreeing, and :data:`JUMP_OVER_TYPICAL` times as far as the series' median tilt."""
-        return _shifted(self.shift_fraction, self.shift_closure_fraction, self.shift_typical_fraction,
-                        self.shift_limit_fraction)  # fmt: skip
+        return _shifted(self.shift_fraction, self.shift_closure_fraction <= self.shift_closure_tolerance_fraction,
+                        self.shift_typical_fraction, self.shift_limit_fraction)  # fmt: skip
 
     @property
     def shift_unsure(self) -> np.ndarray:
@@ -257,10 +260,13 @@ class NeighbourShifts:
         displacement from one reference, less that from the other, less the references' own displacement.
         Correlations that found the content close it to a few pixels; a peak of noise or of a repeating feature
         leaves it open.
+    outermost
+        ``(n,)`` bool: the two references lie on one side (the first and last usable tilts).
     """
 
     from_sides_px: np.ndarray
     closure_px: np.ndarray
+    outermost: np.ndarray
 
 
 def _references(p: int, last: int) -> tuple[int, int]:
@@ -285,7 +291,8 @@ def neighbour_shifts_px(
     all_angles = np.asarray(tilts_deg, dtype=float)
     indices = np.flatnonzero(usable)
     indices = indices[np.argsort(all_angles[indices], kind="stable")]
-    out = NeighbourShifts(np.full((len(all_angles), 3), np.nan), np.full(len(all_angles), np.nan))
+    out = NeighbourShifts(np.full((len(all_angles), 3), np.nan), np.full(len(all_angles), np.nan),
+                          np.zeros(len(all_angles), dtype=bool))  # fmt: skip
     if len(indices) < 3:
         return out
     # A jump of a tenth of the field is plain at a few hundred pixels: bin to that first, and correlate on the CPU
@@ -304,6 +311,7 @@ def neighbour_shifts_px(
         from_line = from_a - references * ((angles[p] - angles[a]) / (angles[b] - angles[a]))
         out.from_sides_px[index] = [float(v.norm()) * scale for v in (from_a, from_b, from_line)]
         out.closure_px[index] = float((from_a - from_b - references).norm()) * scale
+        out.outermost[index] = p in (0, last)
     return out
 
 
@@ -365,10 +373,11 @@ def measure_tilt_quality(
     evidence = shifts.from_sides_px.min(axis=1) / field_px  # nan unless measured on both sides
     closure = shifts.closure_px / field_px
     # The series' wander, from the tilts whose correlations agree (a peak of noise says nothing about it).
-    trusted = evidence[np.isfinite(evidence) & _closes(evidence, closure, thresholds.shift_fraction)]
+    tolerance = closure_tolerance(evidence, shifts.outermost, thresholds.shift_fraction)
+    trusted = evidence[np.isfinite(evidence) & (closure <= tolerance)]
     typical = float(np.median(trusted)) if trusted.size else 0.0
     sharp = sharpness(images, pixel_spacing_angstrom=pixel_spacing_angstrom)
-    shifted = _shifted(evidence, closure, typical, thresholds.shift_fraction)
+    shifted = _shifted(evidence, closure <= tolerance, typical, thresholds.shift_fraction)
     judged = ~dark & ~shifted
     sharp_ratio, sharp_z = neighbour_trend(sharp, ranks, judged=judged, reference=judged)
     # Once found, blurred tilts are nobody's neighbours: their collapse would drag the others' trend down.
@@ -378,6 +387,7 @@ def measure_tilt_quality(
         shift_angstrom=shifts.from_sides_px * pixel_spacing_angstrom,
         shift_fraction=evidence,
         shift_closure_fraction=closure,
+        shift_closure_tolerance_fraction=tolerance,
         shift_limit_fraction=thresholds.shift_fraction,
         shift_typical_fraction=typical,
         mean_ratio=ratio,
@@ -392,16 +402,20 @@ def measure_tilt_quality(
     return _with_reasons(quality, thresholds)
 
 
-def _shifted(evidence: np.ndarray, closure: np.ndarray, typical: float, limit: float) -> np.ndarray:
+def _shifted(evidence: np.ndarray, closes: np.ndarray, typical: float, limit: float) -> np.ndarray:
     """``(n,)`` bool: the rule of :attr:`TiltQuality.shifted`, on the measures as fractions of the field."""
     far = np.nan_to_num(evidence, nan=0.0) > limit
-    return far & _closes(evidence, closure, limit) & (evidence > JUMP_OVER_TYPICAL * typical)
+    return far & closes & (evidence > JUMP_OVER_TYPICAL * typical)
 
 
-def _closes(evidence: np.ndarray, closure: np.ndarray, limit: float) -> np.ndarray:
-    """``(n,)`` bool: the triangle closes within :data:`CLOSURE_SHARE` of the limit, or of the displacement
-    where larger (the farther a tilt jumped, the less it shares with its neighbours, the coarser the peaks)."""
-    return closure <= CLOSURE_SHARE * np.maximum(limit, np.nan_to_num(evidence, nan=0.0))
+def closure_tolerance(evidence: np.ndarray, outermost: np.ndarray, limit: float) -> np.ndarray:
+    """``(n,)`` how far each tilt's triangle may stay open (fraction of the field): :data:`CLOSURE_SHARE` of the
+    limit, or of the displacement where larger (the farther a tilt jumped, the less it shares with its
+    neighbours and the coarser their peaks). Not so for an outermost tilt: its references lie on one side, the
+    line through them is extrapolated and the farther one two steps off, so its displacement is the least
+    certain, and its triangle must close as the limit demands."""
+    scale = np.where(outermost, limit, np.maximum(limit, np.nan_to_num(evidence, nan=0.0)))
+    return CLOSURE_SHARE * scale
 
 
 def _with_reasons(quality: TiltQuality, thresholds: QualityThresholds) -> TiltQuality:
