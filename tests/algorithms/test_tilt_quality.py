@@ -104,9 +104,39 @@ def test_one_jump_flags_its_tilt_and_not_the_tilt_beyond(jumped: int) -> None:
     images = torch.stack([texture[32:288, 32:288] for _ in tilts])
     images[jumped] = texture[32 + 30 : 288 + 30, 32 + 40 : 288 + 40]
     shifts = neighbour_shifts_px(images, tilts, axis_deg=85.0, usable=np.ones(9, dtype=bool))
-    smallest = np.nanmin(shifts, axis=1)
+    smallest = np.nanmin(shifts.from_sides_px, axis=1)
     assert smallest[jumped] == pytest.approx(50.0, abs=1.5)
     assert np.all(np.delete(smallest, jumped) < 1.5)
+    assert np.all(shifts.closure_px < 1.5)  # every correlation found the texture
+
+
+def test_a_steady_drift_is_no_jump() -> None:
+    """Nine tilts each 40 px of 256 further along: far from both neighbours, but on the line through them."""
+    texture = _textured((640, 640), 1)
+    tilts = [-8.0, -6.0, -4.0, -2.0, 0.0, 2.0, 4.0, 6.0, 8.0]
+    images = torch.stack([texture[40 + 20 * k : 296 + 20 * k, 40 + 35 * k : 296 + 35 * k] for k in range(9)])
+    shifts = neighbour_shifts_px(images, tilts, axis_deg=85.0, usable=np.ones(9, dtype=bool))
+    assert np.all(shifts.from_sides_px[:, :2] > 35)
+    assert np.all(shifts.from_sides_px[:, 2] < 1.5)
+    quality = measure_tilt_quality(images, tilts, axis_deg=85.0, pixel_spacing_angstrom=10.0)
+    assert not quality.shifted.any()
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_correlations_that_disagree_exclude_no_tilt(seed: int) -> None:
+    """Seven tilts of independent noise: every correlation peaks somewhere, the triangles stay open, and no tilt
+    is called shifted; the same tilts with one moved by 60 px of 256 still show the jump."""
+    rng = np.random.default_rng(seed)
+    tilts = [-30.0, -20.0, -10.0, 0.0, 10.0, 20.0, 30.0]
+    noise = torch.from_numpy(rng.normal(100.0, 10.0, size=(7, 256, 256)).astype(np.float32))
+    quality = measure_tilt_quality(noise, tilts, axis_deg=85.0, pixel_spacing_angstrom=10.0)
+    assert np.nanmin(quality.shift_closure_fraction) > DEFAULTS.shift_fraction / 3
+    assert not quality.shifted.any() and not any("shifted" in r for rs in quality.reasons for r in rs)
+    texture = _textured((384, 384), seed)
+    images = torch.stack([texture[64:320, 64:320] for _ in tilts])
+    images[seed + 2] = texture[64 + 36 : 320 + 36, 64 + 48 : 320 + 48]
+    quality = measure_tilt_quality(images, tilts, axis_deg=85.0, pixel_spacing_angstrom=10.0)
+    assert [bool(b) for b in quality.shifted] == [k == seed + 2 for k in range(7)]
 
 
 def test_trend_extrapolates_to_the_outermost_tilt() -> None:

@@ -89,6 +89,49 @@ def test_a_movie_frame_of_nan_excludes_its_tilt_with_the_reason(tmp_path: Path, 
     assert all(np.isfinite(image).all() for image in sums.values())
 
 
+def test_a_blank_movie_excludes_its_tilt_as_blank(tmp_path: Path, session: Path) -> None:
+    _float_movie(session / "frames" / MOVIE, lambda frames: frames.__setitem__(slice(None), 0.0))
+    result, project, _ = _motioncorr(tmp_path, session)
+    text = flat(result.output)
+    assert result.exit_code == 0, text
+    reason = f"motioncorr: blank movie: every pixel of every frame of {MOVIE} is 0 (no image was recorded)"
+    assert reason in text
+    (ts,) = load_tilt_series_set(project / "runs" / "002_motioncorr")
+    assert [t.exclusion_reason for t in ts.tilts if t.excluded] == [reason]
+    assert not any(MOVIE.removesuffix(".mrc") in name for name in _sums(project))
+
+
+def _keep_frames(path: Path, count: int) -> None:
+    frames = mrcfile.read(path)
+    with mrcfile.open(path, mode="r+") as mrc:
+        voxel = mrc.voxel_size.copy()
+        mrc.set_data(np.ascontiguousarray(frames[:count]))
+        mrc.voxel_size = voxel
+
+
+def test_a_movie_of_one_frame_excludes_its_tilt_saying_no_motion_can_be_measured(tmp_path: Path, session: Path) -> None:
+    _keep_frames(session / "frames" / MOVIE, 1)
+    result, project, _ = _motioncorr(tmp_path, session)
+    text = flat(result.output)
+    assert result.exit_code == 0, text
+    reason = f"motioncorr: {MOVIE} has 1 frame: no motion can be measured in a single image"
+    assert reason in text and "import single images as a tilt stack (tomoprep import --stack)" in text
+    assert "--group-frames" not in text
+    (ts,) = load_tilt_series_set(project / "runs" / "002_motioncorr")
+    assert [t.exclusion_reason.startswith(reason) for t in ts.tilts if t.excluded] == [True]
+    assert len(_sums(project)) >= 2  # the other tilts are corrected
+
+
+def test_a_series_of_one_frame_movies_fails_naming_the_movie_and_the_fix(tmp_path: Path, session: Path) -> None:
+    for movie in (session / "frames").glob("*.mrc"):
+        _keep_frames(movie, 1)
+    result, _, _ = _motioncorr(tmp_path, session)
+    text = flat(result.output)
+    assert result.exit_code == 1 and "FAILED" in text, text
+    assert "every movie of TS_01 (3) has 1 frame: no motion can be measured in a single image" in text
+    assert "Fix: give the tilt's movie of several frames" in text and "--group-frames" not in text
+
+
 def test_a_few_infinite_pixels_of_a_frame_are_repaired_as_defects(tmp_path: Path, session: Path) -> None:
     def spoil(frames: np.ndarray) -> None:
         frames[4, 10, 20] = np.inf

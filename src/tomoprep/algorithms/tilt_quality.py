@@ -10,12 +10,19 @@ dark
     tilt is dark for it. Images normalised to mean 0 have no level to compare: only the dark-area test applies
     to them (a uniformly dark tilt is then not found).
 shifted
-    displacement from its neighbours in angle, by stretched cross-correlation (:func:`coarse_align`), among the
+    displacement from its neighbours in angle, by stretched cross-correlation (:func:`pair_shift`), among the
     tilts that are not dark (a tilt beside a dark one is compared with the next tilt that shows the specimen).
     A tilt that jumped makes both of its pairs large, and the tilt beyond it only one, so a tilt is shifted when
     it is displaced by more than ``shift_fraction`` of the field of view (the images' shorter side) from its
-    neighbours on *both* sides. The outermost tilt, with one neighbour, is compared with the tilt beyond that
-    neighbour instead.
+    neighbours on *both* sides and from the line through their positions (a steady drift is no jump). The
+    outermost tilt, with one neighbour, is compared with the tilt beyond that neighbour instead. A correlation
+    can peak on noise or on a repeating feature (concentric membranes, a lattice) where little of the specimen
+    is common to two tilts (a small field, thick ice at large steps): a displacement counts only when the
+    neighbours' displacement from each other closes the triangle to within :data:`CLOSURE_SHARE` of the limit
+    (or of the displacement, where larger); and a jump is an exception, :data:`JUMP_OVER_TYPICAL` times as far
+    as the series' median tilt. Where either fails, the tilt is not judged shifted and the cleaning says so
+    (``shift_unsure``): a wrong peak, or the ordinary wander of a series on a small field, must not exclude a
+    good tilt.
 blurred
     *sharpness*, the power of the band of periods 80 to 40 Å above the noise floor (the band from 0.4 to
     0.5 cycles/px, where shot noise dominates), over that floor: a signal-to-noise ratio, blind to the scale of
@@ -39,7 +46,7 @@ import torch
 
 from tomoprep.algorithms.brightness import dark_fractions, is_absolute, mean_ratios
 from tomoprep.algorithms.fourier import fourier_bin, rfft_frequencies, taper_edges
-from tomoprep.algorithms.tilt_xcorr import coarse_align, pair_shift
+from tomoprep.algorithms.tilt_xcorr import frame_change, pair_shift
 
 #: Detail band of the sharpness measure, as periods (Å): coarse enough that the specimen's signal stands above the
 #: shot noise at a few e/Å² (about the first Thon ring at common defoci), fine enough that 60 Å of drift wipes it.
@@ -53,6 +60,14 @@ DIRECTIONS = 8
 WEAKEST_SPAN_DEG = 90.0
 #: The shift test works on images binned to at most this size (pixels).
 SHIFT_SIZE_PX = 256
+#: A displacement counts when the triangle of the tilt and its references closes to within this share of the
+#: shift limit (or of the displacement, where larger): a tilt that jumped closes it to a few pixels, peaks of
+#: noise or of repeating features (membranes wider than the field) leave it open by tens of pixels.
+CLOSURE_SHARE = 1 / 3
+#: A jump is an exception: a tilt is shifted only when this many times as far from its neighbours as the series'
+#: median tilt (of those measured with closing triangles). Where the stage wanders about as far at every tilt
+#: (ordinary tracking error on a small field of view), no single tilt stands out, and alignment follows the wander.
+JUMP_OVER_TYPICAL = 2.0
 #: Neighbours in angle through which a tilt's expected sharpness is drawn.
 TREND_NEIGHBOURS = 4
 #: Smallest sharpness (log scale is taken of it) and smallest robust spread of log sharpness.
@@ -79,10 +94,20 @@ class TiltQuality:
     Attributes
     ----------
     shift_angstrom
-        ``(n, 2)`` displacement (Å) from the neighbour below and above in angle (the outermost: from its
-        neighbour, and from the tilt beyond it).
+        ``(n, 3)`` displacement (Å) from the neighbour below and above in angle (the outermost: from its
+        neighbour, and from the tilt beyond it), and from the line through their positions.
     shift_fraction
-        ``(n,)`` the smaller of the two, as a fraction of the field of view: how far the tilt is from both sides.
+        ``(n,)`` the smallest of the three, as a fraction of the field of view: how far the tilt is from both
+        sides and from where they put it.
+    shift_closure_fraction
+        ``(n,)`` what the triangle of the tilt and its references leaves open (:class:`NeighbourShifts`), as a
+        fraction of the field of view.
+    shift_closure_tolerance_fraction
+        ``(n,)`` how far the triangle may stay open for the displacement to count (:func:`closure_tolerance`).
+    shift_limit_fraction
+        The ``shift_fraction`` threshold the measures were judged with.
+    shift_typical_fraction
+        The series' median ``shift_fraction`` over the tilts whose triangles close: its ordinary wander.
     mean_ratio
         ``(n,)`` mean over the series' Beer–Lambert prediction (``nan`` for normalised images).
     dark_fraction
@@ -100,6 +125,10 @@ class TiltQuality:
 
     shift_angstrom: np.ndarray
     shift_fraction: np.ndarray
+    shift_closure_fraction: np.ndarray
+    shift_closure_tolerance_fraction: np.ndarray
+    shift_limit_fraction: float
+    shift_typical_fraction: float
     mean_ratio: np.ndarray
     dark_fraction: np.ndarray
     usual_dark_fraction: float
@@ -113,6 +142,20 @@ class TiltQuality:
     def dark_area_excess(self) -> np.ndarray:
         """``(n,)`` part of what the series' median tilt shows bright that is dark in each tilt (≤ 1)."""
         return (self.dark_fraction - self.usual_dark_fraction) / max(1.0 - self.usual_dark_fraction, 1e-6)
+
+    @property
+    def shifted(self) -> np.ndarray:
+        """``(n,)`` bool: displaced beyond the limit from both references and the line through them, the three
+        correlations agreeing, and :data:`JUMP_OVER_TYPICAL` times as far as the series' median tilt."""
+        return _shifted(self.shift_fraction, self.shift_closure_fraction <= self.shift_closure_tolerance_fraction,
+                        self.shift_typical_fraction, self.shift_limit_fraction)  # fmt: skip
+
+    @property
+    def shift_unsure(self) -> np.ndarray:
+        """``(n,)`` bool: beyond the limit, but the correlations disagree or the series' tilts typically wander
+        as far: not judged shifted."""
+        far = np.nan_to_num(self.shift_fraction, nan=0.0) > self.shift_limit_fraction
+        return far & ~self.shifted
 
     @property
     def bad(self) -> np.ndarray:
@@ -201,22 +244,56 @@ def neighbour_trend(
     return np.exp(residual), residual / spread
 
 
+@dataclass(frozen=True)
+class NeighbourShifts:
+    """Displacements of each tilt from its two reference tilts, and how well the three measures agree.
+
+    Attributes
+    ----------
+    from_sides_px
+        ``(n, 3)`` length (pixels) of the displacement from the neighbour below, from the one above in angle,
+        and from the line through the two (their positions interpolated, or extrapolated, to the tilt's angle):
+        a series that drifts steadily or wanders is near that line, a tilt that jumped is far from all three. An
+        outermost tilt has its neighbour and the tilt beyond it. ``nan`` for unusable tilts.
+    closure_px
+        ``(n,)`` length (pixels) of what the triangle of the tilt and its two references leaves open: the
+        displacement from one reference, less that from the other, less the references' own displacement.
+        Correlations that found the content close it to a few pixels; a peak of noise or of a repeating feature
+        leaves it open.
+    outermost
+        ``(n,)`` bool: the two references lie on one side (the first and last usable tilts).
+    """
+
+    from_sides_px: np.ndarray
+    closure_px: np.ndarray
+    outermost: np.ndarray
+
+
+def _references(p: int, last: int) -> tuple[int, int]:
+    """Positions (in angle order) of the two tilts position ``p`` is compared with."""
+    if p == 0:
+        return 1, 2
+    if p == last:
+        return last - 1, last - 2
+    return p - 1, p + 1
+
+
 def neighbour_shifts_px(
     images: torch.Tensor, tilts_deg: Sequence[float] | np.ndarray, *, axis_deg: float, usable: np.ndarray
-) -> np.ndarray:
+) -> NeighbourShifts:
     """Displacement (pixels) of each usable tilt from its usable neighbours below and above in angle.
 
-    Returns
-    -------
-    numpy.ndarray
-        ``(n, 2)``: from the neighbour below and from the one above; the outermost tilts get, on their open
-        side, their displacement from the tilt beyond their neighbour. ``nan`` for unusable tilts.
+    Each pair of tilts at most two apart in angle is correlated once (:func:`pair_shift`, stretched); a tilt's
+    displacement from either reference and the references' from each other make a triangle, whose closure says
+    whether the three correlations found the same content (:class:`NeighbourShifts`). Fewer than three usable
+    tilts: everything ``nan``.
     """
     all_angles = np.asarray(tilts_deg, dtype=float)
     indices = np.flatnonzero(usable)
     indices = indices[np.argsort(all_angles[indices], kind="stable")]
-    out = np.full((len(all_angles), 2), np.nan)
-    if len(indices) < 2:
+    out = NeighbourShifts(np.full((len(all_angles), 3), np.nan), np.full(len(all_angles), np.nan),
+                          np.zeros(len(all_angles), dtype=bool))  # fmt: skip
+    if len(indices) < 3:
         return out
     # A jump of a tenth of the field is plain at a few hundred pixels: bin to that first, and correlate on the CPU
     # (cheap at that size, and where the correlation's geometry lives).
@@ -225,23 +302,35 @@ def neighbour_shifts_px(
     small = (fourier_bin(chosen, factor) if factor > 1 else chosen).cpu()
     scale = images.shape[-1] / small.shape[-1]
     angles = [float(all_angles[i]) for i in indices]
-    result = coarse_align(small, angles, axis_deg=axis_deg)
-    pair = {}
-    for j, i in enumerate(result.neighbours):
-        if i >= 0:
-            pair[(min(i, j), max(i, j))] = float(result.pair_shifts_px[j].norm()) * scale
+    relative = _pairwise(small, angles, axis_deg=axis_deg)
     last = len(indices) - 1
     for p, index in enumerate(indices):
-        below = pair.get((p - 1, p), math.nan) if p > 0 else math.nan
-        above = pair.get((p, p + 1), math.nan) if p < last else math.nan
-        out[index] = (below, above)
-    limit = 0.45 * min(small.shape[-2:])
-    for end, beyond, side in ((0, 2, 0), (last, last - 2, 1)):
-        if 0 <= beyond <= last and beyond != end:
-            shift, _ = pair_shift(small[beyond], small[end], axis_deg=axis_deg, reference_tilt_deg=angles[beyond],
-                                  moving_tilt_deg=angles[end], max_shift_px=limit)  # fmt: skip
-            out[indices[end], side] = float(shift.norm()) * scale
+        a, b = _references(p, last)
+        from_a, from_b = relative(p, a), relative(p, b)
+        references = frame_change(axis_deg, angles[b], angles[p]) @ relative(b, a)
+        from_line = from_a - references * ((angles[p] - angles[a]) / (angles[b] - angles[a]))
+        out.from_sides_px[index] = [float(v.norm()) * scale for v in (from_a, from_b, from_line)]
+        out.closure_px[index] = float((from_a - from_b - references).norm()) * scale
+        out.outermost[index] = p in (0, last)
     return out
+
+
+def _pairwise(small: torch.Tensor, angles: list[float], *, axis_deg: float):
+    """``relative(p, q)``: displacement ``(x, y)`` of image ``p`` from image ``q`` in ``p``'s frame (pixels),
+    each unordered pair correlated once."""
+    limit = 0.45 * min(small.shape[-2:])
+    measured: dict[tuple[int, int], torch.Tensor] = {}
+
+    def relative(p: int, q: int) -> torch.Tensor:
+        low, high = min(p, q), max(p, q)
+        if (low, high) not in measured:
+            measured[(low, high)], _ = pair_shift(small[low], small[high], axis_deg=axis_deg,
+                                                  reference_tilt_deg=angles[low], moving_tilt_deg=angles[high],
+                                                  max_shift_px=limit)  # fmt: skip
+        shift = measured[(low, high)]
+        return shift if p == high else -(frame_change(axis_deg, angles[high], angles[low]) @ shift)
+
+    return relative
 
 
 def measure_tilt_quality(
@@ -279,18 +368,28 @@ def measure_tilt_quality(
     area = dark_fractions(images, absolute=absolute, dark_level=thresholds.dark_level)
     usual = float(np.median(area))
     dark = ((area - usual) / max(1.0 - usual, 1e-6) > thresholds.dark_area_fraction) | (ratio < thresholds.dark_ratio)
-    shifts_px = neighbour_shifts_px(images, tilts, axis_deg=axis_deg, usable=~dark)
-    evidence = shifts_px.min(axis=1)  # nan unless measured on both sides
-    shifted = evidence / min(images.shape[-2:]) > thresholds.shift_fraction
+    shifts = neighbour_shifts_px(images, tilts, axis_deg=axis_deg, usable=~dark)
+    field_px = min(images.shape[-2:])
+    evidence = shifts.from_sides_px.min(axis=1) / field_px  # nan unless measured on both sides
+    closure = shifts.closure_px / field_px
+    # The series' wander, from the tilts whose correlations agree (a peak of noise says nothing about it).
+    tolerance = closure_tolerance(evidence, shifts.outermost, thresholds.shift_fraction)
+    trusted = evidence[np.isfinite(evidence) & (closure <= tolerance)]
+    typical = float(np.median(trusted)) if trusted.size else 0.0
     sharp = sharpness(images, pixel_spacing_angstrom=pixel_spacing_angstrom)
+    shifted = _shifted(evidence, closure <= tolerance, typical, thresholds.shift_fraction)
     judged = ~dark & ~shifted
     sharp_ratio, sharp_z = neighbour_trend(sharp, ranks, judged=judged, reference=judged)
     # Once found, blurred tilts are nobody's neighbours: their collapse would drag the others' trend down.
     blurred = (sharp_ratio < thresholds.blur_ratio) & (sharp_z < -thresholds.blur_z_score)
     sharp_ratio, sharp_z = neighbour_trend(sharp, ranks, judged=judged, reference=judged & ~blurred)
     quality = TiltQuality(
-        shift_angstrom=shifts_px * pixel_spacing_angstrom,
-        shift_fraction=evidence / min(images.shape[-2:]),
+        shift_angstrom=shifts.from_sides_px * pixel_spacing_angstrom,
+        shift_fraction=evidence,
+        shift_closure_fraction=closure,
+        shift_closure_tolerance_fraction=tolerance,
+        shift_limit_fraction=thresholds.shift_fraction,
+        shift_typical_fraction=typical,
         mean_ratio=ratio,
         dark_fraction=area,
         usual_dark_fraction=usual,
@@ -301,6 +400,22 @@ def measure_tilt_quality(
         reasons=(),
     )
     return _with_reasons(quality, thresholds)
+
+
+def _shifted(evidence: np.ndarray, closes: np.ndarray, typical: float, limit: float) -> np.ndarray:
+    """``(n,)`` bool: the rule of :attr:`TiltQuality.shifted`, on the measures as fractions of the field."""
+    far = np.nan_to_num(evidence, nan=0.0) > limit
+    return far & closes & (evidence > JUMP_OVER_TYPICAL * typical)
+
+
+def closure_tolerance(evidence: np.ndarray, outermost: np.ndarray, limit: float) -> np.ndarray:
+    """``(n,)`` how far each tilt's triangle may stay open (fraction of the field): :data:`CLOSURE_SHARE` of the
+    limit, or of the displacement where larger (the farther a tilt jumped, the less it shares with its
+    neighbours and the coarser their peaks). Not so for an outermost tilt: its references lie on one side, the
+    line through them is extrapolated and the farther one two steps off, so its displacement is the least
+    certain, and its triangle must close as the limit demands."""
+    scale = np.where(outermost, limit, np.maximum(limit, np.nan_to_num(evidence, nan=0.0)))
+    return CLOSURE_SHARE * scale
 
 
 def _with_reasons(quality: TiltQuality, thresholds: QualityThresholds) -> TiltQuality:
@@ -322,7 +437,7 @@ def _with_reasons(quality: TiltQuality, thresholds: QualityThresholds) -> TiltQu
                 f"blurred: high-frequency signal {quality.sharpness_ratio[i]:.2f} of the trend of its neighbours "
                 f"(robust z {quality.sharpness_z[i]:.1f})"
             )
-        if quality.shift_fraction[i] > t.shift_fraction:
+        if quality.shifted[i]:
             distance = float(np.min(quality.shift_angstrom[i]))
             why.append(
                 f"shifted: {distance:.0f} Å ({100 * quality.shift_fraction[i]:.0f} % of the field of view) "

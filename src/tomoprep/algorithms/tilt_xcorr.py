@@ -93,6 +93,12 @@ def _unstretch(axis_deg: float, reference_tilt_deg: float, moving_tilt_deg: floa
     return torch.linalg.inv(stretch_matrix(axis_deg, factor))
 
 
+def frame_change(axis_deg: float, from_tilt_deg: float, to_tilt_deg: float) -> torch.Tensor:
+    """``(2, 2)`` float64 matrix taking a displacement in the frame of the image at ``from_tilt_deg`` to the frame
+    of the image at ``to_tilt_deg`` (foreshortening across the axis, ``cos`` of the tilts)."""
+    return _unstretch(axis_deg, from_tilt_deg, to_tilt_deg)
+
+
 def _tapered(images: torch.Tensor) -> torch.Tensor:
     """Mean-subtracted images multiplied by a raised-cosine window over their outer :data:`TAPER_FRACTION`."""
     width = max(2, round(TAPER_FRACTION * min(images.shape[-2:])))

@@ -19,7 +19,7 @@ from tomoprep.cli.crash import crash_message, write_crash_log
 from tomoprep.cli.help import StackedHelpCommand
 from tomoprep.cli.params import option_parameters
 from tomoprep.cli.render import runs_table, tilt_series_table
-from tomoprep.errors import TomoprepError
+from tomoprep.errors import TomoprepError, disk_full_message, is_disk_full
 from tomoprep.execution import local_executor, resume_run, run_step
 from tomoprep.project import Project, RunRecord, init_project, open_project, repair_project
 from tomoprep.project.records import MISSING_INPUT
@@ -41,8 +41,8 @@ CRASH_EXIT_CODE = 3
 
 
 def _clear_errors(command: Callable[..., None]) -> Callable[..., None]:
-    """tomoprep's own errors print as one line (file, value, fix) and exit with status 2, no traceback; an
-    index SQLite cannot read is named with the fix; any other error goes to :func:`_last_resort`."""
+    """tomoprep's own errors print as one line (file, value, fix) and exit with status 2, no traceback; so do an
+    index SQLite cannot read and a full device, each with the fix; any other error goes to :func:`_last_resort`."""
 
     @functools.wraps(command)
     def wrapper(*args: Any, **kwargs: Any) -> None:
@@ -51,9 +51,14 @@ def _clear_errors(command: Callable[..., None]) -> Callable[..., None]:
         except TomoprepError as exc:
             console.print(f"[red]error:[/red] {exc}", highlight=False, soft_wrap=True)
             raise typer.Exit(code=2) from None
-        except sqlite3.DatabaseError as exc:
+        except (sqlite3.DatabaseError, OSError) as exc:
             root = Path(kwargs.get("project") or kwargs.get("path") or ".").resolve()
-            message = damaged_index_message(root / DB_NAME, exc)
+            if is_disk_full(exc):
+                message = disk_full_message(exc, root / DB_NAME, None)
+            elif isinstance(exc, sqlite3.DatabaseError):
+                message = damaged_index_message(root / DB_NAME, exc)
+            else:
+                _last_resort(exc)
             console.print(f"[red]error:[/red] {message}", highlight=False, soft_wrap=True)
             raise typer.Exit(code=2) from None
         except (typer.Exit, typer.Abort, typer.exceptions.TyperException):
@@ -256,6 +261,9 @@ def main() -> None:
     """Entry point of the ``tomoprep`` console script: no traceback reaches the terminal (see cli/crash.py)."""
     try:
         build_app(_command_name(sys.argv[1:]))(prog_name="tomoprep")
+    except TomoprepError as exc:  # before any command: a plugin step that is no Step
+        console.print(f"[red]error:[/red] {exc}", highlight=False, soft_wrap=True)
+        sys.exit(2)
     except Exception as exc:
         try:
             _last_resort(exc)

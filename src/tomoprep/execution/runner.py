@@ -18,7 +18,14 @@ from typing import Any
 from pydantic import ValidationError
 
 from tomoprep import __version__
-from tomoprep.errors import ProjectError, StepError, TomoprepError
+from tomoprep.errors import (
+    ProjectError,
+    RunStoppedError,
+    StepError,
+    TomoprepError,
+    disk_full_message,
+    is_disk_full,
+)
 from tomoprep.execution.executors import SerialExecutor
 from tomoprep.execution.memory import heap_for_large_arrays, release_free_memory
 from tomoprep.project import Project, RunRecord, UnitRecord
@@ -151,13 +158,49 @@ def _execute(
     with _run_lock(run_dir):
         try:
             succeeded = _run_units(project, step, run, params, [u for u in units if u.name not in skip], executor)
-        except BaseException:
-            project.log_event(run.id, traceback.format_exc(), level="ERROR")
-            project.set_run_status(run.id, "FAILED", error=traceback.format_exc())
+            names = [u.name for u in units if u.name in skip or u.name in succeeded]
+            step.finalize(run_dir, names)
+            return _finish(project, run.id, n_units=len(units), n_done=len(names))
+        except BaseException as exc:
+            _stop(project, run, exc)
             raise
-        names = [u.name for u in units if u.name in skip or u.name in succeeded]
-        step.finalize(run_dir, names)
-        return _finish(project, run.id, n_units=len(units), n_done=len(names))
+
+
+def _stop(project: Project, run: RunRecord, exc: BaseException) -> None:
+    """Record ``run`` FAILED after ``exc`` (the index first: it is written even where the run folder is not),
+    and turn a fault of the surroundings into one clear error. A failure to record never hides ``exc``: both
+    are told."""
+    causes = [exc, *([exc.__cause__] if exc.__cause__ is not None else [])]
+    full = next((e for e in causes if is_disk_full(e)), None)
+    error = disk_full_message(full, project.run_dir(run), run.id) if full else "".join(traceback.format_exception(exc))
+    try:  # the units' errors, where the run was being finished, stay in the record before this one
+        earlier = project.get_run(run.id).error
+    except Exception:
+        earlier = None
+    error = f"{earlier}\n{error}" if earlier else error
+    unrecorded = []
+    for record in (lambda: project.set_run_status(run.id, "FAILED", error=error),
+                   lambda: project.log_event(run.id, error, level="ERROR")):  # fmt: skip
+        try:
+            record()
+        except Exception as failure:
+            unrecorded.append(failure)
+    if full is None and not unrecorded:
+        return
+    what = disk_full_message(full, project.run_dir(run), run.id) if full else f"{type(exc).__name__}: {exc}"
+    if full is None and exc.__cause__ is not None:
+        what += f" (on recording the earlier error {type(exc.__cause__).__name__}: {exc.__cause__})"
+    if earlier and full is None:
+        what = f"{earlier.strip()}\nThen {what}"
+    if unrecorded:
+        again = unrecorded[0]
+        if str(again) != str(exc):
+            what += f"\nRecording that the run FAILED failed too ({type(again).__name__}: {again})."
+        what += (
+            f"\nThe index says FAILED where it could be written; make {project.run_dir(run)} writable (and free "
+            f"space), then `tomoprep run --resume {run.id}`."
+        )
+    raise RunStoppedError(f"run {run.label} FAILED: {what}") from exc
 
 
 def _finish(project: Project, run_id: int, *, n_units: int, n_done: int) -> RunRecord:
@@ -239,13 +282,24 @@ def _collect(
             output = future.result()
             artifacts = step.save_unit(output, project.run_dir(run))
         except Exception as exc:
-            detail = "".join(traceback.format_exception(exc))
-            project.log_event(run.id, detail, level="DEBUG", unit=unit.name)
-            message = str(exc) if isinstance(exc, TomoprepError) else f"{type(exc).__name__}: {exc}"
-            _fail_unit(project, run, unit.name, message, started=started)
+            _record_unit_failure(project, run, unit.name, exc, started=started)
             continue
         _complete_unit(project, run, unit.name, output, artifacts, started=started)
         succeeded.add(unit.name)
+
+
+def _record_unit_failure(project: Project, run: RunRecord, name: str, exc: Exception, *, started: str) -> None:
+    """Record a unit's failure: a full disk as one line with the fix, tomoprep's errors as they are, others with
+    their type. Where the record itself cannot be written, the run stops with both errors (:func:`_stop`)."""
+    if is_disk_full(exc):
+        message = disk_full_message(exc, project.run_dir(run) / name, run.id)
+    else:
+        message = str(exc) if isinstance(exc, TomoprepError) else f"{type(exc).__name__}: {exc}"
+    try:
+        project.log_event(run.id, "".join(traceback.format_exception(exc)), level="DEBUG", unit=name)
+        _fail_unit(project, run, name, message, started=started)
+    except Exception as failure:
+        raise failure from exc
 
 
 def _fail_unit(project: Project, run: RunRecord, name: str, message: str, *, started: str) -> None:

@@ -56,6 +56,31 @@ def _new_index(root: Path) -> sqlite3.Connection:
     return conn
 
 
+#: SQLite's side files of an index in WAL mode.
+WAL_SIDE_FILES = ("-wal", "-shm")
+
+
+def _remove_side_files(db: Path) -> None:
+    """Remove the empty ``-wal`` and the ``-shm`` that a read-only connection made beside ``db`` (none were there).
+
+    A read-only connection cannot remove them; the last connection to close can, and SQLite knows whether it is
+    the last: a connection that reads and closes removes them only when no other holds the index open (a writer
+    that started meanwhile keeps them). Only an empty ``-wal`` is left to it, so closing it checkpoints nothing
+    and the index file is not written. Best effort: where the file cannot be opened for writing they stay.
+    """
+    wal = Path(f"{db}-wal")
+    try:
+        if not wal.exists() or wal.stat().st_size != 0:
+            return
+        conn = sqlite3.connect(db, timeout=0, isolation_level=None)
+        try:
+            conn.execute("SELECT 1 FROM meta LIMIT 1").fetchall()
+        finally:
+            conn.close()
+    except (sqlite3.Error, OSError):
+        return
+
+
 def _run_folders(root: Path) -> list[Path]:
     return sorted(p for paths in numbered_entries(root / RUNS_DIR).values() for p in paths if p.is_dir())
 
@@ -102,11 +127,13 @@ def open_project(path: Path | str, *, read_only: bool = False) -> Project:
     db = root / DB_NAME
     if not db.is_file():
         raise ProjectError(_no_index_message(root))
+    # A reader in a writable folder makes SQLite's side files if they are not there; it cannot remove them.
+    tidy = read_only and not any(Path(f"{db}{side}").exists() for side in WAL_SIDE_FILES)
     # Checked through a read-only connection first: opening a damaged file for writing may change it (an
     # empty file becomes an empty database).
     if (problem := index_problem(db, thorough=False)) is not None:
         raise ProjectError(damaged_index_message(db, problem))
-    return Project(root, _connect(db, read_only=read_only))
+    return Project(root, _connect(db, read_only=read_only), tidy_side_files=tidy)
 
 
 @dataclass(frozen=True)
@@ -144,13 +171,17 @@ def repair_project(path: Path | str) -> RepairReport:
 class Project:
     """An open project. Create with :func:`init_project` or :func:`open_project`."""
 
-    def __init__(self, root: Path, conn: sqlite3.Connection) -> None:
+    def __init__(self, root: Path, conn: sqlite3.Connection, *, tidy_side_files: bool = False) -> None:
         self.root = root
         self._conn = conn
+        self._tidy_side_files = tidy_side_files
 
     def close(self) -> None:
-        """Close the index connection."""
+        """Close the index connection (and remove the side files a read-only reading made, see
+        :func:`_remove_side_files`)."""
         self._conn.close()
+        if self._tidy_side_files:
+            _remove_side_files(self.root / DB_NAME)
 
     def __enter__(self) -> Project:
         return self

@@ -15,12 +15,13 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import torch
 
 from tomoprep.algorithms.tilt_quality import TiltQuality, measure_tilt_quality
 from tomoprep.errors import InputError
 from tomoprep.io.star import write_star
 from tomoprep.model import TiltImage, TiltSeries
-from tomoprep.steps.base import Unit, UnitOutput
+from tomoprep.steps.base import WARNING_PREFIX, Unit, UnitOutput
 from tomoprep.steps.clean_manual import (
     AUTO_PREFIX,
     MANUAL_REASON,
@@ -90,6 +91,38 @@ def _measure(stack: TiltStack, measured: list[int], params: CleanParams) -> Tilt
     )
 
 
+def _level_notes(quality: TiltQuality, ts: TiltSeries) -> list[str]:
+    """What the mean test could not use."""
+    if not quality.absolute:
+        return ["images are normalised (mean about 0): no mean test; darkness judged by dark area only"]
+    if not ts.dose_known:
+        return ["the dose is unknown: the mean test takes every tilt to have had the same dose"]
+    return []
+
+
+def _blank_exclusions(
+    stack: TiltStack, with_image: Sequence[TiltImage], measured: list[int], keep: frozenset[int]
+) -> dict[int, TiltImage]:
+    """Tilts (by position in ``with_image``) whose image is not a picture: one value throughout (all 0: nothing
+    recorded), or values that are not numbers. They are excluded before the tests, which would take them for
+    dark or shifted tilts and would compare their neighbours with them."""
+    out = {}
+    for k in measured:
+        image = stack.images[k]
+        finite = torch.isfinite(image)
+        if not bool(finite.all()):
+            count = int((~finite).sum())
+            why = f"not finite: {count} of {image.numel()} pixels of the image are nan or inf"
+        else:
+            low, high = float(image.min()), float(image.max())
+            if high - low > 1e-6 * max(abs(low), abs(high), 1e-30):
+                continue
+            why = f"blank: every pixel is {low:g} (no image was recorded)"
+        if with_image[k].acquisition_index not in keep:
+            out[k] = replace(with_image[k], excluded=True, exclusion_reason=f"{AUTO_PREFIX} {why}")
+    return out
+
+
 def _auto_exclusions(tilts: Sequence[TiltImage], quality: TiltQuality, keep: frozenset[int]) -> list[TiltImage]:
     """The measured ``tilts`` that are bad, excluded with their reasons (``keep``: acquisition indices spared)."""
     return [
@@ -115,15 +148,16 @@ def clean_series(payload: CleanPayload, params: CleanParams, output_dir: Path) -
     notes = [f"{blind} included tilts have no image: not measured"] if blind else []
     stack = read_tilt_stack(ts, with_image, target_size_px=params.working_size_px,
                             device=device_for(params.device)) if with_image else None  # fmt: skip
-    quality = None
+    quality, n_judged = None, len(measured)
+    if params.auto and stack is not None:
+        blank = _blank_exclusions(stack, with_image, measured, payload.include)
+        tilts.update({t.acquisition_index: t for t in blank.values()})
+        measured = [k for k in measured if k not in blank]
     if params.auto and stack is not None and len(measured) >= MIN_TILTS_TO_JUDGE:
         quality = _measure(stack, measured, params)
         bad = _auto_exclusions([with_image[k] for k in measured], quality, payload.include)
         tilts.update({t.acquisition_index: t for t in bad})
-        if not quality.absolute:
-            notes.append("images are normalised (mean about 0): no mean test; darkness judged by dark area only")
-        elif not ts.dose_known:
-            notes.append("the dose is unknown: the mean test takes every tilt to have had the same dose")
+        notes += _unsure_shift_notes(quality) + _level_notes(quality, ts)
     elif params.auto:
         notes.append(f"{len(measured)} tilts to measure: too few to judge (at least {MIN_TILTS_TO_JUDGE})")
     result = ts.with_tilts(tuple(tilts[t.acquisition_index] for t in ts.tilts))
@@ -132,7 +166,54 @@ def clean_series(payload: CleanPayload, params: CleanParams, output_dir: Path) -
         write_clean_plot(result, stack, quality, measured, path, thresholds=params.thresholds)
         if quality is not None:
             _write_quality_table(stack, quality, measured, output_dir / f"{ts.name}_quality.star")
+        if params.auto:
+            _check_share_excluded(ts, result, n_judged, params, output_dir)
     return UnitOutput(result, tuple(notes + _exclusion_notes(ts, result)))
+
+
+#: Options that set the threshold of each kind of automatic exclusion.
+THRESHOLD_OPTIONS = {"shifted": "--shift-fraction", "dark": "--dark-ratio / --dark-area-fraction",
+                     "blurred": "--blur-ratio / --blur-z-score"}  # fmt: skip
+
+
+def _unsure_shift_notes(quality: TiltQuality) -> list[str]:
+    """A warning when tilts seemed far from their neighbours but the correlations that said so disagree."""
+    unsure = np.flatnonzero(quality.shift_unsure)
+    if unsure.size == 0:
+        return []
+    return [
+        f"{WARNING_PREFIX} {unsure.size} tilts seemed displaced from their neighbours by more than "
+        f"{100 * quality.shift_limit_fraction:g} % of the field, but the correlations that say so disagree "
+        "(tpShiftClosureFractionOfField in the quality table) or the series' median tilt is displaced about as far "
+        f"({100 * quality.shift_typical_fraction:.0f} %): not excluded as shifted; check the _clean.png and "
+        "exclude by hand (--exclude) where a tilt did jump"
+    ]
+
+
+def _check_share_excluded(
+    ts: TiltSeries, result: TiltSeries, n_measured: int, params: CleanParams, output_dir: Path
+) -> None:
+    """Fail the series when the automatic tests exclude more than ``max_excluded_fraction`` of its measured tilts:
+    a series that bad is rarer than a measure misled, and either must not pass as a success."""
+    auto = [t for t in result.tilts if t.excluded and t.exclusion_reason.startswith(AUTO_PREFIX)]
+    if len(auto) <= params.max_excluded_fraction * n_measured:
+        return
+    kinds: dict[str, int] = {}
+    for tilt in auto:
+        kind = tilt.exclusion_reason.removeprefix(AUTO_PREFIX).strip().split(":")[0]
+        kinds[kind] = kinds.get(kind, 0) + 1
+    why = ", ".join(f"{n} {kind}" for kind, n in kinds.items())
+    first = auto[0]
+    options = " or ".join(THRESHOLD_OPTIONS.get(kind, kind) for kind in kinds)
+    raise InputError(
+        ts.sources[0] if ts.sources else None,
+        f"the automatic tests would exclude {len(auto)} of the {n_measured} measured tilts of {ts.name} ({why}; "
+        f"tilt {first.acquisition_index}: {first.exclusion_reason}), more than "
+        f"{100 * params.max_excluded_fraction:.0f} % of the series.",
+        f"look at {output_dir / f'{ts.name}_clean.png'}; if those tilts are bad, rerun with "
+        f"--max-excluded-fraction 1; if not, raise {options}, or clean with --no-auto and exclude tilts by hand "
+        "(--exclude).",
+    )
 
 
 def _write_quality_table(stack: TiltStack, quality: TiltQuality, measured: list[int], path: Path) -> None:
@@ -143,6 +224,7 @@ def _write_quality_table(stack: TiltStack, quality: TiltQuality, measured: list[
             "tpAcquisitionIndex": [t.acquisition_index for t in tilts],
             "rlnTomoNominalStageTiltAngle": [t.nominal_tilt_angle_deg for t in tilts],
             "tpShiftFractionOfField": quality.shift_fraction,
+            "tpShiftClosureFractionOfField": quality.shift_closure_fraction,
             "tpMeanRatio": quality.mean_ratio,
             "tpDarkAreaFraction": quality.dark_fraction,
             "tpSharpness": quality.sharpness,

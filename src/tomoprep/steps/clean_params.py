@@ -59,6 +59,14 @@ class CleanParams(Params):
     blur_z_score: float = Field(
         4.0, gt=0, le=1000, description="... and more than this many robust standard deviations below it."
     )
+    max_excluded_fraction: float = Field(
+        0.5,
+        gt=0,
+        le=1,
+        description="A series fails when the automatic tests would exclude more than this fraction of its measured "
+        "tilts: look at its _clean.png, then pass 1 to accept the exclusions, or raise the threshold that made "
+        "them.",
+    )
     exclude: str | None = Field(
         None, description="Tilts to exclude by hand, by acquisition index: 'TS_01:3,5;TS_02:0-2'."
     )

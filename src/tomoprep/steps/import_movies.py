@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import glob
 import math
+import os
 from collections import Counter, defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -12,7 +13,7 @@ from pathlib import Path
 from tomoprep.conventions import normalise_angle_deg
 from tomoprep.errors import ImageFileError, InputError, MdocError
 from tomoprep.io.mdoc import MdocSeries, MdocTilt, read_mdocs
-from tomoprep.io.movies import read_movie_header
+from tomoprep.io.movies import MovieHeader, read_movie_header
 from tomoprep.model import GainReference, Optics, TiltImage, TiltSeries
 from tomoprep.steps.base import Unit, UnitOutput
 from tomoprep.steps.import_dose import DoseRecord, acquisition_order, pre_exposures
@@ -31,6 +32,7 @@ class _MovieFacts:
     gain: GainReference | None = None
     excluded: bool = False
     exclusion_reason: str = ""
+    frame_shape_yx: tuple[int, int] | None = None
 
 
 @dataclass(frozen=True)
@@ -121,6 +123,30 @@ def match_movie(movie_name: str, movies: dict[str, Path]) -> Path | None:
     return candidates[0] if len(candidates) == 1 else None
 
 
+def _missing_movie(movie_name: str, movies_dir: Path) -> tuple[str, str]:
+    """Why no movie file answers ``movie_name`` in ``movies_dir``: what stands in its place (a broken link, a
+    folder), or that nothing does; and the fix."""
+    stem = Path(movie_name).stem
+    entries = sorted(
+        p for p in movies_dir.iterdir()
+        if p.name == movie_name or (p.stem == stem and p.suffix.lower() in MOVIE_SUFFIXES)
+    )  # fmt: skip
+    for entry in entries:
+        if entry.is_symlink() and not entry.exists():
+            return (
+                f": {entry} is a broken link (to {os.readlink(entry)}, which does not exist).",
+                "restore the file the link points to, or point the link at the movie.",
+            )
+        if entry.is_dir():
+            return (
+                f": {entry} is a folder, not a movie file.",
+                "put the movie file in its place, or pass --movies with the folder that holds the movie files.",
+            )
+        if not entry.is_file():
+            return f": {entry} is not a regular file (a pipe or a device).", "replace it with the movie file."
+    return f", which is not in {movies_dir}.", "pass --movies with the folder that holds it."
+
+
 def _resolve_pixel_spacing(series: MdocSeries, params: ImportParams) -> float:
     if params.pixel_spacing_angstrom is not None:
         return params.pixel_spacing_angstrom
@@ -200,7 +226,7 @@ def _gain_for(tilt: MdocTilt, series: MdocSeries, movies_dir: Path, params: Impo
     return GainReference(path, rotation_deg=params.gain_rotation_deg, flip=params.gain_flip)
 
 
-def _check_movie(tilt: MdocTilt, movie: Path, spacing: float, params: ImportParams) -> tuple[int, list[str]]:
+def _check_movie(tilt: MdocTilt, movie: Path, spacing: float, params: ImportParams) -> tuple[MovieHeader, list[str]]:
     header = read_movie_header(movie)
     notes = []
     if tilt.num_sub_frames is not None and header.format != "eer" and header.n_frames != tilt.num_sub_frames:
@@ -220,7 +246,7 @@ def _check_movie(tilt: MdocTilt, movie: Path, spacing: float, params: ImportPara
             f"header pixel spacing {own:.4g} Å contradicts the mdoc's {spacing:.4g} Å ({tilt.source.name}).",
             "pass --pixel-spacing-angstrom with the right value.",
         )
-    return header.n_frames, notes
+    return header, notes
 
 
 def import_movie_series(payload: MovieSeriesPayload, params: ImportParams, output_dir: Path) -> UnitOutput:
@@ -246,10 +272,13 @@ def import_movie_series(payload: MovieSeriesPayload, params: ImportParams, outpu
     if doses.warning is not None:
         notes.append(f"WARNING: {doses.warning}")
     rank = {position: k for k, position in enumerate(order)}
+    found = [_tilt_image(tilt, movies, payload.movies_dir, series, params, spacing) for tilt in tilts]
+    all_facts = _same_frame_shape([facts for facts, _ in found], params)
     images = []
-    for i, tilt in enumerate(tilts):
-        facts, tilt_notes = _tilt_image(tilt, movies, payload.movies_dir, series, params, spacing)
-        notes.extend(tilt_notes)
+    for i, (tilt, facts) in enumerate(zip(tilts, all_facts, strict=True)):
+        notes.extend(found[i][1])
+        if facts.excluded and not found[i][0].excluded:
+            notes.append(f"tilt excluded: {facts.exclusion_reason.removeprefix('import: ')}")
         images.append(
             TiltImage(
                 acquisition_index=rank[i],
@@ -276,6 +305,32 @@ def import_movie_series(payload: MovieSeriesPayload, params: ImportParams, outpu
         sources=series.sources,
     )
     return UnitOutput(ts, tuple(notes))
+
+
+def _same_frame_shape(found: list[_MovieFacts], params: ImportParams) -> list[_MovieFacts]:
+    """The movies' facts, those whose frames are of another size than most of the series' named (the series
+    fails) or excluded (``on_bad_movie=exclude``): a movie of another camera or mode would be blamed on the
+    gain reference, or pass to a later step as a derived image of the wrong size."""
+    shapes = Counter(f.frame_shape_yx for f in found if f.frame_shape_yx is not None)
+    if len(shapes) < 2:
+        return found
+    (usual, count), total = shapes.most_common(1)[0], sum(shapes.values())
+    out = []
+    for facts in found:
+        if facts.frame_shape_yx is None or facts.frame_shape_yx == usual:
+            out.append(facts)
+            continue
+        (y, x), (uy, ux) = facts.frame_shape_yx, usual
+        error = ImageFileError(
+            facts.movie_path,
+            f"frames of {y} x {x} pixels (y, x), but {count} of the series' {total} movies have {uy} x {ux}: a "
+            "movie of another camera, binning or mode.",
+            "put this series' movie in its place, or import with --on-bad-movie exclude to leave the tilt out.",
+        )
+        if params.on_bad_movie == "fail":
+            raise error
+        out.append(_MovieFacts(excluded=True, exclusion_reason=f"import: {error}"))
+    return out
 
 
 def _check_duplicate_movies(series: MdocSeries) -> None:
@@ -307,15 +362,12 @@ def _tilt_image(
             )
         movie = match_movie(tilt.movie_name, movies)
         if movie is None:
-            raise InputError(
-                tilt.source,
-                f"section {tilt.section_index} names movie {tilt.movie_name!r}, which is not in {movies_dir}.",
-                "pass --movies with the folder that holds it.",
-            )
-        frames, notes = _check_movie(tilt, movie, spacing, params)
+            problem, fix = _missing_movie(tilt.movie_name, movies_dir)
+            raise InputError(tilt.source, f"section {tilt.section_index} names movie {tilt.movie_name!r}{problem}", fix)
+        header, notes = _check_movie(tilt, movie, spacing, params)
         gain = _gain_for(tilt, series, movies_dir, params)
     except (InputError, ImageFileError) as exc:
         if params.on_bad_movie == "fail":
             raise
         return _MovieFacts(excluded=True, exclusion_reason=f"import: {exc}"), [f"tilt excluded: {exc}"]
-    return _MovieFacts(movie_path=movie, frame_count=frames, gain=gain), notes
+    return _MovieFacts(movie_path=movie, frame_count=header.n_frames, gain=gain, frame_shape_yx=header.shape_yx), notes

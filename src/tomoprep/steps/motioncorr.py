@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from tomoprep.errors import InputError
+from tomoprep.errors import ImageFileError, InputError
 from tomoprep.io.gain import gain_for_frames, orient_gain, read_gain
 from tomoprep.model import GainReference, TiltSeries
 from tomoprep.steps.base import UnitOutput
@@ -18,6 +18,7 @@ from tomoprep.steps.gain_check import check_gain_orientation
 from tomoprep.steps.motioncorr_finite import finite_gain, repair_frames
 from tomoprep.steps.motioncorr_movie import (
     SeriesDefects,
+    SingleFrameMovieError,
     correct_movie,
     counts_sum,
     device_for,
@@ -91,13 +92,22 @@ def motioncorr_series(ts: TiltSeries, params: MotionCorrParams, output_dir: Path
     torch.set_num_threads(max(1, torch.get_num_threads()))
     gains, defects, tilts, trajectories = _Gains(params, device), SeriesDefects(params, device), [], {}
     notes: list[str] = []
+    single: list[SingleFrameMovieError] = []
+    first: tuple[Path, tuple[int, ...]] | None = None  # the first movie read, and its frames' shape
     spacing = ts.original_pixel_spacing_angstrom
     with SumWriter() as writer:
         for tilt in ts.tilts:
             if tilt.excluded or tilt.movie_path is None:
                 tilts.append(tilt)
                 continue
-            groups = movie_groups(tilt, ts, params)
+            try:
+                groups = movie_groups(tilt, ts, params)
+            except SingleFrameMovieError as exc:
+                reason = f"motioncorr: {tilt.movie_path.name} {exc.problem}"
+                tilts.append(replace(tilt, excluded=True, exclusion_reason=reason))
+                notes.append(f"WARNING: tilt {tilt.nominal_tilt_angle_deg:.1f}° excluded: {reason} Fix: {exc.fix}")
+                single.append(exc)
+                continue
             counts = load_groups(groups)
             repair = repair_frames(counts, tilt.movie_path.name, groups.group_frames)
             if repair.exclusion_reason:
@@ -105,6 +115,8 @@ def motioncorr_series(ts: TiltSeries, params: MotionCorrParams, output_dir: Path
                 notes.append(f"WARNING: tilt {tilt.nominal_tilt_angle_deg:.1f}° excluded: {repair.exclusion_reason}")
                 continue
             notes.extend(repair.notes)
+            first = first or (tilt.movie_path, counts[0].shape)
+            _check_frame_shape(tilt.movie_path, counts[0].shape, first)
             # The summed counts are needed only for the first movies (gain check, defects): summed on demand.
             total = functools.cache(functools.partial(counts_sum, counts))
             gain = gains.get(tilt.gain, counts[0].shape, total)
@@ -122,9 +134,24 @@ def motioncorr_series(ts: TiltSeries, params: MotionCorrParams, output_dir: Path
                 notes.append(
                     f"{tilt.movie_path.name}: {groups.n_groups} groups of {groups.eer_group_frames} EER frames"
                 )
+    if single and len(single) == sum(not t.excluded and t.movie_path is not None for t in ts.tilts):
+        raise InputError(single[0].path, f"every movie of {ts.name} ({len(single)}) {single[0].problem}",
+                         single[0].fix)  # fmt: skip
     result = replace(ts, tilts=tuple(tilts), tilt_series_pixel_spacing_angstrom=spacing)
     write_motion_plot(result, trajectories, writer.thumbnails, output_dir / f"{ts.name}_motion.png")
     return UnitOutput(result, tuple(gains.notes + _summary_notes(result) + notes))
+
+
+def _check_frame_shape(movie: Path, shape: tuple[int, ...], first: tuple[Path, tuple[int, ...]]) -> None:
+    """Refuse a movie whose frames differ in size from the series' first movie (import refuses them; a movie
+    replaced since would otherwise be blamed on the gain reference)."""
+    if shape != first[1]:
+        raise ImageFileError(
+            movie,
+            f"frames of {shape[0]} x {shape[1]} pixels (y, x), but the series' movie {first[0].name} has "
+            f"{first[1][0]} x {first[1][1]}: a movie of another camera, binning or mode.",
+            "put this series' movie in its place (re-import the session if movies were replaced).",
+        )
 
 
 def _check_fits(reference: GainReference, oriented: np.ndarray, frame_yx: tuple[int, ...]) -> None:

@@ -4,7 +4,8 @@ One such pixel spreads through every Fourier transform it meets, so a single one
 turn every sum of the series into ``nan``. Gain pixels that are not finite are defects of the reference: they
 are filled from their neighbours like the camera's defects. A movie frame with a few of them is repaired the
 same way; a frame with more than :data:`MAX_REPAIRED_FRACTION` of them holds no image worth repairing, and its
-tilt is excluded with the reason.
+tilt is excluded with the reason. So is the tilt of a blank movie, every frame one value (all 0: the camera
+recorded nothing), which would otherwise pass on as a flat image.
 """
 
 from __future__ import annotations
@@ -38,6 +39,12 @@ def finite_gain(gain: np.ndarray, name: str) -> tuple[np.ndarray, np.ndarray | N
     return np.where(bad, np.float32(0), gain).astype(gain.dtype, copy=False), bad, note
 
 
+def _constant(group: np.ndarray) -> bool:
+    """Whether every pixel of ``group`` holds the same finite value."""
+    low, high = np.min(group), np.max(group)
+    return bool(np.isfinite(low) and low == high)
+
+
 @dataclass(frozen=True)
 class FrameRepair:
     """What :func:`repair_frames` found: the pixels repaired (``None`` when none), notes, or why the tilt must
@@ -50,7 +57,8 @@ class FrameRepair:
 
 def repair_frames(counts: list[np.ndarray], movie_name: str, group_frames: int) -> FrameRepair:
     """Find the non-finite pixels of a movie's groups of frames and set them to 0 in place, to be filled as
-    defects; or say why the tilt is excluded when a group has more than :data:`MAX_REPAIRED_FRACTION` of them.
+    defects; or say why the tilt is excluded: a group has more than :data:`MAX_REPAIRED_FRACTION` of them, or
+    the movie is blank.
 
     Parameters
     ----------
@@ -61,6 +69,13 @@ def repair_frames(counts: list[np.ndarray], movie_name: str, group_frames: int) 
     group_frames
         Frames per group (1: each group is one frame of the file).
     """
+    if counts and all(_constant(group) for group in counts):  # stops at the first group with an image
+        value = float(np.asarray(counts[0]).flat[0])
+        return FrameRepair(
+            None,
+            exclusion_reason=f"motioncorr: blank movie: every pixel of every frame of {movie_name} is {value:g} "
+            "(no image was recorded)",
+        )
     mask: np.ndarray | None = None
     repaired = []
     for k, group in enumerate(counts):

@@ -71,6 +71,10 @@ class MovieGroups:
         )
 
 
+class SingleFrameMovieError(ImageFileError):
+    """A movie of one frame: a single image, in which no motion can be measured."""
+
+
 def movie_groups(tilt: TiltImage, ts: TiltSeries, params: MotionCorrParams) -> MovieGroups:
     """Read the movie header, check it against the import record, and decide the grouping."""
     if tilt.movie_path is None:
@@ -85,6 +89,13 @@ def movie_groups(tilt: TiltImage, ts: TiltSeries, params: MotionCorrParams) -> M
             tilt.movie_path,
             f"has {header.n_frames} frames, but the import recorded {tilt.frame_count}.",
             "re-import the session if the movie was replaced.",
+        )
+    if header.n_frames < 2:
+        raise SingleFrameMovieError(
+            tilt.movie_path,
+            f"has {header.n_frames} frame: no motion can be measured in a single image, so it is no movie to correct.",
+            "give the tilt's movie of several frames (the camera's frames, not their sum), or import single images "
+            "as a tilt stack (tomoprep import --stack).",
         )
     if header.format == "eer":
         n = params.eer_frames_per_group or _eer_frames_by_dose(tilt, ts, params, header.n_frames)
