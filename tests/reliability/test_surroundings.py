@@ -117,27 +117,25 @@ def test_status_beside_an_open_writer_leaves_the_writers_side_files(two_runs: Pa
     assert not any((two_runs / name).exists() for name in SIDE_FILES)
 
 
-def test_a_broken_plugin_before_any_command_ends_in_one_message_a_log_and_status_3(
-    tmp_path: Path, crash_logs: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+def test_an_unforeseen_error_before_any_command_ends_in_one_message_a_log_and_status_3(
+    crash_logs: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    """A third-party step whose module fails to import breaks the command line before any command runs: the
-    console script's last resort shows one message and the crash log, and exits 3."""
-    plugin = tmp_path / "site"
-    info = plugin / "broken_tomoprep_plugin-0.1.dist-info"
-    info.mkdir(parents=True)
-    (info / "METADATA").write_text("Metadata-Version: 2.1\nName: broken-tomoprep-plugin\nVersion: 0.1\n")
-    (info / "entry_points.txt").write_text("[tomoprep.steps]\nbroken = broken_tomoprep_plugin:STEP\n")
-    (plugin / "broken_tomoprep_plugin.py").write_text("raise ImportError('needs a library that is not installed')\n")
-    monkeypatch.syspath_prepend(str(plugin))
-    monkeypatch.setattr("sys.argv", ["tomoprep", "--help"])
-    from tomoprep.cli.main import CRASH_EXIT_CODE, main
+    """A bug met while the command line is being built (before any command runs; a broken plugin is only a
+    warning, tests/steps/test_plugins.py) reaches the console script's last resort: one message and the crash
+    log, status 3. The fault is injected where the command line is built."""
+    import tomoprep.cli.main as cli_main
 
+    def broken_build(command: str | None) -> None:
+        raise KeyError("an option table that lost a column")
+
+    monkeypatch.setattr(cli_main, "build_app", broken_build)
+    monkeypatch.setattr("sys.argv", ["tomoprep", "--help"])
     with pytest.raises(SystemExit) as stopped:
-        main()
+        cli_main.main()
     out, err = capsys.readouterr()
-    assert stopped.value.code == CRASH_EXIT_CODE
+    assert stopped.value.code == cli_main.CRASH_EXIT_CODE
     assert "Traceback" not in out + err
     text = flat(out)
-    assert "tomoprep stopped on an unexpected error: ImportError: needs a library that is not installed" in text
+    assert "tomoprep stopped on an unexpected error: KeyError: 'an option table that lost a column'" in text
     (log,) = crash_logs.glob("crash-*.log")
-    assert f"are in {log}" in text and "broken_tomoprep_plugin" in log.read_text()
+    assert f"are in {log}" in text and "broken_build" in log.read_text()

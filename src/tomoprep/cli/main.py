@@ -261,7 +261,7 @@ def main() -> None:
     """Entry point of the ``tomoprep`` console script: no traceback reaches the terminal (see cli/crash.py)."""
     try:
         build_app(_command_name(sys.argv[1:]))(prog_name="tomoprep")
-    except TomoprepError as exc:  # before any command: a plugin step that is no Step
+    except TomoprepError as exc:  # a clear error raised while the command line is built
         console.print(f"[red]error:[/red] {exc}", highlight=False, soft_wrap=True)
         sys.exit(2)
     except Exception as exc:
