@@ -19,6 +19,7 @@ from tomoprep.simulate.truth import SeriesTruth
 from tomoprep.steps import get_step
 from tomoprep.steps.tilt_series_set import load_tilt_series_set
 
+pytestmark = pytest.mark.slow  # each case simulates a session and aligns it: minutes on two cores
 IMPORT, ALIGN = get_step("import"), get_step("align")
 WORKING_SIZE_PX = 128
 #: Tolerances of the issue: shift at the working binning, axis, offset, thickness.
@@ -64,10 +65,7 @@ def sessions(tmp_path_factory: pytest.TempPathFactory):
     return get
 
 
-@pytest.fixture(
-    scope="module",
-    params=[pytest.param(c, marks=[pytest.mark.slow] if c.startswith("axis-95") else []) for c in sorted(CASES)],
-)
+@pytest.fixture(scope="module", params=sorted(CASES))
 def aligned(request: pytest.FixtureRequest, sessions, tmp_path_factory: pytest.TempPathFactory):
     session, truth = sessions(request.param)
     root = tmp_path_factory.mktemp(request.param + "_project")
@@ -172,7 +170,6 @@ def test_an_axis_imported_180_degrees_off_is_turned_back_by_the_hand(sessions, t
     assert series.hand == truth.hand
 
 
-@pytest.mark.slow
 def test_patch_tracking_measures_a_simulated_deformation_of_each_tilt(tmp_path: Path) -> None:
     """Each tilt's image bent by its own smooth field (truth known): patch tracking's local shifts follow it."""
     session = tmp_path / "session"
