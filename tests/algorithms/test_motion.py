@@ -241,6 +241,7 @@ def local_fit_error_px(
     return rms, global_only, model, global_shifts
 
 
+@pytest.mark.slow
 def test_local_motion_recovers_a_rotation_and_sharpens_the_sum() -> None:
     frames, displacement = rotating_movie(10, counts_per_px=20.0, seed=3)
     rms, global_only, model, global_shifts = local_fit_error_px(frames, displacement)
