@@ -28,7 +28,7 @@ DEFAULTS = QualityThresholds()
 
 @pytest.fixture(
     scope="module",
-    params=[(1, 85.0), pytest.param((2, -95.0), marks=pytest.mark.slow)],
+    params=[pytest.param((1, 85.0), marks=pytest.mark.slow), pytest.param((2, -95.0), marks=pytest.mark.slow)],
     ids=["seed1-axis85", "seed2-axis-95"],
 )
 def series(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory):
