@@ -4,8 +4,8 @@ The specimen is a band-limited random field (correlation length ≈ 2 px) of 10 
 right 40 % of the field (the rest is flat: its patches hold nothing but Poisson noise, as patches over thin ice
 at a tomography dose do). Frames are sampled from a larger copy, moved by a drift and a smooth deformation, and
 Poisson-noised; 0.9 e⁻/px per frame is 3 e⁻/Å² in 10 frames at 1.75 Å/px.
-Each movie takes several seconds to make and measure on two cores: patches of noise and a bend recovered at a
-high dose are in the quick tier, the other movies run with the slow tests.
+Each movie takes several seconds to make and measure on two cores: patches of noise at a tomography dose are in
+the quick tier, the other movies run with the slow tests.
 """
 
 from __future__ import annotations
@@ -112,6 +112,7 @@ def test_low_dose_without_local_motion_gives_a_vanishing_model() -> None:
     assert model.shrinkage < 0.3
 
 
+@pytest.mark.slow
 def test_high_dose_bend_is_recovered() -> None:
     frames, displacement = movie(bend, 20.0, seed=3)
     local, global_only, model = errors_px(frames, displacement)
