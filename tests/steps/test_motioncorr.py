@@ -301,6 +301,7 @@ def test_stack_import_passes_through(tmp_path: Path) -> None:
     assert load_tilt_series_set(project.run_dir(run)) == load_tilt_series_set(project.run_dir(imported))
 
 
+@pytest.mark.slow  # 1024² movies with local motion: the quick tier fits local motion in test_local_motion.py
 def test_local_motion_is_recovered_where_the_simulator_applies_it(tmp_path: Path) -> None:
     """A smooth deformation of 8 Å at 3 e/Å² per tilt: the patch model must beat global shifts at the patches."""
     from tomoprep.io.relion_motion import read_local_shifts
