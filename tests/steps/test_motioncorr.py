@@ -55,6 +55,7 @@ def _rms_px(trajectory_px: np.ndarray) -> float:
     return float(np.sqrt((centred**2).sum(axis=1).mean()))
 
 
+@pytest.mark.slow  # 1024² movies; the quick tier checks this precision in test_motion.py
 def test_global_trajectories_within_a_tenth_of_a_pixel_at_tomography_dose(tmp_path: Path) -> None:
     """3 e/Å² per tilt over 10 frames at 2 Å/px (1.2 e/px per frame), 1024² movies."""
     session = tmp_path / "session"
