@@ -4,6 +4,8 @@ The specimen is a band-limited random field (correlation length ≈ 2 px) of 10 
 right 40 % of the field (the rest is flat: its patches hold nothing but Poisson noise, as patches over thin ice
 at a tomography dose do). Frames are sampled from a larger copy, moved by a drift and a smooth deformation, and
 Poisson-noised; 0.9 e⁻/px per frame is 3 e⁻/Å² in 10 frames at 1.75 Å/px.
+Each movie takes several seconds to make and measure on two cores: patches of noise at a tomography dose are in
+the quick tier, the other movies run with the slow tests.
 """
 
 from __future__ import annotations
@@ -11,6 +13,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable
 
+import pytest
 import torch
 import torch.nn.functional as nnf
 
@@ -100,6 +103,7 @@ def test_low_dose_patches_of_noise_leave_the_global_shifts_alone() -> None:
     assert float(model.patch_shifts_px.abs().max()) <= 2 * 4.0  # within the residual window (mean-free)
 
 
+@pytest.mark.slow
 def test_low_dose_without_local_motion_gives_a_vanishing_model() -> None:
     frames, displacement = movie(still, TILT_COUNTS_PER_PX, seed=2)
     local, global_only, model = errors_px(frames, displacement)
@@ -108,6 +112,7 @@ def test_low_dose_without_local_motion_gives_a_vanishing_model() -> None:
     assert model.shrinkage < 0.3
 
 
+@pytest.mark.slow
 def test_high_dose_bend_is_recovered() -> None:
     frames, displacement = movie(bend, 20.0, seed=3)
     local, global_only, model = errors_px(frames, displacement)
@@ -115,12 +120,14 @@ def test_high_dose_bend_is_recovered() -> None:
     assert local <= 0.1 and model.shrinkage > 0.9  # measured 0.04 px, shrinkage 0.97
 
 
+@pytest.mark.slow
 def test_bend_at_tomography_dose_is_no_worse_than_global_shifts() -> None:
     frames, displacement = movie(bend, TILT_COUNTS_PER_PX, seed=4)
     local, global_only, _ = errors_px(frames, displacement)
     assert local <= global_only
 
 
+@pytest.mark.slow
 def test_four_frames_fall_back_to_the_scatter_about_the_fit() -> None:
     frames, displacement = movie(bend, 20.0, seed=5, n=4)
     local, global_only, model = errors_px(frames, displacement)

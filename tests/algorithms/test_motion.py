@@ -172,7 +172,7 @@ def test_sudden_settling_at_high_dose_is_not_bent() -> None:
     assert rms_px(estimate, truth) <= 0.06 and float(first.norm()) <= 0.1
 
 
-@pytest.mark.parametrize("counts_per_px", [0.03, 0.05])
+@pytest.mark.parametrize("counts_per_px", [0.03, pytest.param(0.05, marks=pytest.mark.slow)])
 def test_peaks_of_noise_are_not_followed(counts_per_px: float) -> None:
     """About 1 e/Å² per tilt on 512² frames: no peak stands above the noise of its correlation map."""
     truth = drift(10)
@@ -241,6 +241,7 @@ def local_fit_error_px(
     return rms, global_only, model, global_shifts
 
 
+@pytest.mark.slow
 def test_local_motion_recovers_a_rotation_and_sharpens_the_sum() -> None:
     frames, displacement = rotating_movie(10, counts_per_px=20.0, seed=3)
     rms, global_only, model, global_shifts = local_fit_error_px(frames, displacement)
@@ -253,6 +254,7 @@ def test_local_motion_recovers_a_rotation_and_sharpens_the_sum() -> None:
     assert gain > 1.08  # measured 1.17 with bilinear interpolation (1.32 with bicubic)
 
 
+@pytest.mark.slow  # the quick tier fits local motion at this dose in test_local_motion.py
 def test_local_motion_at_tomography_dose() -> None:
     frames, displacement = rotating_movie(10, counts_per_px=TILT_COUNTS_PER_PX, seed=3)
     rms, global_only, _, _ = local_fit_error_px(frames, displacement)

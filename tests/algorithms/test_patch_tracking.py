@@ -73,6 +73,7 @@ def test_local_shifts_planted_in_two_tilts_are_recovered_there_only():
     assert np.sqrt((tracks.local_shifts_px[unmoved] ** 2).sum(axis=1).mean()) < 0.15
 
 
+@pytest.mark.slow
 def test_a_raised_region_is_not_mistaken_for_motion():
     # A quarter of the specimen lies 10 px above the rest: moving against a neighbouring tilt, its patches would
     # seem to move by 10 sin(Δt); against the reprojection they stay put.

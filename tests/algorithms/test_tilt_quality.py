@@ -26,7 +26,11 @@ DEMO = {"preset": "demo", "n_tilt_series": 1, "write_tilt_stack": True, "frames_
 DEFAULTS = QualityThresholds()
 
 
-@pytest.fixture(scope="module", params=[(1, 85.0), (2, -95.0)], ids=["seed1-axis85", "seed2-axis-95"])
+@pytest.fixture(
+    scope="module",
+    params=[pytest.param((1, 85.0), marks=pytest.mark.slow), pytest.param((2, -95.0), marks=pytest.mark.slow)],
+    ids=["seed1-axis85", "seed2-axis-95"],
+)
 def series(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory):
     """Stack (sorted by angle), its series truth and the measures with default thresholds."""
     seed, axis = request.param

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pytest
 from typer.testing import CliRunner
 
 from tomoprep.cli.main import build_app
@@ -43,6 +44,7 @@ def test_simulate_refuses_a_folder_that_is_not_empty(tmp_path: Path) -> None:
     assert (tmp_path / "keep.txt").read_text() == "precious"
 
 
+@pytest.mark.slow  # a demo session through every step: minutes on two cores
 def test_demo_runs_every_step_end_to_end(tmp_path: Path) -> None:
     result = CliRunner().invoke(build_app(), ["demo", str(tmp_path / "demo"), "--jobs", "2"])
     assert result.exit_code == 0, result.output

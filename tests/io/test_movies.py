@@ -352,7 +352,7 @@ def eer_4k(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, np.ndarray]:
 
 
 @pytest.mark.skipif(shutil.which("relion_convert_to_tiff") is None, reason="RELION is not installed")
-@pytest.mark.parametrize("upsampling", [1, 2])
+@pytest.mark.parametrize("upsampling", [1, pytest.param(2, marks=pytest.mark.slow)])
 def test_grouped_eer_equals_relion(eer_4k: tuple[Path, np.ndarray], upsampling: EerUpsampling) -> None:
     """``relion_convert_to_tiff`` (RELION 3.1) renders EER groups like ``read_movie``.
 

@@ -160,7 +160,7 @@ def test_tilt_stack_import_equals_truth(tmp_path: Path, project) -> None:
 def test_tomo5_eer_session_imports_the_true_axis(tmp_path: Path, project) -> None:
     out = tmp_path / "session"
     params = SimulateParams(**{**SMALL, "frames_per_tilt": 40}, movie_format="eer", mdoc_flavour="tomo5",
-                            tilt_axis_angle_deg=-95.0, pixel_spacing_angstrom=1.5)  # fmt: skip
+                            tilt_axis_angle_deg=-95.0, pixel_spacing_angstrom=5.0)  # fmt: skip
     truth = simulate_session(out, params)
     assert "TiltAxisAngle = 5.00" in (out / "TS_01.mrc.mdoc").read_text()  # Tomo5's own -A-90
     (ts,) = _import(project, {"mdoc": str(out / "*.mdoc"), "movies": out / "frames", "gain": out / "gain_A.gain"})
@@ -169,7 +169,7 @@ def test_tomo5_eer_session_imports_the_true_axis(tmp_path: Path, project) -> Non
     assert abs(series.true_tilt_axis_deg + 95.0) < 0.3
     assert {t.frame_count for t in ts.tilts} == {40}
     header = read_movie_header(out / series.tilts[0].movie)
-    assert header.format == "eer" and header.pixel_spacing_angstrom == pytest.approx(1.5)
+    assert header.format == "eer" and header.pixel_spacing_angstrom == pytest.approx(5.0)
 
 
 def test_bidirectional_session_with_local_motion(tmp_path: Path) -> None:

@@ -19,6 +19,7 @@ from tomoprep.simulate.truth import SeriesTruth
 from tomoprep.steps import get_step
 from tomoprep.steps.tilt_series_set import load_tilt_series_set
 
+pytestmark = pytest.mark.slow  # each case simulates a session and aligns it: minutes on two cores
 IMPORT, ALIGN = get_step("import"), get_step("align")
 WORKING_SIZE_PX = 128
 #: Tolerances of the issue: shift at the working binning, axis, offset, thickness.

@@ -46,7 +46,7 @@ def _import_and_align(root: Path, spec: BlobStackSpec, align_params: dict, **imp
     return truth, series, project, run
 
 
-@pytest.mark.parametrize("imported_hand", [-1, 1])
+@pytest.mark.parametrize("imported_hand", [-1, pytest.param(1, marks=pytest.mark.slow)])
 def test_a_small_stack_aligns_and_says_its_hand_is_undetermined(tmp_path: Path, imported_hand: int) -> None:
     """A 96² stack (no 128-px tile fits on either side of the axis for the defocus gradient) aligns; the log says
     why the hand is undetermined, and the imported hand is written."""

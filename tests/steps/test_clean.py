@@ -100,6 +100,7 @@ def test_exclusion_by_hand_and_reinclusion_round_trip_through_the_star(cleaned) 
     assert not reincluded.excluded and reincluded.exclusion_reason == ""
 
 
+@pytest.mark.slow
 def test_tilts_excluded_before_stay_excluded_and_are_not_measured(cleaned, tmp_path: Path) -> None:
     folder, truth, _ = cleaned
     with open_project(folder) as project:

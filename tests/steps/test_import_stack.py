@@ -80,6 +80,7 @@ def test_truncated_stack_fails_at_import(project, tmp_path: Path, real_data: Pat
     assert run.status == "FAILED" and "test_000.mrc" in error and "truncated" in error
 
 
+@pytest.mark.slow
 def test_dark_field_series_is_not_cleaned_away(project, real_data: Path) -> None:
     """Every HAADF image is mostly dark ground around a bright needle: no tilt is dark for that."""
     imported = run_step(project, IMPORT, {"stack": str(real_data / HAADF), "tilt_axis_angle_deg": 90.0})

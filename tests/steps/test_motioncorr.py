@@ -55,6 +55,7 @@ def _rms_px(trajectory_px: np.ndarray) -> float:
     return float(np.sqrt((centred**2).sum(axis=1).mean()))
 
 
+@pytest.mark.slow  # 1024² movies; the quick tier checks this precision in test_motion.py
 def test_global_trajectories_within_a_tenth_of_a_pixel_at_tomography_dose(tmp_path: Path) -> None:
     """3 e/Å² per tilt over 10 frames at 2 Å/px (1.2 e/px per frame), 1024² movies."""
     session = tmp_path / "session"
@@ -301,6 +302,7 @@ def test_stack_import_passes_through(tmp_path: Path) -> None:
     assert load_tilt_series_set(project.run_dir(run)) == load_tilt_series_set(project.run_dir(imported))
 
 
+@pytest.mark.slow  # 1024² movies with local motion: the quick tier fits local motion in test_local_motion.py
 def test_local_motion_is_recovered_where_the_simulator_applies_it(tmp_path: Path) -> None:
     """A smooth deformation of 8 Å at 3 e/Å² per tilt: the patch model must beat global shifts at the patches."""
     from tomoprep.io.relion_motion import read_local_shifts
