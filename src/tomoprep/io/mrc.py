@@ -246,13 +246,20 @@ def _open_leniently(
 ) -> tuple[MrcInterpreter, tuple[str, ...]]:
     """mrcfile's permissive mode, accepted only when the header describes the file (module notes)."""
     refused = f"cannot be read as MRC ({strict_error})"
+    problem = _extended_header_past_the_end(path)
+    if problem is not None:
+        raise ImageFileError(path, f"{refused}; {problem}.", "check that the file is a complete MRC image stack.")
     try:
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
-            mrc = _mrcfile_open(path, header_only=header_only, memory_map=memory_map, permissive=True)
+            # The header alone first: a header that is garbage can ask for gigabytes of data.
+            mrc = _mrcfile_open(path, header_only=True, memory_map=False, permissive=True)
+            problem = _implausible(path, mrc.header)
+            if problem is None and not header_only:
+                mrc.close()
+                mrc = _mrcfile_open(path, header_only=False, memory_map=memory_map, permissive=True)
     except (ValueError, OSError) as exc:
         raise ImageFileError(path, f"{refused}.", "check the file is a complete MRC.") from exc
-    problem = _implausible(path, mrc.header)
     if problem is None and not header_only and mrc.data is None:
         problem = "its data block cannot be read"
     if problem is not None:
@@ -262,6 +269,22 @@ def _open_leniently(
         ) from strict_error
     messages = [str(w.message) for w in caught]
     return mrc, tuple(next((text for key, text in _LENIENT_WARNINGS.items() if m.startswith(key)), m) for m in messages)
+
+
+def _extended_header_past_the_end(path: Path) -> str | None:
+    """Why the extended-header size (word 24, either byte order) of an uncompressed file cannot be right, before
+    mrcfile reads it: a text file named ``.mrc`` has a "size" of hundreds of megabytes, which mrcfile would
+    allocate and read first (``None`` when it may be right, or the file is compressed)."""
+    if _is_compressed(path):
+        return None
+    size = path.stat().st_size
+    with path.open("rb") as stream:
+        word = stream.read(HEADER_BYTES)[92:96]
+    if len(word) < 4:
+        return f"it is {size} bytes, shorter than the {HEADER_BYTES}-byte header"
+    if any(0 <= int.from_bytes(word, order, signed=True) <= size - HEADER_BYTES for order in ("little", "big")):
+        return None
+    return f"its extended-header size {int.from_bytes(word, 'little', signed=True)} does not fit in its {size} bytes"
 
 
 def _implausible(path: Path, header: Any) -> str | None:
