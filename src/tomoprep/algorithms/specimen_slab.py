@@ -34,6 +34,10 @@ THICKNESS_BLOCKS = 3
 #: this fraction of it: half the 10 % a thickness is meant to be within, so that the figure is good to 10 % at
 #: two standard errors.
 MAX_THICKNESS_ERROR_FRACTION = 0.05
+#: A slab's content stands out of its surroundings' by at least this fraction: content to both ends of the depth
+#: fits a box only 5-17 % above its floor (faces wherever the ends' noise puts them); the simulator's 1800 Å slab
+#: stands 160 % above it, blob slabs 220-7000 %.
+MIN_CONTRAST = 0.5
 #: A block whose voxels every tilt saw in less than this fraction of it is left out (its profile is a mean of
 #: few columns, or of a few depths only).
 MIN_SEEN_FRACTION = 0.25
@@ -126,8 +130,15 @@ class SlabMeasurement:
         than ``max_tilt_deg``."""
         half = self.profile.size // 2
         fit = self.fit
-        if not (fit.z_low > -half + 2 and fit.z_high < self.profile.size - half - 3):
+        # At least three samples of floor beyond each blurred face: a profile with no slab (content to both ends)
+        # fits faces 0-1.3 voxels from its ends, wherever its end samples' noise puts them.
+        below = fit.z_low - fit.blur - (-half)
+        above = (self.profile.size - half - 1) - fit.z_high - fit.blur
+        if not (below > 2 and above > 2):
             return "an edge lies at an end of the reconstruction (a slab deeper than it, or none)"
+        if fit.height < MIN_CONTRAST * fit.floor:
+            return (f"the box's content is {100 * fit.height / max(fit.floor, 1e-30):.0f} % above its surroundings', "
+                    f"under {100 * MIN_CONTRAST:.0f} % (content throughout the depth, no slab)")  # fmt: skip
         if self.layer_thickness < min_thickness:
             return f"a layer {self.layer_thickness:.1f} voxels deep, under {min_thickness:g}"
         if abs(self.tilt_offset_deg) > max_tilt_deg:
