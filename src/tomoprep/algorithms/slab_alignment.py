@@ -23,9 +23,9 @@ from tomoprep.algorithms.backprojection import (
     shared_field_window,
     weighting_filter,
 )
+from tomoprep.algorithms.fourier import edge_taper
 from tomoprep.algorithms.projection_matching import MatchingResult, refine_shifts
 from tomoprep.algorithms.specimen_slab import SlabMeasurement, measure_slab
-from tomoprep.algorithms.fourier import edge_taper
 from tomoprep.algorithms.tilt_geometry import projection_rotation, resample, rotation_2d
 
 #: Rounds of (measure the slab, level and centre on it, match at its depth) at most.
