@@ -16,17 +16,15 @@ from collections.abc import Sequence
 import torch
 
 from tomoprep.algorithms.backprojection import (
-    EDGE_TAPER_FRACTION,
     align_images,
     backproject,
     filter_rows,
     shared_field_window,
     weighting_filter,
 )
-from tomoprep.algorithms.fourier import edge_taper
 from tomoprep.algorithms.projection_matching import MatchingResult, refine_shifts
 from tomoprep.algorithms.specimen_slab import SlabMeasurement, measure_slab
-from tomoprep.algorithms.tilt_geometry import projection_rotation, resample, rotation_2d
+from tomoprep.algorithms.tilt_geometry import projection_rotation
 
 #: Rounds of (measure the slab, level and centre on it, match at its depth) at most.
 MAX_SLAB_ROUNDS = 4
@@ -36,13 +34,6 @@ MAX_TILT_OFFSET_DEG = 35.0
 #: most this, degrees: 0.4-1.8° on simulated ice slabs, 3-6° on a sparse layer of 50 complexes, whose first
 #: "tilt" was 15°.
 MAX_TILT_OFFSET_ERROR_DEG = 2.5
-#: A voxel counts as seen by every tilt where the mean of the tilts' tapered footprints there is at least this.
-SEEN_BY_ALL = 0.995
-#: Depth beyond the slab's faces (and their blur) every tilt must have seen in a column the slab is measured in.
-SEEN_MARGIN_VOXELS = 4.0
-#: Fraction of the slices (along x and y) in which the slab is measured: the margin keeps the content's
-#: band-pass away from the slices' edges, where it wraps around.
-MEASURED_FRACTION = 0.9
 #: A slab measured again must be this close (fraction of thickness) to the first, or it is not taken.
 THICKNESS_CONSISTENCY = 0.3
 
@@ -59,52 +50,19 @@ def reconstruct(images: torch.Tensor, tilts_deg: Sequence[float], *, axis_deg: f
     return backproject(filter_rows(aligned, weight), tilts_deg, nz=nz)
 
 
-def seen_by_every_tilt(shape_yx: tuple[int, int], tilts_deg: Sequence[float], *, axis_deg: float | Sequence[float],
-                       shifts_px: torch.Tensor, nz: int) -> torch.Tensor:  # fmt: skip
-    """``(ny, nz, nx)`` 1 where every tilt's image (inside its tapered edges) saw the voxel, else 0: the images'
-    footprints, aligned as :func:`reconstruct` aligns them and back-projected (their mean over tilts is 1 only
-    where none missed)."""
-    n = len(tilts_deg)
-    axes = [float(axis_deg)] * n if isinstance(axis_deg, int | float) else [float(a) for a in axis_deg]
-    window = edge_taper(shape_yx, max(2, round(EDGE_TAPER_FRACTION * min(shape_yx))))
-    footprints = resample(window.expand(n, *shape_yx), torch.stack([rotation_2d(a) for a in axes]), shifts_px.double())
-    return (backproject(footprints, tilts_deg, nz=nz) >= SEEN_BY_ALL).float()
-
-
-def columns_seen_through(seen: torch.Tensor, slab: SlabMeasurement, *, margin_voxels: float) -> torch.Tensor:
-    """``(ny, 1, nx)`` 1 for the columns in which every tilt saw every voxel of ``slab`` (its box about its centre
-    plane, ``margin_voxels`` wider on each side), else 0; ``seen`` ``(ny, nz, nx)`` from :func:`seen_by_every_tilt`."""
-    ny, nz, nx = seen.shape
-    y = torch.arange(ny, dtype=torch.float64)[:, None, None] - ny // 2
-    x = torch.arange(nx, dtype=torch.float64)[None, None, :] - nx // 2
-    z = torch.arange(nz, dtype=torch.float64)[None, :, None] - nz // 2
-    centre = slab.fit.centre + slab.slope_x * x + slab.slope_y * y
-    inside = (z - centre).abs() <= 0.5 * slab.fit.thickness + slab.fit.blur + margin_voxels
-    return ((seen > 0.5) | ~inside).all(dim=1, keepdim=True).float()
-
-
 def measure_slab_in(images: torch.Tensor, tilts_deg: Sequence[float], *, axis_deg: float, shifts_px: torch.Tensor,
                     nz: int) -> tuple[SlabMeasurement, torch.Tensor]:  # fmt: skip
-    """The slab in a reconstruction ``nz`` deep (ramp weighting), and the slices.
+    """The slab in a reconstruction ``nz`` deep (ramp weighting), measured where every tilt saw it, and the slices.
 
-    It is found in the rectangle every tilt covers, then measured again in the columns every tilt saw through it
-    (:func:`columns_seen_through`), out to the slices' edges. A voxel some tilts missed is reconstructed from the
-    others, its content lopsided in depth (at an axis 30° from the image's sides, such columns tilted the slab by
-    0.6-1.3°); kept to the rectangle, the slab's tilt had half the leverage.
+    Columns beyond the field every tilt covers are reconstructed from some tilts only, their content lopsided
+    in z: at an axis 30° from the image's sides they tilted the slab by 0.6-1.3°.
     """
     slices = reconstruct(images, tilts_deg, axis_deg=axis_deg, shifts_px=shifts_px, nz=nz, weighting="ramp")
-    shape = (images.shape[-2], images.shape[-1])
-    field = shared_field_window(shape, axis_deg=axis_deg, shifts_px=shifts_px)
+    field = shared_field_window((images.shape[-2], images.shape[-1]), axis_deg=axis_deg, shifts_px=shifts_px)
     ny, nx = field.shape
     flat_x = float((field[ny // 2] > 0.999).sum()) / nx
     flat_y = float((field[:, nx // 2] > 0.999).sum()) / ny
-    found = measure_slab(slices, central_fraction_xy=(flat_x, flat_y))
-    if not found.is_plausible():
-        return found, slices
-    seen = seen_by_every_tilt(shape, tilts_deg, axis_deg=axis_deg, shifts_px=shifts_px, nz=nz)
-    columns = columns_seen_through(seen, found, margin_voxels=SEEN_MARGIN_VOXELS).expand_as(slices)
-    wide = measure_slab(slices, central_fraction_xy=(MEASURED_FRACTION, MEASURED_FRACTION), seen=columns)
-    return (wide if wide.is_plausible() else found), slices
+    return measure_slab(slices, central_fraction_xy=(flat_x, flat_y)), slices
 
 
 def recentre(

@@ -34,13 +34,6 @@ THICKNESS_BLOCKS = 3
 #: this fraction of it: half the 10 % a thickness is meant to be within, so that the figure is good to 10 % at
 #: two standard errors.
 MAX_THICKNESS_ERROR_FRACTION = 0.05
-#: A slab's content stands out of its surroundings' by at least this fraction: content to both ends of the depth
-#: fits a box only 5-17 % above its floor (faces wherever the ends' noise puts them); the simulator's 1800 Å slab
-#: stands 160 % above it, blob slabs 220-7000 %.
-MIN_CONTRAST = 0.5
-#: A block whose voxels every tilt saw in less than this fraction of it is left out (its profile is a mean of
-#: few columns, or of a few depths only).
-MIN_SEEN_FRACTION = 0.25
 #: A block's box has two faces only where its edges are sharper than its width: blurred over more than a third
 #: of it, the fitted "box" is a bump (scattered content), and the distance between its edges means nothing.
 MIN_THICKNESS_PER_BLUR = 3.0
@@ -130,15 +123,8 @@ class SlabMeasurement:
         than ``max_tilt_deg``."""
         half = self.profile.size // 2
         fit = self.fit
-        # At least three samples of floor beyond each blurred face: a profile with no slab (content to both ends)
-        # fits faces 0-1.3 voxels from its ends, wherever its end samples' noise puts them.
-        below = fit.z_low - fit.blur - (-half)
-        above = (self.profile.size - half - 1) - fit.z_high - fit.blur
-        if not (below > 2 and above > 2):
+        if not (fit.z_low > -half + 2 and fit.z_high < self.profile.size - half - 3):
             return "an edge lies at an end of the reconstruction (a slab deeper than it, or none)"
-        if fit.height < MIN_CONTRAST * fit.floor:
-            return (f"the box's content is {100 * fit.height / max(fit.floor, 1e-30):.0f} % above its surroundings', "
-                    f"under {100 * MIN_CONTRAST:.0f} % (content throughout the depth, no slab)")  # fmt: skip
         if self.layer_thickness < min_thickness:
             return f"a layer {self.layer_thickness:.1f} voxels deep, under {min_thickness:g}"
         if abs(self.tilt_offset_deg) > max_tilt_deg:
@@ -263,37 +249,13 @@ def fit_box_centre(profile: np.ndarray, *, thickness: float, blur: float) -> flo
     return float(centres[k] + 0.25 * np.clip(step, -1, 1))
 
 
-def masked_profile(weights: torch.Tensor, seen: torch.Tensor) -> np.ndarray:
-    """Mean content profile ``(nz,)`` of a ``(ny, nz, nx)`` region over the voxels every tilt saw (``seen``, the
-    same shape, 0-1, already multiplied into ``weights``); depths seen nowhere take the nearest seen depth's value
-    (they lie far from the slab, in its floor)."""
-    total = seen.sum(dim=(0, 2)).double().numpy()
-    profile = weights.sum(dim=(0, 2)).double().numpy() / np.maximum(total, 1e-12)
-    # A depth seen in a few columns only is a mean of little content: as noisy as a hole, and treated as one.
-    valid = total >= max(0.5, 0.05 * float(total.max(initial=0.0)))
-    if valid.all() or not valid.any():
-        return profile if valid.any() else np.zeros_like(profile)
-    index = np.arange(profile.size)
-    return np.interp(index, index[valid], profile[valid])
-
-
-def seen_enough(seen: torch.Tensor) -> bool:
-    """Whether a block's voxels were seen by every tilt in at least :data:`MIN_SEEN_FRACTION` of it."""
-    return float(seen.mean()) >= MIN_SEEN_FRACTION
-
-
-def _block_profiles(weights: torch.Tensor, seen: torch.Tensor, axis: int) -> tuple[np.ndarray, list[np.ndarray]]:
-    """Content profiles of blocks along ``axis`` (0 = y, 2 = x) of a content map (means over the voxels ``seen``),
-    and the blocks' positions; blocks not :func:`seen_enough` are left out."""
+def _block_profiles(weights: torch.Tensor, axis: int) -> tuple[np.ndarray, list[np.ndarray]]:
+    """Content profiles of blocks along ``axis`` (0 = y, 2 = x) of a content map, and the blocks' positions."""
     n = weights.shape[axis]
     edges = np.linspace(0, n, N_BLOCKS + 1).round().astype(int)
-    positions, profiles = [], []
-    for a, b in itertools.pairwise(edges):
-        block_seen = seen.narrow(axis, int(a), int(b - a))
-        if seen_enough(block_seen):
-            positions.append(0.5 * (a + b - 1) - n // 2)
-            profiles.append(masked_profile(weights.narrow(axis, int(a), int(b - a)), block_seen))
-    return np.array(positions, dtype=np.float64), profiles
+    positions = np.array([0.5 * (a + b - 1) - n // 2 for a, b in itertools.pairwise(edges)])
+    profiles = [weights.narrow(axis, int(a), int(b - a)).mean(dim=(0, 2)).numpy() for a, b in itertools.pairwise(edges)]
+    return positions, profiles
 
 
 def _line_slope(positions: np.ndarray, centres: np.ndarray) -> float:
@@ -311,15 +273,13 @@ def _line_fit(positions: np.ndarray, centres: np.ndarray) -> tuple[float, float]
     return float(solution[1]), error
 
 
-def _free_slope(weights: torch.Tensor, seen: torch.Tensor, axis: int) -> float:
+def _free_slope(weights: torch.Tensor, axis: int) -> float:
     """First slope: boxes fitted freely per block, blocks whose box is not the slab's left out.
 
     A block holding few particles, or whose profile a surface layer dominates, fits a box of another
     thickness (and so another centre); blocks within 20 % of the median thickness are kept.
     """
-    positions, profiles = _block_profiles(weights, seen, axis)
-    if len(profiles) < 2:
-        return 0.0
+    positions, profiles = _block_profiles(weights, axis)
     fits = [fit_box(p) for p in profiles]
     thicknesses = np.array([f.thickness for f in fits])
     median = float(np.median(thicknesses))
@@ -329,12 +289,10 @@ def _free_slope(weights: torch.Tensor, seen: torch.Tensor, axis: int) -> float:
     return _line_slope(positions[keep], np.array([f.centre for f in fits])[keep])
 
 
-def _constrained_slope(weights: torch.Tensor, seen: torch.Tensor, axis: int, whole: SlabFit) -> tuple[float, float]:
+def _constrained_slope(weights: torch.Tensor, axis: int, whole: SlabFit) -> tuple[float, float]:
     """Slope (and its standard error) from block centres fitted with the whole slab's thickness and edge blur
     (only the centre free): a free box per block scatters by a pixel where a thin slab holds few particles."""
-    positions, profiles = _block_profiles(weights, seen, axis)
-    if len(profiles) < 3:
-        return 0.0, math.inf
+    positions, profiles = _block_profiles(weights, axis)
     centres = np.array([fit_box_centre(p, thickness=whole.thickness, blur=whole.blur) for p in profiles])
     return _line_fit(positions, centres)
 
@@ -355,18 +313,15 @@ def level(map_: torch.Tensor, *, slope_x: float, slope_y: float) -> torch.Tensor
     return (lower * (1 - weight) + upper * weight) * inside
 
 
-def _block_thicknesses(levelled: torch.Tensor, seen: torch.Tensor) -> np.ndarray:
+def _block_thicknesses(levelled: torch.Tensor) -> np.ndarray:
     """Thickness of the box fitted on its own to each of :data:`THICKNESS_BLOCKS` ² blocks of a levelled content
-    map ``(ny, nz, nx)`` (means over the voxels ``seen``; blocks not :func:`seen_enough` are left out), ``nan``
-    where a block shows no slab (:meth:`SlabMeasurement.why_not_found`)."""
+    map ``(ny, nz, nx)``, ``nan`` where a block shows no slab (:meth:`SlabMeasurement.why_not_found`)."""
     ny, _, nx = levelled.shape
     ys = np.linspace(0, ny, THICKNESS_BLOCKS + 1).round().astype(int)
     xs = np.linspace(0, nx, THICKNESS_BLOCKS + 1).round().astype(int)
     thicknesses = []
     for (y0, y1), (x0, x1) in itertools.product(itertools.pairwise(ys), itertools.pairwise(xs)):
-        if not seen_enough(seen[y0:y1, :, x0:x1]):
-            continue
-        profile = masked_profile(levelled[y0:y1, :, x0:x1], seen[y0:y1, :, x0:x1])
+        profile = levelled[y0:y1, :, x0:x1].mean(dim=(0, 2)).numpy().astype(np.float64)
         fit = fit_box(profile)
         block = SlabMeasurement(fit, profile, 0.0, 0.0)
         plateau = fit.thickness >= MIN_THICKNESS_PER_BLUR * fit.blur
@@ -376,33 +331,25 @@ def _block_thicknesses(levelled: torch.Tensor, seen: torch.Tensor) -> np.ndarray
 
 def measure_slab(slices: torch.Tensor, *, smoothing_voxels: float = 1.0,
                  central_fraction_xy: tuple[float, float] = (CENTRAL_FRACTION_X, CENTRAL_FRACTION_Y),
-                 seen: torch.Tensor | None = None) -> SlabMeasurement:  # fmt: skip
+                 ) -> SlabMeasurement:  # fmt: skip
     """Thickness, centre and tilt of the specimen slab in a reconstruction ``(ny, nz, nx)`` (voxel units),
-    measured in the central ``central_fraction_xy`` of the slices along x and y.
-
-    ``seen`` ``(ny, nz, nx)`` (0-1, default all 1) marks the voxels every tilt saw: profiles are means over them
-    alone. A voxel that some tilts missed (beyond an image's edge) is reconstructed from the others, its content
-    lopsided in depth; left out, the slab is measured out to the slices' edges, where its tilt has most leverage.
-    """
+    measured in the central ``central_fraction_xy`` of the slices along x and y."""
     ny, _nz, nx = slices.shape
-    region = (_central(ny, central_fraction_xy[1]), slice(None), _central(nx, central_fraction_xy[0]))
-    seen = torch.ones_like(slices, dtype=torch.float32) if seen is None else seen.float()
-    seen = seen[region].contiguous()
-    central = content(slices.float(), smoothing_voxels=smoothing_voxels)[region] * seen
-    slope_x = _free_slope(central, seen, axis=2)
-    slope_y = _free_slope(central, seen, axis=0)
+    weights = content(slices.float(), smoothing_voxels=smoothing_voxels)
+    central = weights[_central(ny, central_fraction_xy[1]), :, _central(nx, central_fraction_xy[0])]
+    slope_x = _free_slope(central, axis=2)
+    slope_y = _free_slope(central, axis=0)
     # The slab's thickness and edges from the roughly levelled map; then the blocks' centres with both fixed.
-    rough, rough_seen = (level(m, slope_x=slope_x, slope_y=slope_y) for m in (central, seen))
-    whole = fit_box(masked_profile(rough, rough_seen))
+    rough = level(central, slope_x=slope_x, slope_y=slope_y)
+    whole = fit_box(rough.mean(dim=(0, 2)).numpy())
     # Without a box of some thickness there are no faces to put a plane through: the tilt is undetermined.
     error_x = math.inf
     if whole.thickness >= 2.0:
         (correction_x, error_x), (correction_y, _) = (
-            _constrained_slope(rough, rough_seen, 2, whole),
-            _constrained_slope(rough, rough_seen, 0, whole),
+            _constrained_slope(rough, 2, whole),
+            _constrained_slope(rough, 0, whole),
         )
         slope_x, slope_y = slope_x + correction_x, slope_y + correction_y
-    levelled, levelled_seen = (level(m, slope_x=slope_x, slope_y=slope_y) for m in (central, seen))
-    profile = masked_profile(levelled, levelled_seen)
-    return SlabMeasurement(fit_box(profile), profile, slope_x, slope_y, error_x,
-                           _block_thicknesses(levelled, levelled_seen))  # fmt: skip
+    levelled = level(central, slope_x=slope_x, slope_y=slope_y)
+    profile = levelled.mean(dim=(0, 2)).numpy().astype(np.float64)
+    return SlabMeasurement(fit_box(profile), profile, slope_x, slope_y, error_x, _block_thicknesses(levelled))
