@@ -1,5 +1,5 @@
-"""A small real project to break: one real tilt stack (MRC with its mdoc) imported, then motion corrected,
-through the command line. It is built once and copied for each test."""
+"""Small real things to break, each built once and copied for each test: a project (one real tilt stack, MRC
+with its mdoc, imported then motion corrected through the command line) and a simulated session of movies."""
 
 from __future__ import annotations
 
@@ -8,6 +8,9 @@ from pathlib import Path
 
 import pytest
 from project_faults import tomoprep
+
+from tomoprep.simulate.params import SimulateParams
+from tomoprep.simulate.session import simulate_session
 
 
 @pytest.fixture(autouse=True)
@@ -44,3 +47,18 @@ def two_runs_template(tmp_path_factory: pytest.TempPathFactory, stack_files: Pat
 def two_runs(tmp_path: Path, two_runs_template: Path) -> Path:
     """A project of its own with ``001_import`` and ``002_motioncorr``, both SUCCEEDED."""
     return Path(shutil.copytree(two_runs_template, tmp_path / "p"))
+
+
+@pytest.fixture(scope="session")
+def simulated(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A simulated session: 3 tilts of 6-frame 128² MRC movies with their mdoc and gain reference."""
+    folder = tmp_path_factory.mktemp("sim") / "session"
+    params = {"preset": "tiny", "n_tilts": 3, "movie_format": "mrc", "detector_size_px": 128, "seed": 3}
+    simulate_session(folder, SimulateParams.model_validate(params))
+    return folder
+
+
+@pytest.fixture
+def session(tmp_path: Path, simulated: Path) -> Path:
+    """A copy of :func:`simulated` of the test's own, free to spoil."""
+    return Path(shutil.copytree(simulated, tmp_path / "session"))

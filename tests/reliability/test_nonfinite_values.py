@@ -4,7 +4,6 @@ the wrong size is named, with both shapes, before anything reads it."""
 
 from __future__ import annotations
 
-import shutil
 from pathlib import Path
 
 import mrcfile
@@ -12,27 +11,11 @@ import numpy as np
 import pytest
 from project_faults import flat, snapshot, tomoprep
 
-from tomoprep.simulate.params import SimulateParams
-from tomoprep.simulate.session import simulate_session
 from tomoprep.steps.tilt_series_set import load_tilt_series_set
 
 MOVIE = "TS_01_001_10.0.mrc"
 # mrcfile warns when the tests write the spoilt files; tomoprep's own warnings are asserted in the output.
 pytestmark = pytest.mark.filterwarnings("ignore:Data array contains NaN values:RuntimeWarning")
-
-
-@pytest.fixture(scope="session")
-def simulated(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A simulated session: 3 tilts of 6-frame 128² MRC movies with their mdoc and gain reference."""
-    folder = tmp_path_factory.mktemp("sim") / "session"
-    params = {"preset": "tiny", "n_tilts": 3, "movie_format": "mrc", "detector_size_px": 128, "seed": 3}
-    simulate_session(folder, SimulateParams.model_validate(params))
-    return folder
-
-
-@pytest.fixture
-def session(tmp_path: Path, simulated: Path) -> Path:
-    return Path(shutil.copytree(simulated, tmp_path / "session"))
 
 
 def _motioncorr(tmp_path: Path, session: Path) -> tuple[object, Path, dict[str, str]]:
