@@ -13,10 +13,9 @@ import pytest
 import tifffile
 
 from tomoprep.errors import ImageFileError, InputError
+from tomoprep.io.eer_groups import eer_frames_per_group, eer_group_ranges
 from tomoprep.io.movies import (
     EerUpsampling,
-    eer_frames_per_group,
-    eer_group_ranges,
     iter_movie_counts,
     iter_movie_groups,
     movie_format,

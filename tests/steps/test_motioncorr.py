@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from tomoprep.execution import run_step
-from tomoprep.io.movies import eer_frames_per_group
+from tomoprep.io.eer_groups import eer_frames_per_group
 from tomoprep.io.mrc import read_mrc, read_mrc_header
 from tomoprep.io.relion_motion import read_motion_shifts
 from tomoprep.io.star import read_star

@@ -11,16 +11,16 @@ shown at the bottom by IMOD's 3dmod and at the top by relion_display):
 
 EER movies (Thermo Fisher Falcon; format notes in :mod:`tomoprep.simulate.eer`) hold hundreds of binary
 frames. :func:`read_movie` decodes one raw frame at a time with imagecodecs' ``eer_decode`` (tifffile locates
-the strips) and adds it into its group (:func:`eer_group_ranges`), so raw frames are never all in memory.
+the strips) and adds it into its group (:func:`.eer_groups.eer_group_ranges`), so raw frames are never all in
+memory.
 Raw frames that do not fill a last group are added to the last group, not dropped (RELION and eerfile drop
 them): the last group holds up to ``2 * eer_group_frames - 1`` frames, so take per-group doses from
-:func:`eer_group_ranges`. ``eer_upsampling=2`` places each event in one of the 2x2 half-pixels of its sensor
-pixel from its sub-pixel bits (8192² for a 4096² sensor); binning 2x2 gives the 1x rendering exactly.
+:func:`.eer_groups.eer_group_ranges`. ``eer_upsampling=2`` places each event in one of the 2x2 half-pixels of
+its sensor pixel from its sub-pixel bits (8192² for a 4096² sensor); binning 2x2 gives the 1x rendering exactly.
 """
 
 from __future__ import annotations
 
-import math
 import struct
 from collections.abc import Iterator, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -45,6 +45,7 @@ from tomoprep.io.counts import (
     group_sum,
     prefetched,
 )
+from tomoprep.io.eer_groups import eer_group_ranges
 from tomoprep.io.mrc import check_mrc_complete, read_mrc, read_mrc_header
 
 MovieFormat = Literal["tiff", "mrc", "eer"]
@@ -142,7 +143,7 @@ def read_movie(
         ``.tif``/``.tiff``, ``.mrc``/``.mrcs`` or ``.eer`` movie.
     eer_group_frames
         EER only, and required there: raw EER frames summed into each returned frame
-        (see :func:`eer_frames_per_group`); remainder frames join the last group.
+        (see :func:`tomoprep.io.eer_groups.eer_frames_per_group`); remainder frames join the last group.
     eer_upsampling
         EER only: 1 renders sensor pixels (4096²), 2 half-pixels (8192²).
     frames
@@ -170,69 +171,6 @@ def read_movie(
         return _read_eer(header, chosen, upsampling=eer_upsampling)
     indices = list(range(header.n_frames)[selection])
     return _read_mrc(header, indices) if header.format == "mrc" else _read_tiff(header, indices)
-
-
-def eer_group_ranges(n_eer_frames: int, eer_group_frames: int) -> tuple[range, ...]:
-    """Raw EER frames of each group: ``n_eer_frames // eer_group_frames`` groups, the last one extended
-    by the remainder (22 frames in groups of 5: 0-4, 5-9, 10-14, 15-21).
-
-    Raises
-    ------
-    InputError
-        If ``eer_group_frames`` is below 1 or above ``n_eer_frames``.
-    """
-    if not 1 <= eer_group_frames <= n_eer_frames:
-        problem = f"eer_group_frames = {eer_group_frames} must be between 1 and the {n_eer_frames} EER frames."
-        raise InputError(None, problem, "compute it with eer_frames_per_group().")
-    starts = range(0, (n_eer_frames // eer_group_frames) * eer_group_frames, eer_group_frames)
-    ends = [*starts[1:], n_eer_frames]
-    return tuple(range(start, end) for start, end in zip(starts, ends, strict=True))
-
-
-def eer_frames_per_group(
-    *,
-    dose_per_group_e_per_angstrom2: float,
-    dose_per_tilt_e_per_angstrom2: float,
-    pixel_spacing_angstrom: float,
-    n_eer_frames: int,
-) -> int:
-    """Raw EER frames per group for a target dose per group, by the formula users apply today.
-
-    ``N = dose_per_group / (dose_per_tilt * pixel_spacing**2 / n_eer_frames)``, rounded and clamped to
-    ``[1, n_eer_frames]``. The denominator is the dose of one raw frame on one pixel (e⁻/pixel), so the group
-    holds ``dose_per_group`` electrons per pixel: exactly the e⁻/Å² target for 1 Å pixels, and proportionally
-    fewer frames for larger pixels, where each frame already carries more signal per pixel. Example (3.5 e⁻/Å²
-    per tilt, 1.91 Å pixels, 308 frames, target 0.5): ``0.5 / (3.5 * 1.91**2 / 308) = 12.06`` -> 12 frames.
-
-    Parameters
-    ----------
-    dose_per_group_e_per_angstrom2
-        Target dose per group (0.5 is the usual choice).
-    dose_per_tilt_e_per_angstrom2
-        Dose of the whole movie (one tilt) in e⁻/Å².
-    pixel_spacing_angstrom
-        Pixel spacing of the movie (the EER sensor pixel, before upsampling), Å.
-    n_eer_frames
-        Raw frames in the movie (:attr:`MovieHeader.n_frames`).
-
-    Raises
-    ------
-    InputError
-        If a dose or the pixel spacing is not a positive finite number, or ``n_eer_frames`` < 1.
-    """
-    values = {
-        "dose_per_group_e_per_angstrom2": dose_per_group_e_per_angstrom2,
-        "dose_per_tilt_e_per_angstrom2": dose_per_tilt_e_per_angstrom2,
-        "pixel_spacing_angstrom": pixel_spacing_angstrom,
-    }
-    for name, value in values.items():
-        if not (math.isfinite(value) and value > 0):
-            raise InputError(None, f"{name} = {value} must be a positive number.", f"give {name} > 0.")
-    if n_eer_frames < 1:
-        raise InputError(None, f"n_eer_frames = {n_eer_frames} must be at least 1.", "check the movie.")
-    dose_per_frame_per_pixel = dose_per_tilt_e_per_angstrom2 * pixel_spacing_angstrom**2 / n_eer_frames
-    n = round(dose_per_group_e_per_angstrom2 / dose_per_frame_per_pixel)
-    return min(max(n, 1), n_eer_frames)
 
 
 def _checked_options(header: MovieHeader, group_frames: int | None, upsampling: int) -> int:

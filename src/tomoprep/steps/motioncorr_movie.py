@@ -25,10 +25,9 @@ from tomoprep.algorithms.motion import (
     measure_global_motion,
 )
 from tomoprep.errors import ImageFileError
+from tomoprep.io.eer_groups import eer_frames_per_group, eer_group_ranges
 from tomoprep.io.movies import (
     MovieHeader,
-    eer_frames_per_group,
-    eer_group_ranges,
     iter_movie_counts,
     read_movie_header,
 )
