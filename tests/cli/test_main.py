@@ -18,7 +18,7 @@ from tomoprep.cli.main import build_app
 from tomoprep.cli.params import option_name
 from tomoprep.project import open_project
 from tomoprep.steps import BUILTIN_STEP_MODULES, get_step
-from tomoprep.steps.import_params import ImportParams
+from tomoprep.steps.import_.params import ImportParams
 
 DOCS = Path(__file__).parents[2] / "docs" / "reference"
 
@@ -123,8 +123,8 @@ def test_a_command_loads_only_the_step_it_runs() -> None:
     command every step's record; none of them loads the work of a step (torch)."""
     probe = (
         "import sys; from tomoprep.cli.main import build_app; build_app({!r}); "
-        "print(sorted(m for m in ('torch', 'tomoprep.steps.align', 'tomoprep.steps.align_step', "
-        "'tomoprep.steps.import_step') if m in sys.modules))"
+        "print(sorted(m for m in ('torch', 'tomoprep.steps.align.series', 'tomoprep.steps.align', "
+        "'tomoprep.steps.import_') if m in sys.modules))"
     )
     loaded = {
         command: subprocess.run(
@@ -132,9 +132,9 @@ def test_a_command_loads_only_the_step_it_runs() -> None:
         ).stdout.strip()
         for command in ("import", "status", None)
     }
-    assert loaded["import"] == "['tomoprep.steps.import_step']"
+    assert loaded["import"] == "['tomoprep.steps.import_']"
     assert loaded["status"] == "[]"
-    assert loaded[None] == "['tomoprep.steps.align_step', 'tomoprep.steps.import_step']"
+    assert loaded[None] == "['tomoprep.steps.align', 'tomoprep.steps.import_']"
     listing = subprocess.run(
         [sys.executable, "-m", "tomoprep.cli", "--help"],
         capture_output=True,

@@ -22,7 +22,7 @@ from tomoprep.project import init_project
 from tomoprep.simulate.params import SimulateParams
 from tomoprep.simulate.session import simulate_session, write_gain_file
 from tomoprep.simulate.truth import Truth, read_truth
-from tomoprep.steps.import_step import STEP
+from tomoprep.steps.import_ import STEP
 from tomoprep.steps.tilt_series_set import load_tilt_series_set
 
 SMALL = {"preset": "tiny", "detector_size_px": 96, "n_tilts": 5, "frames_per_tilt": 3}

@@ -10,8 +10,8 @@ import numpy as np
 import torch
 
 from tomoprep.algorithms.specimen_slab import SlabMeasurement, fit_box
-from tomoprep.steps.align_plots import alignment_figure, write_alignment_plot
-from tomoprep.steps.import_dose import dose_symmetric_order
+from tomoprep.steps.align.plots import alignment_figure, write_alignment_plot
+from tomoprep.steps.import_.dose import dose_symmetric_order
 
 
 def _result(tilts_deg: np.ndarray, residuals_px: np.ndarray, axis_angles_deg: np.ndarray) -> SimpleNamespace:

@@ -20,9 +20,9 @@ from tomoprep.simulate.params import SimulateParams
 from tomoprep.simulate.session import simulate_session
 from tomoprep.simulate.truth import SeriesTruth
 from tomoprep.steps import get_step
-from tomoprep.steps.clean import CleanPayload, clean_series
-from tomoprep.steps.clean_manual import parse_tilt_list, read_exclusion_file
-from tomoprep.steps.clean_params import CleanParams
+from tomoprep.steps.clean.manual import parse_tilt_list, read_exclusion_file
+from tomoprep.steps.clean.params import CleanParams
+from tomoprep.steps.clean.series import CleanPayload, clean_series
 from tomoprep.steps.tilt_series_set import load_tilt_series_set
 
 CLEAN = get_step("clean")

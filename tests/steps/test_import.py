@@ -13,7 +13,7 @@ from movie_files import sub_frame_names, write_movie, write_movies_for
 from tomoprep.execution import run_step
 from tomoprep.io.star import read_star
 from tomoprep.project import init_project
-from tomoprep.steps.import_step import STEP
+from tomoprep.steps.import_ import STEP
 from tomoprep.steps.tilt_series_set import load_tilt_series_set
 
 EMPIAR_10164 = "alisterburt-tomo_preprocessing/TS_01.mrc.mdoc"

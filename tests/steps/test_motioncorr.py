@@ -169,7 +169,7 @@ def test_motion_notes_name_the_groups_interpolated_and_why() -> None:
     import torch
 
     from tomoprep.algorithms.motion import GlobalMotion
-    from tomoprep.steps.motioncorr_movie import motion_notes
+    from tomoprep.steps.motioncorr.movie import motion_notes
 
     sigma = torch.full((6, 2), 0.02)
     sigma[[0, 4]] = float("inf")
@@ -364,7 +364,7 @@ def test_frame_correction_leaves_the_stored_groups_untouched() -> None:
     """Float (MRC) groups are corrected in a buffer of their own: the second pass must see the raw values."""
     import torch
 
-    from tomoprep.steps.motioncorr_movie import FrameCorrector
+    from tomoprep.steps.motioncorr.movie import FrameCorrector
 
     groups = [np.full((8, 6), 2.0, dtype=np.float32), np.full((8, 6), 3.0, dtype=np.float32)]
     gain = torch.full((8, 6), 1.5)
@@ -385,9 +385,9 @@ def test_series_defects_find_a_dead_pixel_once_the_summed_counts_allow_it(
     The detection runs again only when the summed counts have grown 3.5-fold, and stops at enough counts."""
     import torch
 
-    from tomoprep.steps import motioncorr_movie
-    from tomoprep.steps.motioncorr_movie import SeriesDefects
-    from tomoprep.steps.motioncorr_params import MotionCorrParams
+    from tomoprep.steps.motioncorr import movie as motioncorr_movie
+    from tomoprep.steps.motioncorr.movie import SeriesDefects
+    from tomoprep.steps.motioncorr.params import MotionCorrParams
 
     calls = []
     detect = motioncorr_movie.detect_defects
@@ -415,7 +415,7 @@ def test_series_defects_find_a_dead_pixel_once_the_summed_counts_allow_it(
 
 
 def test_sums_are_written_in_the_background_and_their_errors_reach_the_step(tmp_path: Path) -> None:
-    from tomoprep.steps.motioncorr_output import SumWriter
+    from tomoprep.steps.motioncorr.output import SumWriter
 
     image = np.arange(400 * 300, dtype=np.float32).reshape(400, 300)
     with SumWriter() as writer:
@@ -440,7 +440,7 @@ def test_sums_are_written_in_the_background_and_their_errors_reach_the_step(tmp_
     ],
 )
 def test_counts_sum_is_exact_whatever_the_count_type(groups: list[np.ndarray]) -> None:
-    from tomoprep.steps.motioncorr_movie import counts_sum
+    from tomoprep.steps.motioncorr.movie import counts_sum
 
     total = counts_sum(groups)
     assert total.dtype == np.float32

@@ -17,10 +17,10 @@ ENTRY_POINT_GROUP = "tomoprep.steps"
 #: and its libraries (torch, for one, takes a second) are imported when a unit runs, so ``tomoprep --help`` and
 #: every ``--help`` start without them.
 BUILTIN_STEP_MODULES = {
-    "import": "tomoprep.steps.import_step",
-    "motioncorr": "tomoprep.steps.motioncorr_step",
-    "clean": "tomoprep.steps.clean_step",
-    "align": "tomoprep.steps.align_step",
+    "import": "tomoprep.steps.import_",
+    "motioncorr": "tomoprep.steps.motioncorr",
+    "clean": "tomoprep.steps.clean",
+    "align": "tomoprep.steps.align",
 }
 
 

@@ -15,9 +15,9 @@ from tomoprep.io.mdoc import MAX_TILT_ANGLE_DEG, MdocSeries, read_mdoc
 from tomoprep.io.mrc import MrcHeader, check_mrc_complete, read_mrc, read_mrc_header
 from tomoprep.model import Optics, TiltImage, TiltSeries
 from tomoprep.steps.base import Unit, UnitOutput
-from tomoprep.steps.import_dose import DoseRecord, Doses, acquisition_order, dose_symmetric_order, pre_exposures
-from tomoprep.steps.import_movies import DEFAULT_VOLTAGE_KV, expand_glob
-from tomoprep.steps.import_params import ImportParams
+from tomoprep.steps.import_.dose import DoseRecord, Doses, acquisition_order, dose_symmetric_order, pre_exposures
+from tomoprep.steps.import_.movies import DEFAULT_VOLTAGE_KV, expand_glob
+from tomoprep.steps.import_.params import ImportParams
 
 STACK_SUFFIXES = (".st", ".mrc", ".mrcs", ".ali")
 #: Relative difference above which two sources of a pixel spacing, or a tilt angle file and the extended

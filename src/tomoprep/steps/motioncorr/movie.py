@@ -33,9 +33,9 @@ from tomoprep.io.movies import (
 )
 from tomoprep.io.relion_motion import MovieMotion, write_motion_star
 from tomoprep.model import TiltImage, TiltSeries
-from tomoprep.steps.import_dose import require_dose
-from tomoprep.steps.motioncorr_output import SUFFIXES, SumWriter
-from tomoprep.steps.motioncorr_params import (
+from tomoprep.steps.import_.dose import require_dose
+from tomoprep.steps.motioncorr.output import SUFFIXES, SumWriter
+from tomoprep.steps.motioncorr.params import (
     DOSE_WEIGHTING,
     DOSE_WEIGHTING_ALTERNATIVE,
     EER_GROUPING,

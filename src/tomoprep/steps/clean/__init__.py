@@ -1,4 +1,4 @@
-"""The cleaning step's record. Its work (:mod:`tomoprep.steps.clean`, torch) is imported when the step plans
+"""The cleaning step's record. Its work (:mod:`tomoprep.steps.clean.series`, torch) is imported when the step plans
 and runs, so that a command that only lists or describes the step (``tomoprep clean --help``) starts without
 torch."""
 
@@ -10,23 +10,23 @@ from typing import TYPE_CHECKING
 
 from tomoprep.model import TiltSeries
 from tomoprep.steps.base import Step, Unit, UnitOutput
-from tomoprep.steps.clean_manual import AUTO_PREFIX, MANUAL_REASON
-from tomoprep.steps.clean_params import CleanParams
+from tomoprep.steps.clean.manual import AUTO_PREFIX, MANUAL_REASON
+from tomoprep.steps.clean.params import CleanParams
 
 if TYPE_CHECKING:
-    from tomoprep.steps.clean import CleanPayload
+    from tomoprep.steps.clean.series import CleanPayload
 
 
 def plan_clean(params: CleanParams, inputs: Sequence[TiltSeries]) -> list[Unit]:
-    """One unit per tilt series with its manual choices (:func:`tomoprep.steps.clean.plan_clean`)."""
-    from tomoprep.steps.clean import plan_clean as plan
+    """One unit per tilt series with its manual choices (:func:`tomoprep.steps.clean.series.plan_clean`)."""
+    from tomoprep.steps.clean.series import plan_clean as plan
 
     return plan(params, inputs)
 
 
 def run_clean(payload: CleanPayload, params: CleanParams, output_dir: Path) -> UnitOutput:
-    """Clean one tilt series (:func:`tomoprep.steps.clean.clean_series`)."""
-    from tomoprep.steps.clean import clean_series
+    """Clean one tilt series (:func:`tomoprep.steps.clean.series.clean_series`)."""
+    from tomoprep.steps.clean.series import clean_series
 
     return clean_series(payload, params, output_dir)
 

@@ -1,4 +1,4 @@
-"""The alignment step's record. Its work (:mod:`tomoprep.steps.align`, torch) is imported when a unit runs, so
+"""The alignment step's record. Its work (:mod:`tomoprep.steps.align.series`, torch) is imported when a unit runs, so
 that a command that only lists or describes the step (``tomoprep align --help``) starts without torch."""
 
 from __future__ import annotations
@@ -7,13 +7,13 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from tomoprep.model import TiltSeries
-from tomoprep.steps.align_params import AlignParams
+from tomoprep.steps.align.params import AlignParams
 from tomoprep.steps.base import Step, UnitOutput
 
 
 def run_align(ts: TiltSeries, params: AlignParams, output_dir: Path) -> UnitOutput:
-    """Align one tilt series (:func:`tomoprep.steps.align.align_tilt_series`)."""
-    from tomoprep.steps.align import align_tilt_series
+    """Align one tilt series (:func:`tomoprep.steps.align.series.align_tilt_series`)."""
+    from tomoprep.steps.align.series import align_tilt_series
 
     return align_tilt_series(ts, params, output_dir)
 

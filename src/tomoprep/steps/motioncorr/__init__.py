@@ -1,4 +1,4 @@
-"""The motion-correction step's record and plan. Its work (:mod:`tomoprep.steps.motioncorr`, torch) is imported
+"""The motion-correction step's record and plan. Its work (:mod:`tomoprep.steps.motioncorr.series`, torch) is imported
 when a unit runs, so that a command that only lists or describes the step (``tomoprep motioncorr --help``) starts
 without torch, and a series that cannot be corrected fails before torch is loaded."""
 
@@ -12,8 +12,8 @@ import numpy as np
 from tomoprep.errors import InputError
 from tomoprep.model import TiltImage, TiltSeries
 from tomoprep.steps.base import Step, Unit, UnitOutput
-from tomoprep.steps.import_dose import require_dose
-from tomoprep.steps.motioncorr_params import (
+from tomoprep.steps.import_.dose import require_dose
+from tomoprep.steps.motioncorr.params import (
     DOSE_WEIGHTING,
     DOSE_WEIGHTING_ALTERNATIVE,
     EER_GROUPING,
@@ -47,8 +47,8 @@ def _check_dose_is_there_if_needed(ts: TiltSeries, params: MotionCorrParams) -> 
 
 
 def run_motioncorr(ts: TiltSeries, params: MotionCorrParams, output_dir: Path) -> UnitOutput:
-    """Motion-correct one tilt series (:func:`tomoprep.steps.motioncorr.motioncorr_series`)."""
-    from tomoprep.steps.motioncorr import motioncorr_series
+    """Motion-correct one tilt series (:func:`tomoprep.steps.motioncorr.series.motioncorr_series`)."""
+    from tomoprep.steps.motioncorr.series import motioncorr_series
 
     return motioncorr_series(ts, params, output_dir)
 

@@ -1,6 +1,6 @@
 """Quality-control picture of a cleaning: the measures against tilt angle and the tilts, excluded ones marked.
 
-matplotlib is imported where the figure is drawn (see :mod:`tomoprep.steps.align_plots`).
+matplotlib is imported where the figure is drawn (see :mod:`tomoprep.steps.align.plots`).
 """
 
 from __future__ import annotations

@@ -14,9 +14,9 @@ from tomoprep.errors import ImageFileError, InputError
 from tomoprep.io.gain import gain_for_frames, orient_gain, read_gain
 from tomoprep.model import GainReference, TiltSeries
 from tomoprep.steps.base import UnitOutput
-from tomoprep.steps.gain_check import check_gain_orientation
-from tomoprep.steps.motioncorr_finite import finite_gain, repair_frames
-from tomoprep.steps.motioncorr_movie import (
+from tomoprep.steps.motioncorr.finite import finite_gain, repair_frames
+from tomoprep.steps.motioncorr.gain_check import check_gain_orientation
+from tomoprep.steps.motioncorr.movie import (
     SeriesDefects,
     SingleFrameMovieError,
     correct_movie,
@@ -25,9 +25,9 @@ from tomoprep.steps.motioncorr_movie import (
     load_groups,
     movie_groups,
 )
-from tomoprep.steps.motioncorr_output import SumWriter
-from tomoprep.steps.motioncorr_params import MotionCorrParams
-from tomoprep.steps.motioncorr_plots import write_motion_plot
+from tomoprep.steps.motioncorr.output import SumWriter
+from tomoprep.steps.motioncorr.params import MotionCorrParams
+from tomoprep.steps.motioncorr.plots import write_motion_plot
 
 
 class _Gains:

@@ -17,9 +17,9 @@ from tomoprep.errors import InputError
 from tomoprep.io.local_alignment import LocalAlignment, write_local_alignment
 from tomoprep.io.mrc import write_mrc
 from tomoprep.model import TiltAlignment, TiltSeries
-from tomoprep.steps.align_files import read_alignment_files, write_alignment_files
-from tomoprep.steps.align_params import AlignParams
-from tomoprep.steps.align_plots import write_alignment_plot
+from tomoprep.steps.align.files import read_alignment_files, write_alignment_files
+from tomoprep.steps.align.params import AlignParams
+from tomoprep.steps.align.plots import write_alignment_plot
 from tomoprep.steps.base import UnitOutput
 from tomoprep.steps.tilt_images import TiltStack, has_image, read_tilt_image, read_tilt_stack, rebin
 

@@ -1,6 +1,6 @@
 """Quality-control picture of a motion-corrected tilt series: trajectories and the tilt images by angle.
 
-matplotlib is imported where the figure is drawn (see :mod:`tomoprep.steps.align_plots`).
+matplotlib is imported where the figure is drawn (see :mod:`tomoprep.steps.align.plots`).
 """
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ import numpy as np
 
 from tomoprep.io.mrc import read_mrc
 from tomoprep.model import TiltSeries
-from tomoprep.steps.motioncorr_output import thumbnail
+from tomoprep.steps.motioncorr.output import thumbnail
 
 
 def write_motion_plot(

@@ -22,7 +22,7 @@ from tomoprep.errors import InputError
 from tomoprep.io.star import write_star
 from tomoprep.model import TiltImage, TiltSeries
 from tomoprep.steps.base import WARNING_PREFIX, Unit, UnitOutput
-from tomoprep.steps.clean_manual import (
+from tomoprep.steps.clean.manual import (
     AUTO_PREFIX,
     MANUAL_REASON,
     check_inclusions,
@@ -31,9 +31,9 @@ from tomoprep.steps.clean_manual import (
     parse_tilt_list,
     read_exclusion_file,
 )
-from tomoprep.steps.clean_params import CleanParams
-from tomoprep.steps.clean_plots import write_clean_plot
-from tomoprep.steps.motioncorr_movie import device_for
+from tomoprep.steps.clean.params import CleanParams
+from tomoprep.steps.clean.plots import write_clean_plot
+from tomoprep.steps.motioncorr.movie import device_for
 from tomoprep.steps.tilt_images import TiltStack, has_image, read_tilt_stack
 
 #: Fewer measurable tilts than this and the automatic tests are not run (no neighbours to compare with).

@@ -1,6 +1,6 @@
 """The import step: movies + mdoc files, or tilt stacks + tilt angles, into a tilt-series set.
 
-The readers (:mod:`tomoprep.steps.import_movies`, :mod:`tomoprep.steps.import_stack`: tifffile, imagecodecs,
+The readers (:mod:`tomoprep.steps.import_.movies`, :mod:`tomoprep.steps.import_.stack`: tifffile, imagecodecs,
 mrcfile) are imported when the step plans and runs, so ``tomoprep import --help`` starts without them.
 """
 
@@ -12,28 +12,28 @@ from typing import TYPE_CHECKING
 
 from tomoprep.model import TiltSeries
 from tomoprep.steps.base import Step, Unit, UnitOutput
-from tomoprep.steps.import_params import ImportParams
+from tomoprep.steps.import_.params import ImportParams
 
 if TYPE_CHECKING:
-    from tomoprep.steps.import_movies import MovieSeriesPayload
-    from tomoprep.steps.import_stack import StackPayload
+    from tomoprep.steps.import_.movies import MovieSeriesPayload
+    from tomoprep.steps.import_.stack import StackPayload
 
 
 def plan_import(params: ImportParams, inputs: Sequence[TiltSeries]) -> list[Unit]:
     """Units of an import: one per stack, or one per tilt series described by the mdoc files."""
     if params.is_stack_import:
-        from tomoprep.steps.import_stack import plan_stack_import
+        from tomoprep.steps.import_.stack import plan_stack_import
 
         return plan_stack_import(params)
-    from tomoprep.steps.import_movies import plan_movie_import
+    from tomoprep.steps.import_.movies import plan_movie_import
 
     return plan_movie_import(params)
 
 
 def run_import(payload: MovieSeriesPayload | StackPayload, params: ImportParams, output_dir: Path) -> UnitOutput:
     """Import one tilt series."""
-    from tomoprep.steps.import_movies import import_movie_series
-    from tomoprep.steps.import_stack import StackPayload, import_stack
+    from tomoprep.steps.import_.movies import import_movie_series
+    from tomoprep.steps.import_.stack import StackPayload, import_stack
 
     if isinstance(payload, StackPayload):
         return import_stack(payload, params, output_dir)

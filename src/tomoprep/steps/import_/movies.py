@@ -16,8 +16,8 @@ from tomoprep.io.mdoc import MdocSeries, MdocTilt, read_mdocs
 from tomoprep.io.movies import MovieHeader, read_movie_header
 from tomoprep.model import GainReference, Optics, TiltImage, TiltSeries
 from tomoprep.steps.base import Unit, UnitOutput
-from tomoprep.steps.import_dose import DoseRecord, acquisition_order, pre_exposures
-from tomoprep.steps.import_params import ImportParams
+from tomoprep.steps.import_.dose import DoseRecord, acquisition_order, pre_exposures
+from tomoprep.steps.import_.params import ImportParams
 
 MOVIE_SUFFIXES = (".eer", ".tif", ".tiff", ".mrc", ".mrcs")
 GAIN_SUFFIXES = (".mrc", ".tif", ".tiff", ".gain")
