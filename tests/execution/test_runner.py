@@ -60,8 +60,10 @@ def test_invalid_params_name_the_field(project) -> None:
     assert project.list_runs() == []
 
 
-def test_consumer_takes_newest_successful_run_or_the_one_asked(project) -> None:
-    with pytest.raises(StepError, match="needs a successful run of toy"):
+def test_consumer_takes_newest_successful_run_or_the_one_asked(project, install_plugin_steps) -> None:
+    # The runs' steps are found by name, as a project's are: the toy steps join as an installed plugin.
+    install_plugin_steps({"toy": "toy_steps:TOY", "consumer": "toy_steps:CONSUMER"})
+    with pytest.raises(StepError, match="needs toy, but no successful run holds toy"):
         run_step(project, CONSUMER)
     first = run_step(project, TOY, {"names": ["A"]})
     second = run_step(project, TOY, {"names": ["B", "C"]})

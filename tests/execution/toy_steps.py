@@ -11,6 +11,7 @@ from pydantic import Field
 
 from tomoprep.model import Optics, TiltImage, TiltSeries
 from tomoprep.steps.base import Params, Step, Unit, UnitOutput
+from tomoprep.steps.kinds import TILT_SERIES
 
 
 class ToyParams(Params):
@@ -52,11 +53,11 @@ def run(name: str, params: ToyParams, output_dir: Path) -> UnitOutput:
     return UnitOutput(tiny_tilt_series(name), notes=(f"made {name}",))
 
 
-TOY = Step(name="toy", title="A toy step.", params=ToyParams, run=run, plan=plan)
+TOY = Step(name="toy", title="A toy step.", params=ToyParams, run=run, plan=plan, makes=frozenset({TILT_SERIES, "toy"}))
 
 
 def consume(ts: TiltSeries, params: ToyParams, output_dir: Path) -> UnitOutput:
     return UnitOutput(ts.with_tilts(ts.tilts[:2]))
 
 
-CONSUMER = Step(name="consumer", title="Takes toy output.", params=ToyParams, run=consume, consumes=("toy",))
+CONSUMER = Step(name="consumer", title="Takes toy output.", params=ToyParams, run=consume, needs=frozenset({"toy"}))

@@ -36,7 +36,7 @@ def test_a_full_device_while_a_unit_writes_fails_the_run_with_the_path_and_resum
     def full(ts, run_dir: Path) -> Path:
         raise _full_device(run_dir / "tilt_series" / f"{ts.name}.star")
 
-    monkeypatch.setattr("tomoprep.steps.base.save_tilt_series", full)
+    monkeypatch.setattr("tomoprep.steps.tilt_series_set.save_tilt_series", full)
     project = tmp_path / "p"
     result = _import(project, stack_files)
     text = flat(result.output)
@@ -85,7 +85,7 @@ def test_a_run_folder_turned_unwritable_keeps_the_first_error_and_the_index_says
             denied()
         write_record(self, record)
 
-    monkeypatch.setattr("tomoprep.steps.base.save_tilt_series", denied)
+    monkeypatch.setattr("tomoprep.steps.tilt_series_set.save_tilt_series", denied)
     monkeypatch.setattr(Project, "_write_run_json", denied_once_running)
     project = tmp_path / "p"
     result = _import(project, stack_files)

@@ -10,6 +10,7 @@ from pydantic_core import PydanticUndefined
 
 from tomoprep.cli.params import option_name, unwrap_optional
 from tomoprep.steps import Step, builtin_steps
+from tomoprep.steps.kinds import describe, made_stale_by
 
 
 def _type_text(annotation: Any) -> str:
@@ -21,11 +22,24 @@ def _type_text(annotation: Any) -> str:
     return f"{text} (optional)" if optional else text
 
 
+def _by_options(narrowed: object) -> str:
+    return " (which of them depends on its options)" if narrowed is not None else ""
+
+
 def step_reference(step: Step) -> str:
     """Markdown: the step's title and a table of its options with type, default and description."""
     lines = [f"# `tomoprep {step.name}`", "", step.title, ""]
-    if step.consumes:
-        lines += [f"Takes the newest successful run of {', '.join(step.consumes)} (or `--input RUN`).", ""]
+    if step.needs:
+        stale = made_stale_by(step.makes)
+        avoid = f" and no {describe(stale)} (which it would make stale)" if stale else ""
+        lines += [
+            f"Needs {describe(step.needs)}{_by_options(step.needs_for)}; makes {describe(step.makes)}"
+            f"{_by_options(step.makes_for)}. Takes the newest successful run that holds "
+            f"every kind it needs{avoid}, or `--input RUN`.",
+            "",
+        ]
+    else:
+        lines += [f"Starts from files; makes {describe(step.makes)}{_by_options(step.makes_for)}.", ""]
     lines += ["| option | type | default | description |", "|---|---|---|---|"]
     for name, field in step.params.model_fields.items():
         default = "required" if field.default is PydanticUndefined else f"`{field.default}`"

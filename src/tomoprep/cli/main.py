@@ -25,7 +25,8 @@ from tomoprep.project import Project, RunRecord, init_project, open_project, rep
 from tomoprep.project.records import MISSING_INPUT
 from tomoprep.project.store import DB_NAME, damaged_index_message
 from tomoprep.steps import BUILTIN_STEP_MODULES, Step, all_steps, get_step
-from tomoprep.steps.base import WARNING_PREFIX
+from tomoprep.steps.kinds import describe, made_stale_by
+from tomoprep.steps.unit import WARNING_PREFIX
 
 console = Console()
 
@@ -125,12 +126,15 @@ def resume(
 
 
 def _print_outputs(project: Project, run: RunRecord, *, title: str) -> None:
+    """The tilt series of ``run`` as a table, the step's one-line summary, and the units that failed."""
     try:
-        outputs = get_step(run.step).load_inputs(project.run_dir(run))
+        step = get_step(run.step)
+        outputs = step.load_inputs(project.run_dir(run))
     except TomoprepError:
         outputs = []
     if outputs:
         console.print(tilt_series_table(outputs, title=title))
+        console.print(step.summarize(outputs), highlight=False, soft_wrap=True)
     for unit in run.units.values():
         if unit.status == "FAILED":
             console.print(f"[red]{unit.name} failed:[/red] {unit.error}", highlight=False, soft_wrap=True)
@@ -173,7 +177,6 @@ def step_command(step: Step) -> Callable[..., None]:
         with open_project(project) as proj, local_executor(jobs) as executor:
             _report(proj, run_step(proj, step, values, input_run=input_run, executor=executor))
 
-    consumes = "/".join(step.consumes)
     common = [
         inspect.Parameter("project", inspect.Parameter.KEYWORD_ONLY, default=Path("."), annotation=ProjectOption),
         inspect.Parameter(
@@ -184,8 +187,9 @@ def step_command(step: Step) -> Callable[..., None]:
                 str | None,
                 typer.Option(
                     "--input",
-                    hidden=not step.consumes,
-                    help=f"Run to take as input (default: the newest successful {consumes} run).",
+                    hidden=not step.needs,
+                    help=f"Run to take as input (default: the newest successful run that holds {describe(step.needs)}"
+                    f"{_stale_note(step)}).",
                 ),
             ],
         ),
@@ -195,6 +199,12 @@ def step_command(step: Step) -> Callable[..., None]:
     command.__doc__ = step.title
     command.__name__ = step.name
     return command
+
+
+def _stale_note(step: Step) -> str:
+    """``, and no ...`` where the step would make kinds of its input stale (see tomoprep.steps.kinds)."""
+    stale = made_stale_by(step.makes)
+    return f", and no {describe(stale)}" if stale else ""
 
 
 def _version(value: bool) -> None:

@@ -1,7 +1,8 @@
 """The runner: validate -> record -> fan out -> collect -> finish, and resume an interrupted run.
 
 It knows nothing of what a unit produces: the step's hooks read inputs, store each unit's output and close
-the output set. A unit that fails is recorded with its error and the other units carry on.
+the output set. A unit that fails is recorded with its error and the other units carry on. The input run is the
+one that holds the kinds of data the step needs (:mod:`tomoprep.execution.inputs`).
 """
 
 from __future__ import annotations
@@ -27,11 +28,13 @@ from tomoprep.errors import (
     is_disk_full,
 )
 from tomoprep.execution.executors import SerialExecutor
+from tomoprep.execution.inputs import resolve_input
 from tomoprep.execution.memory import heap_for_large_arrays, release_free_memory
 from tomoprep.project import Project, RunRecord, UnitRecord
 from tomoprep.project.records import Status, now
 from tomoprep.steps import get_step
-from tomoprep.steps.base import WARNING_PREFIX, Params, Step, StepFunction, Unit, UnitOutput
+from tomoprep.steps.base import Params, Step
+from tomoprep.steps.unit import WARNING_PREFIX, StepFunction, Unit, UnitOutput
 
 
 def validate_params(step: Step, values: Params | Mapping[str, Any] | None) -> Params:
@@ -53,43 +56,6 @@ def validate_params(step: Step, values: Params | Mapping[str, Any] | None) -> Pa
         ) from exc
 
 
-def resolve_input(project: Project, step: Step, input_run: int | str | None) -> RunRecord | None:
-    """The run a step consumes: the one asked for, else the newest successful run of a step it consumes."""
-    if not step.consumes:
-        if input_run is not None:
-            raise StepError(f"step {step.name!r} takes no input run (it starts from files).")
-        return None
-    if input_run is not None:
-        record = project.get_run(input_run)
-        if record.step not in step.consumes:
-            raise StepError(f"run {record.label} is a {record.step!r} run; {step.name!r} takes {step.consumes}.")
-        if record.status != "SUCCEEDED":
-            raise StepError(_unusable_input(project, record))
-        return record
-    candidates = [r for s in step.consumes if (r := project.latest_successful(s)) is not None]
-    if not candidates:
-        raise StepError(f"step {step.name!r} needs a successful run of {' or '.join(step.consumes)} first.")
-    return max(candidates, key=lambda r: r.id)
-
-
-def _unusable_input(project: Project, record: RunRecord) -> str:
-    """Why a run that did not succeed cannot be an input, and what to do instead."""
-    if record.status == "FAILED":
-        failed = [u for u in record.units.values() if u.status == "FAILED"]
-        if failed:  # the summary's first line only counts them: show the first unit's own reason
-            first = (failed[0].error or "no reason recorded").strip().splitlines()[0]
-            reason = f"{len(failed)} of {len(record.units)} units failed; {failed[0].name}: {first}"
-        else:
-            reason = (record.error or "no reason recorded").strip().splitlines()[0]
-        state = f"failed ({reason}; see {project.run_dir(record) / 'log.txt'})"
-    else:
-        state = "has not finished (it is running, or was stopped)"
-    return (
-        f"run {record.label} {state}, so it cannot be an input. Fix: give a run that succeeded "
-        f"(`tomoprep status` lists them), or finish this one with `tomoprep run --resume {record.id}`."
-    )
-
-
 def _load_inputs(project: Project, step: Step, record: RunRecord | None) -> list[Any]:
     return [] if record is None else step.load_inputs(project.run_dir(record))
 
@@ -104,7 +70,7 @@ def run_step(
 ) -> RunRecord:
     """Run ``step`` on the project: record the run, run every unit, and return the finished record."""
     validated = validate_params(step, params)
-    source = resolve_input(project, step, input_run)
+    source = resolve_input(project, step, validated, input_run)
     units = step.plan(validated, _load_inputs(project, step, source))
     run = project.create_run(
         step.name, validated.model_dump(mode="json"), [] if source is None else [source.id], __version__
@@ -122,7 +88,7 @@ def resume_run(
     step = step or get_step(run.step)
     params = validate_params(step, run.params)
     sources = [project.get_run(i) for i in run.inputs]
-    if step.consumes and not sources:
+    if step.needs and not sources:
         raise StepError(f"run {run.label} cannot be resumed: {run.error or 'it records no input run.'}")
     # A run that could not create its folder (or whose folder was removed) starts it again, all units to do.
     project.make_run_folder(run)

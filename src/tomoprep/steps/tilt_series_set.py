@@ -1,4 +1,4 @@
-"""Reading and writing the tilt-series set of a run folder.
+"""Reading and writing the tilt-series set of a run folder, and the step hooks that do it by default.
 
 ``<run>/tilt_series.star`` holds ``data_global`` (one row per tilt series, RELION 5 labels);
 ``<run>/tilt_series/<name>.star`` holds ``data_<name>`` (one row per tilt). The per-series path in the set
@@ -12,16 +12,33 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from tomoprep.errors import InputError
 from tomoprep.model import TiltSeries
+from tomoprep.steps.unit import Unit, UnitOutput
 
 if TYPE_CHECKING:
     import pandas as pd
 
 SET_FILE = "tilt_series.star"
 SERIES_DIR = "tilt_series"
+
+
+def plan_per_tilt_series(params: Any, inputs: Sequence[TiltSeries]) -> list[Unit]:
+    """The usual plan: one unit per input tilt series, its payload the tilt series itself."""
+    return [Unit(name=ts.name, payload=ts) for ts in inputs]
+
+
+def save_unit_tilt_series(output: UnitOutput, run_dir: Path) -> list[Path]:
+    """The usual saver: the unit's tilt series into the run's tilt-series set."""
+    return [save_tilt_series(output.tilt_series, run_dir)]
+
+
+def summarize_tilt_series(outputs: Sequence[TiltSeries]) -> str:
+    """The usual one-line summary of a run: how many tilt series and tilts."""
+    n_tilts = sum(ts.n_tilts for ts in outputs)
+    return f"{len(outputs)} tilt series, {n_tilts} tilts"
 
 
 def series_star_path(run_dir: Path, name: str) -> Path:

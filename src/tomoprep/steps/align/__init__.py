@@ -9,6 +9,7 @@ from pathlib import Path
 from tomoprep.model import TiltSeries
 from tomoprep.steps.align.params import AlignParams
 from tomoprep.steps.base import Step, UnitOutput
+from tomoprep.steps.kinds import ALIGNMENT, TILT_IMAGES, TILT_SERIES
 
 
 def run_align(ts: TiltSeries, params: AlignParams, output_dir: Path) -> UnitOutput:
@@ -32,6 +33,7 @@ STEP = Step(
     title="Marker-free tilt-series alignment: tilt axis, shifts, tilt offset, thickness (or IMOD/AreTomo files).",
     params=AlignParams,
     run=run_align,
-    consumes=("clean", "motioncorr", "import"),
+    needs=frozenset({TILT_SERIES, TILT_IMAGES}),
+    makes=frozenset({ALIGNMENT}),
     summarize=summarize,
 )

@@ -12,6 +12,7 @@ from tomoprep.model import TiltSeries
 from tomoprep.steps.base import Step, Unit, UnitOutput
 from tomoprep.steps.clean.manual import AUTO_PREFIX, MANUAL_REASON
 from tomoprep.steps.clean.params import CleanParams
+from tomoprep.steps.kinds import EXCLUSIONS, TILT_IMAGES, TILT_SERIES, Kind
 
 if TYPE_CHECKING:
     from tomoprep.steps.clean.series import CleanPayload
@@ -43,12 +44,19 @@ def summarize(outputs: Sequence[TiltSeries]) -> str:
     )
 
 
+def kinds_needed(params: CleanParams) -> frozenset[Kind]:
+    """The tilt images to measure; a cleaning by hand alone (``--no-auto``) needs only the tilt series."""
+    return frozenset({TILT_SERIES, TILT_IMAGES} if params.auto else {TILT_SERIES})
+
+
 STEP = Step(
     name="clean",
     title="Stack cleaning: exclude shifted, dark and blurred tilts (automatically or by hand) without deleting any.",
     params=CleanParams,
     run=run_clean,
-    consumes=("motioncorr", "import", "clean"),
+    needs=frozenset({TILT_SERIES, TILT_IMAGES}),
+    makes=frozenset({EXCLUSIONS}),
+    needs_for=kinds_needed,
     plan=plan_clean,
     summarize=summarize,
 )

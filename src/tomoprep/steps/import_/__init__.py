@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING
 from tomoprep.model import TiltSeries
 from tomoprep.steps.base import Step, Unit, UnitOutput
 from tomoprep.steps.import_.params import ImportParams
+from tomoprep.steps.kinds import MOVIES, TILT_IMAGES, TILT_SERIES, Kind
 
 if TYPE_CHECKING:
     from tomoprep.steps.import_.movies import MovieSeriesPayload
@@ -47,11 +48,18 @@ def summarize(outputs: Sequence[TiltSeries]) -> str:
     return f"{len(outputs)} tilt series, {n_tilts} tilts ({excluded} excluded)"
 
 
+def kinds_made(params: ImportParams) -> frozenset[Kind]:
+    """Tilt-series metadata, and the movies, or the tilt images of the stacks."""
+    return frozenset({TILT_SERIES, TILT_IMAGES if params.is_stack_import else MOVIES})
+
+
 STEP = Step(
     name="import",
     title="Import tilt-series movies with their mdoc files, or tilt stacks with their tilt angles.",
     params=ImportParams,
     run=run_import,
+    makes=frozenset({TILT_SERIES, MOVIES, TILT_IMAGES}),
+    makes_for=kinds_made,
     plan=plan_import,
     summarize=summarize,
 )

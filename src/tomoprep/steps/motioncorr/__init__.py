@@ -13,6 +13,7 @@ from tomoprep.errors import InputError
 from tomoprep.model import TiltImage, TiltSeries
 from tomoprep.steps.base import Step, Unit, UnitOutput
 from tomoprep.steps.import_.dose import require_dose
+from tomoprep.steps.kinds import MOVIES, ODD_EVEN, TILT_IMAGES, TILT_SERIES, Kind
 from tomoprep.steps.motioncorr.params import (
     DOSE_WEIGHTING,
     DOSE_WEIGHTING_ALTERNATIVE,
@@ -60,12 +61,19 @@ def summarize(outputs: Sequence[TiltSeries]) -> str:
     return f"{len(outputs)} tilt series, {len(tilts)} movies aligned, median total motion {median:.1f} Å"
 
 
+def kinds_made(params: MotionCorrParams) -> frozenset[Kind]:
+    """Tilt images, and odd/even sums where asked for."""
+    return frozenset({TILT_IMAGES, ODD_EVEN} if params.odd_even else {TILT_IMAGES})
+
+
 STEP = Step(
     name="motioncorr",
     title="Motion correction: gain, defects, global and local motion, odd/even and dose-weighted sums.",
     params=MotionCorrParams,
     run=run_motioncorr,
-    consumes=("import",),
+    needs=frozenset({TILT_SERIES, MOVIES}),
+    makes=frozenset({TILT_IMAGES, ODD_EVEN}),
+    makes_for=kinds_made,
     plan=plan_motioncorr,
     summarize=summarize,
 )
