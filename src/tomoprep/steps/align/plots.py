@@ -12,16 +12,13 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from tomoprep.algorithms.thumbnail import stretch
+
 if TYPE_CHECKING:
     from matplotlib.axes import Axes
     from matplotlib.figure import Figure
 
     from tomoprep.algorithms.series_alignment import SeriesAlignment
-
-
-def _normalised(image: np.ndarray) -> np.ndarray:
-    low, high = np.percentile(image, [1, 99])
-    return np.clip((image - low) / max(high - low, 1e-12), 0, 1)
 
 
 def _thickness_panel(ax: Axes, result: SeriesAlignment, pixel_spacing_angstrom: float) -> None:
@@ -82,11 +79,11 @@ def alignment_figure(result: SeriesAlignment, *, title: str, pixel_spacing_angst
     _thickness_panel(axes[0, 2], result, pixel_spacing_angstrom)
     slices = result.slices.numpy()
     ny, nz, nx = slices.shape
-    axes[1, 0].imshow(_normalised(slices[:, nz // 2, :]), cmap="gray")
+    axes[1, 0].imshow(stretch(slices[:, nz // 2, :]), cmap="gray")
     axes[1, 0].set_title("central xy slice")
-    axes[1, 1].imshow(_normalised(slices[ny // 2]), cmap="gray", aspect="auto")
+    axes[1, 1].imshow(stretch(slices[ny // 2]), cmap="gray", aspect="auto")
     axes[1, 1].set_title("central xz slice")
-    axes[1, 2].imshow(_normalised(slices[:, :, nx // 2].T), cmap="gray", aspect="auto")
+    axes[1, 2].imshow(stretch(slices[:, :, nx // 2].T), cmap="gray", aspect="auto")
     axes[1, 2].set_title("central yz slice")
     fig.suptitle(title)
     fig.tight_layout()

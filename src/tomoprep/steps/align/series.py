@@ -21,11 +21,8 @@ from tomoprep.steps.align.files import read_alignment_files, write_alignment_fil
 from tomoprep.steps.align.params import AlignParams
 from tomoprep.steps.align.plots import write_alignment_plot
 from tomoprep.steps.base import UnitOutput
+from tomoprep.steps.device import device_for
 from tomoprep.steps.tilt_images import TiltStack, has_image, read_tilt_image, read_tilt_stack, rebin
-
-
-def _device(name: str) -> str:
-    return "cuda" if name == "cuda" or (name == "auto" and torch.cuda.is_available()) else "cpu"
 
 
 def _aligned_series(ts: TiltSeries, result: SeriesAlignment, tilts: Sequence, spacing: float) -> TiltSeries:
@@ -151,7 +148,7 @@ def align_tilt_series(ts: TiltSeries, params: AlignParams, output_dir: Path) -> 
         return UnitOutput(result_ts, (f"alignment read from {params.alignment_files}",))
     _check_tilt_range(ts, tilts)
     # Read once, finely enough for the defocus gradient; the working stack is binned from it.
-    fine = read_tilt_stack(ts, tilts, target_size_px=params.hand_size_px, device=_device(params.device))
+    fine = read_tilt_stack(ts, tilts, target_size_px=params.hand_size_px, device=device_for(params.device))
     stack = rebin(fine, target_size_px=params.working_size_px,
                   min_pixel_spacing_angstrom=params.min_working_pixel_spacing_angstrom)  # fmt: skip
     spacing = stack.pixel_spacing_angstrom

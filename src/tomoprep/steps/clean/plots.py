@@ -12,10 +12,10 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from tomoprep.algorithms.thumbnail import thumbnail
 from tomoprep.model import TiltImage, TiltSeries
 
 if TYPE_CHECKING:
-    import torch
     from matplotlib.axes import Axes
 
     from tomoprep.algorithms.tilt_quality import QualityThresholds, TiltQuality
@@ -23,16 +23,6 @@ if TYPE_CHECKING:
 
 THUMBNAIL_PX = 128
 EXCLUDED_COLOUR = "tab:red"
-
-
-def _thumbnail(image: torch.Tensor) -> np.ndarray:
-    """A block-averaged copy of at most :data:`THUMBNAIL_PX` pixels, stretched between its 1st and 99th percentile."""
-    array = image.detach().cpu().numpy()
-    step = max(1, max(array.shape) // THUMBNAIL_PX)
-    h, w = (array.shape[0] // step) * step, (array.shape[1] // step) * step
-    small = array[:h, :w].reshape(h // step, step, w // step, step).mean(axis=(1, 3))
-    low, high = np.percentile(small, [1, 99])
-    return np.clip((small - low) / max(high - low, 1e-9), 0, 1)
 
 
 def _short_reason(tilt: TiltImage) -> str:
@@ -110,7 +100,7 @@ def write_clean_plot(
         axes[0].set_title(f"{ts.name}: measures (red: excluded)", fontsize=9)
     for k, tilt in enumerate(tilts):
         axis = figure.add_subplot(grid[k // columns, left + k % columns])
-        axis.imshow(_thumbnail(stack.images[k]), cmap="gray")
+        axis.imshow(thumbnail(stack.images[k].detach().cpu().numpy(), size_px=THUMBNAIL_PX), cmap="gray")
         axis.set_xticks([]), axis.set_yticks([])
         title = f"{tilt.nominal_tilt_angle_deg:+.1f}° #{tilt.acquisition_index}"
         axis.set_title(title, fontsize=7, color=EXCLUDED_COLOUR if tilt.excluded else "black")

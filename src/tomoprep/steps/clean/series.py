@@ -33,7 +33,7 @@ from tomoprep.steps.clean.manual import (
 )
 from tomoprep.steps.clean.params import CleanParams
 from tomoprep.steps.clean.plots import write_clean_plot
-from tomoprep.steps.motioncorr.movie import device_for
+from tomoprep.steps.device import device_for
 from tomoprep.steps.tilt_images import TiltStack, has_image, read_tilt_stack
 
 #: Fewer measurable tilts than this and the automatic tests are not run (no neighbours to compare with).

@@ -419,13 +419,6 @@ def _local_shift_table(estimate: MotionEstimate) -> np.ndarray | None:
     return np.array(rows, dtype=float)
 
 
-def device_for(choice: str) -> torch.device:
-    """The torch device for ``auto``/``cpu``/``cuda``."""
-    if choice == "cuda" and not torch.cuda.is_available():
-        raise ImageFileError(None, "--device cuda was asked for but no CUDA device is available.", "use --device auto.")
-    return torch.device("cuda" if choice != "cpu" and torch.cuda.is_available() else "cpu")
-
-
 def _write_motion_star(
     star: Path,
     tilt: TiltImage,

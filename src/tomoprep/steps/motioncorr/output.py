@@ -8,21 +8,13 @@ from types import TracebackType
 
 import numpy as np
 
+from tomoprep.algorithms.thumbnail import thumbnail
 from tomoprep.io.mrc import write_mrc
 
 #: File-name suffix of each kind of sum (RELION's and Warp's names for the odd/even halves).
 SUFFIXES = {"sum": "", "odd": "_ODD", "even": "_EVN", "dose_weighted": "_DW"}
+#: Longer side of the thumbnails of the series' picture.
 THUMBNAIL_PX = 160
-
-
-def thumbnail(image: np.ndarray) -> np.ndarray:
-    """About ``THUMBNAIL_PX`` on its longer side, block-averaged, scaled to 0-1 between the 1st and 99th
-    percentiles."""
-    step = max(1, max(image.shape) // THUMBNAIL_PX)
-    h, w = (image.shape[0] // step) * step, (image.shape[1] // step) * step
-    small = image[:h, :w].reshape(h // step, step, w // step, step).mean(axis=(1, 3))
-    low, high = np.percentile(small, [1, 99])
-    return np.clip((small - low) / max(high - low, 1e-9), 0, 1)
 
 
 class SumWriter:
@@ -53,7 +45,7 @@ class SumWriter:
         for name, image in images.items():
             write_mrc(paths[name], image, pixel_spacing_angstrom=spacing, overwrite=True)
         if "sum" in images:
-            self.thumbnails[key] = thumbnail(images["sum"])
+            self.thumbnails[key] = thumbnail(images["sum"], size_px=THUMBNAIL_PX)
 
     def wait(self) -> None:
         """Block until the sums submitted so far are written (raising their error, if any)."""

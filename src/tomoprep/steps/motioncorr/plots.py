@@ -9,9 +9,10 @@ from pathlib import Path
 
 import numpy as np
 
+from tomoprep.algorithms.thumbnail import thumbnail
 from tomoprep.io.mrc import read_mrc
 from tomoprep.model import TiltSeries
-from tomoprep.steps.motioncorr.output import thumbnail
+from tomoprep.steps.motioncorr.output import THUMBNAIL_PX
 
 
 def write_motion_plot(
@@ -47,7 +48,7 @@ def write_motion_plot(
         ax = figure.add_subplot(grid[k // columns, 3 + k % columns])
         small = thumbnails.get(tilt.acquisition_index)
         if small is None:
-            small = thumbnail(read_mrc(tilt.micrograph_path))  # type: ignore[arg-type]
+            small = thumbnail(read_mrc(tilt.micrograph_path), size_px=THUMBNAIL_PX)  # type: ignore[arg-type]
         ax.imshow(small, cmap="gray")
         ax.set_title(f"{tilt.nominal_tilt_angle_deg:+.1f}°", fontsize=7), ax.axis("off")
     figure.tight_layout()

@@ -14,6 +14,7 @@ from tomoprep.errors import ImageFileError, InputError
 from tomoprep.io.gain import gain_for_frames, orient_gain, read_gain
 from tomoprep.model import GainReference, TiltSeries
 from tomoprep.steps.base import UnitOutput
+from tomoprep.steps.device import device_for
 from tomoprep.steps.motioncorr.finite import finite_gain, repair_frames
 from tomoprep.steps.motioncorr.gain_check import check_gain_orientation
 from tomoprep.steps.motioncorr.movie import (
@@ -21,7 +22,6 @@ from tomoprep.steps.motioncorr.movie import (
     SingleFrameMovieError,
     correct_movie,
     counts_sum,
-    device_for,
     load_groups,
     movie_groups,
 )
