@@ -16,7 +16,7 @@ def test_auto_takes_cuda_when_present_and_cpu_is_always_cpu() -> None:
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="a CUDA device is present")
 def test_cuda_without_a_cuda_device_is_a_clear_error() -> None:
-    with pytest.raises(InputError, match="--device cuda was asked for but no CUDA device is available.*--device auto"):
+    with pytest.raises(InputError, match=r"--device cuda was asked for but no CUDA device is available.*--device auto"):
         device_for("cuda")
 
 

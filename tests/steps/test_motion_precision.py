@@ -12,11 +12,11 @@ import torch
 
 from tomoprep.algorithms.defects import detect_defects
 from tomoprep.algorithms.motion import measure_global_motion
+from tomoprep.algorithms.movie_correction import FrameCorrector, counts_sum
 from tomoprep.io.gain import gain_for_frames, read_gain
 from tomoprep.io.movies import iter_movie_counts
 from tomoprep.simulate.params import SimulateParams
 from tomoprep.simulate.session import simulate_session
-from tomoprep.steps.motioncorr.movie import FrameCorrector, counts_sum
 
 
 def corrected_frames(session: Path, tilt: dict, gain: dict) -> torch.Tensor:

@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from tomoprep.errors import StepError
 from tomoprep.execution import run_step
 from tomoprep.io.eer_groups import eer_frames_per_group
 from tomoprep.io.mrc import read_mrc, read_mrc_header
@@ -291,15 +292,18 @@ def test_movie_with_other_frame_count_than_imported_fails_its_series(tmp_path: P
     assert run.status == "FAILED" and movie.name in error and "frames" in error
 
 
-def test_stack_import_passes_through(tmp_path: Path) -> None:
+def test_an_imported_stack_is_refused_for_it_has_no_movies(tmp_path: Path) -> None:
+    """Motion correction needs movies: a stack import holds tilt images instead, and is no input for it."""
     session = tmp_path / "session"
     _session(session, write_tilt_stack=True, seed=8, n_tilts=3)
     project = init_project(tmp_path / "project")
     imported = run_step(project, IMPORT, {"stack": str(session / "stacks" / "*.st")})
     assert imported.status == "SUCCEEDED", imported.error
-    run = run_step(project, MOTIONCORR)
-    assert run.status == "SUCCEEDED"
-    assert load_tilt_series_set(project.run_dir(run)) == load_tilt_series_set(project.run_dir(imported))
+    with pytest.raises(StepError, match=r"no successful run holds movies \(001_import holds tilt-series metadata, "):
+        run_step(project, MOTIONCORR)
+    with pytest.raises(StepError, match="run 001_import holds tilt-series metadata, tilt images, but not movies"):
+        run_step(project, MOTIONCORR, input_run=imported.id)
+    assert [run.label for run in project.list_runs()] == ["001_import"]
 
 
 @pytest.mark.slow  # 1024² movies with local motion: the quick tier fits local motion in test_local_motion.py
@@ -364,7 +368,7 @@ def test_frame_correction_leaves_the_stored_groups_untouched() -> None:
     """Float (MRC) groups are corrected in a buffer of their own: the second pass must see the raw values."""
     import torch
 
-    from tomoprep.steps.motioncorr.movie import FrameCorrector
+    from tomoprep.algorithms.movie_correction import FrameCorrector
 
     groups = [np.full((8, 6), 2.0, dtype=np.float32), np.full((8, 6), 3.0, dtype=np.float32)]
     gain = torch.full((8, 6), 1.5)
@@ -385,7 +389,7 @@ def test_series_defects_find_a_dead_pixel_once_the_summed_counts_allow_it(
     The detection runs again only when the summed counts have grown 3.5-fold, and stops at enough counts."""
     import torch
 
-    from tomoprep.steps.motioncorr import movie as motioncorr_movie
+    from tomoprep.algorithms import movie_correction as motioncorr_movie
     from tomoprep.steps.motioncorr.movie import SeriesDefects
     from tomoprep.steps.motioncorr.params import MotionCorrParams
 

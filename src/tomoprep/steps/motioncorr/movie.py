@@ -1,4 +1,6 @@
-"""Motion correction of one tilt movie: group, gain-correct, find defects, estimate motion, sum, write."""
+"""Motion correction of one tilt movie: read it in groups, correct, estimate its motion, sum, and write the sums
+and RELION's motion file. The numerics are in :mod:`tomoprep.algorithms.movie_correction` and
+:mod:`tomoprep.algorithms.motion`; this module reads the files and the step's parameters."""
 
 from __future__ import annotations
 
@@ -11,18 +13,20 @@ from typing import Literal
 import numpy as np
 import torch
 
-from tomoprep.algorithms.defects import DefectFiller, detect_defects
-from tomoprep.algorithms.fourier import fourier_bin
 from tomoprep.algorithms.motion import (
     CREDIBLE_SIGNIFICANCE,
     DoseWeighting,
     GlobalMotion,
-    LocalMotionModel,
     accumulated_motion,
     align_and_sum,
-    estimate_local_motion,
     local_shifts_at,
-    measure_global_motion,
+)
+from tomoprep.algorithms.movie_correction import (
+    DetectorDefects,
+    FrameCorrector,
+    MotionEstimate,
+    compact_counts,
+    estimate_movie_motion,
 )
 from tomoprep.errors import ImageFileError
 from tomoprep.io.eer_groups import eer_frames_per_group, eer_group_ranges
@@ -123,33 +127,6 @@ def _eer_frames_by_dose(tilt: TiltImage, ts: TiltSeries, params: MotionCorrParam
     )
 
 
-def _binned(image: torch.Tensor, size_px: int) -> tuple[torch.Tensor, float]:
-    """Fourier-bin to about ``size_px``; returns the image and the factor.
-
-    Fourier cropping of the whole frame, not pixel blocks first: a 2x2 block sum folds noise from above its
-    Nyquist frequency into the band the alignment uses, and left trajectories 0.007-0.009 px RMS worse on 4K
-    movies (0.073 against 0.066 px on one EER movie), for 0.2 s less per movie.
-    """
-    factor = max(1.0, max(image.shape[-2:]) / size_px)
-    return (fourier_bin(image, factor) if factor > 1 else image), factor
-
-
-def _compact(counts: np.ndarray) -> np.ndarray:
-    """The smallest exact dtype for a group of counts (uint8 for EER groups), float32 for non-count data."""
-    if counts.dtype == np.uint8:
-        return counts
-    if counts.dtype.kind == "u":
-        top = counts.max()
-        return counts.astype(np.uint8) if top < 256 else counts.astype(np.uint16) if top < 65536 else counts
-    if np.array_equal(counts, np.round(counts)) and counts.min() >= 0:
-        top = counts.max()
-        if top < 256:
-            return counts.astype(np.uint8)
-        if top < 65536:
-            return counts.astype(np.uint16)
-    return counts.astype(np.float32)
-
-
 def load_groups(groups: MovieGroups) -> list[np.ndarray]:
     """Every group of the movie, decoded once and kept in the smallest exact dtype.
 
@@ -157,166 +134,41 @@ def load_groups(groups: MovieGroups) -> list[np.ndarray]:
     are found in the sum of all frames: keeping the groups as counts (a 4K EER group is 16 MB) avoids decoding
     the movie twice.
     """
-    return [_compact(group) for group in groups.read_all()]
-
-
-@dataclass(frozen=True)
-class MotionEstimate:
-    """Shifts of each group in rendered-frame pixels (dy, dx), an optional local model, and notes for the log."""
-
-    shifts_px: torch.Tensor
-    local_model: LocalMotionModel | None
-    notes: tuple[str, ...] = ()
-
-
-def _scaled_model(model: LocalMotionModel, factor: float, shape_yx: tuple[int, int]) -> LocalMotionModel:
-    # The model is a polynomial of normalised position, so scaling its coefficients and centres moves it to
-    # the unbinned grid.
-    return replace(
-        model,
-        coefficients_px=model.coefficients_px * factor,
-        shape_yx=shape_yx,
-        patch_centres_yx_px=model.patch_centres_yx_px * factor,
-        patch_shifts_px=model.patch_shifts_px * factor,
-    )
-
-
-def counts_sum(counts: list[np.ndarray]) -> np.ndarray:
-    """The ``(y, x)`` float32 sum of a movie's groups of raw counts.
-
-    uint8 groups (EER) are summed as integers on all cores (ten 4K groups: 25 ms, against 70 ms adding them
-    into float32 with numpy); other types (torch does not add uint16) into float32.
-    """
-    if all(group.dtype == np.uint8 for group in counts) and 255 * len(counts) < 2**31:
-        total = torch.zeros(counts[0].shape, dtype=torch.int16 if 255 * len(counts) < 2**15 else torch.int32)
-        for group in counts:
-            total.add_(torch.from_numpy(np.ascontiguousarray(group)))
-        return total.to(torch.float32).numpy()
-    summed = np.zeros(counts[0].shape, dtype=np.float32)
-    for group in counts:
-        summed += group
-    return summed
-
-
-#: Expected counts per pixel at which a sum of movies finds dead pixels well enough: a pixel counting under
-#: about 40% of its neighbours is significant at 6 sigma.
-ENOUGH_COUNTS_FOR_DEFECTS = 64.0
-#: The detection runs again once the summed counts have grown by this factor since it last ran (0.3 s per 4K
-#: detection). Not a whole number, so that a series of equal doses does not sit on the boundary.
-DEFECT_RETEST_GROWTH = 3.5
+    return [compact_counts(group) for group in groups.read_all()]
 
 
 class SeriesDefects:
-    """Hot and dead pixels of a detector, found in the summed raw counts of the first movies of a tilt series.
-
-    Defects belong to the camera, not the movie. Hot pixels show in one movie, but dead pixels need tens of
-    expected counts, more than one tilt collects: the counts of successive movies are summed, and the
-    detection runs again each time the summed counts have grown :data:`DEFECT_RETEST_GROWTH`-fold since the
-    last one, until they reach :data:`ENOUGH_COUNTS_FOR_DEFECTS` per pixel or ``max_movies`` movies, where it
-    runs a last time. A series at 5 counts per pixel per tilt is tested after movies 1, 4 and 13; every other
-    movie reuses the latest mask.
-    """
+    """The detector's defects over a tilt series (:class:`~tomoprep.algorithms.movie_correction.DetectorDefects`),
+    found at the step's threshold; no mask when defect correction is off."""
 
     def __init__(self, params: MotionCorrParams, device: torch.device, *, max_movies: int = 16) -> None:
-        self.params, self.device, self.max_movies = params, device, max_movies
-        self.totals: dict[tuple[int, ...], np.ndarray] = {}
-        self.seen: dict[tuple[int, ...], int] = {}
-        self.tested_at: dict[tuple[int, ...], float] = {}
-        self.masks: dict[tuple[int, ...], torch.Tensor] = {}
+        self.finder = (
+            DetectorDefects(device, threshold_sigma=params.defect_threshold_sigma, max_movies=max_movies)
+            if params.correct_defects
+            else None
+        )
 
     def mask_for(self, shape: tuple[int, ...], total: Callable[[], np.ndarray]) -> torch.Tensor | None:
-        """The defect mask to use for a movie of frames of ``shape`` whose raw counts sum to ``total()`` (called
-        only while the counts are still summed); ``None`` when not asked for."""
-        if not self.params.correct_defects:
-            return None
-        if shape in self.totals:
-            self.totals[shape] += total()
-            self.seen[shape] += 1
-        elif shape not in self.masks:
-            self.totals[shape] = np.array(total(), dtype=np.float32)
-            self.seen[shape] = 1
-        else:
-            return self.masks[shape]
-        summed = self.totals[shape]
-        level = float(summed.mean())
-        final = level >= ENOUGH_COUNTS_FOR_DEFECTS or self.seen[shape] >= self.max_movies
-        if final or shape not in self.masks or level >= DEFECT_RETEST_GROWTH * self.tested_at[shape] > 0:
-            counts = torch.from_numpy(summed).to(self.device)
-            self.masks[shape] = detect_defects(counts, threshold_sigma=self.params.defect_threshold_sigma).combined
-            self.tested_at[shape] = level
-        if final:
-            del self.totals[shape]  # the mask is final for this frame shape
-        return self.masks[shape]
-
-
-class FrameCorrector:
-    """Gain and defect correction of a movie's groups: one float32 tensor on ``device`` per group of counts.
-
-    ``gain`` is already on the frames' grid and device (a half-size gain repeated on 2x2 blocks:
-    :func:`tomoprep.io.gain.gain_for_frames`); the defects' neighbours are found once per movie. Each group then
-    costs one conversion, one multiplication and a gather over the defects, in place.
-    """
-
-    def __init__(
-        self, shape_yx: tuple[int, int], gain: torch.Tensor | None, defects: torch.Tensor | None, device: torch.device
-    ) -> None:
-        if gain is not None and tuple(gain.shape) != shape_yx:
-            raise ValueError(f"a gain of shape {tuple(gain.shape)} does not fit {shape_yx} frames")
-        self.device = device
-        self.gain = gain
-        self.filler = DefectFiller(defects) if defects is not None and bool(defects.any()) else None
-        self.buffer: torch.Tensor | None = None
-
-    def __call__(self, counts: np.ndarray) -> torch.Tensor:
-        """The corrected ``(y, x)`` float32 group, in a buffer that the next call overwrites."""
-        # One buffer for every group: filling it is 5x faster on CPU than a fresh allocation, and the stored
-        # counts stay untouched for a second pass.
-        if self.buffer is None or tuple(self.buffer.shape) != counts.shape:
-            self.buffer = torch.empty(counts.shape, dtype=torch.float32, device=self.device)
-        frame = self.buffer
-        frame.copy_(torch.from_numpy(np.ascontiguousarray(counts)))
-        if self.gain is not None:
-            frame.mul_(self.gain)
-        return self.filler.fill_(frame) if self.filler is not None else frame
+        """The defect mask for a movie of frames of ``shape`` (:meth:`DetectorDefects.mask_for`); ``None`` when
+        defect correction is off."""
+        return None if self.finder is None else self.finder.mask_for(shape, total)
 
 
 def estimate_motion(
-    correct: FrameCorrector,
-    counts: list[np.ndarray],
-    pixel_spacing_angstrom: float,
-    params: MotionCorrParams,
+    correct: FrameCorrector, counts: list[np.ndarray], pixel_spacing_angstrom: float, params: MotionCorrParams
 ) -> MotionEstimate:
-    """Global (and local) motion from binned copies of the corrected groups (binned to the larger of the alignment
-    and the refinement size: the estimate bins them further for its coarse rounds)."""
-    device = correct.device
-    binned, factor = [], 1.0
-    for group in counts:
-        frame = correct(group)
-        small, factor = _binned(frame, max(params.alignment_size_px, params.refinement_size_px))
-        binned.append(small.clone() if small is frame else small)  # the corrector reuses its buffer
-    stack = torch.stack(binned)
-    bfactor_px2 = params.bfactor_angstrom2 / (pixel_spacing_angstrom * factor) ** 2
-    motion = measure_global_motion(
-        stack,
-        bfactor_px2=bfactor_px2,
-        max_shift_px=params.max_shift_angstrom / (pixel_spacing_angstrom * factor),
+    """The movie's motion (:func:`~tomoprep.algorithms.movie_correction.estimate_movie_motion`) with the step's
+    parameters."""
+    return estimate_movie_motion(
+        correct,
+        counts,
+        pixel_spacing_angstrom=pixel_spacing_angstrom,
+        bfactor_angstrom2=params.bfactor_angstrom2,
+        max_shift_angstrom=params.max_shift_angstrom,
         alignment_size_px=params.alignment_size_px,
-        refinement_size_px=params.refinement_size_px or None,
-        device=device,
+        refinement_size_px=params.refinement_size_px,
+        local_patches_yx=(params.patches_y, params.patches_x) if params.local_motion else None,
     )
-    shifts = motion.shifts_px
-    model = None
-    if params.local_motion and len(counts) >= 4:
-        local = estimate_local_motion(
-            stack,
-            shifts,
-            patches=(params.patches_y, params.patches_x),
-            bfactor_px2=bfactor_px2,
-            alignment_size_px=params.alignment_size_px,
-            device=device,
-        )
-        model = _scaled_model(local, factor, (counts[0].shape[0], counts[0].shape[1]))
-    return MotionEstimate(shifts * factor, model, motion_notes(motion))
 
 
 def motion_notes(motion: GlobalMotion) -> tuple[str, ...]:
@@ -402,7 +254,8 @@ def correct_movie(
         motion_metadata_path=star,
         accumulated_motion_angstrom=(motion.total_angstrom, motion.early_angstrom, motion.late_angstrom),
     )
-    return updated, motion_xy * frame_spacing, tuple(f"{groups.header.path.name}: {note}" for note in estimate.notes)
+    notes = motion_notes(estimate.global_motion)
+    return updated, motion_xy * frame_spacing, tuple(f"{groups.header.path.name}: {note}" for note in notes)
 
 
 def _local_shift_table(estimate: MotionEstimate) -> np.ndarray | None:

@@ -10,6 +10,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from tomoprep.algorithms.movie_correction import counts_sum
 from tomoprep.errors import ImageFileError, InputError
 from tomoprep.io.gain import gain_for_frames, orient_gain, read_gain
 from tomoprep.model import GainReference, TiltSeries
@@ -21,7 +22,6 @@ from tomoprep.steps.motioncorr.movie import (
     SeriesDefects,
     SingleFrameMovieError,
     correct_movie,
-    counts_sum,
     load_groups,
     movie_groups,
 )
