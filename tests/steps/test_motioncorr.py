@@ -444,7 +444,7 @@ def test_sums_are_written_in_the_background_and_their_errors_reach_the_step(tmp_
     ],
 )
 def test_counts_sum_is_exact_whatever_the_count_type(groups: list[np.ndarray]) -> None:
-    from tomoprep.steps.motioncorr.movie import counts_sum
+    from tomoprep.algorithms.movie_correction import counts_sum
 
     total = counts_sum(groups)
     assert total.dtype == np.float32
