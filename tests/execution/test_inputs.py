@@ -111,3 +111,10 @@ def test_a_run_of_a_step_no_longer_installed_holds_nothing(project, workflow) ->
     gone = _record(project, "denoise", {"strength": 3}, [workflow["align"].id])
     assert HeldKinds(project)(gone) == frozenset()
     assert _pick(project, "align").id == workflow["align"].id
+
+
+def test_a_run_recorded_with_parameters_of_an_older_version_keeps_its_kinds(project) -> None:
+    """An option since renamed or removed makes the stored parameters invalid today; the record still counts."""
+    old = _record(project, "import", {"stack": "stacks/*.mrc", "apix": 1.35}, [])
+    assert HeldKinds(project)(old) == {TILT_SERIES, TILT_IMAGES}
+    assert _pick(project, "align").id == old.id

@@ -12,8 +12,6 @@ import warnings
 from collections.abc import Mapping
 from typing import Any
 
-from pydantic import ValidationError
-
 from tomoprep.errors import StepError, TomoprepError
 from tomoprep.project import Project, RunRecord
 from tomoprep.steps import all_steps, get_step
@@ -39,24 +37,38 @@ def _stored_params(step: Step, values: Mapping[str, Any]) -> Params:
     """The parameters of a stored run; those of an older version that no longer validate are taken as stored."""
     try:
         return step.params.model_validate(dict(values))
-    except ValidationError:
+    except Exception:  # a record is history: a validator of today (a plugin's, too) must not make it unreadable
         return step.params.model_construct(**dict(values))
 
 
 class HeldKinds:
-    """The kinds each run of a project holds, worked out once per run from its records."""
+    """The kinds each run of a project holds, worked out once per run from its records.
 
-    def __init__(self, project: Project) -> None:
+    ``steps`` are found by name first (a step being run need not be registered); the others with
+    :func:`~tomoprep.steps.get_step`.
+    """
+
+    def __init__(self, project: Project, *steps: Step) -> None:
         self.project = project
         self.runs = {run.id: run for run in project.list_runs()}
+        self.steps: dict[str, Step | None] = {step.name: step for step in steps}
         self.known: dict[int, frozenset[Kind]] = {}
+
+    def _step(self, name: str) -> Step | None:
+        if name not in self.steps:
+            try:
+                with warnings.catch_warnings():
+                    warnings.simplefilter("ignore")  # a broken plugin is reported where the steps are listed
+                    self.steps[name] = get_step(name)
+            except TomoprepError:
+                self.steps[name] = None
+        return self.steps[name]
 
     def __call__(self, run: RunRecord) -> frozenset[Kind]:
         """The kinds ``run`` holds; nothing for a run of a step not installed (a plugin removed since)."""
         if run.id not in self.known:
-            try:
-                step = get_step(run.step)
-            except TomoprepError:
+            step = self._step(run.step)
+            if step is None:
                 self.known[run.id] = frozenset()
                 return self.known[run.id]
             params = _stored_params(step, run.params)
@@ -76,7 +88,7 @@ def resolve_input(project: Project, step: Step, params: Params | None, input_run
         if input_run is not None:
             raise StepError(f"step {step.name!r} takes no input run (it starts from files).")
         return None
-    held = HeldKinds(project)
+    held = HeldKinds(project, step)
     needs, stale = needed(step, params), made_stale_by(made(step, params))
     if input_run is not None:
         record = project.get_run(input_run)
