@@ -53,8 +53,8 @@ def test_a_run_holds_what_its_step_needs_and_makes_and_what_its_input_holds(proj
     assert held(workflow["import"]) == {TILT_SERIES, MOVIES}
     assert held(workflow["motioncorr"]) == {TILT_SERIES, MOVIES, TILT_IMAGES, ODD_EVEN}
     assert held(workflow["align"]) == {TILT_SERIES, MOVIES, TILT_IMAGES, ODD_EVEN, EXCLUSIONS, ALIGNMENT}
-    no_halves = _record(project, "motioncorr", {"odd_even": False}, [workflow["import"].id])
-    assert ODD_EVEN not in HeldKinds(project)(no_halves)
+    no_halves = _record(project, "motioncorr", {"odd_even": False}, [workflow["motioncorr"].id])
+    assert HeldKinds(project)(no_halves) == {TILT_SERIES, MOVIES, TILT_IMAGES}  # its input's halves are replaced
 
 
 def test_each_step_takes_the_newest_successful_run_that_holds_what_it_needs(project, workflow) -> None:

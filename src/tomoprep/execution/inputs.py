@@ -2,8 +2,10 @@
 
 What a run holds is worked out from the records alone (its step's name and parameters, and its input runs), with
 the kinds its step declares today: nothing stored names a kind, so runs recorded before kinds existed need no
-migration. A run holds the kinds its step needs and makes, and those its input run holds; where the input run is
-gone (see ``tomoprep repair``), only the first two.
+migration. A run holds the kinds its step needs and makes, and those its input run holds but its step does not
+make (a kind a step may make is made anew, or not at all with its options: a motion correction without odd/even
+sums holds none, whatever its input held); where the input run is gone (see ``tomoprep repair``), only the first
+two.
 """
 
 from __future__ import annotations
@@ -75,7 +77,8 @@ class HeldKinds:
             kinds = set(needed(step, params) | made(step, params))
             for input_id in run.inputs:
                 if input_id in self.runs and input_id < run.id:  # earlier runs only: no cycle, even in a bad index
-                    kinds |= self(self.runs[input_id])
+                    # What the step may make is its own: made anew with these options, or not at all.
+                    kinds |= self(self.runs[input_id]) - frozenset(step.makes)
             self.known[run.id] = frozenset(kinds)
         return self.known[run.id]
 

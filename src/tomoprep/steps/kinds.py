@@ -2,8 +2,9 @@
 
 A step names the kinds of data it reads (``Step.needs``) and adds (``Step.makes``), never other steps, so a new
 step fits the workflow without editing the others. A run holds the kinds its step needs (read from the input run
-and carried on in the tilt-series set it writes), those it makes, and every kind its input run holds: a cleaning
-of an aligned series keeps the alignment. The runner takes as input the newest successful run that holds every
+and carried on in the tilt-series set it writes), those it makes, and every other kind its input run holds: a
+cleaning of an aligned series keeps the alignment. A kind the step may make is its own in the output: made anew,
+or, where its options leave it out, not there. The runner takes as input the newest successful run that holds every
 kind a step needs (:mod:`tomoprep.execution.inputs`).
 
 A kind is a short name. The built-in ones are below; a plugin step may use them or name kinds of its own.
