@@ -1,5 +1,5 @@
 """Small real things to break, each built once and copied for each test: a project (one real tilt stack, MRC
-with its mdoc, imported then motion corrected through the command line) and a simulated session of movies."""
+with its mdoc, imported then cleaned through the command line) and a simulated session of movies."""
 
 from __future__ import annotations
 
@@ -38,14 +38,14 @@ def two_runs_template(tmp_path_factory: pytest.TempPathFactory, stack_files: Pat
     stack = str(stack_files / "test_000.mrc")
     imported = tomoprep("import", "-p", str(project), "--stack", stack, "--dose-per-tilt-e-per-angstrom2", "2")
     assert imported.exit_code == 0, imported.output
-    corrected = tomoprep("motioncorr", "-p", str(project))
-    assert corrected.exit_code == 0, corrected.output
+    cleaned = tomoprep("clean", "-p", str(project))
+    assert cleaned.exit_code == 0, cleaned.output
     return project
 
 
 @pytest.fixture
 def two_runs(tmp_path: Path, two_runs_template: Path) -> Path:
-    """A project of its own with ``001_import`` and ``002_motioncorr``, both SUCCEEDED."""
+    """A project of its own with ``001_import`` and ``002_clean``, both SUCCEEDED."""
     return Path(shutil.copytree(two_runs_template, tmp_path / "p"))
 
 

@@ -78,10 +78,10 @@ def test_repair_keeps_a_run_whose_input_folder_was_deleted(two_runs: Path) -> No
     assert "run 002 took as input run(s) 001, whose folder is gone" in text
     with open_project(two_runs, read_only=True) as project:
         (run,) = project.list_runs()
-    assert run.label == "002_motioncorr" and run.status == "SUCCEEDED" and run.inputs == ()
+    assert run.label == "002_clean" and run.status == "SUCCEEDED" and run.inputs == ()
     assert (run.error or "").startswith("missing input run 001")
     status = flat(tomoprep("status", "-p", str(two_runs)).output)
-    assert "warning: run 002_motioncorr: missing input run 001" in status
+    assert "warning: run 002_clean: missing input run 001" in status
     resumed = tomoprep("run", "--resume", "2", "-p", str(two_runs))
-    assert resumed.exit_code == 2 and "002_motioncorr cannot be resumed: missing input run 001" in flat(resumed.output)
+    assert resumed.exit_code == 2 and "002_clean cannot be resumed: missing input run 001" in flat(resumed.output)
     assert run_folders(two_runs) == folders

@@ -66,5 +66,5 @@ def test_a_new_run_never_takes_the_number_of_a_folder_the_index_lacks(two_runs: 
     result = tomoprep("import", "-p", str(two_runs), "--stack", stack, "--dose-per-tilt-e-per-angstrom2", "2")
     assert result.exit_code == 0, result.output
     assert "006_import" in result.output
-    assert [r.label for r in _records(two_runs)] == ["001_import", "002_motioncorr", "006_import"]
+    assert [r.label for r in _records(two_runs)] == ["001_import", "002_clean", "006_import"]
     assert {k: v for k, v in run_folders(two_runs).items() if not k.startswith("006_import")} == folders

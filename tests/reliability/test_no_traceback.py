@@ -58,7 +58,7 @@ def test_a_run_number_beyond_any_integer_is_no_run(two_runs: Path) -> None:
 
 
 def test_repair_names_an_unreadable_run_record(two_runs: Path) -> None:
-    record = two_runs / "runs" / "002_motioncorr" / "run.json"
+    record = two_runs / "runs" / "002_clean" / "run.json"
     data = json.loads(record.read_text())
     record.write_text(json.dumps(data | {"units": []}))  # a hand edit gone wrong
     before = snapshot(two_runs)

@@ -35,13 +35,13 @@ def test_a_run_that_cannot_make_its_folder_leaves_no_record(tmp_path: Path, stac
 
 def test_resume_remakes_the_folder_of_a_run_left_running_without_one(two_runs: Path) -> None:
     with open_project(two_runs) as project:
-        corrected = project.get_run(2)
-        stuck = project.create_run("motioncorr", corrected.params, [1], __version__)
+        cleaned = project.get_run(2)
+        stuck = project.create_run("clean", cleaned.params, [1], __version__)
     shutil.rmtree(two_runs / stuck.directory)  # as a run that could not make its folder once left it
     folders = run_folders(two_runs)
     result = tomoprep("run", "--resume", str(stuck.id), "-p", str(two_runs))
     assert result.exit_code == 0, result.output
-    assert "003_motioncorr" in result.output and "SUCCEEDED" in result.output
+    assert "003_clean" in result.output and "SUCCEEDED" in result.output
     with open_project(two_runs, read_only=True) as project:
         assert project.get_run(3).status == "SUCCEEDED"
     assert {k: v for k, v in run_folders(two_runs).items() if not k.startswith("003_")} == folders
@@ -69,7 +69,7 @@ def test_a_partly_failed_run_shows_partial_and_fails_the_command(tmp_path: Path)
 def test_status_changes_nothing_in_a_project(two_runs: Path) -> None:
     before = snapshot(two_runs)
     result = tomoprep("status", "-p", str(two_runs))
-    assert result.exit_code == 0 and "002_motioncorr" in result.output
+    assert result.exit_code == 0 and "002_clean" in result.output
     assert snapshot(two_runs, skip=("project.db-wal", "project.db-shm")) == before
 
 
@@ -87,7 +87,7 @@ def test_status_reads_a_read_only_project(two_runs: Path) -> None:
             pytest.skip("this user (root) may write to a read-only folder, so the folder cannot be made read-only")
         result = tomoprep("status", "-p", str(two_runs))
         assert result.exit_code == 0, result.output
-        assert "001_import" in result.output and "002_motioncorr" in result.output
+        assert "001_import" in result.output and "002_clean" in result.output
         assert snapshot(two_runs) == before
     finally:
         for path in [two_runs, *two_runs.rglob("*")]:
