@@ -1,0 +1,266 @@
+"""The per-tilt CTF fit: coarse search, ring quality, 2-D refinement (method: :mod:`.ctf_fit`)."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+import scipy.optimize
+
+from tomoprep.algorithms.ctf_fit import (
+    FitSettings,
+    TiltCtfFit,
+    TiltSpectra,
+    _correlation,
+    _strip_envelopes,
+    coarse_search,
+    prepare_tilt,
+)
+from tomoprep.algorithms.ctf_spectrum import Band, Optics, ctf_argument
+
+_ASTIGMATISM_GRID_ANGSTROM = (150.0, 300.0, 500.0, 800.0)
+_ASTIGMATISM_DIRECTIONS = 8
+_MIN_RING_PIXELS = 40
+#: Equal-phase bins per ring in :func:`ring_quality`.
+_BINS_PER_RING = 12
+
+
+@dataclass(frozen=True)
+class _Point:
+    """A point of the search: centre defocus (Å), ``(a_x, a_y)`` (Å), phase shift (rad), ice spread (Å)."""
+
+    defocus_angstrom: float
+    astigmatism_xy_angstrom: tuple[float, float]
+    phase_shift_rad: float
+    spread_angstrom: float
+
+
+def _models(spectra: TiltSpectra, band: Band, hand: int, point: _Point, defocus_angstrom: np.ndarray) -> np.ndarray:
+    """Background-free, faded ring models ``(g, s, n)`` for centre defoci ``(g,)`` (Å)."""
+    depth = hand * spectra.depth_angstrom
+    arguments = np.stack([ctf_argument(band, spectra.optics, depth + d, point.astigmatism_xy_angstrom,
+                                       point.phase_shift_rad) for d in defocus_angstrom])  # fmt: skip
+    return band.project(-np.cos(2.0 * arguments) * _strip_envelopes(band, spectra, point.spread_angstrom)[None])
+
+
+def ring_quality(spectra: TiltSpectra, hand: int, point: _Point) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Correlation of data and model ring by ring over the full band, on equal-phase averages.
+
+    The pixels of all strips are binned by their CTF phase ``(χ + asin A + φ) / π`` (at the strip's defocus and
+    the astigmatism of ``point``) in :data:`_BINS_PER_RING` bins per ring, data and model averaged per bin (as
+    CTFFIND's equiphase average), and each ring's bins correlated (Pearson).
+
+    Returns
+    -------
+    ring_k, ring_k_outer
+        ``(m,)`` mean and 95th-percentile ``|k|`` of each ring's pixels, 1/Å, ascending.
+    correlation
+        ``(m,)`` each ring's correlation of the background-free log power with the model.
+    """
+    band = spectra.band
+    data = spectra.strips.log_residuals(band)
+    model = _models(spectra, band, hand, point, np.array([point.defocus_angstrom]))[0]
+    argument = ctf_argument(band, spectra.optics, hand * spectra.depth_angstrom + point.defocus_angstrom,
+                            point.astigmatism_xy_angstrom, point.phase_shift_rad)  # fmt: skip
+    phase_bin = np.floor(argument.ravel() / math.pi * _BINS_PER_RING).astype(int)
+    phase_bin -= phase_bin.min() - (phase_bin.min() % _BINS_PER_RING)
+    weights = np.broadcast_to(spectra.weights[:, None], data.shape).ravel()
+    total = np.bincount(phase_bin, weights)
+    occupied = total > 0
+    data_mean = np.bincount(phase_bin, weights * data.ravel())[occupied] / total[occupied]
+    model_mean = np.bincount(phase_bin, weights * model.ravel())[occupied] / total[occupied]
+    ring_of_bin = np.flatnonzero(occupied) // _BINS_PER_RING
+    k = np.broadcast_to(np.sqrt(band.k2)[None, :], data.shape).ravel()
+    ring_of_pixel = phase_bin // _BINS_PER_RING
+    ring_k, ring_outer, correlation = [], [], []
+    for ring in np.unique(ring_of_bin):
+        in_ring = ring_of_bin == ring
+        pixels = ring_of_pixel == ring
+        if in_ring.sum() < _BINS_PER_RING // 2 or pixels.sum() < _MIN_RING_PIXELS:
+            continue  # a ring cut by the band's edge
+        d = data_mean[in_ring] - data_mean[in_ring].mean()
+        m = model_mean[in_ring] - model_mean[in_ring].mean()
+        correlation.append(float(d @ m) / math.sqrt(max(float(d @ d) * float(m @ m), 1e-300)))
+        ring_k.append(float(k[pixels].mean()))
+        ring_outer.append(float(np.percentile(k[pixels], 95)))
+    return np.array(ring_k), np.array(ring_outer), np.array(correlation)
+
+
+def fit_limit(ring_k_outer: np.ndarray, correlation: np.ndarray, threshold: float) -> float:
+    """The outer edge (1/Å) of the last ring before the correlation first falls below ``threshold``; 0 if none."""
+    failing = np.flatnonzero(correlation < threshold)
+    last = (failing[0] if failing.size else correlation.size) - 1
+    return float(ring_k_outer[last]) if last >= 0 else 0.0
+
+
+def _envelope(ring_k: np.ndarray, correlation: np.ndarray) -> Callable[[np.ndarray], np.ndarray]:
+    clipped = np.clip(correlation, 0.0, 1.0)
+    return lambda k: np.interp(k, ring_k, clipped)
+
+
+def _refine(
+    spectra: TiltSpectra, hand: int, start: _Point, band: Band, envelope: np.ndarray, *, fit_astigmatism: bool
+) -> tuple[_Point, float]:
+    """2-D refinement of defocus, astigmatism (unless fixed) and phase shift (when fitted) on ``band``."""
+    data = spectra.strips.log_residuals(band)
+    step = 1.0 / (8.0 * spectra.optics.wavelength_angstrom * float(band.k2.max()))
+    fit_phase = spectra.settings.fit_phase_shift
+
+    def score(point: _Point, defoci: np.ndarray) -> np.ndarray:
+        models = _models(spectra, band, hand, point, defoci) * envelope[None, None, :]
+        return _correlation(data, models, spectra.weights)
+
+    candidates = [start.astigmatism_xy_angstrom]
+    if fit_astigmatism:
+        for magnitude in _ASTIGMATISM_GRID_ANGSTROM:
+            for j in range(_ASTIGMATISM_DIRECTIONS):
+                angle = 2 * math.pi * j / _ASTIGMATISM_DIRECTIONS
+                candidates.append((magnitude * math.cos(angle), magnitude * math.sin(angle)))
+    defoci = start.defocus_angstrom + step * np.arange(-2, 3)
+    best, best_score = start, -np.inf
+    for astigmatism in candidates:
+        point = _Point(start.defocus_angstrom, astigmatism, start.phase_shift_rad, start.spread_angstrom)
+        scores = score(point, defoci)
+        if float(scores.max()) > best_score:
+            best_score = float(scores.max())
+            best = _Point(float(defoci[int(np.argmax(scores))]), astigmatism, start.phase_shift_rad,
+                          start.spread_angstrom)  # fmt: skip
+
+    def unpack(v: np.ndarray) -> _Point:
+        astigmatism = (float(v[1]), float(v[2])) if fit_astigmatism else best.astigmatism_xy_angstrom
+        phase = float(v[-2]) if fit_phase else best.phase_shift_rad
+        return _Point(float(v[0]), astigmatism, phase, abs(float(v[-1])))
+
+    # The spread is refined with the astigmatism: the coarse search, blind to astigmatism, takes the rings'
+    # astigmatic smearing for a spread, and a spread too large inverts the model's fine rings.
+    x0 = [best.defocus_angstrom]
+    steps = [step]
+    if fit_astigmatism:
+        x0 += list(best.astigmatism_xy_angstrom)
+        steps += [100.0, 100.0]
+    if fit_phase:
+        x0.append(best.phase_shift_rad)
+        steps.append(0.2)
+    x0.append(best.spread_angstrom)
+    steps.append(200.0)
+    simplex = np.vstack([x0, np.array(x0) + np.diag(steps)])
+    result = scipy.optimize.minimize(
+        lambda v: -float(score(unpack(v), np.array([v[0]]))[0]), np.array(x0), method="Nelder-Mead",
+        options={"initial_simplex": simplex, "xatol": 1.0, "fatol": 1e-7, "maxiter": 800},
+    )  # fmt: skip
+    return unpack(result.x), float(-result.fun)
+
+
+def _to_result(point: _Point, *, hand: int, limit_k: float, figure_of_merit: float) -> TiltCtfFit:
+    a_x, a_y = point.astigmatism_xy_angstrom
+    half = math.hypot(a_x, a_y)
+    angle = 0.5 * math.degrees(math.atan2(a_y, a_x))
+    phase = math.degrees(point.phase_shift_rad) % 180.0
+    return TiltCtfFit(
+        defocus_u_angstrom=point.defocus_angstrom + half, defocus_v_angstrom=point.defocus_angstrom - half,
+        astigmatism_angle_deg=angle if angle > -90.0 else angle + 180.0, phase_shift_deg=phase,
+        fit_resolution_angstrom=1.0 / limit_k if limit_k > 0 else math.inf, figure_of_merit=figure_of_merit,
+        spread_angstrom=point.spread_angstrom, hand=hand,
+    )  # fmt: skip
+
+
+def fit_spectra(
+    spectra: TiltSpectra,
+    *,
+    hand: int,
+    defocus_range_angstrom: tuple[float, float],
+    astigmatism_xy_angstrom: tuple[float, float] | None = None,
+) -> TiltCtfFit:
+    """Fit one tilt's strip spectra (see :mod:`.ctf_fit` for the method).
+
+    Parameters
+    ----------
+    spectra
+        From :func:`.ctf_fit.prepare_tilt`.
+    hand
+        ``+1`` or ``-1``: the strips' defocus is ``centre + hand · depth``.
+    defocus_range_angstrom
+        Centre defocus searched, Å (positive = underfocus).
+    astigmatism_xy_angstrom
+        ``(a_x, a_y)`` (Å) to hold fixed (a series' shared astigmatism), or None to fit it.
+    """
+    if hand not in (-1, 1):
+        raise ValueError(f"hand must be +1 or -1, got {hand}")
+    defocus, spread, phase, _ = coarse_search(spectra, hand=hand, defocus_range_angstrom=defocus_range_angstrom)
+    point = _Point(defocus, astigmatism_xy_angstrom or (0.0, 0.0), phase, spread)
+    threshold = spectra.settings.ring_correlation_threshold
+    k_low, k_high = float(np.sqrt(spectra.band.k2.min())), float(np.sqrt(spectra.band.k2.max()))
+    figure_of_merit = 0.0
+    for _ in range(2):
+        ring_k, ring_outer, correlation = ring_quality(spectra, hand, point)
+        limit = fit_limit(ring_outer, correlation, threshold)
+        # Refine where the rings hold, and at least over the first third of the band.
+        k_max = min(k_high, max(1.05 * limit, k_low + (k_high - k_low) / 3))
+        band = Band.build(spectra.settings.tile_px, spectra.optics.pixel_spacing_angstrom, (k_low, k_max))
+        envelope = _envelope(ring_k, correlation)(np.sqrt(band.k2))
+        point, figure_of_merit = _refine(spectra, hand, point, band, envelope,
+                                         fit_astigmatism=astigmatism_xy_angstrom is None)  # fmt: skip
+    ring_k, ring_outer, correlation = ring_quality(spectra, hand, point)
+    limit = fit_limit(ring_outer, correlation, threshold)
+    return _to_result(point, hand=hand, limit_k=limit, figure_of_merit=figure_of_merit)
+
+
+def fit_tilt(
+    image: np.ndarray,
+    *,
+    tilt_deg: float,
+    axis_deg: float,
+    hand: int,
+    optics: Optics,
+    defocus_range_angstrom: tuple[float, float],
+    settings: FitSettings = FitSettings(),
+) -> TiltCtfFit:
+    """The CTF at the centre of one tilt image, with the defocus gradient of the tilted specimen.
+
+    Parameters
+    ----------
+    image
+        ``(ny, nx)`` tilt image (``image[y, x]``), centre pixel ``N // 2``.
+    tilt_deg, axis_deg
+        Tilt angle (``rlnTomoYTilt``) and tilt-axis angle (``rlnTomoZRot``), degrees.
+    hand
+        ``+1`` or ``-1`` (``rlnTomoHand`` for ``axis_deg``).
+    optics
+        Voltage, Cs, amplitude contrast and pixel spacing.
+    defocus_range_angstrom
+        Centre defocus searched, Å (e.g. the nominal defocus ± 2 µm).
+    settings
+        Tile size, band, phase shift, fit-resolution threshold.
+    """
+    spectra = prepare_tilt(image, tilt_deg=tilt_deg, axis_deg=axis_deg, optics=optics, settings=settings)
+    return fit_spectra(spectra, hand=hand, defocus_range_angstrom=defocus_range_angstrom)
+
+
+def hand_scores(spectra: TiltSpectra, fit: TiltCtfFit, *, search_angstrom: float = 1000.0) -> dict[int, float]:
+    """Best correlation with either sense of the gradient, the astigmatism and band of ``fit`` held.
+
+    Each hand gets its own best centre defocus within ``±search_angstrom`` (Å) of ``fit``'s, on the band up to
+    ``fit``'s resolution, with the same weights: the difference is the tilt's evidence for the hand.
+    """
+    k_low, k_high = float(np.sqrt(spectra.band.k2.min())), float(np.sqrt(spectra.band.k2.max()))
+    limit = 1.0 / fit.fit_resolution_angstrom if math.isfinite(fit.fit_resolution_angstrom) else 0.0
+    k_max = min(k_high, max(limit, k_low + (k_high - k_low) / 3))
+    band = Band.build(spectra.settings.tile_px, spectra.optics.pixel_spacing_angstrom, (k_low, k_max))
+    data = spectra.strips.log_residuals(band)
+    point = _Point(fit.defocus_angstrom, fit.astigmatism_xy_angstrom, math.radians(fit.phase_shift_deg),
+                   fit.spread_angstrom)  # fmt: skip
+    step = 0.25 / (spectra.optics.wavelength_angstrom * float(band.k2.max()))  # a quarter ring at the band's edge
+    grid = fit.defocus_angstrom + np.arange(-search_angstrom, search_angstrom + step / 2, step / 4)
+    scores = {}
+    for hand in (1, -1):
+        coarse = _correlation(data, _models(spectra, band, hand, point, grid), spectra.weights)
+        centre = float(grid[int(np.argmax(coarse))])
+        result = scipy.optimize.minimize_scalar(
+            lambda d, hand=hand: -float(_correlation(data, _models(spectra, band, hand, point, np.array([d])),
+                                                     spectra.weights)[0]),
+            bounds=(centre - step / 4, centre + step / 4), method="bounded", options={"xatol": 1.0},
+        )  # fmt: skip
+        scores[hand] = max(-float(result.fun), float(coarse.max()))
+    return scores
