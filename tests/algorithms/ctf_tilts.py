@@ -108,8 +108,9 @@ def generate_tilt(
         offset = truth.hand * depth
         low = math.floor(offset.min() / _DEFOCUS_STEP_ANGSTROM)
         high = math.ceil(offset.max() / _DEFOCUS_STEP_ANGSTROM)
-        images = [np.fft.irfft2(spectrum * _ctf(shape, pixel, truth, j * _DEFOCUS_STEP_ANGSTROM, voltage_kv, cs_mm,
-                                                amplitude_contrast), s=shape) for j in range(low, high + 1)]  # fmt: skip
+        optics = (voltage_kv, cs_mm, amplitude_contrast)
+        images = [np.fft.irfft2(spectrum * _ctf(shape, pixel, truth, j * _DEFOCUS_STEP_ANGSTROM, *optics), s=shape)
+                  for j in range(low, high + 1)]  # fmt: skip
         position = offset / _DEFOCUS_STEP_ANGSTROM - low
         below = np.clip(np.floor(position).astype(int), 0, len(images) - 1)
         above = np.clip(below + 1, 0, len(images) - 1)

@@ -124,9 +124,10 @@ class TiltSpectra:
 
 
 def prepare_tilt(
-    image: np.ndarray, *, tilt_deg: float, axis_deg: float, optics: Optics, settings: FitSettings = FitSettings()
+    image: np.ndarray, *, tilt_deg: float, axis_deg: float, optics: Optics, settings: FitSettings | None = None
 ) -> TiltSpectra:
     """The strip spectra of one tilt image (``(ny, nx)``) at ``tilt_deg`` about ``axis_deg`` (degrees)."""
+    settings = settings or FitSettings()
     px = optics.pixel_spacing_angstrom
     low, high = settings.resolution_range_angstrom
     band = Band.build(settings.tile_px, px, (1.0 / low, min(1.0 / high, 1.0 / (2.1 * px))))

@@ -180,14 +180,15 @@ def fit_spectra(
     spectra
         From :func:`.ctf_fit.prepare_tilt`.
     hand
-        ``+1`` or ``-1``: the strips' defocus is ``centre + hand · depth``.
+        ``+1`` or ``-1``: the strips' defocus is ``centre + hand · depth``; 0 fits one defocus everywhere (the
+        gradient's fading then counts as spread), favouring neither hand.
     defocus_range_angstrom
         Centre defocus searched, Å (positive = underfocus).
     astigmatism_xy_angstrom
         ``(a_x, a_y)`` (Å) to hold fixed (a series' shared astigmatism), or None to fit it.
     """
-    if hand not in (-1, 1):
-        raise ValueError(f"hand must be +1 or -1, got {hand}")
+    if hand not in (-1, 0, 1):
+        raise ValueError(f"hand must be +1, -1 or 0 (no gradient), got {hand}")
     defocus, spread, phase, _ = coarse_search(spectra, hand=hand, defocus_range_angstrom=defocus_range_angstrom)
     point = _Point(defocus, astigmatism_xy_angstrom or (0.0, 0.0), phase, spread)
     threshold = spectra.settings.ring_correlation_threshold
@@ -215,7 +216,7 @@ def fit_tilt(
     hand: int,
     optics: Optics,
     defocus_range_angstrom: tuple[float, float],
-    settings: FitSettings = FitSettings(),
+    settings: FitSettings | None = None,
 ) -> TiltCtfFit:
     """The CTF at the centre of one tilt image, with the defocus gradient of the tilted specimen.
 
@@ -232,9 +233,10 @@ def fit_tilt(
     defocus_range_angstrom
         Centre defocus searched, Å (e.g. the nominal defocus ± 2 µm).
     settings
-        Tile size, band, phase shift, fit-resolution threshold.
+        Tile size, band, phase shift, fit-resolution threshold (default :class:`.FitSettings`).
     """
-    spectra = prepare_tilt(image, tilt_deg=tilt_deg, axis_deg=axis_deg, optics=optics, settings=settings)
+    spectra = prepare_tilt(image, tilt_deg=tilt_deg, axis_deg=axis_deg, optics=optics,
+                           settings=settings or FitSettings())  # fmt: skip
     return fit_spectra(spectra, hand=hand, defocus_range_angstrom=defocus_range_angstrom)
 
 
