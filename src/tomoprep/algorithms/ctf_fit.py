@@ -29,6 +29,8 @@ from tomoprep.algorithms.ctf_spectrum import Band, Optics, StripSpectra, rings, 
 
 #: Half-widths (Å) of the uniform defocus spread tried in the coarse search: the ice's depth blurs the rings.
 SPREAD_GRID_ANGSTROM = np.arange(0.0, 3001.0, 500.0)
+#: Decays ``b`` (Å²) of the rings' amplitude, ``exp(-b k²)``, tried in the coarse search.
+DECAY_GRID_ANGSTROM2 = (0.0, 100.0, 300.0, 1000.0)
 _PHASE_GRID_RAD = np.linspace(0.0, math.pi, 12, endpoint=False)
 
 
@@ -73,7 +75,9 @@ class TiltCtfFit:
     spread_angstrom
         Half-width of the defocus spread (ice depth) that best explains the rings' fading, Å.
     hand
-        The gradient's sense used (``rlnTomoHand``).
+        The gradient's sense used (``rlnTomoHand``; 0: no gradient).
+    ring_decay_angstrom2
+        ``b`` of the ``exp(-b k²)`` fading of the rings in the log power that the fit found, Å².
     """
 
     defocus_u_angstrom: float
@@ -84,6 +88,7 @@ class TiltCtfFit:
     figure_of_merit: float
     spread_angstrom: float
     hand: int
+    ring_decay_angstrom2: float = 0.0
 
     @property
     def defocus_angstrom(self) -> float:
@@ -164,21 +169,37 @@ def _radial_profiles(spectra: TiltSpectra) -> tuple[Band, np.ndarray]:
     return radial, radial.project(profiles)
 
 
-def _strip_envelopes(band: Band, spectra: TiltSpectra, spread_angstrom: float) -> np.ndarray:
-    """``(s, n)`` fading of each strip's rings: ice spread times the strip's own depth spread."""
-    ice = spread_envelope(band, spectra.optics, np.array([spread_angstrom]))
-    return ice * spread_envelope(band, spectra.optics, spectra.depth_spread_angstrom)
+def _strip_envelopes(
+    band: Band, spectra: TiltSpectra, spread_angstrom: float, decay_angstrom2: float,
+    depth_sinc: np.ndarray | None = None,
+) -> np.ndarray:  # fmt: skip
+    """``(s, n)`` fading of each strip's rings: ice spread, the strip's own depth spread, and ``exp(-b k²)``.
+
+    ``depth_sinc`` is the strips' own part (:func:`_depth_sinc`) when it was computed already.
+
+    The decay ``b`` (Å²) stands for what else fades the rings in the log power (the signal's fall against the
+    noise); without it, the spread would be stretched to fake that fading, and its sign changes would invert
+    the model's fine rings.
+    """
+    ice_and_decay = np.sinc(2.0 * spectra.optics.wavelength_angstrom * spread_angstrom * band.k2)
+    ice_and_decay *= np.exp(-decay_angstrom2 * band.k2)
+    return (_depth_sinc(band, spectra) if depth_sinc is None else depth_sinc) * ice_and_decay[None, :]
+
+
+def _depth_sinc(band: Band, spectra: TiltSpectra) -> np.ndarray:
+    """``(s, n)`` fading of each strip's rings by the depths its own tiles cover."""
+    return spread_envelope(band, spectra.optics, spectra.depth_spread_angstrom)
 
 
 def coarse_search(
     spectra: TiltSpectra, *, hand: int, defocus_range_angstrom: tuple[float, float]
-) -> tuple[float, float, float, float]:
+) -> tuple[float, float, float, float, float]:
     """Astigmatism-free grid search on the strips' rotational averages.
 
     Returns
     -------
     tuple of float
-        Defocus at the centre (Å), spread half-width (Å), phase shift (rad), correlation.
+        Defocus at the centre (Å), spread half-width (Å), ring decay (Å²), phase shift (rad), correlation.
     """
     radial, profiles = _radial_profiles(spectra)
     optics = spectra.optics
@@ -186,14 +207,15 @@ def coarse_search(
     step = max(10.0, 1.0 / (8.0 * optics.wavelength_angstrom * float(radial.k2.max())))
     grid = np.arange(low, high + step, step)
     phases = _PHASE_GRID_RAD if spectra.settings.fit_phase_shift else np.zeros(1)
-    best = (-np.inf, low, 0.0, 0.0)
+    best = (-np.inf, low, 0.0, 0.0, 0.0)
     for phase in phases:
         per_strip = np.stack([rings(radial, optics, grid + hand * d, phase_shift_rad=float(phase))
                               for d in spectra.depth_angstrom], axis=1)  # fmt: skip  # (g, s, n)
         for spread in SPREAD_GRID_ANGSTROM:
-            model = radial.project(per_strip * _strip_envelopes(radial, spectra, float(spread))[None])
-            scores = _correlation(profiles, model, spectra.weights)
-            index = int(np.argmax(scores))
-            if scores[index] > best[0]:
-                best = (float(scores[index]), float(grid[index]), float(spread), float(phase))
-    return best[1], best[2], best[3], best[0]
+            for decay in DECAY_GRID_ANGSTROM2:
+                envelopes = _strip_envelopes(radial, spectra, float(spread), decay)
+                scores = _correlation(profiles, radial.project(per_strip * envelopes[None]), spectra.weights)
+                index = int(np.argmax(scores))
+                if scores[index] > best[0]:
+                    best = (float(scores[index]), float(grid[index]), float(spread), decay, float(phase))
+    return best[1], best[2], best[3], best[4], best[0]

@@ -3,15 +3,17 @@
 1. Every tilt is fitted without a gradient (hand 0: the same defocus in every strip), which favours neither hand;
    with that fit's astigmatism, spread and band, each hand's best score is taken (:func:`.ctf_tilt.hand_scores`).
 2. Hand: the per-tilt score differences ``score(+1) - score(-1)`` of the tilts steeper than
-   ``min_abs_tilt_deg`` are averaged; the confidence is the mean over its standard error (the spread over the
-   tilts). Below ``hand_threshold`` (or with fewer than three such tilts) the hand is undetermined, and the
-   tilts are fitted with the sign the mean points to, which matters little where the gradient is that weak.
+   ``min_abs_tilt_deg`` are fitted as ``β · |tan(tilt)|``; the confidence is ``|β|`` over its standard error
+   (from the spread of the tilts about the line). Below ``hand_threshold`` (or with fewer than three such
+   tilts) the hand is undetermined, and the tilts are fitted with the sign the evidence leans to, which matters
+   little where the gradient is that weak.
 3. Failures: a tilt is ``dark`` (mean below a fifth of the series' median, or blank), ``no rings`` (the first
    ring already fails, or the fit holds only coarser than ``max_fit_resolution_angstrom``) or an ``outlier``
    (its defocus off the running median of its neighbours in acquisition order by more than
    ``outlier_sigmas`` robust standard deviations and more than ``outlier_min_angstrom``).
-4. The astigmatism of the good tilts' gradient-free fits is averaged (as ``(a_x, a_y)``, so angles near ±90°
-   average right) and held while every good tilt is refitted with the hand; failed tilts get the defocus
+4. The astigmatism shared by the good tilts is the one that maximises their summed score (from the median of
+   their own, as ``(a_x, a_y)`` so that angles near ±90° average right), and it is held while every good tilt is
+   refitted with the hand; failed tilts get the defocus
    interpolated in acquisition order from the good ones, the shared astigmatism, and their flag.
 """
 
@@ -24,8 +26,9 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from tomoprep.algorithms.ctf_fit import FitSettings, TiltCtfFit, TiltSpectra, prepare_tilt
+from tomoprep.algorithms.ctf_joint import hand_scores, joint_astigmatism
 from tomoprep.algorithms.ctf_spectrum import Optics
-from tomoprep.algorithms.ctf_tilt import fit_spectra, hand_scores
+from tomoprep.algorithms.ctf_tilt import fit_spectra
 
 DARK = "dark"
 NO_RINGS = "no rings"
@@ -73,23 +76,30 @@ class HandDecision:
     @property
     def leaning(self) -> int:
         """The sign the evidence points to, decided or not (``-1``, RELION's default, without evidence)."""
-        return 1 if self.score_difference.size and float(self.score_difference.mean()) > 0 else -1
+        return 1 if self.score_difference.size and float(self.score_difference.sum()) > 0 else -1
 
 
 def decide_hand(
     score_difference: np.ndarray, tilts_deg: np.ndarray, *, min_abs_tilt_deg: float, threshold: float
 ) -> HandDecision:
-    """The hand from per-tilt score differences ``score(+1) - score(-1)`` (``(n,)``) at ``tilts_deg`` (``(n,)``)."""
+    """The hand from per-tilt score differences ``score(+1) - score(-1)`` (``(n,)``) at ``tilts_deg`` (``(n,)``).
+
+    The evidence grows with the gradient, so the differences are fitted as ``β · |tan(tilt)|`` (a line through
+    the origin); the confidence is ``|β|`` over its standard error from the residuals.
+    """
     steep = np.abs(tilts_deg) >= min_abs_tilt_deg
     used, tilts = np.asarray(score_difference)[steep], np.asarray(tilts_deg)[steep]
     if used.size < 3:
         return HandDecision(None, 0.0, used, tilts,
                             f"{used.size} usable tilts steeper than {min_abs_tilt_deg:g}° (3 needed)")  # fmt: skip
-    error = float(used.std(ddof=1)) / math.sqrt(used.size)
-    confidence = abs(float(used.mean())) / error if error > 0 else math.inf
+    gradient = np.abs(np.tan(np.radians(tilts)))
+    slope = float(gradient @ used / (gradient @ gradient))
+    residual = used - slope * gradient
+    error = math.sqrt(float(residual @ residual) / (used.size - 1) / float(gradient @ gradient))
+    confidence = abs(slope) / error if error > 0 else math.inf
     if confidence < threshold:
         return HandDecision(None, confidence, used, tilts, f"confidence {confidence:.1f} below {threshold:g}")
-    return HandDecision(1 if used.mean() > 0 else -1, confidence, used, tilts, "")
+    return HandDecision(1 if slope > 0 else -1, confidence, used, tilts, "")
 
 
 @dataclass(frozen=True)
@@ -186,6 +196,29 @@ def _first_pass(
     return flags, spectra, fits
 
 
+def _defocus_ranges(
+    defocus_range_angstrom: tuple[float, float] | Sequence[tuple[float, float]], n: int
+) -> list[tuple[float, float]]:
+    if np.ndim(defocus_range_angstrom) == 1:
+        low, high = np.asarray(defocus_range_angstrom, dtype=float)
+        return [(float(low), float(high))] * n
+    ranges = [(float(r[0]), float(r[1])) for r in defocus_range_angstrom]  # type: ignore[index]
+    if len(ranges) != n:
+        raise ValueError(f"{len(ranges)} defocus ranges for {n} tilts")
+    return ranges
+
+
+def _measure_hand(
+    spectra: Sequence[TiltSpectra], fits: Sequence[TiltCtfFit], tilts_deg: np.ndarray, settings: SeriesSettings
+) -> HandDecision:
+    differences = []
+    for prepared, fit in zip(spectra, fits, strict=True):
+        scores = hand_scores(prepared, fit)
+        differences.append(scores[1] - scores[-1])
+    return decide_hand(np.array(differences), tilts_deg, min_abs_tilt_deg=settings.min_abs_tilt_deg,
+                       threshold=settings.hand_threshold)  # fmt: skip
+
+
 def fit_series(
     images: Sequence[np.ndarray],
     tilts_deg: Sequence[float],
@@ -225,26 +258,22 @@ def fit_series(
         raise ValueError(f"{n} images for {len(tilts_deg)} tilt angles")
     tilts = np.asarray(tilts_deg, dtype=float)
     order = np.arange(n) if acquisition_order is None else np.asarray(acquisition_order)
-    ranges = ([tuple(defocus_range_angstrom)] * n if np.ndim(defocus_range_angstrom) == 1
-              else [tuple(r) for r in defocus_range_angstrom])  # type: ignore[misc]  # fmt: skip
-    flags, spectra, neutral = _first_pass(images, tilts, axis_deg, optics, ranges, settings)  # type: ignore[arg-type]
+    ranges = _defocus_ranges(defocus_range_angstrom, n)
+    flags, spectra, neutral = _first_pass(images, tilts, axis_deg, optics, ranges, settings)
     good = [i for i in range(n) if neutral[i] is not None]
     if not good:
         raise ValueError("no tilt of the series shows Thon rings")
+    good_spectra = [spectra[i] for i in good]
+    good_fits = [neutral[i] for i in good]
     if known_hand is not None:
         decision = HandDecision(known_hand, math.inf, np.zeros(0), np.zeros(0), "given")
     else:
-        differences = []
-        for i in good:
-            scores = hand_scores(spectra[i], neutral[i])  # type: ignore[arg-type]
-            differences.append(scores[1] - scores[-1])
-        decision = decide_hand(np.array(differences), tilts[good], min_abs_tilt_deg=settings.min_abs_tilt_deg,
-                               threshold=settings.hand_threshold)  # fmt: skip
+        decision = _measure_hand(good_spectra, good_fits, tilts[good], settings)  # type: ignore[arg-type]
     hand = decision.hand if decision.hand is not None else decision.leaning
-    shared = _shared_astigmatism([neutral[i] for i in good])  # type: ignore[misc]
+    shared = joint_astigmatism(good_spectra, good_fits, _shared_astigmatism(good_fits))  # type: ignore[arg-type]
     final: list[TiltCtfFit | None] = [None] * n
-    for i in good:
-        fit = fit_spectra(spectra[i], hand=hand, defocus_range_angstrom=ranges[i],  # type: ignore[arg-type]
+    for i, prepared in zip(good, good_spectra, strict=True):
+        fit = fit_spectra(prepared, hand=hand, defocus_range_angstrom=ranges[i],  # type: ignore[arg-type]
                           astigmatism_xy_angstrom=shared if settings.shared_astigmatism else None)  # fmt: skip
         final[i] = fit if not _fails(fit, settings) else None
         flags[i] = "" if final[i] is not None else NO_RINGS

@@ -14,6 +14,7 @@ from tomoprep.algorithms.ctf_fit import (
     TiltCtfFit,
     TiltSpectra,
     _correlation,
+    _depth_sinc,
     _strip_envelopes,
     coarse_search,
     prepare_tilt,
@@ -29,20 +30,29 @@ _BINS_PER_RING = 12
 
 @dataclass(frozen=True)
 class _Point:
-    """A point of the search: centre defocus (Å), ``(a_x, a_y)`` (Å), phase shift (rad), ice spread (Å)."""
+    """A point of the search: centre defocus (Å), ``(a_x, a_y)`` (Å), phase shift (rad), ice spread (Å), decay
+    of the rings (Å²)."""
 
     defocus_angstrom: float
     astigmatism_xy_angstrom: tuple[float, float]
     phase_shift_rad: float
     spread_angstrom: float
+    decay_angstrom2: float = 0.0
 
 
-def _models(spectra: TiltSpectra, band: Band, hand: int, point: _Point, defocus_angstrom: np.ndarray) -> np.ndarray:
-    """Background-free, faded ring models ``(g, s, n)`` for centre defoci ``(g,)`` (Å)."""
+def _models(
+    spectra: TiltSpectra, band: Band, hand: int, point: _Point, defocus_angstrom: np.ndarray, static: np.ndarray
+) -> np.ndarray:
+    """Background-free, faded ring models ``(g, s, n)`` for centre defoci ``(g,)`` (Å).
+
+    ``static`` ``(s, n)`` is the fading that does not change during a search (the strips' own depth spread, the
+    matched filter's weights).
+    """
     depth = hand * spectra.depth_angstrom
     arguments = np.stack([ctf_argument(band, spectra.optics, depth + d, point.astigmatism_xy_angstrom,
                                        point.phase_shift_rad) for d in defocus_angstrom])  # fmt: skip
-    return band.project(-np.cos(2.0 * arguments) * _strip_envelopes(band, spectra, point.spread_angstrom)[None])
+    envelopes = _strip_envelopes(band, spectra, point.spread_angstrom, point.decay_angstrom2, static)
+    return band.project(-np.cos(2.0 * arguments) * envelopes[None])
 
 
 def ring_quality(spectra: TiltSpectra, hand: int, point: _Point) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -61,7 +71,7 @@ def ring_quality(spectra: TiltSpectra, hand: int, point: _Point) -> tuple[np.nda
     """
     band = spectra.band
     data = spectra.strips.log_residuals(band)
-    model = _models(spectra, band, hand, point, np.array([point.defocus_angstrom]))[0]
+    model = _models(spectra, band, hand, point, np.array([point.defocus_angstrom]), _depth_sinc(band, spectra))[0]
     argument = ctf_argument(band, spectra.optics, hand * spectra.depth_angstrom + point.defocus_angstrom,
                             point.astigmatism_xy_angstrom, point.phase_shift_rad)  # fmt: skip
     phase_bin = np.floor(argument.ravel() / math.pi * _BINS_PER_RING).astype(int)
@@ -108,12 +118,13 @@ def _refine(
     step = 1.0 / (8.0 * spectra.optics.wavelength_angstrom * float(band.k2.max()))
     fit_phase = spectra.settings.fit_phase_shift
 
+    static = _depth_sinc(band, spectra) * envelope[None, :]
+
     def score(point: _Point, defoci: np.ndarray) -> np.ndarray:
-        models = _models(spectra, band, hand, point, defoci) * envelope[None, None, :]
-        return _correlation(data, models, spectra.weights)
+        return _correlation(data, _models(spectra, band, hand, point, defoci, static), spectra.weights)
 
     candidates = [start.astigmatism_xy_angstrom]
-    if fit_astigmatism:
+    if fit_astigmatism and start.astigmatism_xy_angstrom == (0.0, 0.0):  # not yet searched
         for magnitude in _ASTIGMATISM_GRID_ANGSTROM:
             for j in range(_ASTIGMATISM_DIRECTIONS):
                 angle = 2 * math.pi * j / _ASTIGMATISM_DIRECTIONS
@@ -121,17 +132,18 @@ def _refine(
     defoci = start.defocus_angstrom + step * np.arange(-2, 3)
     best, best_score = start, -np.inf
     for astigmatism in candidates:
-        point = _Point(start.defocus_angstrom, astigmatism, start.phase_shift_rad, start.spread_angstrom)
+        point = _Point(start.defocus_angstrom, astigmatism, start.phase_shift_rad, start.spread_angstrom,
+                       start.decay_angstrom2)
         scores = score(point, defoci)
         if float(scores.max()) > best_score:
             best_score = float(scores.max())
             best = _Point(float(defoci[int(np.argmax(scores))]), astigmatism, start.phase_shift_rad,
-                          start.spread_angstrom)  # fmt: skip
+                          start.spread_angstrom, start.decay_angstrom2)  # fmt: skip
 
     def unpack(v: np.ndarray) -> _Point:
         astigmatism = (float(v[1]), float(v[2])) if fit_astigmatism else best.astigmatism_xy_angstrom
-        phase = float(v[-2]) if fit_phase else best.phase_shift_rad
-        return _Point(float(v[0]), astigmatism, phase, abs(float(v[-1])))
+        phase = float(v[-3]) if fit_phase else best.phase_shift_rad
+        return _Point(float(v[0]), astigmatism, phase, abs(float(v[-2])), abs(float(v[-1])))
 
     # The spread is refined with the astigmatism: the coarse search, blind to astigmatism, takes the rings'
     # astigmatic smearing for a spread, and a spread too large inverts the model's fine rings.
@@ -143,8 +155,8 @@ def _refine(
     if fit_phase:
         x0.append(best.phase_shift_rad)
         steps.append(0.2)
-    x0.append(best.spread_angstrom)
-    steps.append(200.0)
+    x0 += [best.spread_angstrom, best.decay_angstrom2]
+    steps += [200.0, 50.0]
     simplex = np.vstack([x0, np.array(x0) + np.diag(steps)])
     result = scipy.optimize.minimize(
         lambda v: -float(score(unpack(v), np.array([v[0]]))[0]), np.array(x0), method="Nelder-Mead",
@@ -162,7 +174,7 @@ def _to_result(point: _Point, *, hand: int, limit_k: float, figure_of_merit: flo
         defocus_u_angstrom=point.defocus_angstrom + half, defocus_v_angstrom=point.defocus_angstrom - half,
         astigmatism_angle_deg=angle if angle > -90.0 else angle + 180.0, phase_shift_deg=phase,
         fit_resolution_angstrom=1.0 / limit_k if limit_k > 0 else math.inf, figure_of_merit=figure_of_merit,
-        spread_angstrom=point.spread_angstrom, hand=hand,
+        spread_angstrom=point.spread_angstrom, hand=hand, ring_decay_angstrom2=point.decay_angstrom2,
     )  # fmt: skip
 
 
@@ -189,8 +201,8 @@ def fit_spectra(
     """
     if hand not in (-1, 0, 1):
         raise ValueError(f"hand must be +1, -1 or 0 (no gradient), got {hand}")
-    defocus, spread, phase, _ = coarse_search(spectra, hand=hand, defocus_range_angstrom=defocus_range_angstrom)
-    point = _Point(defocus, astigmatism_xy_angstrom or (0.0, 0.0), phase, spread)
+    defocus, spread, decay, phase, _ = coarse_search(spectra, hand=hand, defocus_range_angstrom=defocus_range_angstrom)
+    point = _Point(defocus, astigmatism_xy_angstrom or (0.0, 0.0), phase, spread, decay)
     threshold = spectra.settings.ring_correlation_threshold
     k_low, k_high = float(np.sqrt(spectra.band.k2.min())), float(np.sqrt(spectra.band.k2.max()))
     figure_of_merit = 0.0
@@ -238,31 +250,3 @@ def fit_tilt(
     spectra = prepare_tilt(image, tilt_deg=tilt_deg, axis_deg=axis_deg, optics=optics,
                            settings=settings or FitSettings())  # fmt: skip
     return fit_spectra(spectra, hand=hand, defocus_range_angstrom=defocus_range_angstrom)
-
-
-def hand_scores(spectra: TiltSpectra, fit: TiltCtfFit, *, search_angstrom: float = 1000.0) -> dict[int, float]:
-    """Best correlation with either sense of the gradient, the astigmatism and band of ``fit`` held.
-
-    Each hand gets its own best centre defocus within ``±search_angstrom`` (Å) of ``fit``'s, on the band up to
-    ``fit``'s resolution, with the same weights: the difference is the tilt's evidence for the hand.
-    """
-    k_low, k_high = float(np.sqrt(spectra.band.k2.min())), float(np.sqrt(spectra.band.k2.max()))
-    limit = 1.0 / fit.fit_resolution_angstrom if math.isfinite(fit.fit_resolution_angstrom) else 0.0
-    k_max = min(k_high, max(limit, k_low + (k_high - k_low) / 3))
-    band = Band.build(spectra.settings.tile_px, spectra.optics.pixel_spacing_angstrom, (k_low, k_max))
-    data = spectra.strips.log_residuals(band)
-    point = _Point(fit.defocus_angstrom, fit.astigmatism_xy_angstrom, math.radians(fit.phase_shift_deg),
-                   fit.spread_angstrom)  # fmt: skip
-    step = 0.25 / (spectra.optics.wavelength_angstrom * float(band.k2.max()))  # a quarter ring at the band's edge
-    grid = fit.defocus_angstrom + np.arange(-search_angstrom, search_angstrom + step / 2, step / 4)
-    scores = {}
-    for hand in (1, -1):
-        coarse = _correlation(data, _models(spectra, band, hand, point, grid), spectra.weights)
-        centre = float(grid[int(np.argmax(coarse))])
-        result = scipy.optimize.minimize_scalar(
-            lambda d, hand=hand: -float(_correlation(data, _models(spectra, band, hand, point, np.array([d])),
-                                                     spectra.weights)[0]),
-            bounds=(centre - step / 4, centre + step / 4), method="bounded", options={"xatol": 1.0},
-        )  # fmt: skip
-        scores[hand] = max(-float(result.fun), float(coarse.max()))
-    return scores
