@@ -24,6 +24,10 @@ from tomoprep.algorithms.ctf_series import (
     outliers,
 )
 from tomoprep.algorithms.ctf_spectrum import Optics
+from tomoprep.io.mrc import read_mrc
+from tomoprep.simulate.geometry import TiltGeometry, projection_matrix
+from tomoprep.simulate.params import SimulateParams
+from tomoprep.simulate.session import simulate_session
 
 OPTICS = Optics(voltage_kv=300.0, cs_mm=2.7, amplitude_contrast=0.07, pixel_spacing_angstrom=2.0)
 #: The requirements: centre defocus RMS error per tilt over a series, astigmatism angle where U - V ≥ 0.05 µm.
@@ -136,3 +140,43 @@ def test_an_outlier_tilt_is_repaired_from_the_series() -> None:
     assert result.flags[wrong] == OUTLIER
     assert [i for i, flag in enumerate(result.flags) if flag] == [wrong]
     assert result.fits[wrong].defocus_angstrom == pytest.approx(30000.0, rel=0.02)
+
+
+def _mid_plane_defocus(tilt, series) -> float:
+    """Truth at the image centre on the slab's mid-plane: the simulator's defocus is at depth 0 of the image
+    centre, the slab's mid-plane passes through ``(0, 0, z_offset)`` with the normal of its pretilt."""
+    geometry = TiltGeometry(tilt.true_tilt_deg, tilt.true_tilt_axis_deg, 0.0, tilt.shift_x_angstrom,
+                            tilt.shift_y_angstrom)  # fmt: skip
+    pretilt = math.radians(series.pretilt_deg)
+    normal = np.array([math.sin(pretilt), 0.0, math.cos(pretilt)])
+    rotated = projection_matrix(geometry) @ normal
+    # The image centre sees specimen points with (R X)[:2] = -shift; on the plane n · X = n · c.
+    depth = (normal[2] * series.z_offset_angstrom + rotated[0] * tilt.shift_x_angstrom
+             + rotated[1] * tilt.shift_y_angstrom) / rotated[2]  # fmt: skip
+    return 0.5 * (tilt.defocus_u_angstrom + tilt.defocus_v_angstrom) + series.hand * depth
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    ("hand", "axis_deg", "defocus_um", "seed"), [(1, 85.0, (1.5, 2.0), 0), (-1, -95.0, (5.0, 6.0), 1)]
+)
+def test_simulator_series_defocus_astigmatism_and_hand(tmp_path, hand, axis_deg, defocus_um, seed) -> None:
+    params = SimulateParams(
+        preset="demo", n_tilt_series=1, write_tilt_stack=True, frames_per_tilt=2, pixel_spacing_angstrom=3.0,
+        n_tilts=13, tilt_step_deg=10.0, dose_per_tilt_e_per_angstrom2=3.0, defocus_min_um=defocus_um[0],
+        defocus_max_um=defocus_um[1], astigmatism_angstrom=800.0, hand=hand, tilt_axis_angle_deg=axis_deg, seed=seed,
+    )  # fmt: skip
+    series = simulate_session(tmp_path / "session", params).tilt_series[0]
+    stack = read_mrc(tmp_path / "session" / series.stack)  # type: ignore[operator]
+    tilts = sorted(series.tilts, key=lambda t: t.stack_index)
+    optics = Optics(series.voltage_kv, series.cs_mm, series.amplitude_contrast, series.pixel_spacing_angstrom)
+    result = fit_series(list(stack), [t.true_tilt_deg for t in tilts], axis_deg=series.true_tilt_axis_deg,
+                        optics=optics, defocus_range_angstrom=(5000.0, 80000.0),
+                        acquisition_order=[t.acquisition_index for t in tilts])  # fmt: skip
+    errors = [(f.defocus_angstrom - _mid_plane_defocus(t, series)) / _mid_plane_defocus(t, series)
+              for f, t in zip(result.fits, tilts, strict=True)]  # fmt: skip
+    assert math.sqrt(float(np.mean(np.square(errors)))) <= DEFOCUS_RMS_TOLERANCE
+    assert all(flag == "" for flag in result.flags)
+    truth_angle = float(np.median([t.astigmatism_angle_deg for t in tilts]))
+    assert _angle_difference(result.fits[0].astigmatism_angle_deg, truth_angle) < ANGLE_TOLERANCE_DEG
+    assert result.hand.hand in (None, hand)

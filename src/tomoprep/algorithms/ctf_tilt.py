@@ -132,8 +132,9 @@ def _refine(
     defoci = start.defocus_angstrom + step * np.arange(-2, 3)
     best, best_score = start, -np.inf
     for astigmatism in candidates:
-        point = _Point(start.defocus_angstrom, astigmatism, start.phase_shift_rad, start.spread_angstrom,
-                       start.decay_angstrom2)
+        point = _Point(
+            start.defocus_angstrom, astigmatism, start.phase_shift_rad, start.spread_angstrom, start.decay_angstrom2
+        )
         scores = score(point, defoci)
         if float(scores.max()) > best_score:
             best_score = float(scores.max())
