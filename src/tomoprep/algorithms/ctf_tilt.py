@@ -207,16 +207,20 @@ def fit_spectra(
     threshold = spectra.settings.ring_correlation_threshold
     k_low, k_high = float(np.sqrt(spectra.band.k2.min())), float(np.sqrt(spectra.band.k2.max()))
     figure_of_merit = 0.0
-    for _ in range(2):
-        ring_k, ring_outer, correlation = ring_quality(spectra, hand, point)
+    ring_k, ring_outer, correlation = ring_quality(spectra, hand, point)
+    refined_k_max = 0.0
+    for _ in range(2):  # the second pass only where the first moved the fit resolution
         limit = fit_limit(ring_outer, correlation, threshold)
         # Refine where the rings hold, and at least over the first third of the band.
         k_max = min(k_high, max(1.05 * limit, k_low + (k_high - k_low) / 3))
+        if abs(k_max - refined_k_max) <= 0.03 * k_max:
+            break
         band = Band.build(spectra.settings.tile_px, spectra.optics.pixel_spacing_angstrom, (k_low, k_max))
         envelope = _envelope(ring_k, correlation)(np.sqrt(band.k2))
         point, figure_of_merit = _refine(spectra, hand, point, band, envelope,
                                          fit_astigmatism=astigmatism_xy_angstrom is None)  # fmt: skip
-    ring_k, ring_outer, correlation = ring_quality(spectra, hand, point)
+        refined_k_max = k_max
+        ring_k, ring_outer, correlation = ring_quality(spectra, hand, point)
     limit = fit_limit(ring_outer, correlation, threshold)
     return _to_result(point, hand=hand, limit_k=limit, figure_of_merit=figure_of_merit)
 
