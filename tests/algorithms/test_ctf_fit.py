@@ -16,7 +16,7 @@ from ctf_tilts import TiltTruth, generate_tilt
 from tomoprep.algorithms.ctf_fit import FitSettings, prepare_tilt
 from tomoprep.algorithms.ctf_joint import hand_scores
 from tomoprep.algorithms.ctf_spectrum import Band, Optics, rings, strip_spectra
-from tomoprep.algorithms.ctf_tilt import fit_spectra, fit_tilt
+from tomoprep.algorithms.ctf_tilt import fit_limit, fit_spectra, fit_tilt
 from tomoprep.simulate.ctf import Microscope, TiltCtf, ctf_rfft2
 
 OPTICS = Optics(voltage_kv=300.0, cs_mm=2.7, amplitude_contrast=0.07, pixel_spacing_angstrom=2.0)
@@ -59,6 +59,14 @@ def test_strips_are_the_tiles_across_the_axis() -> None:
     image[:, :] = 3.0
     with pytest.raises(ValueError, match="blank"):
         strip_spectra(image, axis_deg=90.0, tile_px=128, pixel_spacing_angstrom=2.0, band_mask=band.mask)
+
+
+def test_the_fit_ends_at_two_failing_rings_in_a_row() -> None:
+    outer = np.arange(1, 9) * 0.01
+    assert fit_limit(outer, np.array([0.9, 0.3, 0.8, 0.9, 0.2, 0.1, 0.9, 0.9]), 0.5) == 0.04
+    assert fit_limit(outer, np.array([0.3, 0.9, 0.8, 0.9, 0.7, 0.6, 0.9, 0.9]), 0.5) == 0.08
+    assert fit_limit(outer[:4], np.array([0.9, 0.8, 0.8, 0.3]), 0.5) == 0.03
+    assert fit_limit(outer[:3], np.array([0.3, 0.2, 0.8]), 0.5) == 0.0
 
 
 CASES = [  # defocus (Å), astigmatism U - V (Å), its angle (°), tilt (°), axis (°), hand, angle checked

@@ -59,7 +59,14 @@ def test_an_outlier_in_acquisition_order_is_found() -> None:
     order = rng.permutation(15)
     flagged = outliers(defocus, order, sigmas=5.0, min_angstrom=1500.0)
     assert np.flatnonzero(flagged).tolist() == [7]
-    assert not outliers(defocus[:3], order[:3], sigmas=5.0, min_angstrom=1500.0).any()
+    # The first tilt in acquisition order next to the stray one is not flagged with it.
+    first = int(np.argmin(order))
+    defocus[first] = 30000.0
+    defocus[7] = 30000.0
+    second = int(np.argsort(order)[1])
+    defocus[second] += 4000.0
+    assert np.flatnonzero(outliers(defocus, order, sigmas=5.0, min_angstrom=1500.0)).tolist() == [second]
+    assert not outliers(defocus[:4], order[:4], sigmas=5.0, min_angstrom=1500.0).any()
 
 
 def test_a_dark_and_a_blank_tilt_are_flagged_and_repaired() -> None:

@@ -5,15 +5,17 @@ AreTomo3 model a tilted specimen), so the fitted defocus is the one at the tilt'
 strips far from the axis sharpen the fit instead of blurring it.
 
 1. Coarse: rotational averages of the strips against the astigmatism-free model, over a defocus grid (phase step
-   at the band's edge below π/8) and a grid of defocus spreads (ice depth), with the phase shift on a grid when
-   it is fitted.
-2. Ring quality: the pixels are grouped by ring (``χ + asin A + φ`` in steps of π, each at its strip's
-   defocus) and each ring's correlation of data and model is measured. The fit resolution is the outer edge of
-   the last ring before the correlation first falls below :attr:`FitSettings.ring_correlation_threshold` (as
+   at the band's edge below π/8), a grid of defocus spreads (ice depth) and of ring decays ``exp(-b k²)``, with
+   the phase shift on a grid when it is fitted.
+2. Ring quality (:func:`.ctf_tilt.ring_quality`): the pixels are binned by CTF phase (``χ + asin A + φ``, each at
+   its strip's defocus), data and model averaged per bin (an equiphase average), and each ring's bins
+   correlated. The fit resolution is the outer edge of
+   the last ring before two rings in a row fall below :attr:`FitSettings.ring_correlation_threshold` (as
    CTFFIND reports "the spacing up to which CTF rings were fit successfully"); the ring correlations, clipped at
    0, weight the model in the refinement (a matched filter: rings the data do not show do not count).
 3. Refinement: the 2-D spectra within the fit resolution, defocus, astigmatism ``(a_x, a_y)`` (grid of
-   magnitudes and directions, then Nelder–Mead) and the phase shift when asked.
+   magnitudes and directions, then Nelder–Mead), the phase shift when asked, spread and decay; once more where
+   that moved the fit resolution.
 
 The figure of merit is the weighted correlation of data and model over the refined band (0 to 1).
 """

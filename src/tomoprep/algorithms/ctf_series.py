@@ -9,7 +9,7 @@
    little where the gradient is that weak.
 3. Failures: a tilt is ``dark`` (mean below a fifth of the series' median, or blank), ``no rings`` (the first
    ring already fails, or the fit holds only coarser than ``max_fit_resolution_angstrom``) or an ``outlier``
-   (its defocus off the running median of its neighbours in acquisition order by more than
+   (its defocus off the median of its four nearest neighbours in acquisition order by more than
    ``outlier_sigmas`` robust standard deviations and more than ``outlier_min_angstrom``).
 4. The astigmatism shared by the good tilts is the one that maximises their summed score (from the median of
    their own, as ``(a_x, a_y)`` so that angles near ±90° average right), and it is held while every good tilt is
@@ -126,17 +126,25 @@ def _dark_tilts(images: Sequence[np.ndarray], fraction: float) -> list[bool]:
 
 
 def outliers(defocus_angstrom: np.ndarray, order: np.ndarray, *, sigmas: float, min_angstrom: float) -> np.ndarray:
-    """Which defoci ``(n,)`` (Å) stray from the running median of 5 neighbours in acquisition ``order`` ``(n,)``."""
+    """Which defoci ``(n,)`` (Å) stray from the median of their 4 nearest neighbours in acquisition ``order``.
+
+    The neighbours are the nearest others in the sequence (at its ends, the next four on the one side), so one
+    stray tilt never makes up half of another's neighbours.
+    """
     n = defocus_angstrom.size
-    if n < 4:
+    if n < 5:
         return np.zeros(n, dtype=bool)
-    sequence = defocus_angstrom[np.argsort(order, kind="stable")]
-    running = np.array([np.median(np.delete(sequence[max(i - 2, 0) : i + 3], min(i, 2))) for i in range(n)])
+    sequence_order = np.argsort(order, kind="stable")
+    sequence = defocus_angstrom[sequence_order]
+    running = np.empty(n)
+    for i in range(n):
+        start = min(max(i - 2, 0), n - 5)
+        neighbours = [j for j in range(start, start + 5) if j != i][:4]
+        running[i] = np.median(sequence[neighbours])
     residual = sequence - running
     sigma = 1.4826 * float(np.median(np.abs(residual - np.median(residual))))
-    flagged_sorted = np.abs(residual) > max(sigmas * sigma, min_angstrom)
     flagged = np.empty(n, dtype=bool)
-    flagged[np.argsort(order, kind="stable")] = flagged_sorted
+    flagged[sequence_order] = np.abs(residual) > max(sigmas * sigma, min_angstrom)
     return flagged
 
 

@@ -99,9 +99,15 @@ def ring_quality(spectra: TiltSpectra, hand: int, point: _Point) -> tuple[np.nda
 
 
 def fit_limit(ring_k_outer: np.ndarray, correlation: np.ndarray, threshold: float) -> float:
-    """The outer edge (1/Å) of the last ring before the correlation first falls below ``threshold``; 0 if none."""
-    failing = np.flatnonzero(correlation < threshold)
-    last = (failing[0] if failing.size else correlation.size) - 1
+    """The outer edge (1/Å) of the last ring before two consecutive rings fall below ``threshold``; 0 if none.
+
+    One ring below it is let pass (noise in a ring of a few hundred pixels), two in a row end the fit.
+    """
+    below = correlation < threshold
+    ends = np.flatnonzero(below[:-1] & below[1:]) if below.size > 1 else np.flatnonzero(below)
+    last = (ends[0] if ends.size else correlation.size) - 1
+    while last >= 0 and below[last]:  # the ring before the pair failed alone: the fit ends before it
+        last -= 1
     return float(ring_k_outer[last]) if last >= 0 else 0.0
 
 
