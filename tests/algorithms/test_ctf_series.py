@@ -24,10 +24,7 @@ from tomoprep.algorithms.ctf_series import (
     outliers,
 )
 from tomoprep.algorithms.ctf_spectrum import Optics
-from tomoprep.io.mrc import read_mrc
 from tomoprep.simulate.geometry import TiltGeometry, projection_matrix
-from tomoprep.simulate.params import SimulateParams
-from tomoprep.simulate.session import simulate_session
 
 OPTICS = Optics(voltage_kv=300.0, cs_mm=2.7, amplitude_contrast=0.07, pixel_spacing_angstrom=2.0)
 #: The requirements: centre defocus RMS error per tilt over a series, astigmatism angle where U - V ≥ 0.05 µm.
@@ -71,22 +68,23 @@ def test_an_outlier_in_acquisition_order_is_found() -> None:
 
 def test_a_dark_and_a_blank_tilt_are_flagged_and_repaired() -> None:
     """Small images (256², 128-px tiles): the other tilts finish, the failed ones get interpolated defocus."""
-    tilts = [-20.0, -10.0, 0.0, 10.0, 20.0]
-    truths = [TiltTruth(25400.0 + 100 * i, 24600.0 + 100 * i, 40.0, t, 85.0, -1) for i, t in enumerate(tilts)]
+    tilts = [-9.0, -3.0, 3.0, 9.0]
+    truths = [TiltTruth(25400.0 + 300 * i, 24600.0 + 300 * i, 40.0, t, 85.0, -1) for i, t in enumerate(tilts)]
     images = [generate_tilt(t, shape=(256, 256), seed=i) for i, t in enumerate(truths)]
     images[1] = images[1] * 0.05  # the beam blanked early: a fifth of the median and less
-    images[3] = np.zeros_like(images[3])  # an empty section
+    images[2] = np.zeros_like(images[2])  # an empty section
     settings = SeriesSettings(tilt=FitSettings(tile_px=128))
     result = fit_series(images, tilts, axis_deg=85.0, optics=OPTICS, defocus_range_angstrom=(15000.0, 35000.0),
                         settings=settings)  # fmt: skip
-    assert result.flags == ["", DARK, "", DARK, ""]
-    for i in (0, 2, 4):
+    assert result.flags == ["", DARK, DARK, ""]
+    for i in (0, 3):
         assert result.fits[i].defocus_angstrom == pytest.approx(truths[i].defocus_angstrom, rel=0.02)
-    for i in (1, 3):
-        expected = 0.5 * (result.fits[i - 1].defocus_angstrom + result.fits[i + 1].defocus_angstrom)
-        assert result.fits[i].defocus_angstrom == pytest.approx(expected)
+    first, last = result.fits[0].defocus_angstrom, result.fits[3].defocus_angstrom
+    for i in (1, 2):  # linear in acquisition order between the good ones
+        assert result.fits[i].defocus_angstrom == pytest.approx(first + (last - first) * i / 3)
         assert math.isinf(result.fits[i].fit_resolution_angstrom) and result.fits[i].figure_of_merit == 0.0
-    assert result.hand.hand is None  # no tilt steeper than 15°
+        assert result.fits[i].astigmatism_xy_angstrom == pytest.approx(result.astigmatism_xy_angstrom)
+    assert result.hand.hand is None and "steeper than 15°" in result.hand.reason
 
 
 def _rms_error(fits, truths) -> float:
@@ -168,6 +166,11 @@ def _mid_plane_defocus(tilt, series) -> float:
     ("hand", "axis_deg", "defocus_um", "seed"), [(1, 85.0, (1.5, 2.0), 0), (-1, -95.0, (5.0, 6.0), 1)]
 )
 def test_simulator_series_defocus_astigmatism_and_hand(tmp_path, hand, axis_deg, defocus_um, seed) -> None:
+    # Imported here: the simulator (torch) takes seconds to import, which the quick tests need not pay.
+    from tomoprep.io.mrc import read_mrc
+    from tomoprep.simulate.params import SimulateParams
+    from tomoprep.simulate.session import simulate_session
+
     params = SimulateParams(
         preset="demo", n_tilt_series=1, write_tilt_stack=True, frames_per_tilt=2, pixel_spacing_angstrom=3.0,
         n_tilts=13, tilt_step_deg=10.0, dose_per_tilt_e_per_angstrom2=3.0, defocus_min_um=defocus_um[0],
