@@ -43,6 +43,15 @@ def test_the_ring_model_is_the_simulators_ctf_squared() -> None:
     assert np.abs(mirrored - (2 * ctf**2 - 1)).max() > 0.5
 
 
+@pytest.mark.parametrize(
+    ("field", "value"), [("voltage_kv", math.nan), ("voltage_kv", 0.0), ("cs_mm", -1.0), ("amplitude_contrast", 1.0)]
+)
+def test_optics_without_a_usable_value_are_refused(field: str, value: float) -> None:
+    values = {"voltage_kv": 300.0, "cs_mm": 2.7, "amplitude_contrast": 0.07, "pixel_spacing_angstrom": 2.0}
+    with pytest.raises(ValueError, match=r"voltage|amplitude|finite"):
+        Optics(**{**values, field: value})
+
+
 def test_strips_are_the_tiles_across_the_axis() -> None:
     image = np.random.default_rng(0).standard_normal((512, 512))
     band = Band.build(128, 2.0, (1 / 30, 1 / 5))

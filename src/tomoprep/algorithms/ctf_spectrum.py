@@ -46,6 +46,16 @@ class Optics:
     amplitude_contrast: float
     pixel_spacing_angstrom: float
 
+    def __post_init__(self) -> None:
+        values = {"voltage_kv": self.voltage_kv, "cs_mm": self.cs_mm, "amplitude_contrast": self.amplitude_contrast,
+                  "pixel_spacing_angstrom": self.pixel_spacing_angstrom}  # fmt: skip
+        if not all(math.isfinite(v) for v in values.values()):
+            raise ValueError(f"optics must be finite numbers, got {values}")
+        if self.voltage_kv <= 0 or self.pixel_spacing_angstrom <= 0 or self.cs_mm < 0:
+            raise ValueError(f"voltage and pixel spacing must be positive and Cs not negative, got {values}")
+        if not 0 <= self.amplitude_contrast < 1:
+            raise ValueError(f"amplitude contrast is a fraction in [0, 1), got {self.amplitude_contrast}")
+
     @property
     def wavelength_angstrom(self) -> float:
         return electron_wavelength_angstrom(self.voltage_kv)
