@@ -171,6 +171,7 @@ def _repaired(good: list[TiltCtfFit | None], order: np.ndarray, astigmatism: tup
 
 
 def _shared_astigmatism(fits: Sequence[TiltCtfFit]) -> tuple[float, float]:
+    """Median ``(a_x, a_y)`` (Å) of the tilts' own astigmatism: the start of :func:`.joint_astigmatism`."""
     components = np.array([fit.astigmatism_xy_angstrom for fit in fits])
     return float(np.median(components[:, 0])), float(np.median(components[:, 1]))
 
