@@ -1,0 +1,263 @@
+"""The per-tilt CTF fit: coarse search, ring quality, 2-D refinement (method: :mod:`.ctf_fit`)."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+import scipy.optimize
+
+from tomoprep.algorithms.ctf_fit import (
+    FitSettings,
+    TiltCtfFit,
+    TiltSpectra,
+    _correlation,
+    _depth_sinc,
+    _strip_envelopes,
+    coarse_search,
+    prepare_tilt,
+)
+from tomoprep.algorithms.ctf_spectrum import Band, Optics, ctf_argument
+
+_ASTIGMATISM_GRID_ANGSTROM = (150.0, 300.0, 500.0, 800.0)
+_ASTIGMATISM_DIRECTIONS = 8
+_MIN_RING_PIXELS = 40
+#: Equal-phase bins per ring in :func:`ring_quality`.
+_BINS_PER_RING = 12
+
+
+@dataclass(frozen=True)
+class _Point:
+    """A point of the search: centre defocus (Å), ``(a_x, a_y)`` (Å), phase shift (rad), ice spread (Å), decay
+    of the rings (Å²)."""
+
+    defocus_angstrom: float
+    astigmatism_xy_angstrom: tuple[float, float]
+    phase_shift_rad: float
+    spread_angstrom: float
+    decay_angstrom2: float = 0.0
+
+
+def _models(
+    spectra: TiltSpectra, band: Band, hand: int, point: _Point, defocus_angstrom: np.ndarray, static: np.ndarray
+) -> np.ndarray:
+    """Background-free, faded ring models ``(g, s, n)`` for centre defoci ``(g,)`` (Å).
+
+    ``static`` ``(s, n)`` is the fading that does not change during a search (the strips' own depth spread, the
+    matched filter's weights).
+    """
+    depth = hand * spectra.depth_angstrom
+    arguments = np.stack([ctf_argument(band, spectra.optics, depth + d, point.astigmatism_xy_angstrom,
+                                       point.phase_shift_rad) for d in defocus_angstrom])  # fmt: skip
+    envelopes = _strip_envelopes(band, spectra, point.spread_angstrom, point.decay_angstrom2, static)
+    return band.project(-np.cos(2.0 * arguments) * envelopes[None])
+
+
+def ring_quality(spectra: TiltSpectra, hand: int, point: _Point) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Correlation of data and model ring by ring over the full band, on equal-phase averages.
+
+    The pixels of all strips are binned by their CTF phase ``(χ + asin A + φ) / π`` (at the strip's defocus and
+    the astigmatism of ``point``) in :data:`_BINS_PER_RING` bins per ring, data and model averaged per bin (as
+    CTFFIND's equiphase average), and each ring's bins correlated (Pearson).
+
+    Returns
+    -------
+    ring_k, ring_k_outer
+        ``(m,)`` mean and 95th-percentile ``|k|`` of each ring's pixels, 1/Å, ascending.
+    correlation
+        ``(m,)`` each ring's correlation of the background-free log power with the model.
+    """
+    band = spectra.band
+    data = spectra.strips.log_residuals(band)
+    model = _models(spectra, band, hand, point, np.array([point.defocus_angstrom]), _depth_sinc(band, spectra))[0]
+    argument = ctf_argument(band, spectra.optics, hand * spectra.depth_angstrom + point.defocus_angstrom,
+                            point.astigmatism_xy_angstrom, point.phase_shift_rad)  # fmt: skip
+    phase_bin = np.floor(argument.ravel() / math.pi * _BINS_PER_RING).astype(int)
+    phase_bin -= phase_bin.min() - (phase_bin.min() % _BINS_PER_RING)
+    weights = np.broadcast_to(spectra.weights[:, None], data.shape).ravel()
+    total = np.bincount(phase_bin, weights)
+    occupied = total > 0
+    data_mean = np.bincount(phase_bin, weights * data.ravel())[occupied] / total[occupied]
+    model_mean = np.bincount(phase_bin, weights * model.ravel())[occupied] / total[occupied]
+    ring_of_bin = np.flatnonzero(occupied) // _BINS_PER_RING
+    k = np.broadcast_to(np.sqrt(band.k2)[None, :], data.shape).ravel()
+    ring_of_pixel = phase_bin // _BINS_PER_RING
+    ring_k, ring_outer, correlation = [], [], []
+    for ring in np.unique(ring_of_bin):
+        in_ring = ring_of_bin == ring
+        pixels = ring_of_pixel == ring
+        if in_ring.sum() < _BINS_PER_RING // 2 or pixels.sum() < _MIN_RING_PIXELS:
+            continue  # a ring cut by the band's edge
+        d = data_mean[in_ring] - data_mean[in_ring].mean()
+        m = model_mean[in_ring] - model_mean[in_ring].mean()
+        correlation.append(float(d @ m) / math.sqrt(max(float(d @ d) * float(m @ m), 1e-300)))
+        ring_k.append(float(k[pixels].mean()))
+        ring_outer.append(float(np.percentile(k[pixels], 95)))
+    return np.array(ring_k), np.array(ring_outer), np.array(correlation)
+
+
+def fit_limit(ring_k_outer: np.ndarray, correlation: np.ndarray, threshold: float) -> float:
+    """The outer edge (1/Å) of the last ring before two consecutive rings fall below ``threshold``; 0 if none.
+
+    One ring below it is let pass (noise in a ring of a few hundred pixels), two in a row end the fit.
+    """
+    below = correlation < threshold
+    ends = np.flatnonzero(below[:-1] & below[1:]) if below.size > 1 else np.flatnonzero(below)
+    last = (ends[0] if ends.size else correlation.size) - 1
+    while last >= 0 and below[last]:  # the ring before the pair failed alone: the fit ends before it
+        last -= 1
+    return float(ring_k_outer[last]) if last >= 0 else 0.0
+
+
+def _envelope(ring_k: np.ndarray, correlation: np.ndarray) -> Callable[[np.ndarray], np.ndarray]:
+    clipped = np.clip(correlation, 0.0, 1.0)
+    return lambda k: np.interp(k, ring_k, clipped)
+
+
+def _refine(
+    spectra: TiltSpectra, hand: int, start: _Point, band: Band, envelope: np.ndarray, *, fit_astigmatism: bool
+) -> tuple[_Point, float]:
+    """2-D refinement of defocus, astigmatism (unless fixed) and phase shift (when fitted) on ``band``."""
+    data = spectra.strips.log_residuals(band)
+    step = 1.0 / (8.0 * spectra.optics.wavelength_angstrom * float(band.k2.max()))
+    fit_phase = spectra.settings.fit_phase_shift
+
+    static = _depth_sinc(band, spectra) * envelope[None, :]
+
+    def score(point: _Point, defoci: np.ndarray) -> np.ndarray:
+        return _correlation(data, _models(spectra, band, hand, point, defoci, static), spectra.weights)
+
+    candidates = [start.astigmatism_xy_angstrom]
+    if fit_astigmatism and start.astigmatism_xy_angstrom == (0.0, 0.0):  # not yet searched
+        for magnitude in _ASTIGMATISM_GRID_ANGSTROM:
+            for j in range(_ASTIGMATISM_DIRECTIONS):
+                angle = 2 * math.pi * j / _ASTIGMATISM_DIRECTIONS
+                candidates.append((magnitude * math.cos(angle), magnitude * math.sin(angle)))
+    defoci = start.defocus_angstrom + step * np.arange(-2, 3)
+    best, best_score = start, -np.inf
+    for astigmatism in candidates:
+        point = _Point(
+            start.defocus_angstrom, astigmatism, start.phase_shift_rad, start.spread_angstrom, start.decay_angstrom2
+        )
+        scores = score(point, defoci)
+        if float(scores.max()) > best_score:
+            best_score = float(scores.max())
+            best = _Point(float(defoci[int(np.argmax(scores))]), astigmatism, start.phase_shift_rad,
+                          start.spread_angstrom, start.decay_angstrom2)  # fmt: skip
+
+    def unpack(v: np.ndarray) -> _Point:
+        astigmatism = (float(v[1]), float(v[2])) if fit_astigmatism else best.astigmatism_xy_angstrom
+        phase = float(v[-3]) if fit_phase else best.phase_shift_rad
+        return _Point(float(v[0]), astigmatism, phase, abs(float(v[-2])), abs(float(v[-1])))
+
+    # The spread is refined with the astigmatism: the coarse search, blind to astigmatism, takes the rings'
+    # astigmatic smearing for a spread, and a spread too large inverts the model's fine rings.
+    x0 = [best.defocus_angstrom]
+    steps = [step]
+    if fit_astigmatism:
+        x0 += list(best.astigmatism_xy_angstrom)
+        steps += [100.0, 100.0]
+    if fit_phase:
+        x0.append(best.phase_shift_rad)
+        steps.append(0.2)
+    x0 += [best.spread_angstrom, best.decay_angstrom2]
+    steps += [200.0, 50.0]
+    simplex = np.vstack([x0, np.array(x0) + np.diag(steps)])
+    result = scipy.optimize.minimize(
+        lambda v: -float(score(unpack(v), np.array([v[0]]))[0]), np.array(x0), method="Nelder-Mead",
+        options={"initial_simplex": simplex, "xatol": 1.0, "fatol": 1e-7, "maxiter": 800},
+    )  # fmt: skip
+    return unpack(result.x), float(-result.fun)
+
+
+def _to_result(point: _Point, *, hand: int, limit_k: float, figure_of_merit: float) -> TiltCtfFit:
+    a_x, a_y = point.astigmatism_xy_angstrom
+    half = math.hypot(a_x, a_y)
+    angle = 0.5 * math.degrees(math.atan2(a_y, a_x))
+    phase = math.degrees(point.phase_shift_rad) % 180.0
+    return TiltCtfFit(
+        defocus_u_angstrom=point.defocus_angstrom + half, defocus_v_angstrom=point.defocus_angstrom - half,
+        astigmatism_angle_deg=angle if angle > -90.0 else angle + 180.0, phase_shift_deg=phase,
+        fit_resolution_angstrom=1.0 / limit_k if limit_k > 0 else math.inf, figure_of_merit=figure_of_merit,
+        spread_angstrom=point.spread_angstrom, hand=hand, ring_decay_angstrom2=point.decay_angstrom2,
+    )  # fmt: skip
+
+
+def fit_spectra(
+    spectra: TiltSpectra,
+    *,
+    hand: int,
+    defocus_range_angstrom: tuple[float, float],
+    astigmatism_xy_angstrom: tuple[float, float] | None = None,
+) -> TiltCtfFit:
+    """Fit one tilt's strip spectra (see :mod:`.ctf_fit` for the method).
+
+    Parameters
+    ----------
+    spectra
+        From :func:`.ctf_fit.prepare_tilt`.
+    hand
+        ``+1`` or ``-1``: the strips' defocus is ``centre + hand · depth``; 0 fits one defocus everywhere (the
+        gradient's fading then counts as spread), favouring neither hand.
+    defocus_range_angstrom
+        Centre defocus searched, Å (positive = underfocus).
+    astigmatism_xy_angstrom
+        ``(a_x, a_y)`` (Å) to hold fixed (a series' shared astigmatism), or None to fit it.
+    """
+    if hand not in (-1, 0, 1):
+        raise ValueError(f"hand must be +1, -1 or 0 (no gradient), got {hand}")
+    defocus, spread, decay, phase, _ = coarse_search(spectra, hand=hand, defocus_range_angstrom=defocus_range_angstrom)
+    point = _Point(defocus, astigmatism_xy_angstrom or (0.0, 0.0), phase, spread, decay)
+    threshold = spectra.settings.ring_correlation_threshold
+    k_low, k_high = float(np.sqrt(spectra.band.k2.min())), float(np.sqrt(spectra.band.k2.max()))
+    figure_of_merit = 0.0
+    ring_k, ring_outer, correlation = ring_quality(spectra, hand, point)
+    refined_k_max = 0.0
+    for _ in range(2):  # the second pass only where the first moved the fit resolution
+        limit = fit_limit(ring_outer, correlation, threshold)
+        # Refine where the rings hold, and at least over the first third of the band.
+        k_max = min(k_high, max(1.05 * limit, k_low + (k_high - k_low) / 3))
+        if abs(k_max - refined_k_max) <= 0.03 * k_max:
+            break
+        band = Band.build(spectra.settings.tile_px, spectra.optics.pixel_spacing_angstrom, (k_low, k_max))
+        envelope = _envelope(ring_k, correlation)(np.sqrt(band.k2))
+        point, figure_of_merit = _refine(spectra, hand, point, band, envelope,
+                                         fit_astigmatism=astigmatism_xy_angstrom is None)  # fmt: skip
+        refined_k_max = k_max
+        ring_k, ring_outer, correlation = ring_quality(spectra, hand, point)
+    limit = fit_limit(ring_outer, correlation, threshold)
+    return _to_result(point, hand=hand, limit_k=limit, figure_of_merit=figure_of_merit)
+
+
+def fit_tilt(
+    image: np.ndarray,
+    *,
+    tilt_deg: float,
+    axis_deg: float,
+    hand: int,
+    optics: Optics,
+    defocus_range_angstrom: tuple[float, float],
+    settings: FitSettings | None = None,
+) -> TiltCtfFit:
+    """The CTF at the centre of one tilt image, with the defocus gradient of the tilted specimen.
+
+    Parameters
+    ----------
+    image
+        ``(ny, nx)`` tilt image (``image[y, x]``), centre pixel ``N // 2``.
+    tilt_deg, axis_deg
+        Tilt angle (``rlnTomoYTilt``) and tilt-axis angle (``rlnTomoZRot``), degrees.
+    hand
+        ``+1`` or ``-1`` (``rlnTomoHand`` for ``axis_deg``).
+    optics
+        Voltage, Cs, amplitude contrast and pixel spacing.
+    defocus_range_angstrom
+        Centre defocus searched, Å (e.g. the nominal defocus ± 2 µm).
+    settings
+        Tile size, band, phase shift, fit-resolution threshold (default :class:`.FitSettings`).
+    """
+    spectra = prepare_tilt(image, tilt_deg=tilt_deg, axis_deg=axis_deg, optics=optics,
+                           settings=settings or FitSettings())  # fmt: skip
+    return fit_spectra(spectra, hand=hand, defocus_range_angstrom=defocus_range_angstrom)
