@@ -20,13 +20,18 @@ def _blob_series(
     n_blobs: int = 300,
     thickness_px: float = 16.0,
     noise_to_signal: float = 0.5,
+    slab_z_px: float = 0.0,
+    pretilt_deg: float = 0.0,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Tilt images ``(n, size, size)`` of Gaussian blobs (sigma 1.5-3 px) in a slab ``thickness_px`` deep, projected
     with RELION's model (a point ``X`` lands at ``Rz(axis) Ry(tilt) X + shift``), white noise added; and the
-    shifts ``(n, 2)`` ``(x, y)`` in pixels."""
+    shifts ``(n, 2)`` ``(x, y)`` in pixels. The slab's centre is ``slab_z_px`` above the specimen centre and the
+    slab is turned by ``pretilt_deg`` about the specimen's y axis (adding it to the tilts makes the slab flat)."""
     rng = np.random.default_rng(seed)
     half = size / 2
     points = np.column_stack([rng.uniform(-half, half, (n_blobs, 2)), rng.uniform(-0.5, 0.5, n_blobs) * thickness_px])
+    points[:, 2] += slab_z_px
+    points = points @ projection_rotation(y_tilt_deg=pretilt_deg, z_rot_deg=0.0).numpy().T
     sigmas, weights = rng.uniform(1.5, 3.0, n_blobs), rng.uniform(0.5, 1.5, n_blobs)
     shifts = rng.uniform(-3.0, 3.0, (len(tilts_deg), 2))
     grid = np.arange(size) - size // 2
