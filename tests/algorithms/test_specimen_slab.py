@@ -26,18 +26,27 @@ def _slab_slices(*, thickness: float, centre: float, slope_x: float, slope_y: fl
 
 
 @pytest.mark.parametrize(
-    ("thickness", "centre", "slope_x", "slope_y", "seed"),
-    [(30.0, 0.0, 0.0, 0.0, 1), (40.0, 6.0, 0.12, -0.03, 2), (60.0, -4.0, -0.18, 0.05, 3)],
+    ("thickness", "centre", "slope_x", "slope_y"),
+    [(30.0, 0.0, 0.0, 0.0), (40.0, 6.0, 0.12, -0.03), (60.0, -4.0, -0.18, 0.05)],
 )
-def test_measure_slab_recovers_thickness_centre_and_tilt(thickness, centre, slope_x, slope_y, seed):
-    measured = measure_slab(_slab_slices(thickness=thickness, centre=centre, slope_x=slope_x, slope_y=slope_y,
-                                         seed=seed))  # fmt: skip
-    assert measured.is_plausible()
-    assert measured.fit.thickness == pytest.approx(thickness, rel=0.08)
-    assert measured.fit.centre == pytest.approx(centre, abs=1.0)
-    assert measured.slope_x == pytest.approx(slope_x, abs=0.008)  # 0.5° of tilt offset
-    assert measured.slope_y == pytest.approx(slope_y, abs=0.008)
-    assert measured.tilt_offset_deg == pytest.approx(-math.degrees(math.atan(slope_x)), abs=0.5)
+def test_measure_slab_recovers_thickness_centre_and_tilt(thickness, centre, slope_x, slope_y):
+    """Over 30 seeds per geometry the slopes scattered by 0.0022-0.0029 along x and 0.0030-0.0041 along y (the
+    blocks span 51 voxels along y, 77 along x), at most 0.0065 and 0.0080: a slope error of 0.008 is 2-3 of
+    those deviations, so one seed's slope says little. Each seed's tilt offset is held to 0.5°, both slopes'
+    RMS over three seeds to 0.008; thickness (bias +3.4 % at 30 voxels, scatter 0.3 %) and centre (scatter
+    0.05 voxel) per seed."""
+    errors = []
+    for seed in (1, 2, 3):
+        measured = measure_slab(_slab_slices(thickness=thickness, centre=centre, slope_x=slope_x, slope_y=slope_y,
+                                             seed=seed))  # fmt: skip
+        assert measured.is_plausible()
+        assert measured.fit.thickness == pytest.approx(thickness, rel=0.08)
+        assert measured.fit.centre == pytest.approx(centre, abs=1.0)
+        assert measured.tilt_offset_deg == pytest.approx(-math.degrees(math.atan(slope_x)), abs=0.5)
+        errors.append((measured.slope_x - slope_x, measured.slope_y - slope_y))
+    rms_x, rms_y = np.sqrt(np.mean(np.square(errors), axis=0))
+    assert rms_x < 0.008  # 0.5° of tilt offset
+    assert rms_y < 0.008
 
 
 def test_slab_deeper_than_the_reconstruction_is_not_plausible():
