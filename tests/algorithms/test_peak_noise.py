@@ -92,16 +92,7 @@ def test_predicted_precision_holds_for_an_integrating_camera_with_unequal_frames
     assert 1.6 < float(noisier) < 2.4  # frame 0 has twice the noise: about twice the σ (measured 1.84)
 
 
-#: A known fault, kept until it is fixed (a strict xfail: the test fails as soon as it passes).
-_SQUARES_ITS_INPUT = pytest.mark.xfail(
-    strict=True,
-    reason="peak_noise squares the reference spectra in place where no sampling stride applies (maps under 128 "
-    "rows): the caller's cross-power spectrum is then garbage, and measure_global_motion on 96-120 px frames "
-    "reported significances of 1e5 and shifts up to 100 px off",
-)
-
-
-@pytest.mark.parametrize("size", [pytest.param(96, marks=_SQUARES_ITS_INPUT), 128])
+@pytest.mark.parametrize("size", [96, 128])
 def test_the_noise_leaves_the_spectra_it_is_given_unchanged(size: int) -> None:
     from tomoprep.algorithms.peak_noise import peak_noise
 

@@ -122,7 +122,8 @@ def peak_noise(
     residual_power[..., 0, 0] = 0  # the mean, not noise
     own, of_reference = _frame_noise_power(residual_power, n)
     signal_power = (frame * reference).sum(dim=-1).div_(max(n - 1, 1))
-    noise = reference.square_().sum(dim=-1).mul_(own).add_(signal_power.mul_(of_reference))
+    # out of place: without a stride, ``reference`` is a view of the caller's spectra
+    noise = reference.square().sum(dim=-1).mul_(own).add_(signal_power.mul_(of_reference))
     device = aligned.device
     ky2 = (2 * math.pi * torch.fft.fftfreq(shape_yx[0], device=device)[::step_y]) ** 2
     kx2 = (2 * math.pi * torch.fft.rfftfreq(shape_yx[1], device=device)[::step_x]) ** 2
