@@ -83,6 +83,10 @@ class SlabMeasurement:
     tilt_offset_error_deg
         Its standard error, degrees: a few degrees where the content is a sparse layer of particles, whose
         blocks scatter about any plane.
+    block_thicknesses
+        ``(THICKNESS_BLOCKS²,)`` the thicknesses of the levelled slab's blocks, each fitted on its own (``nan``
+        where a block shows no slab); where fewer than half show two faces and a blur was measured apart from the
+        slab (:func:`measure_slab`'s ``blur_kernel``), the widths of their boxes fitted with that blur.
     """
 
     fit: SlabFit
@@ -114,8 +118,9 @@ class SlabMeasurement:
     @property
     def layer_thickness(self) -> float:
         """Depth the specimen's content occupies, voxels: :attr:`thickness` where the blocks show a slab of their
-        own; else the whole profile's box widened by its blur on each side (content massed at a thin slab's centre
-        fits a narrow, blurred box: a 20-voxel slab holding a helix of large blobs fitted 2 voxels blurred by 6)."""
+        own (or, with a blur measured apart, their boxes fitted with it); else the whole profile's box widened by
+        its blur on each side (content massed at a thin slab's centre fits a narrow, blurred box: a 20-voxel slab
+        holding a helix of large blobs fitted 2 voxels blurred by 6; with the blur known, 19.6 voxels)."""
         if math.isfinite(self.thickness_error_fraction):
             return self.thickness
         return self.fit.thickness + 2.0 * self.fit.blur
