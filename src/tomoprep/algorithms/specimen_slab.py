@@ -346,8 +346,9 @@ def _kernel_thicknesses(levelled: torch.Tensor, kernel: np.ndarray, whole: SlabF
     """Width of the box that, blurred by the measured ``kernel`` (:func:`.slab_blur.content_kernel`), fits each
     block of a levelled content map; ``nan`` where none fits. The whole profile's layer (its box widened by its
     blur) starts the search; every block's box is centred where the whole profile's is: the map is levelled, and
-    a centre free in each block trades against its width where the faces are blurred (on a 20-voxel slab of blobs
-    its blocks' widths scattered by 5.5 % of their median, by 4.9 % with the centre shared)."""
+    a centre free in each block trades against its width where the faces are blurred (on a 20-voxel slab of blobs,
+    with a kernel sized by the reconstruction's own spectrum, its blocks' widths scattered by 5.5 % of their median
+    with the centre free, by 4.9 % with it shared)."""
     layer = whole.thickness + 2.0 * whole.blur
     profile = levelled.mean(dim=(0, 2)).numpy().astype(np.float64)
     _, centre = fit_blurred_box(profile, kernel, width0=layer, centre0=whole.centre)
