@@ -100,18 +100,19 @@ CASES = {
 
 #: Goals not yet met, with the figures measured (the tolerances stay the goal; a pass here fails the test, so
 #: the entry must then go). The axis: cross-prediction's score peaks 0.0-0.5° from the truth, by an amount that
-#: depends on the content, even without noise and with the true shifts (docs/align.md). The thin slab: 3 of its 9
-#: blocks show a slab with two faces, so no thickness is reported.
+#: depends on the content, even without noise and with the true shifts (docs/align.md). The thin slab: its blocks'
+#: boxes, fitted with their blur measured apart from them, have a median within 4 % of the truth but scatter by more
+#: than the 5 % standard error a reported thickness must have, so none is reported.
 KNOWN_GAPS = {
     ("test_tilt_axis", "a_axis-95_480A"): "axis 0.12° off",
     ("test_tilt_axis", "b_axis84_offset-6_640A"): "axis 0.18° off",
     ("test_tilt_axis", "thick_axis-140_offset-15_pretilt5_1000A"): "axis 0.32° off",
-    ("test_tilt_axis", "thin_axis30_offset12_pretilt-4_200A"): "axis 0.42° off",
+    ("test_tilt_axis", "thin_axis30_offset12_pretilt-4_200A"): "axis 0.13° off",
     ("test_tilt_offset_makes_the_slab_flat", "thick_axis-140_offset-15_pretilt5_1000A"): "offset 0.45° off",
     (
         "test_thickness_and_an_undetermined_hand_without_thon_rings",
         "thin_axis30_offset12_pretilt-4_200A",
-    ): "no thickness reported (3 of 9 blocks show a slab)",
+    ): "no thickness reported (its 9 blocks disagree: standard error 7 %; layer 193 Å)",
 }
 
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 
+import numpy as np
 import torch
 
 from tomoprep.algorithms.backprojection import (
@@ -23,7 +24,8 @@ from tomoprep.algorithms.backprojection import (
     weighting_filter,
 )
 from tomoprep.algorithms.projection_matching import MatchingResult, refine_shifts
-from tomoprep.algorithms.specimen_slab import SlabMeasurement, measure_slab
+from tomoprep.algorithms.slab_blur import content_kernel, specimen_power
+from tomoprep.algorithms.specimen_slab import SlabMeasurement, content, measure_slab
 from tomoprep.algorithms.tilt_geometry import projection_rotation
 
 #: Rounds of (measure the slab, level and centre on it, match at its depth) at most.
@@ -55,14 +57,32 @@ def measure_slab_in(images: torch.Tensor, tilts_deg: Sequence[float], *, axis_de
     """The slab in a reconstruction ``nz`` deep (ramp weighting), measured where every tilt saw it, and the slices.
 
     Columns beyond the field every tilt covers are reconstructed from some tilts only, their content lopsided
-    in z: at an axis 30° from the image's sides they tilted the slab by 0.6-1.3°.
+    in z: at an axis 30° from the image's sides they tilted the slab by 0.6-1.3°. A slab too thin for its blocks
+    to show two faces is measured with the blur of a flat sheet reconstructed through the same tilts
+    (:func:`.slab_blur.content_kernel`).
     """
     slices = reconstruct(images, tilts_deg, axis_deg=axis_deg, shifts_px=shifts_px, nz=nz, weighting="ramp")
     field = shared_field_window((images.shape[-2], images.shape[-1]), axis_deg=axis_deg, shifts_px=shifts_px)
     ny, nx = field.shape
     flat_x = float((field[ny // 2] > 0.999).sum()) / nx
     flat_y = float((field[:, nx // 2] > 0.999).sum()) / ny
-    return measure_slab(slices, central_fraction_xy=(flat_x, flat_y)), slices
+    kernel = lambda: _blur_kernel(images, tilts_deg, axis_deg, shifts_px, slices)  # noqa: E731 (made when needed)
+    return measure_slab(slices, central_fraction_xy=(flat_x, flat_y), blur_kernel=kernel), slices
+
+
+def _blur_kernel(images: torch.Tensor, tilts_deg: Sequence[float], axis_deg: float, shifts_px: torch.Tensor,
+                 slices: torch.Tensor) -> np.ndarray:  # fmt: skip
+    """The content profile of a flat sheet reconstructed like ``slices`` (:func:`.slab_blur.content_kernel`),
+    its particles sized by the three aligned images nearest 0°."""
+    nearest = sorted(range(len(tilts_deg)), key=lambda i: abs(float(tilts_deg[i])))[:3]
+    aligned = align_images(images[nearest], axis_deg=axis_deg, shifts_px=shifts_px[nearest])
+    power = specimen_power(aligned[..., _middle(aligned.shape[-2]), _middle(aligned.shape[-1])])
+    return content_kernel(slices, tilts_deg, power=power, content=content)
+
+
+def _middle(n: int) -> slice:
+    """The middle half of ``n`` pixels (an aligned image's corners are empty)."""
+    return slice(n // 4, n // 4 + n // 2)
 
 
 def recentre(
