@@ -12,7 +12,8 @@ SIRT
     through the slab, as SIRT does, taken at zero tilt). After ``N`` iterations every frequency is recovered by the
     fraction ``1 - (1 - α λ)^N`` of the exact inverse (a geometric series of the same operator).
 SIRT-like filter
-    So ``N`` iterations are WBP with the row filter (Zeng 2012, the form IMOD's "SIRT-like filter" follows)::
+    So ``N`` iterations are WBP with the row filter (Zeng 2012's Landweber-equivalent filter; IMOD's "SIRT-like
+    filter" rests on the same idea, its own constants are not reproduced here)::
 
         w_N(k) = Θ |k| · [1 - (1 - min(1, k₀ / |k|))^N],   k₀ = α / Θ = 1 / (T Θ)
 
