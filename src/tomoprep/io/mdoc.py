@@ -81,6 +81,11 @@ class MdocTilt:
     extra: Mapping[str, str]
     frame_sections: tuple[Mapping[str, str], ...] = ()
 
+    @property
+    def target_defocus_angstrom(self) -> float | None:
+        """``TargetDefocus`` in the model's units: Å, positive for underfocus (the mdoc's µm are negative)."""
+        return None if self.target_defocus_um is None else -self.target_defocus_um * 1e4
+
 
 @dataclass(frozen=True)
 class MdocSeries:
