@@ -132,6 +132,23 @@ def test_tilt_axis_from_mdoc_title_and_override_beats_it(project, session: Path)
     assert from_mdoc.params["tilt_axis_angle_deg"] is None
 
 
+def test_one_axis_per_series_and_a_warning_when_the_mdoc_tilts_disagree(project, session: Path) -> None:
+    mdoc = session / "mdoc" / "TS_01.mrc.mdoc"
+    text = mdoc.read_text()
+    mdoc.write_text(text.replace("RotationAngle = 175.3", "RotationAngle = 172.0", 3))
+    run = _import(project, session, pixel_spacing_angstrom=0.675, dose_per_tilt_e_per_angstrom2=3)
+    assert run.status == "SUCCEEDED", run.error
+    (ts,) = load_tilt_series_set(project.run_dir(run))
+    assert ts.nominal_tilt_axis_angle_deg == 85.3  # the title line's, for every tilt
+    table = read_star(project.run_dir(run) / "tilt_series" / "TS_01.star")["TS_01"]
+    assert set(table["rlnTomoNominalTiltAxisAngle"]) == {85.3}
+    warnings = [m for _, level, _, m in project.events(run.id) if level == "WARNING"]
+    assert any("3 of 41 tilts' RotationAngle give another tilt axis" in m and "82.00°" in m for m in warnings)
+    given = _import(project, session, pixel_spacing_angstrom=0.675, dose_per_tilt_e_per_angstrom2=3,
+                    tilt_axis_angle_deg=85.0)  # fmt: skip
+    assert not [m for _, level, _, m in project.events(given.id) if level == "WARNING"]
+
+
 def test_binned_mdoc_pixel_spacing_is_not_taken_for_the_movies(project, session: Path) -> None:
     run = _import(project, session, dose_per_tilt_e_per_angstrom2=3)
     assert run.status == "FAILED"

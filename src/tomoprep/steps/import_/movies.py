@@ -12,7 +12,7 @@ from pathlib import Path
 
 from tomoprep.conventions import normalise_angle_deg
 from tomoprep.errors import ImageFileError, InputError, MdocError
-from tomoprep.io.mdoc import MdocSeries, MdocTilt, read_mdocs
+from tomoprep.io.mdoc import MdocSeries, MdocTilt, axis_disagreement, read_mdocs
 from tomoprep.io.movies import MovieHeader, read_movie_header
 from tomoprep.model import GainReference, Optics, TiltAcquisition, TiltExclusion, TiltImage, TiltSeries
 from tomoprep.steps.base import Unit, UnitOutput
@@ -256,6 +256,8 @@ def import_movie_series(payload: MovieSeriesPayload, params: ImportParams, outpu
     axis, axis_source = _resolve_tilt_axis(series, params)
     optics, notes = _resolve_optics(series, params)
     notes += [f"WARNING: {warning}" for warning in series.warnings]
+    if params.tilt_axis_angle_deg is None and (disagreement := axis_disagreement(series)):
+        notes.append(f"WARNING: {disagreement}")
     notes.append(f"tilt-axis angle {axis:.2f}° {axis_source}; pixel spacing {spacing:.4g} Å")
     tilts = series.tilts
     _check_duplicate_movies(series)

@@ -11,7 +11,7 @@ import numpy as np
 from tomoprep.conventions import normalise_angle_deg
 from tomoprep.errors import InputError
 from tomoprep.io.imod import read_tilt_angles
-from tomoprep.io.mdoc import MAX_TILT_ANGLE_DEG, MdocSeries, read_mdoc
+from tomoprep.io.mdoc import MAX_TILT_ANGLE_DEG, MdocSeries, axis_disagreement, read_mdoc
 from tomoprep.io.mrc import MrcHeader, check_mrc_complete, read_mrc, read_mrc_header
 from tomoprep.model import Optics, TiltAcquisition, TiltExclusion, TiltImage, TiltSeries
 from tomoprep.steps.base import Unit, UnitOutput
@@ -256,5 +256,7 @@ def import_stack(payload: StackPayload, params: ImportParams, output_dir: Path) 
     warnings += [f"WARNING: section {k} ({angles[k]:.1f}°) excluded: {reason}" for k, reason in spoilt.items()]
     if doses.warning is not None:
         warnings.append(f"WARNING: {doses.warning}")
+    if mdoc is not None and params.tilt_axis_angle_deg is None and (disagreement := axis_disagreement(mdoc)):
+        warnings.append(f"WARNING: {disagreement}")
     notes = (*warnings, f"{len(tilts)} sections, pixel spacing {spacing:.4g} Å, tilt axis {axis:.2f}°")
     return UnitOutput(ts, notes)
