@@ -9,7 +9,7 @@ from pathlib import Path
 
 from pydantic import Field
 
-from tomoprep.model import Optics, TiltImage, TiltSeries
+from tomoprep.model import Optics, TiltAcquisition, TiltImage, TiltSeries
 from tomoprep.steps.base import Params, Step, Unit, UnitOutput
 from tomoprep.steps.kinds import TILT_SERIES
 
@@ -25,16 +25,19 @@ class ToyParams(Params):
 def tiny_tilt_series(name: str, n: int = 3) -> TiltSeries:
     tilts = tuple(
         TiltImage(
-            acquisition_index=i,
-            section_index=i,
-            nominal_tilt_angle_deg=3.0 * i,
-            nominal_tilt_axis_angle_deg=85.0,
-            pre_exposure_e_per_angstrom2=3.0 * i,
-            dose_e_per_angstrom2=3.0,
+            TiltAcquisition(
+                acquisition_index=i,
+                section_index=i,
+                nominal_tilt_angle_deg=3.0 * i,
+                pre_exposure_e_per_angstrom2=3.0 * i,
+                dose_e_per_angstrom2=3.0,
+            )
         )
         for i in range(n)
     )
-    return TiltSeries(name=name, original_pixel_spacing_angstrom=1.35, optics=Optics(), tilts=tilts)
+    return TiltSeries(
+        name=name, original_pixel_spacing_angstrom=1.35, optics=Optics(), tilts=tilts, nominal_tilt_axis_angle_deg=85.0
+    )
 
 
 def plan(params: ToyParams, inputs: Sequence[TiltSeries]) -> list[Unit]:

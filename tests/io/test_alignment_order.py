@@ -8,19 +8,20 @@ import pytest
 
 from tomoprep.errors import InputError
 from tomoprep.io.alignment_order import stack_order, views_in_file_order
-from tomoprep.model import TiltImage
+from tomoprep.model import TiltAcquisition, TiltExclusion, TiltImage
 
 
 def _tilt(acquisition: int, angle: float, *, section: int | None = None, excluded: bool = False) -> TiltImage:
     return TiltImage(
-        acquisition_index=acquisition,
-        section_index=acquisition if section is None else section,
-        nominal_tilt_angle_deg=angle,
-        nominal_tilt_axis_angle_deg=85.0,
-        pre_exposure_e_per_angstrom2=3.0 * acquisition,
-        dose_e_per_angstrom2=3.0,
-        stack_path=None if section is None else Path("ts.st"),
-        excluded=excluded,
+        TiltAcquisition(
+            acquisition_index=acquisition,
+            section_index=acquisition if section is None else section,
+            nominal_tilt_angle_deg=angle,
+            pre_exposure_e_per_angstrom2=3.0 * acquisition,
+            dose_e_per_angstrom2=3.0,
+            stack_path=None if section is None else Path("ts.st"),
+        ),
+        exclusion=TiltExclusion("clean: test") if excluded else None,
     )
 
 
@@ -30,19 +31,21 @@ ANGLES = [0.0, 3.0, -3.0, 6.0, -6.0]
 
 def test_motion_corrected_tilts_are_in_tilt_angle_order() -> None:
     tilts = [_tilt(i, a) for i, a in enumerate(ANGLES)]
-    assert [t.nominal_tilt_angle_deg for t in views_in_file_order(tilts, n_rows=5, path="a.xf")] == sorted(ANGLES)
+    ordered = views_in_file_order(tilts, n_rows=5, path="a.xf")
+    assert [t.acquisition.nominal_tilt_angle_deg for t in ordered] == sorted(ANGLES)
 
 
 def test_stack_tilts_are_in_section_order() -> None:
     # The stack holds the tilts in acquisition order, as some exports do: IMOD rows follow the sections.
     tilts = [_tilt(i, a, section=i) for i, a in enumerate(ANGLES)]
     ordered = views_in_file_order(list(reversed(tilts)), n_rows=5, path="a.xf")
-    assert [t.nominal_tilt_angle_deg for t in ordered] == ANGLES
+    assert [t.acquisition.nominal_tilt_angle_deg for t in ordered] == ANGLES
 
 
 def test_file_of_included_tilts_only() -> None:
     tilts = [_tilt(i, a, excluded=(a == 6.0)) for i, a in enumerate(ANGLES)]
-    assert [t.nominal_tilt_angle_deg for t in views_in_file_order(tilts, n_rows=4, path="a.xf")] == [-6, -3, 0, 3]
+    included = views_in_file_order(tilts, n_rows=4, path="a.xf")
+    assert [t.acquisition.nominal_tilt_angle_deg for t in included] == [-6, -3, 0, 3]
     assert len(views_in_file_order(tilts, n_rows=5, path="a.xf")) == 5
 
 
@@ -55,7 +58,7 @@ def test_count_matching_neither_names_the_file() -> None:
 
 def test_equal_angles_keep_acquisition_order() -> None:
     tilts = [_tilt(1, 0.0), _tilt(0, 0.0), _tilt(2, -3.0)]
-    assert [t.acquisition_index for t in stack_order(tilts)] == [2, 0, 1]
+    assert [t.acquisition.acquisition_index for t in stack_order(tilts)] == [2, 0, 1]
 
 
 def test_mixed_series_and_repeated_sections_are_rejected() -> None:

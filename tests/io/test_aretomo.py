@@ -22,7 +22,7 @@ from tomoprep.io.aretomo import (
 )
 from tomoprep.io.imod import read_xf, write_xf
 from tomoprep.io.imod_align import alignment_from_imod
-from tomoprep.model import TiltAlignment, TiltImage
+from tomoprep.model import TiltAcquisition, TiltAlignment, TiltExclusion, TiltImage
 
 LIL = Path("teamtomo-lil-aretomo")
 HEADER = "# SEC     ROT         GMAG       TX          TY      SMEAN     SFIT    SCALE     BASE     TILT"
@@ -304,14 +304,15 @@ def test_write_rejects_non_finite(tmp_path: Path) -> None:
 
 def _tilt(acquisition: int, section: int, angle: float, *, stack: bool, excluded: bool = False) -> TiltImage:
     return TiltImage(
-        acquisition_index=acquisition,
-        section_index=section,
-        nominal_tilt_angle_deg=angle,
-        nominal_tilt_axis_angle_deg=85.0,
-        pre_exposure_e_per_angstrom2=3.0 * acquisition,
-        dose_e_per_angstrom2=3.0,
-        stack_path=Path("ts.mrc") if stack else None,
-        excluded=excluded,
+        TiltAcquisition(
+            acquisition_index=acquisition,
+            section_index=section,
+            nominal_tilt_angle_deg=angle,
+            pre_exposure_e_per_angstrom2=3.0 * acquisition,
+            dose_e_per_angstrom2=3.0,
+            stack_path=Path("ts.mrc") if stack else None,
+        ),
+        exclusion=TiltExclusion("clean: test") if excluded else None,
     )
 
 
@@ -323,7 +324,7 @@ def test_rows_follow_sec_into_an_acquisition_ordered_stack() -> None:
     rows = tuple(AlnRow(sec=s + 1, rot_deg=85.0, tx_px=0.0, ty_px=0.0, tilt_deg=angles[s]) for s in (4, 2, 0, 1, 3))
     aln = AreTomoAlignment(rows=rows, sec_base=1, raw_size_px=(10, 10, 5))
     paired = tilts_of_aln_rows(tilts, aln, path="ts.aln")
-    assert [t.nominal_tilt_angle_deg for t in paired] == [row.tilt_deg for row in rows]
+    assert [t.acquisition.nominal_tilt_angle_deg for t in paired] == [row.tilt_deg for row in rows]
 
 
 def test_rows_of_motion_corrected_series_with_excluded_tilt() -> None:
@@ -334,6 +335,6 @@ def test_rows_of_motion_corrected_series_with_excluded_tilt() -> None:
     ]
     rows = tuple(AlnRow(sec=s, rot_deg=85.0, tx_px=0.0, ty_px=0.0, tilt_deg=a) for s, a in ((0, 0.0), (1, 3.0)))
     aln = AreTomoAlignment(rows=rows, sec_base=0, raw_size_px=(10, 10, 2))
-    assert [t.acquisition_index for t in tilts_of_aln_rows(tilts, aln, path="ts.aln")] == [0, 1]
+    assert [t.acquisition.acquisition_index for t in tilts_of_aln_rows(tilts, aln, path="ts.aln")] == [0, 1]
     with pytest.raises(InputError, match="lists 4 views"):
         tilts_of_aln_rows(tilts, dataclasses.replace(aln, raw_size_px=(10, 10, 4)), path="ts.aln")

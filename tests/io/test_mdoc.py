@@ -12,7 +12,7 @@ import mdocfile
 import pytest
 
 from tomoprep.errors import MdocError
-from tomoprep.io.mdoc import detect_flavour, read_mdoc, read_mdocs
+from tomoprep.io.mdoc import axis_disagreement, detect_flavour, read_mdoc, read_mdocs
 
 TESTS = Path(__file__).parents[1]
 SHIPPED = sorted((TESTS / "data" / "real").rglob("*.mdoc"))
@@ -130,6 +130,23 @@ def test_empiar_10164_ts01(real_data: Path) -> None:
     assert first.extra["MinMaxMean"] == "5 1403 623.699" and "TiltAngle" not in first.extra
     raw = (real_data / TS_01).read_bytes()
     assert raw.count(b"\r\n") == raw.count(b"\n")  # the file really is CRLF
+
+
+@pytest.mark.parametrize("path", [p for p in ALL_REAL if p.name != "montage_section.mdoc"], ids=_id)
+def test_real_mdocs_agree_on_their_tilt_axis(path: Path) -> None:
+    assert axis_disagreement(read_mdoc(path)) is None
+
+
+def test_tilts_with_another_rotation_angle_are_reported(real_data: Path, tmp_path: Path) -> None:
+    """The series keeps its title's axis; tilts whose RotationAngle says otherwise are counted and the worst named."""
+    head, sections = _sections(_ts01_text(real_data))
+    sections[7] = sections[7].replace("RotationAngle = 175.3", "RotationAngle = 178.8")
+    sections[9] = sections[9].replace("RotationAngle = 175.3", "RotationAngle = 175.9")  # within 1°: agrees
+    series = read_mdoc(_write(tmp_path / "TS_01.mrc.mdoc", head + "".join(sections)))
+    assert series.tilt_axis_angle_deg == pytest.approx(85.3)
+    warning = axis_disagreement(series)
+    assert warning is not None and warning.startswith("1 of 41 tilts' RotationAngle give another tilt axis")
+    assert "up to 88.80° (section 7 of TS_01.mrc.mdoc)" in warning and "keeps 85.30°" in warning
 
 
 def test_crlf_and_lf_give_the_same_tilts(real_data: Path, tmp_path: Path) -> None:

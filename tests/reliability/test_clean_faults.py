@@ -70,7 +70,7 @@ def _imported(tmp_path: Path, session: Path, edit=None) -> tuple[Path, dict[str,
 
 def _excluded(project: Path, run: str) -> dict[int, str]:
     (ts,) = load_tilt_series_set(project / "runs" / run)
-    return {t.acquisition_index: t.exclusion_reason for t in ts.tilts if t.excluded}
+    return {t.acquisition.acquisition_index: t.exclusion.reason for t in ts.tilts if t.exclusion is not None}
 
 
 def test_good_tilts_of_a_small_field_are_all_kept(tmp_path: Path, small_session) -> None:

@@ -70,8 +70,8 @@ def test_a_movie_of_another_frame_size_is_named_with_both_sizes_at_import(tmp_pa
     excluded, project = _import(tmp_path / "again", session, "--on-bad-movie", "exclude")
     assert excluded.exit_code == 0, excluded.output
     (ts,) = load_tilt_series_set(project / "runs" / "001_import")
-    assert [t.exclusion_reason.startswith(f"import: {session / 'frames' / MOVIE}: frames of 96 x 128") for t in
-            ts.tilts if t.excluded] == [True]  # fmt: skip
+    assert [t.exclusion.reason.startswith(f"import: {session / 'frames' / MOVIE}: frames of 96 x 128") for t in
+            ts.tilts if t.exclusion is not None] == [True]  # fmt: skip
 
 
 def test_a_movie_replaced_by_one_of_another_size_is_named_by_motioncorr(tmp_path: Path, session: Path) -> None:

@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 from project_faults import flat, snapshot, tomoprep
 
+from tomoprep.model import TiltExclusion
 from tomoprep.steps.tilt_series_set import load_tilt_series_set
 
 MOVIE = "TS_01_001_10.0.mrc"
@@ -66,7 +67,7 @@ def test_a_movie_frame_of_nan_excludes_its_tilt_with_the_reason(tmp_path: Path, 
     assert reason in text
     (ts,) = load_tilt_series_set(project / "runs" / "002_motioncorr")
     excluded = [t for t in ts.tilts if t.excluded]
-    assert [t.exclusion_reason for t in excluded] == [reason] and excluded[0].movie_path.name == MOVIE
+    assert [t.exclusion.reason for t in excluded] == [reason] and excluded[0].acquisition.movie_path.name == MOVIE
     sums = _sums(project)
     assert sums and not any(MOVIE.removesuffix(".mrc") in name for name in sums)
     assert all(np.isfinite(image).all() for image in sums.values())
@@ -80,7 +81,7 @@ def test_a_blank_movie_excludes_its_tilt_as_blank(tmp_path: Path, session: Path)
     reason = f"motioncorr: blank movie: every pixel of every frame of {MOVIE} is 0 (no image was recorded)"
     assert reason in text
     (ts,) = load_tilt_series_set(project / "runs" / "002_motioncorr")
-    assert [t.exclusion_reason for t in ts.tilts if t.excluded] == [reason]
+    assert [t.exclusion.reason for t in ts.tilts if t.exclusion is not None] == [reason]
     assert not any(MOVIE.removesuffix(".mrc") in name for name in _sums(project))
 
 
@@ -101,7 +102,7 @@ def test_a_movie_of_one_frame_excludes_its_tilt_saying_no_motion_can_be_measured
     assert reason in text and "import single images as a tilt stack (tomoprep import --stack)" in text
     assert "--group-frames" not in text
     (ts,) = load_tilt_series_set(project / "runs" / "002_motioncorr")
-    assert [t.exclusion_reason.startswith(reason) for t in ts.tilts if t.excluded] == [True]
+    assert [t.exclusion.reason.startswith(reason) for t in ts.tilts if t.exclusion is not None] == [True]
     assert len(_sums(project)) >= 2  # the other tilts are corrected
 
 
@@ -152,7 +153,7 @@ def test_a_stack_section_with_a_nan_is_excluded_at_import(tmp_path: Path) -> Non
     reason = "import: non-finite values in section 1 of TS_S.mrc (1 of 1024 pixels nan or inf)"
     assert f"section 1 (0.0°) excluded: {reason}" in text
     (ts,) = load_tilt_series_set(project / "runs" / "001_import")
-    assert [(t.excluded, t.exclusion_reason) for t in ts.tilts] == [(False, ""), (True, reason), (False, "")]
+    assert [t.exclusion for t in ts.tilts] == [None, TiltExclusion(reason), None]
     assert snapshot(folder) == before
 
 

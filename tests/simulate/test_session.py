@@ -74,14 +74,15 @@ def test_import_of_tiny_session_equals_truth(tiny: tuple[Path, Truth], project) 
     assert ts.n_tilts == len(series.tilts)
     assert ts.original_pixel_spacing_angstrom == series.pixel_spacing_angstrom
     assert ts.optics.voltage_kv == series.voltage_kv
-    by_order = sorted(ts.tilts, key=lambda t: t.acquisition_index)
-    for imported, expected in zip(by_order, series.tilts, strict=True):
+    by_order = sorted(ts.tilts, key=lambda t: t.acquisition.acquisition_index)
+    assert ts.nominal_tilt_axis_angle_deg == pytest.approx(series.nominal_tilt_axis_deg)
+    for tilt, expected in zip(by_order, series.tilts, strict=True):
+        imported = tilt.acquisition
         assert imported.movie_path is not None and imported.movie_path.name == Path(expected.movie).name
         assert imported.frame_count == expected.n_frames
         assert imported.pre_exposure_e_per_angstrom2 == pytest.approx(expected.pre_exposure_e_per_angstrom2)
         assert imported.dose_e_per_angstrom2 == pytest.approx(expected.dose_e_per_angstrom2)
         assert imported.nominal_tilt_angle_deg == pytest.approx(expected.nominal_tilt_deg, abs=1e-5)
-        assert imported.nominal_tilt_axis_angle_deg == pytest.approx(series.nominal_tilt_axis_deg)
         assert imported.nominal_defocus_angstrom == pytest.approx(series.target_defocus_angstrom)
         assert imported.gain is not None and imported.gain.path.name == truth.gain(expected.gain).file
 
@@ -126,8 +127,8 @@ def test_two_gain_references_split_the_session(tmp_path: Path, project) -> None:
     imported = {ts.name: ts for ts in _import(project, {"mdoc": str(out / "*.mdoc"), "movies": out / "frames"})}
     for series in truth.tilt_series:
         ts = imported[series.name]
-        assert {t.gain.path.name for t in ts.tilts if t.gain} == {truth.gain(series.gain).file}
-        assert {t.frame_count for t in ts.tilts} == {t.n_frames for t in series.tilts}
+        assert {t.acquisition.gain.path.name for t in ts.tilts if t.acquisition.gain} == {truth.gain(series.gain).file}
+        assert {t.acquisition.frame_count for t in ts.tilts} == {t.n_frames for t in series.tilts}
     assert [s.gain for s in truth.tilt_series] == ["A", "B"]
     assert truth.tilt_series[0].tilts[0].n_frames == 3 and truth.tilt_series[1].tilts[0].n_frames == 4
 
@@ -139,20 +140,20 @@ def test_tilt_stack_import_equals_truth(tmp_path: Path, project) -> None:
     assert series.stack == "stacks/TS_01.st" and (out / "stacks" / "TS_01.rawtlt").is_file()
     (ts,) = _import(project, {"stack": str(out / "stacks" / "*.st")})
     assert ts.tilt_series_pixel_spacing_angstrom == series.pixel_spacing_angstrom
+    assert ts.nominal_tilt_axis_angle_deg == pytest.approx(-95.0)
     for tilt in series.tilts:
-        (imported,) = [t for t in ts.tilts if t.section_index == tilt.stack_index]
+        (imported,) = [t.acquisition for t in ts.tilts if t.acquisition.section_index == tilt.stack_index]
         assert imported.acquisition_index == tilt.acquisition_index
         # Angles from the .rawtlt, which IMOD writes to 0.01°.
         assert imported.nominal_tilt_angle_deg == pytest.approx(tilt.nominal_tilt_deg, abs=0.0051)
         assert imported.pre_exposure_e_per_angstrom2 == pytest.approx(tilt.pre_exposure_e_per_angstrom2)
-        assert imported.nominal_tilt_axis_angle_deg == pytest.approx(-95.0)
     stack = read_mrc(out / series.stack)
     assert stack.shape == (5, 96, 96) and stack.mean() > 0
     # Only the rawtlt and a dose, as for a stack from elsewhere.
     (ts,) = _import(project, {"stack": str(out / "stacks" / "TS_01.st"), "tilt_angles": out / "stacks" / "TS_01.rawtlt",
                               "dose_per_tilt_e_per_angstrom2": 3.0, "tilt_axis_angle_deg": -95.0})  # fmt: skip
-    by_section = sorted(ts.tilts, key=lambda t: t.section_index)
-    assert [t.nominal_tilt_angle_deg for t in by_section] == pytest.approx(
+    by_section = sorted((t.acquisition for t in ts.tilts), key=lambda a: a.section_index)
+    assert [a.nominal_tilt_angle_deg for a in by_section] == pytest.approx(
         sorted(t.nominal_tilt_deg for t in series.tilts), abs=0.0051
     )
 
@@ -165,9 +166,9 @@ def test_tomo5_eer_session_imports_the_true_axis(tmp_path: Path, project) -> Non
     assert "TiltAxisAngle = 5.00" in (out / "TS_01.mrc.mdoc").read_text()  # Tomo5's own -A-90
     (ts,) = _import(project, {"mdoc": str(out / "*.mdoc"), "movies": out / "frames", "gain": out / "gain_A.gain"})
     series = truth.series("TS_01")
-    assert [t.nominal_tilt_axis_angle_deg for t in ts.tilts] == pytest.approx([-95.0] * 5)
+    assert ts.nominal_tilt_axis_angle_deg == pytest.approx(-95.0)
     assert abs(series.true_tilt_axis_deg + 95.0) < 0.3
-    assert {t.frame_count for t in ts.tilts} == {40}
+    assert {t.acquisition.frame_count for t in ts.tilts} == {40}
     header = read_movie_header(out / series.tilts[0].movie)
     assert header.format == "eer" and header.pixel_spacing_angstrom == pytest.approx(5.0)
 

@@ -87,7 +87,7 @@ def _shift_rms_px(truth: SeriesTruth, series) -> float:
     spacing = _working_spacing(truth)
     rows, differences = [], []
     for tilt in series.tilts:
-        true = by_section[tilt.section_index]
+        true = by_section[tilt.acquisition.section_index]
         rotation = projection_rotation(y_tilt_deg=true.true_tilt_deg, z_rot_deg=true.true_tilt_axis_deg).numpy()
         rows.append(rotation[:2] / spacing)
         est = np.array([tilt.alignment.shift_x_angstrom, tilt.alignment.shift_y_angstrom])
@@ -112,7 +112,7 @@ def test_tilt_axis_and_its_180_degrees(aligned) -> None:
 
 def test_tilt_offset_makes_the_slab_flat(aligned) -> None:
     truth, series, _, _ = aligned
-    offsets = [t.alignment.y_tilt_deg - t.nominal_tilt_angle_deg for t in series.tilts]
+    offsets = [t.alignment.y_tilt_deg - t.acquisition.nominal_tilt_angle_deg for t in series.tilts]
     assert np.ptp(offsets) < 1e-6
     assert abs(offsets[0] - (truth.tilt_offset_deg + truth.pretilt_deg)) <= OFFSET_DEG
 
@@ -144,11 +144,11 @@ def test_patch_tracking_recorded_per_tilt_and_small_on_a_rigid_specimen(aligned)
     local = read_local_alignment(series.local_alignment_path)
     assert series.local_alignment_path.parent == project.run_dir(run) / series.name
     assert local.shifts_angstrom.shape == (series.n_tilts, 9, 2)
-    assert sorted(local.acquisition_indices) == sorted(t.acquisition_index for t in series.tilts)
+    assert sorted(local.acquisition_indices) == sorted(t.acquisition.acquisition_index for t in series.tilts)
     assert local.measured.mean() > 0.9
     # The simulated specimen does not deform: what patch tracking measures is its noise, well under a pixel.
     spacing = _working_spacing(truth)
-    rms = np.array([t.local_shift_rms_angstrom for t in series.tilts]) / spacing
+    rms = np.array([t.alignment.local_shift_rms_angstrom for t in series.tilts]) / spacing
     assert np.all(np.isfinite(rms))
     assert np.sqrt(np.mean(rms**2)) < 0.35
     assert (project.run_dir(run) / series.name / f"{series.name}_align.png").is_file()
@@ -185,7 +185,7 @@ def test_patch_tracking_measures_a_simulated_deformation_of_each_tilt(tmp_path: 
     assert run.status == "SUCCEEDED", run.error
     (series,) = load_tilt_series_set(project.run_dir(run))
     local = read_local_alignment(series.local_alignment_path)
-    by_acquisition = {t.acquisition_index: t for t in series.tilts}
+    by_acquisition = {t.acquisition.acquisition_index: t for t in series.tilts}
     true_by_acquisition = {t.acquisition_index: t for t in truth.tilts}
     spacing = _working_spacing(truth)
     errors, signal = [], []

@@ -120,7 +120,7 @@ def aligned(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFac
     root = tmp_path_factory.mktemp(request.param)
     spec = CASES[request.param]
     truth, series, project, run = _import_and_align(root, spec, {})
-    by_section = sorted(series.tilts, key=lambda t: t.section_index)
+    by_section = sorted(series.tilts, key=lambda t: t.acquisition.section_index)
     spacing = spec.pixel_spacing_angstrom * _working_factor(spec)
     shifts = np.array([[t.alignment.shift_x_angstrom, t.alignment.shift_y_angstrom] for t in by_section]) / spacing
     return spec, truth, series, shifts, project, run
@@ -141,7 +141,7 @@ def test_tilt_axis(aligned) -> None:
 @pytest.mark.slow
 def test_tilt_offset_makes_the_slab_flat(aligned) -> None:
     _, truth, series, _, _, _ = aligned
-    offsets = [t.alignment.y_tilt_deg - t.nominal_tilt_angle_deg for t in series.tilts]
+    offsets = [t.alignment.y_tilt_deg - t.acquisition.nominal_tilt_angle_deg for t in series.tilts]
     assert np.ptp(offsets) < 1e-6
     assert abs(offsets[0] - truth.flat_tilt_offset_deg) <= OFFSET_DEG
 

@@ -14,7 +14,7 @@ from tomoprep.cli.main import build_app
 from tomoprep.errors import InputError
 from tomoprep.execution import run_step
 from tomoprep.io.star import read_star
-from tomoprep.model import TiltSeries
+from tomoprep.model import TiltExclusion, TiltSeries
 from tomoprep.project import Project, open_project
 from tomoprep.simulate.params import SimulateParams
 from tomoprep.simulate.session import simulate_session
@@ -63,7 +63,9 @@ def _series(project: Project, run_label: str) -> TiltSeries:
 def _kinds(ts: TiltSeries) -> dict[int, str]:
     """Excluded tilts by acquisition index: the kind of the first automatic reason, or the reason itself."""
     return {
-        t.acquisition_index: t.exclusion_reason.removeprefix("auto: ").split(":")[0] for t in ts.tilts if t.excluded
+        t.acquisition.acquisition_index: t.exclusion.reason.removeprefix("auto: ").split(":")[0]
+        for t in ts.tilts
+        if t.exclusion is not None
     }
 
 
@@ -73,7 +75,7 @@ def test_cli_clean_excludes_every_planted_tilt_and_no_other(cleaned) -> None:
         ts = _series(project, "2")
         run_dir = project.run_dir(project.get_run("2"))
     assert _kinds(ts) == {t.acquisition_index: t.planted_defect for t in truth.tilts if t.planted_defect}
-    assert all(t.exclusion_reason.startswith("auto: ") for t in ts.tilts if t.excluded)
+    assert all(t.exclusion.reason.startswith("auto: ") for t in ts.tilts if t.exclusion is not None)
     assert (run_dir / "TS_01" / "TS_01_clean.png").read_bytes()[:4] == b"\x89PNG"
     quality = read_star(run_dir / "TS_01" / "TS_01_quality.star")["quality"]
     assert len(quality) == 31 and quality["tpBad"].sum() == 3
@@ -96,8 +98,8 @@ def test_exclusion_by_hand_and_reinclusion_round_trip_through_the_star(cleaned) 
         ts = _series(project, again.label)
     expected = {k: v for k, v in _kinds(first).items() if k != blurred} | {good[1]: "manual"}
     assert _kinds(ts) == expected
-    reincluded = next(t for t in ts.tilts if t.acquisition_index == blurred)
-    assert not reincluded.excluded and reincluded.exclusion_reason == ""
+    reincluded = next(t for t in ts.tilts if t.acquisition.acquisition_index == blurred)
+    assert reincluded.exclusion is None
 
 
 @pytest.mark.slow
@@ -107,12 +109,13 @@ def test_tilts_excluded_before_stay_excluded_and_are_not_measured(cleaned, tmp_p
         imported = _series(project, "1")
     blurred = next(t.acquisition_index for t in truth.tilts if t.planted_defect == "blurred")
     reason = "import: movie TS_01_010.tif is truncated"
-    tilts = tuple(replace(t, excluded=True, exclusion_reason=reason) if t.acquisition_index == blurred else t
+    tilts = tuple(replace(t, exclusion=TiltExclusion(reason)) if t.acquisition.acquisition_index == blurred else t
                   for t in imported.tilts)  # fmt: skip
     output = clean_series(CleanPayload(imported.with_tilts(tilts)), CleanParams(), tmp_path)
     kinds = _kinds(output.tilt_series)
     assert kinds.pop(blurred) == "import" and sorted(kinds.values()) == ["dark", "shifted"]
-    assert next(t for t in output.tilt_series.tilts if t.acquisition_index == blurred).exclusion_reason == reason
+    before = next(t for t in output.tilt_series.tilts if t.acquisition.acquisition_index == blurred)
+    assert before.exclusion == TiltExclusion(reason)
     measured = read_star(tmp_path / "TS_01_quality.star")["quality"]["tpAcquisitionIndex"].tolist()
     assert blurred not in measured and len(measured) == 30
 
@@ -143,7 +146,7 @@ def test_include_refuses_a_tilt_excluded_by_another_step(cleaned) -> None:
     with open_project(folder) as project:
         imported = _series(project, "1")
     tilts = tuple(
-        replace(t, excluded=True, exclusion_reason="import: unreadable") if t.acquisition_index == 4 else t
+        replace(t, exclusion=TiltExclusion("import: unreadable")) if t.acquisition.acquisition_index == 4 else t
         for t in imported.tilts
     )
     with pytest.raises(InputError, match=r"tilt 4 of TS_01 was excluded before cleaning \(import: unreadable\)"):

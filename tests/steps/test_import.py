@@ -93,11 +93,11 @@ def test_pre_exposure_from_mdoc_doses_starts_at_zero_where_relion_does_not(proje
     mdoc.write_bytes(mdoc.read_bytes().replace(b"ExposureDose = 0\r", b"ExposureDose = 3\r"))
     run = _import(project, session, pixel_spacing_angstrom=0.675)
     ts = load_tilt_series_set(project.run_dir(run))[0]
-    by_order = sorted(ts.tilts, key=lambda t: t.acquisition_index)
-    assert by_order[0].pre_exposure_e_per_angstrom2 == 0.0
-    assert [t.pre_exposure_e_per_angstrom2 for t in by_order] == [3.0 * i for i in range(41)]
+    by_order = sorted(ts.tilts, key=lambda t: t.acquisition.acquisition_index)
+    assert by_order[0].acquisition.pre_exposure_e_per_angstrom2 == 0.0
+    assert [t.acquisition.pre_exposure_e_per_angstrom2 for t in by_order] == [3.0 * i for i in range(41)]
     relion_mdoc_path_first = 3.0  # cumsum(ExposureDose)[0]
-    assert by_order[0].pre_exposure_e_per_angstrom2 != relion_mdoc_path_first
+    assert by_order[0].acquisition.pre_exposure_e_per_angstrom2 != relion_mdoc_path_first
 
 
 def test_mdoc_without_dose_imports_with_the_dose_unknown_and_a_warning(project, session: Path) -> None:
@@ -106,7 +106,8 @@ def test_mdoc_without_dose_imports_with_the_dose_unknown_and_a_warning(project, 
     assert run.status == "SUCCEEDED", run.error
     (series,) = load_tilt_series_set(project.run_dir(run))
     assert not series.dose_known
-    assert all(t.dose_e_per_angstrom2 is None and t.pre_exposure_e_per_angstrom2 is None for t in series.tilts)
+    records = [t.acquisition for t in series.tilts]
+    assert all(a.dose_e_per_angstrom2 is None and a.pre_exposure_e_per_angstrom2 is None for a in records)
     table = read_star(project.run_dir(run) / "tilt_series" / "TS_01.star")["TS_01"]
     assert table["rlnMicrographPreExposure"].isna().all() and table["tpExposureDose"].isna().all()
     warnings = [m for _, level, _, m in project.events(run.id) if level == "WARNING"]
@@ -117,7 +118,7 @@ def test_mdoc_without_dose_imports_with_the_dose_unknown_and_a_warning(project, 
 def test_tilt_axis_from_mdoc_title_and_override_beats_it(project, session: Path) -> None:
     from_mdoc = _import(project, session, pixel_spacing_angstrom=0.675, dose_per_tilt_e_per_angstrom2=3)
     ts = load_tilt_series_set(project.run_dir(from_mdoc))[0]
-    assert {t.nominal_tilt_axis_angle_deg for t in ts.tilts} == {85.3}
+    assert ts.nominal_tilt_axis_angle_deg == 85.3
     overridden = _import(
         project,
         session,
@@ -126,9 +127,26 @@ def test_tilt_axis_from_mdoc_title_and_override_beats_it(project, session: Path)
         tilt_axis_angle_deg=-95.0,
     )
     ts = load_tilt_series_set(project.run_dir(overridden))[0]
-    assert {t.nominal_tilt_axis_angle_deg for t in ts.tilts} == {-95.0}
+    assert ts.nominal_tilt_axis_angle_deg == -95.0
     assert overridden.params["tilt_axis_angle_deg"] == -95.0
     assert from_mdoc.params["tilt_axis_angle_deg"] is None
+
+
+def test_one_axis_per_series_and_a_warning_when_the_mdoc_tilts_disagree(project, session: Path) -> None:
+    mdoc = session / "mdoc" / "TS_01.mrc.mdoc"
+    text = mdoc.read_text()
+    mdoc.write_text(text.replace("RotationAngle = 175.3", "RotationAngle = 172.0", 3))
+    run = _import(project, session, pixel_spacing_angstrom=0.675, dose_per_tilt_e_per_angstrom2=3)
+    assert run.status == "SUCCEEDED", run.error
+    (ts,) = load_tilt_series_set(project.run_dir(run))
+    assert ts.nominal_tilt_axis_angle_deg == 85.3  # the title line's, for every tilt
+    table = read_star(project.run_dir(run) / "tilt_series" / "TS_01.star")["TS_01"]
+    assert set(table["rlnTomoNominalTiltAxisAngle"]) == {85.3}
+    warnings = [m for _, level, _, m in project.events(run.id) if level == "WARNING"]
+    assert any("3 of 41 tilts' RotationAngle give another tilt axis" in m and "82.00°" in m for m in warnings)
+    given = _import(project, session, pixel_spacing_angstrom=0.675, dose_per_tilt_e_per_angstrom2=3,
+                    tilt_axis_angle_deg=85.0)  # fmt: skip
+    assert not [m for _, level, _, m in project.events(given.id) if level == "WARNING"]
 
 
 def test_binned_mdoc_pixel_spacing_is_not_taken_for_the_movies(project, session: Path) -> None:
@@ -158,8 +176,8 @@ def test_missing_movie_can_exclude_the_tilt_instead(project, session: Path) -> N
     ts = load_tilt_series_set(project.run_dir(run))[0]
     assert ts.n_tilts == 41
     excluded = [t for t in ts.tilts if t.excluded]
-    assert len(excluded) == 1 and excluded[0].section_index == 5
-    assert "TS_01_005_9.0.mrc" in excluded[0].exclusion_reason
+    assert len(excluded) == 1 and excluded[0].acquisition.section_index == 5
+    assert "TS_01_005_9.0.mrc" in excluded[0].exclusion.reason
 
 
 def test_truncated_movie_is_named(project, session: Path) -> None:
@@ -195,12 +213,12 @@ def test_movie_names_never_collide_on_dotted_angles(project, tmp_path: Path) -> 
     run = run_step(project, STEP, {"mdoc": str(mdoc)})
     assert run.status == "SUCCEEDED", run.error
     ts = load_tilt_series_set(project.run_dir(run))[0]
-    assert [(t.movie_path.name, t.frame_count) for t in ts.tilts] == [
+    assert [(t.acquisition.movie_path.name, t.acquisition.frame_count) for t in ts.tilts] == [
         ("TS_05_001_3.0.mrc", 4),
         ("TS_05_001_3.mrc", 5),
     ]
-    assert ts.optics.voltage_kv == 200 and ts.tilts[0].nominal_tilt_axis_angle_deg == -84.7
-    assert [t.pre_exposure_e_per_angstrom2 for t in ts.tilts] == [0.0, 2.0]
+    assert ts.optics.voltage_kv == 200 and ts.nominal_tilt_axis_angle_deg == -84.7
+    assert [t.acquisition.pre_exposure_e_per_angstrom2 for t in ts.tilts] == [0.0, 2.0]
 
 
 def test_contradictory_pixel_sizes_are_an_error(project, tmp_path: Path) -> None:
@@ -247,9 +265,9 @@ def test_frame_set_mdocs_keep_gain_and_frame_count_per_tilt(project, tmp_path: P
     assert run.status == "SUCCEEDED", run.error
     (ts,) = load_tilt_series_set(project.run_dir(run))
     assert ts.name == "TS_03" and ts.n_tilts == 4
-    assert [t.frame_count for t in ts.tilts] == [6, 7, 8, 9]
-    assert [t.gain.path.name for t in ts.tilts] == ["gainA.mrc", "gainA.mrc", "gainB.mrc", "gainB.mrc"]
-    assert math.isclose(ts.tilts[0].nominal_tilt_axis_angle_deg, 85.0)
+    assert [t.acquisition.frame_count for t in ts.tilts] == [6, 7, 8, 9]
+    assert [t.acquisition.gain.path.name for t in ts.tilts] == ["gainA.mrc", "gainA.mrc", "gainB.mrc", "gainB.mrc"]
+    assert math.isclose(ts.nominal_tilt_axis_angle_deg, 85.0)
 
 
 def test_movie_mdocs_whose_numbers_run_on_import_as_two_series_with_a_warning(project, tmp_path: Path) -> None:
@@ -280,7 +298,8 @@ def test_every_override_is_recorded_and_applied(project, session: Path) -> None:
         0.07,
     )
     assert run.params["voltage_kv"] == 200.0 and run.params["cs_mm"] == 2.0
-    assert sub_frame_names((session / "mdoc" / "TS_01.mrc.mdoc").read_text())[0] == ts.tilts[0].movie_path.name
+    first_movie = ts.tilts[0].acquisition.movie_path
+    assert sub_frame_names((session / "mdoc" / "TS_01.mrc.mdoc").read_text())[0] == first_movie.name
 
 
 def test_import_runs_in_worker_processes(project, session: Path) -> None:

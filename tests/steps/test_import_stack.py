@@ -37,9 +37,9 @@ def test_old_fei_stack_imports_with_what_its_headers_give(project, real_data: Pa
     (series,) = load_tilt_series_set(project.run_dir(run))
     assert series.name == "HAADF" and series.n_tilts == 77
     assert series.original_pixel_spacing_angstrom == pytest.approx(33.6)  # 3.36 nm, as its acquisition log says
-    by_order = sorted(series.tilts, key=lambda t: t.acquisition_index)
-    np.testing.assert_allclose([t.nominal_tilt_angle_deg for t in by_order], np.arange(-76.0, 77.0, 2.0))
-    assert [t.section_index for t in by_order] == list(range(77))
+    by_order = sorted(series.tilts, key=lambda t: t.acquisition.acquisition_index)
+    np.testing.assert_allclose([t.acquisition.nominal_tilt_angle_deg for t in by_order], np.arange(-76.0, 77.0, 2.0))
+    assert [t.acquisition.section_index for t in by_order] == list(range(77))
     assert not series.dose_known
     warnings = " ".join(_warnings(project, run.id))
     assert "'MAP ' stamp" in warnings and "machine stamp" in warnings
@@ -87,6 +87,6 @@ def test_dark_field_series_is_not_cleaned_away(project, real_data: Path) -> None
     run = run_step(project, get_step("clean"), {}, input_run=imported.id)
     assert run.status == "SUCCEEDED", run.error
     (series,) = load_tilt_series_set(project.run_dir(run))
-    reasons = [t.exclusion_reason for t in series.tilts if t.excluded]
+    reasons = [t.exclusion.reason for t in series.tilts if t.exclusion is not None]
     assert not any("dark" in reason for reason in reasons)
     assert len(reasons) <= 2, reasons

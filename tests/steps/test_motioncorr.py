@@ -142,7 +142,7 @@ def test_movies_without_a_credible_peak_are_summed_unmoved_and_logged(tmp_path: 
     log = (project.run_dir(run) / "log.txt").read_text()
     assert log.count("no group has a credible correlation peak") == 2 and "credible from 8" in log
     (ts,) = load_tilt_series_set(project.run_dir(run))
-    assert all(t.accumulated_motion_angstrom == (0.0, 0.0, 0.0) for t in ts.tilts)
+    assert all(t.motion.accumulated_motion_angstrom == (0.0, 0.0, 0.0) for t in ts.tilts)
 
 
 @pytest.mark.slow
@@ -213,8 +213,8 @@ def test_outputs_labels_odd_even_and_pixel_size(tmp_path: Path) -> None:
     ):
         assert label in table.columns, label
     assert "rlnTomoTiltSeriesPixelSize" in read_star(folder / "tilt_series.star")["global"].columns
-    tilt = ts.tilts[0]
-    assert tilt.micrograph_path and tilt.micrograph_odd_path and tilt.micrograph_even_path
+    tilt = ts.tilts[0].motion
+    assert tilt is not None and tilt.micrograph_odd_path and tilt.micrograph_even_path
     total, odd, even = (
         read_mrc(p) for p in (tilt.micrograph_path, tilt.micrograph_odd_path, tilt.micrograph_even_path)
     )

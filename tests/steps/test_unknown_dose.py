@@ -64,11 +64,11 @@ def test_motion_correction_without_dose_weighting_runs_and_leaves_the_dose_unkno
     assert run.status == "SUCCEEDED", run.error
     (series,) = load_tilt_series_set(no_dose_movies.run_dir(run))
     for tilt in series.tilts:
-        assert tilt.micrograph_path is not None and tilt.micrograph_dose_weighted_path is None
-        assert tilt.dose_e_per_angstrom2 is None and tilt.pre_exposure_e_per_angstrom2 is None
-        total, early, late = tilt.accumulated_motion_angstrom or (math.nan,) * 3
+        assert tilt.motion is not None and tilt.motion.micrograph_dose_weighted_path is None
+        assert tilt.acquisition.dose_e_per_angstrom2 is None and tilt.acquisition.pre_exposure_e_per_angstrom2 is None
+        total, early, late = tilt.motion.accumulated_motion_angstrom or (math.nan,) * 3
         assert total > 0 and math.isnan(early) and math.isnan(late)  # the early/late cut is at a dose
-        general = read_star(tilt.motion_metadata_path)["general"].iloc[0]  # type: ignore[arg-type]
+        general = read_star(tilt.motion.motion_metadata_path)["general"].iloc[0]  # type: ignore[arg-type]
         assert math.isnan(float(general["rlnMicrographPreExposure"]))
         assert math.isnan(float(general["rlnMicrographDoseRate"]))
 

@@ -54,8 +54,8 @@ def tilt_series_table(series: list[TiltSeries], *, title: str) -> Table:
     ):
         table.add_column(column)
     for ts in series:
-        angles = [t.nominal_tilt_angle_deg for t in ts.tilts]
-        doses = [(t.pre_exposure_e_per_angstrom2, t.dose_e_per_angstrom2) for t in ts.tilts]
+        angles = [t.acquisition.nominal_tilt_angle_deg for t in ts.tilts]
+        doses = [(t.acquisition.pre_exposure_e_per_angstrom2, t.acquisition.dose_e_per_angstrom2) for t in ts.tilts]
         known = [pre + dose for pre, dose in doses if pre is not None and dose is not None]
         total = f"{max(known):.1f}" if len(known) == len(doses) else "unknown"
         table.add_row(
@@ -63,7 +63,7 @@ def tilt_series_table(series: list[TiltSeries], *, title: str) -> Table:
             str(ts.n_tilts),
             str(ts.n_tilts - len(ts.included_tilts)),
             f"{min(angles):.1f} … {max(angles):.1f}",
-            f"{ts.tilts[0].nominal_tilt_axis_angle_deg:.2f}",
+            f"{ts.nominal_tilt_axis_angle_deg:.2f}",
             f"{ts.original_pixel_spacing_angstrom:.4g}",
             total,
         )

@@ -42,16 +42,16 @@ def stack_order(tilts: Sequence[TiltImage]) -> list[TiltImage]:
         If only some tilts come from a stack (a series is imported one way or the other), or if two
         stack tilts share a section index.
     """
-    from_stack = [t.stack_path is not None for t in tilts]
+    from_stack = [t.acquisition.stack_path is not None for t in tilts]
     if all(from_stack) and tilts:
-        ordered = sorted(tilts, key=lambda t: t.section_index)
-        sections = [t.section_index for t in ordered]
+        ordered = sorted(tilts, key=lambda t: t.acquisition.section_index)
+        sections = [t.acquisition.section_index for t in ordered]
         if len(set(sections)) != len(sections):
             raise ValueError(f"tilts share a stack section index: {sections}.")
         return ordered
     if any(from_stack):
         raise ValueError("only some tilts come from a stack; stack order is undefined for a mixed series.")
-    return sorted(tilts, key=lambda t: (t.nominal_tilt_angle_deg, t.acquisition_index))
+    return sorted(tilts, key=lambda t: (t.acquisition.nominal_tilt_angle_deg, t.acquisition.acquisition_index))
 
 
 def views_in_file_order(tilts: Sequence[TiltImage], *, n_rows: int, path: Path | str) -> list[TiltImage]:

@@ -81,6 +81,11 @@ class MdocTilt:
     extra: Mapping[str, str]
     frame_sections: tuple[Mapping[str, str], ...] = ()
 
+    @property
+    def target_defocus_angstrom(self) -> float | None:
+        """``TargetDefocus`` in the model's units: Å, positive for underfocus (the mdoc's µm are negative)."""
+        return None if self.target_defocus_um is None else -self.target_defocus_um * 1e4
+
 
 @dataclass(frozen=True)
 class MdocSeries:
@@ -207,6 +212,36 @@ def _tilt_axis(flavour: str, titles: Sequence[str], tilts: Sequence[MdocTilt]) -
     if flavour == "tomo5":
         return tilt_axis_from_tomo5_rotation_angle(rotation), f"RotationAngle {rotation:g} (Tomo5, as is)"
     return tilt_axis_from_serialem_rotation_angle(rotation), f"RotationAngle {rotation:g} (SerialEM, -90)"
+
+
+#: Largest difference (degrees) between a tilt's ``RotationAngle`` axis and the series' before import warns.
+AXIS_AGREEMENT_DEG = 1.0
+
+
+def axis_disagreement(series: MdocSeries) -> str | None:
+    """A warning when the tilts' ``RotationAngle`` give tilt axes off the series' angle by over 1°, else ``None``.
+
+    The series keeps one nominal axis (its title line, else the first ``RotationAngle``); a tilt whose own value
+    disagrees is named, as a sign of a mis-set microscope or a mixed-up file.
+    """
+    convert = (
+        tilt_axis_from_tomo5_rotation_angle if series.flavour == "tomo5" else tilt_axis_from_serialem_rotation_angle
+    )
+    axis = series.tilt_axis_angle_deg
+    off = [
+        (t, convert(t.rotation_angle_deg))
+        for t in series.tilts
+        if t.rotation_angle_deg is not None and axis is not None
+        and abs(normalise_angle_deg(convert(t.rotation_angle_deg) - axis)) > AXIS_AGREEMENT_DEG
+    ]  # fmt: skip
+    if not off:
+        return None
+    worst, value = max(off, key=lambda pair: abs(normalise_angle_deg(pair[1] - (axis or 0.0))))
+    return (
+        f"{len(off)} of {len(series.tilts)} tilts' RotationAngle give another tilt axis than the series' "
+        f"{axis:.2f}° ({series.tilt_axis_source}), up to {value:.2f}° (section {worst.section_index} of "
+        f"{worst.source.name}); the series keeps {axis:.2f}°: pass --tilt-axis-angle-deg if that is wrong"
+    )
 
 
 def _common(values: Sequence[_T | None]) -> _T | None:

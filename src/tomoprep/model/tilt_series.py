@@ -1,4 +1,4 @@
-"""Plain data of a tilt series: its optics, its tilt images and their acquisition metadata.
+"""Plain data of a tilt series: its optics, its tilt images and, per tilt, one record per processing stage.
 
 Units follow :mod:`tomoprep.conventions`: Å, degrees, kV, mm, e⁻/Å²; defocus positive for underfocus.
 """
@@ -35,6 +35,60 @@ class GainReference:
 
 
 @dataclass(frozen=True)
+class TiltAcquisition:
+    """What the microscope recorded for one tilt: the import's record, present for every tilt.
+
+    ``acquisition_index`` is the 0-based position in acquisition (dose) order; ``section_index`` the position
+    in the source (mdoc ZValue or tilt-stack section). ``pre_exposure_e_per_angstrom2`` is the dose the
+    specimen received before this tilt, ``dose_e_per_angstrom2`` the dose of the tilt itself; both ``None`` when
+    the source gives no dose (unknown, never a made-up 0). ``movie_path`` is the raw movie (``None`` for a series
+    imported from a tilt stack), ``stack_path`` the tilt stack whose section ``section_index`` is this tilt
+    (``None`` for movies). ``nominal_defocus_angstrom`` is the target defocus, positive for underfocus.
+    """
+
+    acquisition_index: int
+    section_index: int
+    nominal_tilt_angle_deg: float
+    pre_exposure_e_per_angstrom2: float | None
+    dose_e_per_angstrom2: float | None
+    movie_path: Path | None = None
+    frame_count: int | None = None
+    nominal_defocus_angstrom: float | None = None
+    gain: GainReference | None = None
+    date_time: datetime | None = None
+    stack_path: Path | None = None
+
+
+@dataclass(frozen=True)
+class TiltMotion:
+    """What motion correction made of a tilt's movie.
+
+    ``micrograph_path`` is the motion-corrected sum; the odd and even frame sums (for Noise2Noise) and the
+    dose-weighted sum are ``None`` when not written; ``motion_metadata_path`` is the RELION motion STAR of the
+    movie; ``accumulated_motion_angstrom`` is RELION's (total, early, late) motion in Å, early and late nan when
+    the dose is unknown, ``None`` when not measured.
+    """
+
+    micrograph_path: Path
+    micrograph_odd_path: Path | None = None
+    micrograph_even_path: Path | None = None
+    micrograph_dose_weighted_path: Path | None = None
+    motion_metadata_path: Path | None = None
+    accumulated_motion_angstrom: tuple[float, float, float] | None = None
+
+
+@dataclass(frozen=True)
+class TiltExclusion:
+    """Why a tilt is left out of the series (it stays in the records, flagged).
+
+    ``reason`` starts with the step that excluded it (``import:``, ``motioncorr:``, ``auto:`` for cleaning's
+    measurements); ``""`` when the record gives none.
+    """
+
+    reason: str = ""
+
+
+@dataclass(frozen=True)
 class TiltAlignment:
     """Where a tilt image sits in the specimen frame: RELION 5's per-tilt alignment fields.
 
@@ -42,7 +96,8 @@ class TiltAlignment:
     (``conventions.py``): ``y_tilt_deg`` is the tilt about the tilt axis (``rlnTomoYTilt``), ``z_rot_deg`` the
     tilt-axis angle in the image, counter-clockwise from Y (``rlnTomoZRot``), ``x_tilt_deg`` a tilt about the
     specimen x axis (``rlnTomoXTilt``), and the shifts move the projected specimen centre from the image centre
-    (``rlnTomoXShiftAngst``, ``rlnTomoYShiftAngst``), in Å.
+    (``rlnTomoXShiftAngst``, ``rlnTomoYShiftAngst``), in Å. ``local_shift_rms_angstrom`` is the RMS over the
+    patches of their local shifts in this tilt once the series is patch-tracked, ``None`` before.
     """
 
     y_tilt_deg: float
@@ -50,51 +105,42 @@ class TiltAlignment:
     x_tilt_deg: float = 0.0
     shift_x_angstrom: float = 0.0
     shift_y_angstrom: float = 0.0
+    local_shift_rms_angstrom: float | None = None
 
 
 @dataclass(frozen=True)
 class TiltImage:
-    """One tilt of a series: its raw movie (or stack section) and what the microscope recorded.
+    """One tilt of a series: one record per processing stage, each ``None`` until the step that fills it ran.
 
-    ``acquisition_index`` is the 0-based position in acquisition (dose) order; ``section_index`` the position
-    in the source (mdoc ZValue or tilt-stack section). ``pre_exposure_e_per_angstrom2`` is the dose the
-    specimen received before this tilt, ``dose_e_per_angstrom2`` the dose of the tilt itself; both ``None`` when
-    the source gives no dose (unknown, never a made-up 0). ``micrograph_*`` are the motion-corrected sums (odd
-    and even frames for Noise2Noise, dose-weighted); ``accumulated_motion_angstrom`` is RELION's (total, early,
-    late) motion, early and late nan when the dose is unknown.
-    ``alignment`` is the tilt's pose once the series is aligned (``None`` before, and for excluded tilts);
-    ``local_shift_rms_angstrom`` the RMS over the patches of their local shifts in this tilt, once the series
-    is patch-tracked.
+    ``acquisition`` (import) is always there; ``motion`` once motion correction made its micrograph;
+    ``exclusion`` while the tilt is left out (import, motion correction or cleaning), ``None`` for an included
+    tilt; ``alignment`` once the series is aligned (``None`` for tilts left out of the alignment).
+    Values shared by every tilt of a series (optics, nominal tilt-axis angle, pixel spacing) are on
+    :class:`TiltSeries`, once.
     """
 
-    acquisition_index: int
-    section_index: int
-    nominal_tilt_angle_deg: float
-    nominal_tilt_axis_angle_deg: float
-    pre_exposure_e_per_angstrom2: float | None
-    dose_e_per_angstrom2: float | None
-    movie_path: Path | None = None
-    frame_count: int | None = None
-    nominal_defocus_angstrom: float | None = None
-    gain: GainReference | None = None
-    micrograph_path: Path | None = None
-    micrograph_odd_path: Path | None = None
-    micrograph_even_path: Path | None = None
-    micrograph_dose_weighted_path: Path | None = None
-    motion_metadata_path: Path | None = None
-    accumulated_motion_angstrom: tuple[float, float, float] | None = None
-    stack_path: Path | None = None
-    date_time: datetime | None = None
-    excluded: bool = False
-    exclusion_reason: str = ""
+    acquisition: TiltAcquisition
+    motion: TiltMotion | None = None
+    exclusion: TiltExclusion | None = None
     alignment: TiltAlignment | None = None
-    local_shift_rms_angstrom: float | None = None
+    # Stages still to come keep to the same pattern, each an optional record of its own: ``ctf`` (the CTF
+    # estimation's defocus, astigmatism and fit of this tilt) and ``reconstruction`` (what a reconstruction
+    # used of this tilt) are added beside these when those steps exist.
+
+    @property
+    def excluded(self) -> bool:
+        """Whether the tilt is left out (it has an exclusion record)."""
+        return self.exclusion is not None
 
 
 @dataclass(frozen=True)
 class TiltSeries:
     """A tilt series: a name, the original pixel spacing, optics and its tilts in acquisition order.
 
+    Values that hold for the whole series are stored here once, never copied into the tilts.
+    ``nominal_tilt_axis_angle_deg`` is the tilt-axis angle the import decided on (counter-clockwise from the
+    image Y axis, degrees): given by the user, or the mdoc's (its title line, else its first ``RotationAngle``;
+    the import warns when the mdoc's tilts disagree). Alignment refines it per tilt (``TiltAlignment.z_rot_deg``).
     ``tilt_series_pixel_spacing_angstrom`` is the spacing of the (motion-corrected or imported) tilt images
     once they exist, ``None`` while there are only movies. ``specimen_thickness_angstrom`` is the thickness
     of the specimen slab (lamella or ice) measured by alignment, along its normal; ``None`` until measured.
@@ -106,6 +152,7 @@ class TiltSeries:
     original_pixel_spacing_angstrom: float
     optics: Optics
     tilts: tuple[TiltImage, ...]
+    nominal_tilt_axis_angle_deg: float
     hand: Hand = -1
     tilt_series_pixel_spacing_angstrom: float | None = None
     sources: tuple[Path, ...] = field(default=())
@@ -115,7 +162,7 @@ class TiltSeries:
     def __post_init__(self) -> None:
         if not self.tilts:
             raise ValueError(f"tilt series {self.name!r} has no tilts")
-        orders = sorted(t.acquisition_index for t in self.tilts)
+        orders = sorted(t.acquisition.acquisition_index for t in self.tilts)
         if orders != list(range(len(self.tilts))):
             raise ValueError(f"tilt series {self.name!r}: acquisition indices are not 0..{len(self.tilts) - 1}")
 
@@ -128,7 +175,7 @@ class TiltSeries:
     def dose_known(self) -> bool:
         """Whether every tilt not excluded has its dose and pre-exposure."""
         return all(
-            t.dose_e_per_angstrom2 is not None and t.pre_exposure_e_per_angstrom2 is not None
+            t.acquisition.dose_e_per_angstrom2 is not None and t.acquisition.pre_exposure_e_per_angstrom2 is not None
             for t in self.included_tilts
         )
 
@@ -138,5 +185,5 @@ class TiltSeries:
         return tuple(t for t in self.tilts if not t.excluded)
 
     def with_tilts(self, tilts: tuple[TiltImage, ...]) -> TiltSeries:
-        """A copy with other tilts (same name, optics, spacing and hand)."""
+        """A copy with other tilts (same name, optics, spacing, axis and hand)."""
         return replace(self, tilts=tilts)

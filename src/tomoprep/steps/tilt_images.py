@@ -10,6 +10,7 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -65,9 +66,16 @@ def rebin(stack: TiltStack, *, target_size_px: int, min_pixel_spacing_angstrom: 
     return replace(stack, images=images, pixel_spacing_angstrom=actual, binning=actual / source_spacing)
 
 
+def image_file(tilt: TiltImage) -> Path | None:
+    """The file holding the image of ``tilt``: its imported stack, else its motion-corrected sum, else ``None``."""
+    if tilt.acquisition.stack_path is not None:
+        return tilt.acquisition.stack_path
+    return None if tilt.motion is None else tilt.motion.micrograph_path
+
+
 def has_image(tilt: TiltImage) -> bool:
     """Whether ``tilt`` has an image to read (a micrograph or a stack section)."""
-    return tilt.micrograph_path is not None or tilt.stack_path is not None
+    return image_file(tilt) is not None
 
 
 def read_tilt_image(tilt: TiltImage) -> np.ndarray:
@@ -80,13 +88,14 @@ def read_tilt_image(tilt: TiltImage) -> np.ndarray:
     ImageFileError
         If the file is missing, truncated or not MRC.
     """
-    if tilt.stack_path is not None:
-        return read_mrc(tilt.stack_path, sections=[tilt.section_index])[0]
-    if tilt.micrograph_path is not None:
-        return read_mrc(tilt.micrograph_path)
+    acquisition = tilt.acquisition
+    if acquisition.stack_path is not None:
+        return read_mrc(acquisition.stack_path, sections=[acquisition.section_index])[0]
+    if tilt.motion is not None:
+        return read_mrc(tilt.motion.micrograph_path)
     raise InputError(
-        tilt.movie_path,
-        f"tilt {tilt.acquisition_index} ({tilt.nominal_tilt_angle_deg:+.1f}°) has no image yet.",
+        acquisition.movie_path,
+        f"tilt {acquisition.acquisition_index} ({acquisition.nominal_tilt_angle_deg:+.1f}°) has no image yet.",
         "run motion correction first (tomoprep motioncorr), or import a tilt stack.",
     )
 
@@ -150,7 +159,7 @@ def read_tilt_stack(
         image = first if index == 0 else read_tilt_image(tilt)
         if image.shape != first.shape:
             raise InputError(
-                tilt.micrograph_path or tilt.stack_path,
+                image_file(tilt),
                 f"is {image.shape[1]}×{image.shape[0]} px, the series' first image {first.shape[1]}×{first.shape[0]}.",
                 "give every tilt of a series the same image size.",
             )

@@ -2,7 +2,8 @@
 
 ``<run>/tilt_series.star`` holds ``data_global`` (one row per tilt series, RELION 5 labels);
 ``<run>/tilt_series/<name>.star`` holds ``data_<name>`` (one row per tilt). The per-series path in the set
-table is relative to the project root, as RELION stores it relative to its project directory.
+table is relative to the project root, as RELION stores it relative to its project directory. This module knows
+where the files of a run folder are; what their labels mean is :mod:`tomoprep.io.tilt_series_star`'s.
 
 pandas and starfile are imported where a table is read or written, not with this module, which every command
 loads (``tomoprep --help`` needs neither).
@@ -15,6 +16,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from tomoprep.errors import InputError
+from tomoprep.io.tilt_series_star import NAME_LABEL, STAR_FILE_LABEL
 from tomoprep.model import TiltSeries
 from tomoprep.steps.unit import Unit, UnitOutput
 
@@ -62,14 +64,14 @@ def save_tilt_series(ts: TiltSeries, run_dir: Path) -> Path:
     import pandas as pd
 
     from tomoprep.io.star import write_star
-    from tomoprep.model.tables import set_row, tilt_series_table
+    from tomoprep.io.tilt_series_star import set_row, tilt_series_table
 
     path = series_star_path(run_dir, ts.name)
     write_star(path, {ts.name: tilt_series_table(ts)})
     row = set_row(ts, tilt_series_star_file=_relative_to_project(run_dir, path))
     current = _read_set_table(run_dir)
     if current is not None:
-        current = current[current["rlnTomoName"].astype(str) != ts.name]
+        current = current[current[NAME_LABEL].astype(str) != ts.name]
         table = pd.concat([current, pd.DataFrame([row])], ignore_index=True)
     else:
         table = pd.DataFrame([row])
@@ -93,9 +95,7 @@ def is_tilt_series_saved(run_dir: Path, name: str) -> bool:
     """Whether ``name`` has its per-series STAR and its row in the set table."""
     table = _read_set_table(run_dir)
     return (
-        series_star_path(run_dir, name).is_file()
-        and table is not None
-        and name in set(table["rlnTomoName"].astype(str))
+        series_star_path(run_dir, name).is_file() and table is not None and name in set(table[NAME_LABEL].astype(str))
     )
 
 
@@ -108,10 +108,10 @@ def finalize_tilt_series_set(run_dir: Path, names: Sequence[str]) -> Path:
     table = _read_set_table(run_dir)
     path = run_dir / SET_FILE
     if table is None:
-        table = pd.DataFrame(columns=["rlnTomoName", "rlnTomoTiltSeriesStarFile"])
+        table = pd.DataFrame(columns=[NAME_LABEL, STAR_FILE_LABEL])
     order = {name: i for i, name in enumerate(names)}
-    table = table[table["rlnTomoName"].astype(str).isin(order)]
-    table = table.sort_values("rlnTomoName", key=lambda col: col.astype(str).map(order))
+    table = table[table[NAME_LABEL].astype(str).isin(order)]
+    table = table.sort_values(NAME_LABEL, key=lambda col: col.astype(str).map(order))
     write_star(path, {"global": table.reset_index(drop=True)})
     return path
 
@@ -132,7 +132,7 @@ def _resolve(run_dir: Path, stored: str) -> Path:
 def load_tilt_series_set(run_dir: Path) -> list[TiltSeries]:
     """Every tilt series of a run folder, in the order of its set table."""
     from tomoprep.io.star import read_star
-    from tomoprep.model.tables import tilt_series_from_tables
+    from tomoprep.io.tilt_series_star import tilt_series_from_tables
 
     set_path = run_dir / SET_FILE
     table = _read_set_table(run_dir)
@@ -140,9 +140,10 @@ def load_tilt_series_set(run_dir: Path) -> list[TiltSeries]:
         raise InputError(set_path, "does not exist.", "run the step that writes it first.")
     series = []
     for _, row in table.iterrows():
-        name = str(row["rlnTomoName"])
-        per_series = read_star(_resolve(run_dir, str(row["rlnTomoTiltSeriesStarFile"])))
+        name = str(row[NAME_LABEL])
+        star = _resolve(run_dir, str(row[STAR_FILE_LABEL]))
+        per_series = read_star(star)
         if name not in per_series:
             raise InputError(set_path, f"the STAR file of {name!r} has no data_{name} table.")
-        series.append(tilt_series_from_tables(row, per_series[name]))
+        series.append(tilt_series_from_tables(row, per_series[name], source=star))
     return series

@@ -32,7 +32,9 @@ def write_alignment_files(ts: TiltSeries, output_dir: Path, *, image_size_px: tu
     write_xtilt(paths[2], xtilt)
     everything = stack_order(ts.tilts)
     position = {id(t): k for k, t in enumerate(everything)}
-    removed = {position[id(t)]: t.nominal_tilt_angle_deg for t in everything if id(t) not in {id(v) for v in views}}
+    removed = {
+        position[id(t)]: t.acquisition.nominal_tilt_angle_deg for t in everything if id(t) not in {id(v) for v in views}
+    }
     aln = aretomo_from_alignment(
         [replace(a, x_tilt_deg=0.0) for a in alignments],
         pixel_spacing_angstrom=spacing,

@@ -16,7 +16,7 @@ from tomoprep.conventions import normalise_angle_deg
 from tomoprep.errors import InputError
 from tomoprep.io.local_alignment import LocalAlignment, write_local_alignment
 from tomoprep.io.mrc import write_mrc
-from tomoprep.model import TiltAlignment, TiltSeries
+from tomoprep.model import TiltAlignment, TiltImage, TiltSeries
 from tomoprep.steps.align.files import read_alignment_files, write_alignment_files
 from tomoprep.steps.align.params import AlignParams
 from tomoprep.steps.align.plots import write_alignment_plot
@@ -25,24 +25,24 @@ from tomoprep.steps.device import device_for
 from tomoprep.steps.tilt_images import TiltStack, has_image, read_tilt_image, read_tilt_stack, rebin
 
 
-def _aligned_series(ts: TiltSeries, result: SeriesAlignment, tilts: Sequence, spacing: float) -> TiltSeries:
+def _aligned_series(ts: TiltSeries, result: SeriesAlignment, tilts: Sequence[TiltImage], spacing: float) -> TiltSeries:
     """``ts`` with every aligned tilt's pose (shifts converted to Å) and the slab's thickness."""
     poses = {}
     for k, tilt in enumerate(tilts):
         shift = result.shifts_px[k] * spacing
-        poses[tilt.acquisition_index] = TiltAlignment(
+        poses[tilt.acquisition.acquisition_index] = TiltAlignment(
             y_tilt_deg=float(result.tilts_deg[k]),
             z_rot_deg=float(result.axis_deg),
             shift_x_angstrom=float(shift[0]),
             shift_y_angstrom=float(shift[1]),
         )
-    updated = tuple(replace(t, alignment=poses.get(t.acquisition_index)) for t in ts.tilts)
+    updated = tuple(replace(t, alignment=poses.get(t.acquisition.acquisition_index)) for t in ts.tilts)
     thickness = result.slab.thickness * spacing if result.slab_found else None
     return replace(ts, tilts=updated, specimen_thickness_angstrom=thickness)
 
 
-def _track_patches(ts: TiltSeries, stack: TiltStack, result: SeriesAlignment, tilts: Sequence, params: AlignParams,
-                   output_dir: Path) -> tuple[TiltSeries, np.ndarray, str]:  # fmt: skip
+def _track_patches(ts: TiltSeries, stack: TiltStack, result: SeriesAlignment, tilts: Sequence[TiltImage],
+                   params: AlignParams, output_dir: Path) -> tuple[TiltSeries, np.ndarray, str]:  # fmt: skip
     """Patch-track the aligned series; write ``<name>_local.star``; the series with it and the per-tilt RMS (Å)."""
     spacing = stack.pixel_spacing_angstrom
     tracks = track_patches(stack.images.cpu(), result.tilts_deg.tolist(), axis_deg=result.axis_deg,
@@ -52,8 +52,8 @@ def _track_patches(ts: TiltSeries, stack: TiltStack, result: SeriesAlignment, ti
     write_local_alignment(
         path,
         LocalAlignment(
-            acquisition_indices=np.array([t.acquisition_index for t in tilts]),
-            tilts_deg=np.array([t.nominal_tilt_angle_deg for t in tilts]),
+            acquisition_indices=np.array([t.acquisition.acquisition_index for t in tilts]),
+            tilts_deg=np.array([t.acquisition.nominal_tilt_angle_deg for t in tilts]),
             patches_angstrom=tracks.grid_xyz_px * spacing,
             shifts_angstrom=tracks.local_shifts_px * spacing,
             scores=tracks.scores,
@@ -61,13 +61,16 @@ def _track_patches(ts: TiltSeries, stack: TiltStack, result: SeriesAlignment, ti
         ),
     )
     rms = tracks.residual_rms_px() * spacing
-    by_tilt = {t.acquisition_index: float(r) for t, r in zip(tilts, rms, strict=True) if np.isfinite(r)}
-    updated = tuple(replace(t, local_shift_rms_angstrom=by_tilt.get(t.acquisition_index)) for t in ts.tilts)
+    by_tilt = {t.acquisition.acquisition_index: float(r) for t, r in zip(tilts, rms, strict=True) if np.isfinite(r)}
+    updated = tuple(
+        t if t.alignment is None else replace(t, alignment=replace(t.alignment, local_shift_rms_angstrom=r))
+        for t, r in ((t, by_tilt.get(t.acquisition.acquisition_index)) for t in ts.tilts)
+    )
     worst = int(np.nanargmax(rms))
     overall = float(np.sqrt(np.nanmean(rms**2)))
     size = tracks.patch_size_px * spacing
     note = (f"patch tracking: {len(tracks.grid_xyz_px)} patches of {size:.0f} Å, local shifts {overall:.1f} Å RMS, "
-            f"largest {rms[worst]:.1f} Å at {tilts[worst].nominal_tilt_angle_deg:+.1f}°")  # fmt: skip
+            f"largest {rms[worst]:.1f} Å at {tilts[worst].acquisition.nominal_tilt_angle_deg:+.1f}°")  # fmt: skip
     return replace(ts, tilts=updated, local_alignment_path=path), rms, note
 
 
@@ -77,10 +80,10 @@ MIN_TILTS = 3
 MIN_HAND_TILT_DEG = 15.0
 
 
-def _check_tilt_range(ts: TiltSeries, tilts: Sequence) -> None:
+def _check_tilt_range(ts: TiltSeries, tilts: Sequence[TiltImage]) -> None:
     """Raise :class:`InputError` saying what is needed when the tilts cannot be aligned: too few, or none tilted
     enough for the defocus gradient."""
-    angles = [t.nominal_tilt_angle_deg for t in tilts]
+    angles = [t.acquisition.nominal_tilt_angle_deg for t in tilts]
     if len(angles) >= MIN_TILTS and max((abs(a) for a in angles), default=0.0) >= MIN_HAND_TILT_DEG:
         return
     shown = ", ".join(f"{a:g}" for a in angles[:8]) + (", ..." if len(angles) > 8 else "")
@@ -98,7 +101,7 @@ def _hand_evidence(ts: TiltSeries, stack: TiltStack, axis_deg: float) -> HandEvi
     optics = ts.optics
     return hand_evidence(
         stack.images.cpu().numpy(),
-        [t.nominal_tilt_angle_deg for t in tilts],
+        [t.acquisition.nominal_tilt_angle_deg for t in tilts],
         axis_deg=axis_deg,
         pixel_spacing_angstrom=stack.pixel_spacing_angstrom,
         voltage_kv=optics.voltage_kv,
@@ -115,7 +118,7 @@ def _decide_hand(ts: TiltSeries, stack: TiltStack, params: AlignParams, axis_deg
     stack without Thon rings), the hand is undetermined: the series' hand and the imported axis are kept.
     """
     kept = f"hand {ts.hand:+d} (imported) and the imported axis kept"
-    tilts = [t.nominal_tilt_angle_deg for t in stack.tilts]
+    tilts = [t.acquisition.nominal_tilt_angle_deg for t in stack.tilts]
     reason = hand_unmeasurable_reason((stack.images.shape[-2], stack.images.shape[-1]), tilts, axis_deg=axis_deg,
                                       pixel_spacing_angstrom=stack.pixel_spacing_angstrom)  # fmt: skip
     if reason:
@@ -159,11 +162,11 @@ def align_tilt_series(ts: TiltSeries, params: AlignParams, output_dir: Path) -> 
         max_thickness_px=max(16, round(params.max_thickness_angstrom / spacing)),
         pixel_spacing_angstrom=spacing,
     )
-    axis = float(np.median([t.nominal_tilt_axis_angle_deg for t in tilts]))
+    axis = ts.nominal_tilt_axis_angle_deg
     axis, hand, hand_note = _decide_hand(ts, fine, params, axis)
     del fine
     ts = replace(ts, hand=hand)
-    result = align_series(stack.images.cpu(), [t.nominal_tilt_angle_deg for t in tilts], axis_deg=axis,
+    result = align_series(stack.images.cpu(), [t.acquisition.nominal_tilt_angle_deg for t in tilts], axis_deg=axis,
                           options=options)  # fmt: skip
     aligned = _aligned_series(ts, result, tilts, spacing)
     local_rms = None

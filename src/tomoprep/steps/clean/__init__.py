@@ -35,9 +35,10 @@ def run_clean(payload: CleanPayload, params: CleanParams, output_dir: Path) -> U
 def summarize(outputs: Sequence[TiltSeries]) -> str:
     """Series, tilts, and how many are excluded, automatically and by hand."""
     tilts = [t for ts in outputs for t in ts.tilts]
-    auto = sum(t.excluded and t.exclusion_reason.startswith(AUTO_PREFIX) for t in tilts)
-    manual = sum(t.excluded and t.exclusion_reason == MANUAL_REASON for t in tilts)
-    other = sum(t.excluded for t in tilts) - auto - manual
+    reasons = [t.exclusion.reason for t in tilts if t.exclusion is not None]
+    auto = sum(reason.startswith(AUTO_PREFIX) for reason in reasons)
+    manual = sum(reason == MANUAL_REASON for reason in reasons)
+    other = len(reasons) - auto - manual
     return (
         f"{len(outputs)} tilt series, {len(tilts)} tilts: {auto} excluded automatically, {manual} by hand, "
         f"{other} before"

@@ -136,10 +136,11 @@ def check_inclusions(
             raise InputError(None, f"tilt series {name}: tilts {both} are both excluded and included.",
                              "name each tilt in one of --exclude/--exclusion-file and --include.")  # fmt: skip
         for tilt in known[name].tilts:
-            if tilt.acquisition_index in numbers and tilt.excluded and not is_cleaning_reason(tilt.exclusion_reason):
+            exclusion = tilt.exclusion
+            if tilt.acquisition.acquisition_index in numbers and exclusion and not is_cleaning_reason(exclusion.reason):
                 raise InputError(
                     None,
-                    f"--include: tilt {tilt.acquisition_index} of {name} was excluded before cleaning "
-                    f"({tilt.exclusion_reason or 'no reason given'}); cleaning cannot bring it back.",
+                    f"--include: tilt {tilt.acquisition.acquisition_index} of {name} was excluded before cleaning "
+                    f"({exclusion.reason or 'no reason given'}); cleaning cannot bring it back.",
                     "redo the step that excluded it, or leave it out of --include.",
                 )

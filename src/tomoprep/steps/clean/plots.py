@@ -27,7 +27,8 @@ EXCLUDED_COLOUR = "tab:red"
 
 def _short_reason(tilt: TiltImage) -> str:
     """The reason of an excluded tilt without the ``auto:`` prefix, wrapped to fit under a thumbnail."""
-    reason = tilt.exclusion_reason.removeprefix("auto:").strip() or "excluded"
+    reason = "" if tilt.exclusion is None else tilt.exclusion.reason
+    reason = reason.removeprefix("auto:").strip() or "excluded"
     return "\n".join(textwrap.wrap(reason, 34)[:3])
 
 
@@ -84,15 +85,15 @@ def write_clean_plot(
 
     from tomoprep.algorithms.tilt_quality import QualityThresholds
 
-    state = {t.acquisition_index: t for t in ts.tilts}
-    tilts = [state[t.acquisition_index] for t in stack.tilts]
+    state = {t.acquisition.acquisition_index: t for t in ts.tilts}
+    tilts = [state[t.acquisition.acquisition_index] for t in stack.tilts]
     columns = max(1, int(np.ceil(np.sqrt(len(tilts) * 1.3))))
     rows = int(np.ceil(len(tilts) / columns))
     left = 4 if quality is not None else 0
     figure = Figure(figsize=(left + 1.5 * columns, max(6.0, 1.9 * rows)))
     grid = figure.add_gridspec(max(rows, 3), columns + left)
     if quality is not None:
-        angles = np.array([tilts[k].nominal_tilt_angle_deg for k in measured])
+        angles = np.array([tilts[k].acquisition.nominal_tilt_angle_deg for k in measured])
         bad = np.array([tilts[k].excluded for k in measured], dtype=bool)
         axes = [figure.add_subplot(grid[(i * max(rows, 3)) // 3 : ((i + 1) * max(rows, 3)) // 3, :left])
                 for i in range(3)]  # fmt: skip
@@ -102,7 +103,7 @@ def write_clean_plot(
         axis = figure.add_subplot(grid[k // columns, left + k % columns])
         axis.imshow(thumbnail(stack.images[k].detach().cpu().numpy(), size_px=THUMBNAIL_PX), cmap="gray")
         axis.set_xticks([]), axis.set_yticks([])
-        title = f"{tilt.nominal_tilt_angle_deg:+.1f}° #{tilt.acquisition_index}"
+        title = f"{tilt.acquisition.nominal_tilt_angle_deg:+.1f}° #{tilt.acquisition.acquisition_index}"
         axis.set_title(title, fontsize=7, color=EXCLUDED_COLOUR if tilt.excluded else "black")
         if tilt.excluded:
             for spine in axis.spines.values():

@@ -20,7 +20,7 @@ import torch
 from tomoprep.algorithms.tilt_quality import TiltQuality, measure_tilt_quality
 from tomoprep.errors import InputError
 from tomoprep.io.star import write_star
-from tomoprep.model import TiltImage, TiltSeries
+from tomoprep.model import TiltExclusion, TiltImage, TiltSeries
 from tomoprep.steps.base import WARNING_PREFIX, Unit, UnitOutput
 from tomoprep.steps.clean.manual import (
     AUTO_PREFIX,
@@ -68,23 +68,23 @@ def plan_clean(params: CleanParams, inputs: Sequence[TiltSeries]) -> list[Unit]:
 
 def _starting_tilt(tilt: TiltImage, payload: CleanPayload, params: CleanParams) -> TiltImage:
     """A tilt as this cleaning starts from it: hand-made choices applied, earlier automatic ones undone."""
-    if tilt.acquisition_index in payload.exclude:
-        return replace(tilt, excluded=True, exclusion_reason=MANUAL_REASON)
-    if tilt.acquisition_index in payload.include:
-        return replace(tilt, excluded=False, exclusion_reason="")
-    if params.auto and tilt.excluded and tilt.exclusion_reason.startswith(AUTO_PREFIX):
-        return replace(tilt, excluded=False, exclusion_reason="")
+    if tilt.acquisition.acquisition_index in payload.exclude:
+        return replace(tilt, exclusion=TiltExclusion(MANUAL_REASON))
+    if tilt.acquisition.acquisition_index in payload.include:
+        return replace(tilt, exclusion=None)
+    if params.auto and tilt.exclusion is not None and tilt.exclusion.reason.startswith(AUTO_PREFIX):
+        return replace(tilt, exclusion=None)
     return tilt
 
 
-def _measure(stack: TiltStack, measured: list[int], params: CleanParams) -> TiltQuality:
+def _measure(stack: TiltStack, measured: list[int], params: CleanParams, *, axis_deg: float) -> TiltQuality:
     """The quality of the tilts at positions ``measured`` of ``stack`` (equal doses assumed where unknown)."""
     tilts = [stack.tilts[k] for k in measured]
-    doses = [t.dose_e_per_angstrom2 for t in tilts]
+    doses = [t.acquisition.dose_e_per_angstrom2 for t in tilts]
     return measure_tilt_quality(
         stack.images[measured],
-        [t.nominal_tilt_angle_deg for t in tilts],
-        axis_deg=float(np.median([t.nominal_tilt_axis_angle_deg for t in tilts])),
+        [t.acquisition.nominal_tilt_angle_deg for t in tilts],
+        axis_deg=axis_deg,
         pixel_spacing_angstrom=stack.pixel_spacing_angstrom,
         doses_e_per_angstrom2=None if None in doses else doses,  # type: ignore[arg-type]
         thresholds=params.thresholds,
@@ -118,25 +118,25 @@ def _blank_exclusions(
             if high - low > 1e-6 * max(abs(low), abs(high), 1e-30):
                 continue
             why = f"blank: every pixel is {low:g} (no image was recorded)"
-        if with_image[k].acquisition_index not in keep:
-            out[k] = replace(with_image[k], excluded=True, exclusion_reason=f"{AUTO_PREFIX} {why}")
+        if with_image[k].acquisition.acquisition_index not in keep:
+            out[k] = replace(with_image[k], exclusion=TiltExclusion(f"{AUTO_PREFIX} {why}"))
     return out
 
 
 def _auto_exclusions(tilts: Sequence[TiltImage], quality: TiltQuality, keep: frozenset[int]) -> list[TiltImage]:
     """The measured ``tilts`` that are bad, excluded with their reasons (``keep``: acquisition indices spared)."""
     return [
-        replace(tilt, excluded=True, exclusion_reason=f"{AUTO_PREFIX} {'; '.join(reasons)}")
+        replace(tilt, exclusion=TiltExclusion(f"{AUTO_PREFIX} {'; '.join(reasons)}"))
         for tilt, reasons in zip(tilts, quality.reasons, strict=True)
-        if reasons and tilt.acquisition_index not in keep
+        if reasons and tilt.acquisition.acquisition_index not in keep
     ]
 
 
 def clean_series(payload: CleanPayload, params: CleanParams, output_dir: Path) -> UnitOutput:
     """Clean one tilt series: apply the hand-made choices, measure the rest, exclude the bad (module notes)."""
     ts = payload.tilt_series
-    tilts = {t.acquisition_index: _starting_tilt(t, payload, params) for t in ts.tilts}
-    with_image = [t for t in sorted(tilts.values(), key=lambda t: t.nominal_tilt_angle_deg) if has_image(t)]
+    tilts = {t.acquisition.acquisition_index: _starting_tilt(t, payload, params) for t in ts.tilts}
+    with_image = [t for t in sorted(tilts.values(), key=lambda t: t.acquisition.nominal_tilt_angle_deg) if has_image(t)]
     if params.auto and not with_image:
         raise InputError(
             ts.sources[0] if ts.sources else None,
@@ -151,16 +151,16 @@ def clean_series(payload: CleanPayload, params: CleanParams, output_dir: Path) -
     quality, n_judged = None, len(measured)
     if params.auto and stack is not None:
         blank = _blank_exclusions(stack, with_image, measured, payload.include)
-        tilts.update({t.acquisition_index: t for t in blank.values()})
+        tilts.update({t.acquisition.acquisition_index: t for t in blank.values()})
         measured = [k for k in measured if k not in blank]
     if params.auto and stack is not None and len(measured) >= MIN_TILTS_TO_JUDGE:
-        quality = _measure(stack, measured, params)
+        quality = _measure(stack, measured, params, axis_deg=ts.nominal_tilt_axis_angle_deg)
         bad = _auto_exclusions([with_image[k] for k in measured], quality, payload.include)
-        tilts.update({t.acquisition_index: t for t in bad})
+        tilts.update({t.acquisition.acquisition_index: t for t in bad})
         notes += _unsure_shift_notes(quality) + _level_notes(quality, ts)
     elif params.auto:
         notes.append(f"{len(measured)} tilts to measure: too few to judge (at least {MIN_TILTS_TO_JUDGE})")
-    result = ts.with_tilts(tuple(tilts[t.acquisition_index] for t in ts.tilts))
+    result = ts.with_tilts(tuple(tilts[t.acquisition.acquisition_index] for t in ts.tilts))
     if stack is not None:
         path = output_dir / f"{ts.name}_clean.png"
         write_clean_plot(result, stack, quality, measured, path, thresholds=params.thresholds)
@@ -195,12 +195,13 @@ def _check_share_excluded(
 ) -> None:
     """Fail the series when the automatic tests exclude more than ``max_excluded_fraction`` of its measured tilts:
     a series that bad is rarer than a measure misled, and either must not pass as a success."""
-    auto = [t for t in result.tilts if t.excluded and t.exclusion_reason.startswith(AUTO_PREFIX)]
+    auto = [t for t in result.tilts if t.exclusion is not None and t.exclusion.reason.startswith(AUTO_PREFIX)]
+    reasons = [t.exclusion.reason for t in auto if t.exclusion is not None]
     if len(auto) <= params.max_excluded_fraction * n_measured:
         return
     kinds: dict[str, int] = {}
-    for tilt in auto:
-        kind = tilt.exclusion_reason.removeprefix(AUTO_PREFIX).strip().split(":")[0]
+    for reason in reasons:
+        kind = reason.removeprefix(AUTO_PREFIX).strip().split(":")[0]
         kinds[kind] = kinds.get(kind, 0) + 1
     why = ", ".join(f"{n} {kind}" for kind, n in kinds.items())
     first = auto[0]
@@ -208,7 +209,7 @@ def _check_share_excluded(
     raise InputError(
         ts.sources[0] if ts.sources else None,
         f"the automatic tests would exclude {len(auto)} of the {n_measured} measured tilts of {ts.name} ({why}; "
-        f"tilt {first.acquisition_index}: {first.exclusion_reason}), more than "
+        f"tilt {first.acquisition.acquisition_index}: {reasons[0]}), more than "
         f"{100 * params.max_excluded_fraction:.0f} % of the series.",
         f"look at {output_dir / f'{ts.name}_clean.png'}; if those tilts are bad, rerun with "
         f"--max-excluded-fraction 1; if not, raise {options}, or clean with --no-auto and exclude tilts by hand "
@@ -221,8 +222,8 @@ def _write_quality_table(stack: TiltStack, quality: TiltQuality, measured: list[
     tilts = [stack.tilts[k] for k in measured]
     table = pd.DataFrame(
         {
-            "tpAcquisitionIndex": [t.acquisition_index for t in tilts],
-            "rlnTomoNominalStageTiltAngle": [t.nominal_tilt_angle_deg for t in tilts],
+            "tpAcquisitionIndex": [t.acquisition.acquisition_index for t in tilts],
+            "rlnTomoNominalStageTiltAngle": [t.acquisition.nominal_tilt_angle_deg for t in tilts],
             "tpShiftFractionOfField": quality.shift_fraction,
             "tpShiftClosureFractionOfField": quality.shift_closure_fraction,
             "tpMeanRatio": quality.mean_ratio,
@@ -240,8 +241,9 @@ def _exclusion_notes(before: TiltSeries, after: TiltSeries) -> list[str]:
     """One note per tilt whose exclusion changed, and a count."""
     notes = []
     for old, new in zip(before.tilts, after.tilts, strict=True):
-        if (old.excluded, old.exclusion_reason) != (new.excluded, new.exclusion_reason):
-            state = f"excluded ({new.exclusion_reason})" if new.excluded else "included again"
-            notes.append(f"tilt {new.acquisition_index} ({new.nominal_tilt_angle_deg:+.1f}°): {state}")
+        if old.exclusion != new.exclusion:
+            state = "included again" if new.exclusion is None else f"excluded ({new.exclusion.reason})"
+            acquisition = new.acquisition
+            notes.append(f"tilt {acquisition.acquisition_index} ({acquisition.nominal_tilt_angle_deg:+.1f}°): {state}")
     excluded = after.n_tilts - len(after.included_tilts)
     return [*notes, f"{excluded} of {after.n_tilts} tilts excluded"]

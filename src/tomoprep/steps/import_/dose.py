@@ -127,7 +127,8 @@ def require_dose(ts: TiltSeries, *, needed_for: str, alternative: str = "") -> N
     """
     if ts.dose_known:
         return
-    unknown = sum(t.dose_e_per_angstrom2 is None or t.pre_exposure_e_per_angstrom2 is None for t in ts.included_tilts)
+    records = [t.acquisition for t in ts.included_tilts]
+    unknown = sum(a.dose_e_per_angstrom2 is None or a.pre_exposure_e_per_angstrom2 is None for a in records)
     fix = f"re-import it with {DOSE_OPTION} D (the dose of one tilt in e/Å²)"
     raise InputError(
         ts.sources[0] if ts.sources else None,

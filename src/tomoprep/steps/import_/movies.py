@@ -12,9 +12,9 @@ from pathlib import Path
 
 from tomoprep.conventions import normalise_angle_deg
 from tomoprep.errors import ImageFileError, InputError, MdocError
-from tomoprep.io.mdoc import MdocSeries, MdocTilt, read_mdocs
+from tomoprep.io.mdoc import MdocSeries, MdocTilt, axis_disagreement, read_mdocs
 from tomoprep.io.movies import MovieHeader, read_movie_header
-from tomoprep.model import GainReference, Optics, TiltImage, TiltSeries
+from tomoprep.model import GainReference, Optics, TiltAcquisition, TiltExclusion, TiltImage, TiltSeries
 from tomoprep.steps.base import Unit, UnitOutput
 from tomoprep.steps.import_.dose import DoseRecord, acquisition_order, pre_exposures
 from tomoprep.steps.import_.params import ImportParams
@@ -256,6 +256,8 @@ def import_movie_series(payload: MovieSeriesPayload, params: ImportParams, outpu
     axis, axis_source = _resolve_tilt_axis(series, params)
     optics, notes = _resolve_optics(series, params)
     notes += [f"WARNING: {warning}" for warning in series.warnings]
+    if params.tilt_axis_angle_deg is None and (disagreement := axis_disagreement(series)):
+        notes.append(f"WARNING: {disagreement}")
     notes.append(f"tilt-axis angle {axis:.2f}° {axis_source}; pixel spacing {spacing:.4g} Å")
     tilts = series.tilts
     _check_duplicate_movies(series)
@@ -281,19 +283,19 @@ def import_movie_series(payload: MovieSeriesPayload, params: ImportParams, outpu
             notes.append(f"tilt excluded: {facts.exclusion_reason.removeprefix('import: ')}")
         images.append(
             TiltImage(
-                acquisition_index=rank[i],
-                section_index=tilt.section_index,
-                nominal_tilt_angle_deg=tilt.tilt_angle_deg,
-                nominal_tilt_axis_angle_deg=axis,
-                pre_exposure_e_per_angstrom2=doses.pre_exposure_e_per_angstrom2[i],
-                dose_e_per_angstrom2=doses.dose_e_per_angstrom2[i],
-                nominal_defocus_angstrom=None if tilt.target_defocus_um is None else -tilt.target_defocus_um * 1e4,
-                date_time=tilt.date_time,
-                movie_path=facts.movie_path,
-                frame_count=facts.frame_count,
-                gain=facts.gain,
-                excluded=facts.excluded,
-                exclusion_reason=facts.exclusion_reason,
+                TiltAcquisition(
+                    acquisition_index=rank[i],
+                    section_index=tilt.section_index,
+                    nominal_tilt_angle_deg=tilt.tilt_angle_deg,
+                    pre_exposure_e_per_angstrom2=doses.pre_exposure_e_per_angstrom2[i],
+                    dose_e_per_angstrom2=doses.dose_e_per_angstrom2[i],
+                    nominal_defocus_angstrom=tilt.target_defocus_angstrom,
+                    date_time=tilt.date_time,
+                    movie_path=facts.movie_path,
+                    frame_count=facts.frame_count,
+                    gain=facts.gain,
+                ),
+                exclusion=TiltExclusion(facts.exclusion_reason) if facts.excluded else None,
             )
         )
     ts = TiltSeries(
@@ -301,6 +303,7 @@ def import_movie_series(payload: MovieSeriesPayload, params: ImportParams, outpu
         original_pixel_spacing_angstrom=spacing,
         optics=optics,
         tilts=tuple(images),
+        nominal_tilt_axis_angle_deg=axis,
         hand=params.tomo_hand,
         sources=series.sources,
     )

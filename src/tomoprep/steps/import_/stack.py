@@ -11,9 +11,9 @@ import numpy as np
 from tomoprep.conventions import normalise_angle_deg
 from tomoprep.errors import InputError
 from tomoprep.io.imod import read_tilt_angles
-from tomoprep.io.mdoc import MAX_TILT_ANGLE_DEG, MdocSeries, read_mdoc
+from tomoprep.io.mdoc import MAX_TILT_ANGLE_DEG, MdocSeries, axis_disagreement, read_mdoc
 from tomoprep.io.mrc import MrcHeader, check_mrc_complete, read_mrc, read_mrc_header
-from tomoprep.model import Optics, TiltImage, TiltSeries
+from tomoprep.model import Optics, TiltAcquisition, TiltExclusion, TiltImage, TiltSeries
 from tomoprep.steps.base import Unit, UnitOutput
 from tomoprep.steps.import_.dose import DoseRecord, Doses, acquisition_order, dose_symmetric_order, pre_exposures
 from tomoprep.steps.import_.movies import DEFAULT_VOLTAGE_KV, expand_glob
@@ -211,8 +211,7 @@ def _nonfinite_sections(stack: Path, header: MrcHeader) -> dict[int, str]:
 
 
 def _nominal_defocus(mdoc: MdocSeries | None, index: int) -> float | None:
-    target = None if mdoc is None else mdoc.tilts[index].target_defocus_um
-    return None if target is None else -target * 1e4
+    return None if mdoc is None else mdoc.tilts[index].target_defocus_angstrom
 
 
 def import_stack(payload: StackPayload, params: ImportParams, output_dir: Path) -> UnitOutput:
@@ -230,16 +229,16 @@ def import_stack(payload: StackPayload, params: ImportParams, output_dir: Path) 
     spoilt = _nonfinite_sections(payload.stack, header)
     tilts = tuple(
         TiltImage(
-            acquisition_index=rank[k],
-            section_index=k,
-            nominal_tilt_angle_deg=float(angles[k]),
-            nominal_tilt_axis_angle_deg=axis,
-            pre_exposure_e_per_angstrom2=doses.pre_exposure_e_per_angstrom2[k],
-            dose_e_per_angstrom2=doses.dose_e_per_angstrom2[k],
-            nominal_defocus_angstrom=defocus[k],
-            stack_path=payload.stack,
-            excluded=k in spoilt,
-            exclusion_reason=spoilt.get(k, ""),
+            TiltAcquisition(
+                acquisition_index=rank[k],
+                section_index=k,
+                nominal_tilt_angle_deg=float(angles[k]),
+                pre_exposure_e_per_angstrom2=doses.pre_exposure_e_per_angstrom2[k],
+                dose_e_per_angstrom2=doses.dose_e_per_angstrom2[k],
+                nominal_defocus_angstrom=defocus[k],
+                stack_path=payload.stack,
+            ),
+            exclusion=TiltExclusion(spoilt[k]) if k in spoilt else None,
         )
         for k in range(len(angles))
     )
@@ -248,6 +247,7 @@ def import_stack(payload: StackPayload, params: ImportParams, output_dir: Path) 
         original_pixel_spacing_angstrom=spacing,
         optics=Optics(voltage, params.cs_mm, params.amplitude_contrast, params.optics_group_name),
         tilts=tilts,
+        nominal_tilt_axis_angle_deg=axis,
         hand=params.tomo_hand,
         tilt_series_pixel_spacing_angstrom=spacing,
         sources=tuple(p for p in (payload.stack, payload.tilt_angles, payload.mdoc) if p is not None),
@@ -256,5 +256,7 @@ def import_stack(payload: StackPayload, params: ImportParams, output_dir: Path) 
     warnings += [f"WARNING: section {k} ({angles[k]:.1f}°) excluded: {reason}" for k, reason in spoilt.items()]
     if doses.warning is not None:
         warnings.append(f"WARNING: {doses.warning}")
+    if mdoc is not None and params.tilt_axis_angle_deg is None and (disagreement := axis_disagreement(mdoc)):
+        warnings.append(f"WARNING: {disagreement}")
     notes = (*warnings, f"{len(tilts)} sections, pixel spacing {spacing:.4g} Å, tilt axis {axis:.2f}°")
     return UnitOutput(ts, notes)

@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 
 from tomoprep.errors import InputError
-from tomoprep.model import TiltImage, TiltSeries
+from tomoprep.model import TiltSeries
 from tomoprep.steps.base import Step, Unit, UnitOutput
 from tomoprep.steps.import_.dose import require_dose
 from tomoprep.steps.kinds import MOVIES, ODD_EVEN, TILT_IMAGES, TILT_SERIES, Kind
@@ -38,7 +38,7 @@ def plan_motioncorr(params: MotionCorrParams, inputs: Sequence[TiltSeries]) -> l
 
 
 def _check_dose_is_there_if_needed(ts: TiltSeries, params: MotionCorrParams) -> None:
-    movies = [t.movie_path for t in ts.included_tilts if t.movie_path is not None]
+    movies = [t.acquisition.movie_path for t in ts.included_tilts if t.acquisition.movie_path is not None]
     if not movies or ts.dose_known:
         return
     if params.dose_weighting:
@@ -56,9 +56,14 @@ def run_motioncorr(ts: TiltSeries, params: MotionCorrParams, output_dir: Path) -
 
 def summarize(outputs: Sequence[TiltSeries]) -> str:
     """Series, aligned tilts, and the median total motion."""
-    tilts: list[TiltImage] = [t for ts in outputs for t in ts.tilts if t.accumulated_motion_angstrom is not None]
-    median = np.median([t.accumulated_motion_angstrom[0] for t in tilts]) if tilts else 0.0  # type: ignore[index]
-    return f"{len(outputs)} tilt series, {len(tilts)} movies aligned, median total motion {median:.1f} Å"
+    totals = [
+        t.motion.accumulated_motion_angstrom[0]
+        for ts in outputs
+        for t in ts.tilts
+        if t.motion is not None and t.motion.accumulated_motion_angstrom is not None
+    ]
+    median = np.median(totals) if totals else 0.0
+    return f"{len(outputs)} tilt series, {len(totals)} movies aligned, median total motion {median:.1f} Å"
 
 
 def kinds_made(params: MotionCorrParams) -> frozenset[Kind]:

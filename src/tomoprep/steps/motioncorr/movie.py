@@ -36,7 +36,7 @@ from tomoprep.io.movies import (
     read_movie_header,
 )
 from tomoprep.io.relion_motion import MovieMotion, write_motion_star
-from tomoprep.model import TiltImage, TiltSeries
+from tomoprep.model import TiltImage, TiltMotion, TiltSeries
 from tomoprep.steps.import_.dose import require_dose
 from tomoprep.steps.motioncorr.output import SUFFIXES, SumWriter
 from tomoprep.steps.motioncorr.params import (
@@ -80,22 +80,22 @@ class SingleFrameMovieError(ImageFileError):
 
 def movie_groups(tilt: TiltImage, ts: TiltSeries, params: MotionCorrParams) -> MovieGroups:
     """Read the movie header, check it against the import record, and decide the grouping."""
-    if tilt.movie_path is None:
+    if tilt.acquisition.movie_path is None:
         raise ImageFileError(
             None,
-            f"tilt {tilt.nominal_tilt_angle_deg:.1f}° of {ts.name} has no movie.",
+            f"tilt {tilt.acquisition.nominal_tilt_angle_deg:.1f}° of {ts.name} has no movie.",
             "exclude it, or import the movies.",
         )
-    header = read_movie_header(tilt.movie_path)
-    if tilt.frame_count is not None and header.n_frames != tilt.frame_count:
+    header = read_movie_header(tilt.acquisition.movie_path)
+    if tilt.acquisition.frame_count is not None and header.n_frames != tilt.acquisition.frame_count:
         raise ImageFileError(
-            tilt.movie_path,
-            f"has {header.n_frames} frames, but the import recorded {tilt.frame_count}.",
+            tilt.acquisition.movie_path,
+            f"has {header.n_frames} frames, but the import recorded {tilt.acquisition.frame_count}.",
             "re-import the session if the movie was replaced.",
         )
     if header.n_frames < 2:
         raise SingleFrameMovieError(
-            tilt.movie_path,
+            tilt.acquisition.movie_path,
             f"has {header.n_frames} frame: no motion can be measured in a single image, so it is no movie to correct.",
             "give the tilt's movie of several frames (the camera's frames, not their sum), or import single images "
             "as a tilt stack (tomoprep import --stack).",
@@ -106,7 +106,7 @@ def movie_groups(tilt: TiltImage, ts: TiltSeries, params: MotionCorrParams) -> M
         return MovieGroups(header, eer_counts, n, params.eer_upsampling, 1)
     if header.n_frames < 2 * params.group_frames:
         raise ImageFileError(
-            tilt.movie_path,
+            tilt.acquisition.movie_path,
             f"has only {header.n_frames} frames; motion correction needs at least two groups.",
             "lower --group-frames.",
         )
@@ -117,11 +117,11 @@ def movie_groups(tilt: TiltImage, ts: TiltSeries, params: MotionCorrParams) -> M
 
 def _eer_frames_by_dose(tilt: TiltImage, ts: TiltSeries, params: MotionCorrParams, n_eer_frames: int) -> int:
     """EER frames per group for the target dose per group; needs the tilt's dose."""
-    if tilt.dose_e_per_angstrom2 is None:
+    if tilt.acquisition.dose_e_per_angstrom2 is None:
         require_dose(ts, needed_for=EER_GROUPING, alternative=EER_GROUPING_ALTERNATIVE)
     return eer_frames_per_group(
         dose_per_group_e_per_angstrom2=params.eer_dose_per_group_e_per_angstrom2,
-        dose_per_tilt_e_per_angstrom2=float(tilt.dose_e_per_angstrom2),  # type: ignore[arg-type]
+        dose_per_tilt_e_per_angstrom2=float(tilt.acquisition.dose_e_per_angstrom2),  # type: ignore[arg-type]
         pixel_spacing_angstrom=ts.original_pixel_spacing_angstrom,
         n_eer_frames=n_eer_frames,
     )
@@ -207,7 +207,7 @@ def correct_movie(
     frame_spacing = ts.original_pixel_spacing_angstrom / groups.upsampling
     correct = FrameCorrector((counts[0].shape[0], counts[0].shape[1]), gain, defects, device)
     estimate = estimate_motion(correct, counts, frame_spacing, params)
-    dose, pre_exposure = tilt.dose_e_per_angstrom2, tilt.pre_exposure_e_per_angstrom2
+    dose, pre_exposure = tilt.acquisition.dose_e_per_angstrom2, tilt.acquisition.pre_exposure_e_per_angstrom2
     if dose is None or pre_exposure is None:
         if params.dose_weighting:
             require_dose(ts, needed_for=DOSE_WEIGHTING, alternative=DOSE_WEIGHTING_ALTERNATIVE)
@@ -233,7 +233,7 @@ def correct_movie(
         for name in SUFFIXES
         if getattr(sums, name) is not None
     }
-    paths = writer.write(tilt.acquisition_index, images, output_dir, stem, out_spacing)
+    paths = writer.write(tilt.acquisition.acquisition_index, images, output_dir, stem, out_spacing)
     motion_xy = estimate.shifts_px.flip(-1).cpu().numpy().astype(float)
     motion = accumulated_motion(
         estimate.shifts_px,
@@ -247,12 +247,14 @@ def correct_movie(
     _write_motion_star(star, tilt, ts, groups, params, estimate, motion_xy, doses, pre_exposure, defects)
     updated = replace(
         tilt,
-        micrograph_path=paths["sum"],
-        micrograph_odd_path=paths.get("odd"),
-        micrograph_even_path=paths.get("even"),
-        micrograph_dose_weighted_path=paths.get("dose_weighted"),
-        motion_metadata_path=star,
-        accumulated_motion_angstrom=(motion.total_angstrom, motion.early_angstrom, motion.late_angstrom),
+        motion=TiltMotion(
+            micrograph_path=paths["sum"],
+            micrograph_odd_path=paths.get("odd"),
+            micrograph_even_path=paths.get("even"),
+            micrograph_dose_weighted_path=paths.get("dose_weighted"),
+            motion_metadata_path=star,
+            accumulated_motion_angstrom=(motion.total_angstrom, motion.early_angstrom, motion.late_angstrom),
+        ),
     )
     notes = motion_notes(estimate.global_motion)
     return updated, motion_xy * frame_spacing, tuple(f"{groups.header.path.name}: {note}" for note in notes)
@@ -303,7 +305,7 @@ def _write_motion_star(
             pre_exposure_e_per_angstrom2=pre_exposure,
             voltage_kv=ts.optics.voltage_kv,
             hot_pixels_xy=hot,
-            gain_name=None if tilt.gain is None else str(tilt.gain.path),
+            gain_name=None if tilt.acquisition.gain is None else str(tilt.acquisition.gain.path),
             local_shifts=_local_shift_table(estimate),
         ),
     )

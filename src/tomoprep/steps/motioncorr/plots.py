@@ -23,9 +23,10 @@ def write_motion_plot(
     from matplotlib import colormaps
     from matplotlib.figure import Figure
 
-    tilts = sorted((t for t in ts.tilts if t.micrograph_path is not None), key=lambda t: t.nominal_tilt_angle_deg)
-    columns = max(1, int(np.ceil(np.sqrt(max(len(tilts), 1)))))
-    rows = max(1, int(np.ceil(len(tilts) / columns)))
+    sums = sorted(((t.acquisition, t.motion) for t in ts.tilts if t.motion is not None),
+                  key=lambda pair: pair[0].nominal_tilt_angle_deg)  # fmt: skip
+    columns = max(1, int(np.ceil(np.sqrt(max(len(sums), 1)))))
+    rows = max(1, int(np.ceil(len(sums) / columns)))
     figure = Figure(figsize=(4 + 1.6 * columns, max(4.0, 1.6 * rows)))
     grid = figure.add_gridspec(rows, columns + 3)
     axis = figure.add_subplot(grid[:, :3])
@@ -44,13 +45,13 @@ def write_motion_plot(
     axis.set_ylabel("y (Å)")
     axis.set_aspect("equal", adjustable="datalim")
     axis.set_title(f"{ts.name}: trajectories (colour = acquisition order)", fontsize=9)
-    for k, tilt in enumerate(tilts):
+    for k, (acquisition, motion) in enumerate(sums):
         ax = figure.add_subplot(grid[k // columns, 3 + k % columns])
-        small = thumbnails.get(tilt.acquisition_index)
+        small = thumbnails.get(acquisition.acquisition_index)
         if small is None:
-            small = thumbnail(read_mrc(tilt.micrograph_path), size_px=THUMBNAIL_PX)  # type: ignore[arg-type]
+            small = thumbnail(read_mrc(motion.micrograph_path), size_px=THUMBNAIL_PX)
         ax.imshow(small, cmap="gray")
-        ax.set_title(f"{tilt.nominal_tilt_angle_deg:+.1f}°", fontsize=7), ax.axis("off")
+        ax.set_title(f"{acquisition.nominal_tilt_angle_deg:+.1f}°", fontsize=7), ax.axis("off")
     figure.tight_layout()
     figure.savefig(path, dpi=80)
     return path

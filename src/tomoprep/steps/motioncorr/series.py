@@ -13,7 +13,7 @@ import torch
 from tomoprep.algorithms.movie_correction import counts_sum
 from tomoprep.errors import ImageFileError, InputError
 from tomoprep.io.gain import gain_for_frames, orient_gain, read_gain
-from tomoprep.model import GainReference, TiltSeries
+from tomoprep.model import GainReference, TiltExclusion, TiltSeries
 from tomoprep.steps.base import UnitOutput
 from tomoprep.steps.device import device_for
 from tomoprep.steps.motioncorr.finite import finite_gain, repair_frames
@@ -84,8 +84,8 @@ class _Gains:
 
 def motioncorr_series(ts: TiltSeries, params: MotionCorrParams, output_dir: Path) -> UnitOutput:
     """Motion-correct every tilt of ``ts`` that has a movie and is not excluded."""
-    if all(t.movie_path is None for t in ts.tilts):
-        if all(t.stack_path is not None for t in ts.tilts):
+    if all(t.acquisition.movie_path is None for t in ts.tilts):
+        if all(t.acquisition.stack_path is not None for t in ts.tilts):
             return UnitOutput(ts, ("imported from a tilt stack: no movies, passed through unchanged",))
         raise InputError(None, f"tilt series {ts.name} has no movies.", "import its movies (tomoprep import --mdoc).")
     device = device_for(params.device)
@@ -97,44 +97,44 @@ def motioncorr_series(ts: TiltSeries, params: MotionCorrParams, output_dir: Path
     spacing = ts.original_pixel_spacing_angstrom
     with SumWriter() as writer:
         for tilt in ts.tilts:
-            if tilt.excluded or tilt.movie_path is None:
+            movie, angle = tilt.acquisition.movie_path, tilt.acquisition.nominal_tilt_angle_deg
+            if tilt.excluded or movie is None:
                 tilts.append(tilt)
                 continue
             try:
                 groups = movie_groups(tilt, ts, params)
             except SingleFrameMovieError as exc:
-                reason = f"motioncorr: {tilt.movie_path.name} {exc.problem}"
-                tilts.append(replace(tilt, excluded=True, exclusion_reason=reason))
-                notes.append(f"WARNING: tilt {tilt.nominal_tilt_angle_deg:.1f}° excluded: {reason} Fix: {exc.fix}")
+                reason = f"motioncorr: {movie.name} {exc.problem}"
+                tilts.append(replace(tilt, exclusion=TiltExclusion(reason)))
+                notes.append(f"WARNING: tilt {angle:.1f}° excluded: {reason} Fix: {exc.fix}")
                 single.append(exc)
                 continue
             counts = load_groups(groups)
-            repair = repair_frames(counts, tilt.movie_path.name, groups.group_frames)
+            repair = repair_frames(counts, movie.name, groups.group_frames)
             if repair.exclusion_reason:
-                tilts.append(replace(tilt, excluded=True, exclusion_reason=repair.exclusion_reason))
-                notes.append(f"WARNING: tilt {tilt.nominal_tilt_angle_deg:.1f}° excluded: {repair.exclusion_reason}")
+                tilts.append(replace(tilt, exclusion=TiltExclusion(repair.exclusion_reason)))
+                notes.append(f"WARNING: tilt {angle:.1f}° excluded: {repair.exclusion_reason}")
                 continue
             notes.extend(repair.notes)
-            first = first or (tilt.movie_path, counts[0].shape)
-            _check_frame_shape(tilt.movie_path, counts[0].shape, first)
+            first = first or (movie, counts[0].shape)
+            _check_frame_shape(movie, counts[0].shape, first)
             # The summed counts are needed only for the first movies (gain check, defects): summed on demand.
             total = functools.cache(functools.partial(counts_sum, counts))
-            gain = gains.get(tilt.gain, counts[0].shape, total)
+            gain_file = tilt.acquisition.gain
+            gain = gains.get(gain_file, counts[0].shape, total)
             mask = _union(
-                device, defects.mask_for(counts[0].shape, total), gains.defects(tilt.gain, counts[0].shape), repair.mask
+                device, defects.mask_for(counts[0].shape, total), gains.defects(gain_file, counts[0].shape), repair.mask
             )
             updated, trajectory, movie_notes = correct_movie(
                 tilt, ts, groups, counts, gain, mask, params, output_dir, device, writer
             )
             notes.extend(movie_notes)
             tilts.append(updated)
-            trajectories[tilt.acquisition_index] = trajectory
+            trajectories[tilt.acquisition.acquisition_index] = trajectory
             spacing = ts.original_pixel_spacing_angstrom / groups.upsampling * params.output_binning
             if groups.eer_group_frames is not None:
-                notes.append(
-                    f"{tilt.movie_path.name}: {groups.n_groups} groups of {groups.eer_group_frames} EER frames"
-                )
-    if single and len(single) == sum(not t.excluded and t.movie_path is not None for t in ts.tilts):
+                notes.append(f"{movie.name}: {groups.n_groups} groups of {groups.eer_group_frames} EER frames")
+    if single and len(single) == sum(not t.excluded and t.acquisition.movie_path is not None for t in ts.tilts):
         raise InputError(single[0].path, f"every movie of {ts.name} ({len(single)}) {single[0].problem}",
                          single[0].fix)  # fmt: skip
     result = replace(ts, tilts=tuple(tilts), tilt_series_pixel_spacing_angstrom=spacing)
@@ -178,7 +178,11 @@ def _union(device: torch.device, series: torch.Tensor | None, *movie: np.ndarray
 
 
 def _summary_notes(ts: TiltSeries) -> list[str]:
-    motions = [t.accumulated_motion_angstrom[0] for t in ts.tilts if t.accumulated_motion_angstrom is not None]
+    motions = [
+        t.motion.accumulated_motion_angstrom[0]
+        for t in ts.tilts
+        if t.motion is not None and t.motion.accumulated_motion_angstrom is not None
+    ]
     if not motions:
         return []
     return [f"{len(motions)} movies aligned; total motion median {np.median(motions):.1f} Å, max {max(motions):.1f} Å"]
