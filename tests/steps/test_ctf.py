@@ -173,3 +173,51 @@ def test_simulated_series_defocus_within_1_5_percent_and_hand(tmp_path, hand, ax
         errors.append((tilt.ctf.defocus_angstrom - true) / true)  # type: ignore[union-attr]
     assert math.sqrt(float(np.mean(np.square(errors)))) <= DEFOCUS_RMS_TOLERANCE
     assert series.ctf_hand is not None and series.ctf_hand.hand in (None, hand)
+
+
+def _series(hand: int, *, aligned: bool):
+    from tomoprep.model import Optics, TiltAcquisition, TiltAlignment, TiltImage, TiltSeries
+
+    tilts = tuple(
+        TiltImage(
+            TiltAcquisition(i, i, angle, 3.0 * i, 3.0, nominal_defocus_angstrom=30000.0),
+            alignment=TiltAlignment(y_tilt_deg=angle + 1.5, z_rot_deg=-96.0 + 0.1 * i) if aligned else None,
+        )
+        for i, angle in enumerate((0.0, 20.0, -20.0))
+    )
+    return TiltSeries("TS_01", 2.0, Optics(), tilts, nominal_tilt_axis_angle_deg=85.0, hand=hand)  # type: ignore[arg-type]
+
+
+def test_the_fit_takes_the_alignments_axis_and_tilts_else_the_nominal_ones() -> None:
+    from tomoprep.steps.ctf.series import geometry
+
+    aligned = _series(-1, aligned=True)
+    axis, tilts, source = geometry(aligned, aligned.tilts)
+    assert axis == pytest.approx(-95.9) and tilts.tolist() == [1.5, 21.5, -18.5] and "alignment" in source
+    nominal = _series(-1, aligned=False)
+    axis, tilts, source = geometry(nominal, nominal.tilts)
+    assert axis == 85.0 and tilts.tolist() == [0.0, 20.0, -20.0] and "nominal" in source
+
+
+def test_a_confident_hand_that_disagrees_with_the_alignment_is_a_warning_naming_both() -> None:
+    from tomoprep.model import CtfHand
+    from tomoprep.steps.ctf.series import reconcile_hand
+
+    series, note = reconcile_hand(_series(-1, aligned=True), CtfHand(1, 9.0), aligned=True)
+    assert note.startswith("WARNING:") and "+1" in note and "-1" in note and "180°" in note
+    assert series.hand == 1 and series.ctf_hand == CtfHand(1, 9.0)
+    series, note = reconcile_hand(_series(-1, aligned=True), CtfHand(None, 2.0), aligned=True)
+    assert series.hand == -1 and "undetermined" in note and not note.startswith("WARNING:")
+    series, note = reconcile_hand(_series(1, aligned=True), CtfHand(1, 9.0), aligned=True)
+    assert series.hand == 1 and not note.startswith("WARNING:")
+
+
+def test_defocus_is_searched_around_the_nominal_or_in_the_range_given() -> None:
+    from tomoprep.steps.ctf.series import defocus_ranges
+
+    tilts = _series(-1, aligned=False).tilts
+    assert defocus_ranges(tilts, CtfParams()) == [(10000.0, 50000.0)] * 3
+    given = CtfParams(min_defocus_um=1.0, max_defocus_um=6.0)
+    assert defocus_ranges(tilts, given) == [(10000.0, 60000.0)] * 3
+    with pytest.raises(ValueError, match="both"):
+        CtfParams(min_defocus_um=1.0)
