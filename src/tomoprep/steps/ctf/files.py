@@ -9,7 +9,7 @@ from pathlib import Path
 
 from tomoprep.errors import InputError
 from tomoprep.io.ctf_files import read_ctf_file
-from tomoprep.model import CtfHand, TiltCtf, TiltSeries
+from tomoprep.model import TiltCtf, TiltSeries
 
 #: Flag of a tilt the file has no row for (its values are interpolated from its neighbours in acquisition order).
 NOT_IN_FILE = "not in file"
@@ -79,4 +79,5 @@ def series_from_file(ts: TiltSeries, pattern: str) -> tuple[TiltSeries, list[str
     if ctf_file.hand is not None:
         notes.append(f"{path} gives dfHand {ctf_file.hand:+d} (AreTomo's: -1 means its tilt axis is 180° off); "
                      f"the series' hand {ts.hand:+d} is kept")  # fmt: skip
-    return replace(ts, tilts=tilts, ctf_hand=CtfHand(None, math.nan)), notes
+    # The file's estimates replace any earlier ones, and with them any hand measured from them.
+    return replace(ts, tilts=tilts, ctf_hand=None), notes

@@ -47,12 +47,17 @@ def _defocus_panel(ax: Axes, x: np.ndarray, defocus_um: np.ndarray, flagged: np.
 
 def _resolution_panel(ax: Axes, angles: np.ndarray, resolution: np.ndarray, flagged: np.ndarray) -> None:
     finite = np.isfinite(resolution) & ~flagged
-    ax.plot(angles[finite], resolution[finite], "o", ms=4, color="C0")
-    if flagged.any():
-        ax.plot(angles[flagged], np.full(int(flagged.sum()), ax.get_ylim()[1] if finite.any() else 20.0), "x",
-                ms=7, color="C3", label="no fit (flagged)")  # fmt: skip
-        ax.legend(fontsize=7)
     ax.set_xlabel("tilt angle (°)")
+    if not finite.any():
+        ax.set_xticks([])
+        ax.set_yticks([])
+        ax.text(0.5, 0.5, "no fit resolution given", ha="center", va="center", transform=ax.transAxes)
+        return
+    ax.plot(angles[finite], resolution[finite], "o", ms=4, color="C0")
+    for k, angle in enumerate(angles[flagged]):  # no fit of their own: marked at their tilt, not as a value
+        ax.axvline(angle, color="C3", lw=1, ls="--", label="flagged: no fit of its own" if k == 0 else None)
+    if flagged.any():
+        ax.legend(fontsize=7)
     ax.set_ylabel("fit resolution (Å), finer up")
     ax.invert_yaxis()  # better (finer) higher
 
@@ -60,6 +65,8 @@ def _resolution_panel(ax: Axes, angles: np.ndarray, resolution: np.ndarray, flag
 def _profiles_panel(ax: Axes, ts: TiltSeries, tilts: list[TiltImage], spectra: np.ndarray, spacing: float) -> None:
     angles = np.array([t.acquisition.nominal_tilt_angle_deg for t in tilts])
     chosen = sorted({int(np.argmin(np.abs(angles - a))) for a in PROFILE_TILTS_DEG})
+    ticks: list[float] = []
+    labels: list[str] = []
     for offset, index in enumerate(chosen):
         ctf = tilts[index].ctf
         assert ctf is not None and ctf.power_spectrum_section is not None
@@ -71,10 +78,10 @@ def _profiles_panel(ax: Axes, ts: TiltSeries, tilts: list[TiltImage], spectra: n
         shift = -4.0 * offset
         ax.plot(k, data + shift, color="C0", lw=0.8, label="data" if offset == 0 else None)
         ax.plot(k, model + shift, color="C3", lw=0.8, label="model" if offset == 0 else None)
-        label = f"{angles[index] + 0.0:+.0f}°: {ctf.defocus_angstrom / 1e4:.2f} µm"
-        ax.text(k[0] if k.size else 0.0, shift + 2.0, label, fontsize=7, va="bottom")
+        ticks.append(shift)
+        labels.append(f"{angles[index] + 0.0:+.0f}°\n{ctf.defocus_angstrom / 1e4:.2f} µm")
     ax.set_xlabel("spatial frequency (1/Å), astigmatism-corrected rings")
-    ax.set_yticks([])
+    ax.set_yticks(ticks, labels, fontsize=7)
     ax.set_ylabel("log power, background removed")
     ax.legend(fontsize=7, loc="upper right")
 
