@@ -10,6 +10,7 @@ from pathlib import Path
 from tomoprep.errors import InputError
 from tomoprep.io.ctf_files import read_ctf_file
 from tomoprep.model import TiltCtf, TiltSeries
+from tomoprep.steps.unit import WARNING_PREFIX
 
 #: Flag of a tilt the file has no row for (its values are interpolated from its neighbours in acquisition order).
 NOT_IN_FILE = "not in file"
@@ -74,7 +75,7 @@ def series_from_file(ts: TiltSeries, pattern: str) -> tuple[TiltSeries, list[str
     tilts = tuple(replace(t, ctf=records.get(t.acquisition.acquisition_index)) for t in ts.tilts)
     notes = [f"CTF of {len(sequence) - len(missing)} tilts read from {path} ({ctf_file.program})"]
     if missing:
-        notes.append(f"WARNING: {path} has no row for {len(missing)} included tilts; interpolated and flagged "
+        notes.append(f"{WARNING_PREFIX} {path} has no row for {len(missing)} included tilts; interpolated and flagged "
                      f"'{NOT_IN_FILE}'")  # fmt: skip
     if ctf_file.hand is not None:
         notes.append(f"{path} gives dfHand {ctf_file.hand:+d} (AreTomo's: -1 means its tilt axis is 180° off); "

@@ -64,7 +64,10 @@ def _resolution_panel(ax: Axes, angles: np.ndarray, resolution: np.ndarray, flag
 
 def _profiles_panel(ax: Axes, ts: TiltSeries, tilts: list[TiltImage], spectra: np.ndarray, spacing: float) -> None:
     angles = np.array([t.acquisition.nominal_tilt_angle_deg for t in tilts])
-    chosen = sorted({int(np.argmin(np.abs(angles - a))) for a in PROFILE_TILTS_DEG})
+    # Tilts fitted on their own: a repaired tilt's values are the series', not a fit to its spectrum.
+    fitted = np.array([t.ctf is not None and not t.ctf.flag for t in tilts])
+    distance = np.where(fitted if fitted.any() else True, 0.0, np.inf)
+    chosen = sorted({int(np.argmin(np.abs(angles - a) + distance)) for a in PROFILE_TILTS_DEG})
     ticks: list[float] = []
     labels: list[str] = []
     for offset, index in enumerate(chosen):

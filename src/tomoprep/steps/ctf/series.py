@@ -15,7 +15,7 @@ from tomoprep.algorithms.ctf_spectrum import Optics
 from tomoprep.errors import InputError
 from tomoprep.io.mrc import write_mrc
 from tomoprep.model import CtfHand, TiltCtf, TiltImage, TiltSeries
-from tomoprep.steps.base import UnitOutput
+from tomoprep.steps.base import WARNING_PREFIX, UnitOutput
 from tomoprep.steps.ctf.files import series_from_file
 from tomoprep.steps.ctf.params import CtfParams
 from tomoprep.steps.ctf.plots import write_ctf_plot
@@ -110,9 +110,9 @@ def reconcile_hand(ts: TiltSeries, found: CtfHand, aligned: bool) -> tuple[TiltS
     if found.hand == ts.hand:
         return replace(ts, ctf_hand=found), f"{said}, as the series' hand"
     if aligned:
-        note = (f"WARNING: {said} disagrees with the hand {ts.hand:+d} the alignment kept for its axis: either the "
-                "axis is 180° off (the tomogram is mirrored: align again with --resolve-axis-by hand) or one of the "
-                "two measurements is wrong; rlnTomoHand is set to the CTF's")  # fmt: skip
+        note = (f"{WARNING_PREFIX} {said} disagrees with the hand {ts.hand:+d} the alignment kept for its axis: "
+                "either the axis is 180° off (the tomogram is mirrored: align again with --resolve-axis-by hand) or "
+                "one of the two measurements is wrong; rlnTomoHand is set to the CTF's")  # fmt: skip
     else:
         note = f"{said}; the series had hand {ts.hand:+d} (imported), now {found.hand:+d}"
     return replace(ts, hand=found.hand, ctf_hand=found), note
@@ -163,5 +163,5 @@ def _notes(ts: TiltSeries, tilts: Sequence[TiltImage], result: SeriesCtf, source
     flagged = [(t, flag) for t, flag in zip(tilts, result.flags, strict=True) if flag]
     if flagged:
         listed = ", ".join(f"{t.acquisition.nominal_tilt_angle_deg:+.0f}° ({flag})" for t, flag in flagged)
-        notes.append(f"WARNING: {len(flagged)} tilts repaired from the series: {listed}")
+        notes.append(f"{WARNING_PREFIX} {len(flagged)} tilts repaired from the series: {listed}")
     return notes
