@@ -134,7 +134,8 @@ def test_a_blank_tilt_is_flagged_and_the_series_finishes(tiny, tmp_path: Path) -
     flags = {t.acquisition.section_index: t.ctf.flag for t in series.tilts if t.ctf is not None}
     assert flags.pop(blank) == "dark"
     assert set(flags.values()) == {""} and len(flags) == series.n_tilts - 1
-    assert "1 tilts repaired" in (project.run_dir(run) / "log.txt").read_text()
+    angle = next(t.acquisition.nominal_tilt_angle_deg for t in series.tilts if t.acquisition.section_index == blank)
+    assert f"1 tilt repaired from the series: {angle:+.0f}° (dark)" in (project.run_dir(run) / "log.txt").read_text()
 
 
 def _mid_plane_defocus(tilt, series: SeriesTruth) -> float:

@@ -163,5 +163,6 @@ def _notes(ts: TiltSeries, tilts: Sequence[TiltImage], result: SeriesCtf, source
     flagged = [(t, flag) for t, flag in zip(tilts, result.flags, strict=True) if flag]
     if flagged:
         listed = ", ".join(f"{t.acquisition.nominal_tilt_angle_deg:+.0f}° ({flag})" for t, flag in flagged)
-        notes.append(f"{WARNING_PREFIX} {len(flagged)} tilts repaired from the series: {listed}")
+        tilts_word = "tilt" if len(flagged) == 1 else "tilts"
+        notes.append(f"{WARNING_PREFIX} {len(flagged)} {tilts_word} repaired from the series: {listed}")
     return notes
