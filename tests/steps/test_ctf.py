@@ -195,6 +195,10 @@ def test_the_fit_takes_the_alignments_axis_and_tilts_else_the_nominal_ones() -> 
     aligned = _series(-1, aligned=True)
     axis, tilts, source = geometry(aligned, aligned.tilts)
     assert axis == pytest.approx(-95.9) and tilts.tolist() == [1.5, 21.5, -18.5] and "alignment" in source
+    # A tilt included again after the alignment has no pose: the others' axis, its nominal tilt + their offset.
+    partly = replace(aligned, tilts=(replace(aligned.tilts[0], alignment=None), *aligned.tilts[1:]))
+    axis, tilts, source = geometry(partly, partly.tilts)
+    assert axis == pytest.approx(-95.85) and tilts.tolist() == [1.5, 21.5, -18.5] and "1 tilts without" in source
     nominal = _series(-1, aligned=False)
     axis, tilts, source = geometry(nominal, nominal.tilts)
     assert axis == 85.0 and tilts.tolist() == [0.0, 20.0, -20.0] and "nominal" in source

@@ -51,15 +51,26 @@ def check_optics(ts: TiltSeries) -> None:
 
 
 def geometry(ts: TiltSeries, tilts: Sequence[TiltImage]) -> tuple[float, np.ndarray, str]:
-    """Tilt-axis angle (degrees), tilt angles ``(n,)`` (degrees) and where they come from: the alignment's (its
-    median axis, each tilt's refined tilt with the offset) when the tilts have one, else the nominal ones."""
-    poses = [t.alignment for t in tilts]
-    if poses and all(p is not None for p in poses):
-        axes = np.array([p.z_rot_deg for p in poses])  # type: ignore[union-attr]
-        tilts_deg = np.array([p.y_tilt_deg for p in poses])  # type: ignore[union-attr]
-        return float(np.median(axes)), tilts_deg, "the alignment's axis and tilts"
-    tilts_deg = np.array([t.acquisition.nominal_tilt_angle_deg for t in tilts])
-    return ts.nominal_tilt_axis_angle_deg, tilts_deg, "the nominal axis and tilts (no alignment)"
+    """Tilt-axis angle (degrees), tilt angles ``(n,)`` (degrees) and where they come from.
+
+    When some tilts have a pose, the alignment's: its median axis (which may be the nominal one turned by 180°:
+    the hand found is for this axis, as the alignment's hand is) and each tilt's refined tilt; a tilt without a
+    pose (included again after the alignment) gets its nominal tilt plus the median offset of the others.
+    Otherwise the nominal axis and tilts.
+    """
+    nominal = np.array([t.acquisition.nominal_tilt_angle_deg for t in tilts])
+    aligned = [k for k, t in enumerate(tilts) if t.alignment is not None]
+    if not aligned:
+        return ts.nominal_tilt_axis_angle_deg, nominal, "the nominal axis and tilts (no alignment)"
+    poses = [tilts[k].alignment for k in aligned]
+    axis = float(np.median([p.z_rot_deg for p in poses]))  # type: ignore[union-attr]
+    refined = np.array([p.y_tilt_deg for p in poses])  # type: ignore[union-attr]
+    offset = float(np.median(refined - nominal[aligned]))
+    tilts_deg = nominal + offset
+    tilts_deg[aligned] = refined
+    missing = len(tilts) - len(aligned)
+    unposed = f"; {missing} tilts without a pose at nominal {offset:+.2f}°" if missing else ""
+    return axis, tilts_deg, f"the alignment's axis and tilts{unposed}"
 
 
 def defocus_ranges(tilts: Sequence[TiltImage], params: CtfParams) -> list[tuple[float, float]]:
