@@ -120,16 +120,22 @@ def test_missing_voltage_names_the_import_option(estimated, tmp_path: Path) -> N
     assert "voltage" in str(error.value) and "--cs-mm" not in str(error.value)
 
 
-def test_a_blank_tilt_is_flagged_and_the_series_finishes(tiny, tmp_path: Path) -> None:
-    session, _ = tiny
-    stacks = tmp_path / "stacks"
-    shutil.copytree(session / "stacks", stacks)
-    with mrcfile.open(stacks / "TS_01.st", mode="r+") as stack:
-        blank = 3
+def test_a_blank_tilt_is_flagged_and_a_blank_series_fails_alone(tmp_path: Path) -> None:
+    """Two series: one with a blank section, one blank throughout. The first finishes with that tilt flagged
+    and repaired; the second fails with an error naming its stack; the run keeps the first."""
+    session = tmp_path / "session"
+    simulate_session(session, SimulateParams(preset="tiny", n_tilt_series=2, write_tilt_stack=True,
+                                             frames_per_tilt=2, seed=1))  # fmt: skip
+    blank = 3
+    with mrcfile.open(session / "stacks" / "TS_01.st", mode="r+") as stack:
         stack.data[blank] = 0.0
-    project, _ = _imported(tmp_path, stacks / "TS_01.st")
+    with mrcfile.open(session / "stacks" / "TS_02.st", mode="r+") as stack:
+        stack.data[:] = 0.0
+    project, _ = _imported(tmp_path, session / "stacks" / "*.st")
     run = run_step(project, CTF, QUICK)
-    assert run.status == "SUCCEEDED", run.error
+    assert run.units["TS_01"].status == "SUCCEEDED"
+    assert run.units["TS_02"].status == "FAILED"
+    assert "TS_02.st" in (run.units["TS_02"].error or "") and "Thon rings" in (run.units["TS_02"].error or "")
     (series,) = load_tilt_series_set(project.run_dir(run))
     flags = {t.acquisition.section_index: t.ctf.flag for t in series.tilts if t.ctf is not None}
     assert flags.pop(blank) == "dark"
