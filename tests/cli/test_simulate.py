@@ -51,4 +51,5 @@ def test_demo_runs_every_step_end_to_end(tmp_path: Path) -> None:
     with open_project(tmp_path / "demo" / "project") as project:
         runs = project.list_runs()
     assert [r.step for r in runs][:1] == ["import"] and all(r.status == "SUCCEEDED" for r in runs)
+    assert [r.step for r in runs][-2:] == ["align", "ctf"]
     assert all(not r.failed_units for r in runs)

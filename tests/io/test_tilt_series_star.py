@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import replace
 from datetime import datetime
 from pathlib import Path
@@ -13,10 +14,12 @@ from tomoprep.errors import InputError
 from tomoprep.io.star import read_star, write_star
 from tomoprep.io.tilt_series_star import set_row, tilt_series_from_tables, tilt_series_table
 from tomoprep.model import (
+    CtfHand,
     GainReference,
     Optics,
     TiltAcquisition,
     TiltAlignment,
+    TiltCtf,
     TiltExclusion,
     TiltImage,
     TiltMotion,
@@ -148,6 +151,23 @@ def test_alignment_record_and_thickness_round_trip_under_relion_labels(tmp_path:
     assert back.tilts[1].alignment is None
     assert back.specimen_thickness_angstrom == 1830.0
     assert "rlnTomoXTilt" not in tilt_series_table(_series()).columns
+
+
+def test_ctf_record_and_hand_round_trip_under_relion_labels(tmp_path: Path) -> None:
+    ts = _series()
+    fitted = TiltCtf(31250.5, 30400.25, -42.5, 12.0, 6.75, 0.31, "", Path("/run/01_ctf_spectra.mrc"), 1)
+    repaired = TiltCtf(31000.0, 30000.0, -40.0, 0.0, math.inf, 0.0, "no rings", Path("/run/01_ctf_spectra.mrc"), 0)
+    tilts = (replace(ts.tilts[0], ctf=repaired), ts.tilts[1], replace(ts.tilts[2], ctf=fitted))
+    ts = replace(ts, tilts=tilts, ctf_hand=CtfHand(None, 2.5))
+    table = tilt_series_table(ts)
+    assert table["rlnCtfAstigmatism"].tolist()[2] == pytest.approx(850.25)
+    assert table["rlnCtfImage"].tolist() == ["1@/run/01_ctf_spectra.mrc", "None", "2@/run/01_ctf_spectra.mrc"]
+    assert set_row(ts, tilt_series_star_file="ts.star")["tpCtfHand"] == 0
+    back = _round_trip(ts, tmp_path)
+    assert [t.ctf for t in back.tilts] == [repaired, None, fitted]
+    assert back.ctf_hand == CtfHand(None, 2.5)
+    plain = tilt_series_table(_series())
+    assert "rlnDefocusU" not in plain.columns and _round_trip(_series(), tmp_path / "plain").ctf_hand is None
 
 
 def test_local_alignment_file_and_per_tilt_rms_round_trip(tmp_path: Path) -> None:

@@ -21,12 +21,14 @@ from tomoprep.steps import get_step
 console = Console()
 
 #: The steps the demo runs, in workflow order, with the parameters it gives them beyond the defaults.
-#: Steps of the demo and what it gives them beyond their defaults (alignment at 128 px: 12 Å on the demo field).
+#: Steps of the demo and what it gives them beyond their defaults (alignment at 128 px: 12 Å on the demo field;
+#: the CTF with the alignment's axis and tilts).
 DEMO_STEPS: tuple[tuple[str, dict[str, Any]], ...] = (
     ("import", {}),
     ("motioncorr", {}),
     ("clean", {}),
     ("align", {"working_size_px": 128}),
+    ("ctf", {}),
 )
 
 

@@ -15,8 +15,8 @@ This module is the only place that knows the labels and the files' units; the mo
   motion-corrected sum otherwise (motion record); a row with a plain micrograph name has a motion record.
 - A tilt's stage records are spread over columns: the motion record over ``rlnMicrographName*``,
   ``rlnMicrographMetadata`` and ``rlnAccumMotion*``; the exclusion over ``tpExcluded`` and ``tpExclusionReason``;
-  the alignment over RELION's five pose labels and ``tpLocalShiftRmsAngst``. The optional columns are written
-  only when some tilt has a value.
+  the alignment over RELION's five pose labels and ``tpLocalShiftRmsAngst``; the CTF over RELION's CTF labels
+  (:mod:`tomoprep.io.ctf_star`). The optional columns are written only when some tilt has a value.
 
 pandas is imported where a table is built, so that importing the labels costs nothing.
 """
@@ -29,6 +29,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, cast
 
 from tomoprep.errors import InputError
+from tomoprep.io.ctf_star import ctf_columns, ctf_from_row, hand_fields, hand_from_row
 from tomoprep.model.tilt_series import (
     GainFlip,
     GainReference,
@@ -103,6 +104,7 @@ def set_row(ts: TiltSeries, *, tilt_series_star_file: str) -> dict[str, object]:
         row["tpSpecimenThicknessAngst"] = ts.specimen_thickness_angstrom
     if ts.local_alignment_path is not None:
         row["tpLocalAlignmentFile"] = str(ts.local_alignment_path)
+    row.update(hand_fields(ts.ctf_hand))
     return row
 
 
@@ -190,7 +192,7 @@ def tilt_series_table(ts: TiltSeries) -> pd.DataFrame:
 
     tilts = sorted(ts.tilts, key=lambda t: t.acquisition.acquisition_index)
     table = pd.DataFrame([tilt_row(t, nominal_tilt_axis_angle_deg=ts.nominal_tilt_axis_angle_deg) for t in tilts])
-    for label, values in {**_motion_columns(tilts), **_alignment_columns(tilts)}.items():
+    for label, values in {**_motion_columns(tilts), **_alignment_columns(tilts), **ctf_columns(tilts)}.items():
         table[label] = values
     return table
 
@@ -255,6 +257,7 @@ def _tilt_from_row(row: pd.Series) -> TiltImage:
         motion=_motion_from_row(row),
         exclusion=TiltExclusion(_opt_text(row.get("tpExclusionReason")) or "") if excluded else None,
         alignment=_alignment_from_row(row),
+        ctf=ctf_from_row(row),
     )
 
 
@@ -299,4 +302,5 @@ def tilt_series_from_tables(set_row_: pd.Series, table: pd.DataFrame, *, source:
         sources=() if sources is None else tuple(Path(p) for p in sources.split(";")),
         specimen_thickness_angstrom=_opt_float(set_row_.get("tpSpecimenThicknessAngst")),
         local_alignment_path=None if local is None else Path(local),
+        ctf_hand=hand_from_row(set_row_),
     )

@@ -1,10 +1,12 @@
 """Plain data of the pipeline: tilt series, their tilts, and each tilt's record of every processing stage."""
 
 from tomoprep.model.tilt_series import (
+    CtfHand,
     GainReference,
     Optics,
     TiltAcquisition,
     TiltAlignment,
+    TiltCtf,
     TiltExclusion,
     TiltImage,
     TiltMotion,
@@ -12,10 +14,12 @@ from tomoprep.model.tilt_series import (
 )
 
 __all__ = [
+    "CtfHand",
     "GainReference",
     "Optics",
     "TiltAcquisition",
     "TiltAlignment",
+    "TiltCtf",
     "TiltExclusion",
     "TiltImage",
     "TiltMotion",

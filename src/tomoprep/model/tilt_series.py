@@ -109,12 +109,57 @@ class TiltAlignment:
 
 
 @dataclass(frozen=True)
+class TiltCtf:
+    """The CTF of a tilt at its centre (RELION's conventions), as the CTF estimation found or repaired it.
+
+    ``defocus_u_angstrom`` ≥ ``defocus_v_angstrom`` (Å, positive for underfocus); ``astigmatism_angle_deg`` from
+    image X towards Y to U; ``phase_shift_deg`` the phase-plate shift; ``fit_resolution_angstrom`` the finest
+    spacing up to which the rings fit (``inf`` for a tilt repaired from the series, ``None`` when the source
+    gives none); ``figure_of_merit`` the fit's score (``None`` when none). ``flag`` is ``""`` for a tilt fitted
+    on its own, else why its own fit failed (``dark``, ``no rings``, ``outlier``, ``not in file``); such a tilt's
+    values come from the series. ``power_spectrum_path`` is the stack of power spectra and
+    ``power_spectrum_section`` this tilt's section in it (from 0); ``None`` when no spectrum was written.
+    """
+
+    defocus_u_angstrom: float
+    defocus_v_angstrom: float
+    astigmatism_angle_deg: float
+    phase_shift_deg: float = 0.0
+    fit_resolution_angstrom: float | None = None
+    figure_of_merit: float | None = None
+    flag: str = ""
+    power_spectrum_path: Path | None = None
+    power_spectrum_section: int | None = None
+
+    @property
+    def defocus_angstrom(self) -> float:
+        """Mean of U and V, Å."""
+        return 0.5 * (self.defocus_u_angstrom + self.defocus_v_angstrom)
+
+    @property
+    def astigmatism_angstrom(self) -> float:
+        """``U - V``, Å (``rlnCtfAstigmatism``)."""
+        return self.defocus_u_angstrom - self.defocus_v_angstrom
+
+
+@dataclass(frozen=True)
+class CtfHand:
+    """The defocus hand the CTF estimation found for the series' tilt axis: ``hand`` ``+1``/``-1``
+    (``rlnTomoHand``'s meaning), ``None`` when undetermined; ``confidence`` the evidence in units of its noise
+    (``nan`` when not measured, as for estimates read from files)."""
+
+    hand: Hand | None
+    confidence: float
+
+
+@dataclass(frozen=True)
 class TiltImage:
     """One tilt of a series: one record per processing stage, each ``None`` until the step that fills it ran.
 
     ``acquisition`` (import) is always there; ``motion`` once motion correction made its micrograph;
     ``exclusion`` while the tilt is left out (import, motion correction or cleaning), ``None`` for an included
-    tilt; ``alignment`` once the series is aligned (``None`` for tilts left out of the alignment).
+    tilt; ``alignment`` once the series is aligned (``None`` for tilts left out of the alignment); ``ctf`` once its
+    CTF is estimated (``None`` for tilts left out of the estimation).
     Values shared by every tilt of a series (optics, nominal tilt-axis angle, pixel spacing) are on
     :class:`TiltSeries`, once.
     """
@@ -123,9 +168,9 @@ class TiltImage:
     motion: TiltMotion | None = None
     exclusion: TiltExclusion | None = None
     alignment: TiltAlignment | None = None
-    # Stages still to come keep to the same pattern, each an optional record of its own: ``ctf`` (the CTF
-    # estimation's defocus, astigmatism and fit of this tilt) and ``reconstruction`` (what a reconstruction
-    # used of this tilt) are added beside these when those steps exist.
+    ctf: TiltCtf | None = None
+    # Stages still to come keep to the same pattern, each an optional record of its own: ``reconstruction``
+    # (what a reconstruction used of this tilt) is added beside these when that step exists.
 
     @property
     def excluded(self) -> bool:
@@ -145,7 +190,8 @@ class TiltSeries:
     once they exist, ``None`` while there are only movies. ``specimen_thickness_angstrom`` is the thickness
     of the specimen slab (lamella or ice) measured by alignment, along its normal; ``None`` until measured.
     ``local_alignment_path`` is the STAR file of patch tracking's local shifts (patch by patch, tilt by tilt;
-    :mod:`tomoprep.io.local_alignment`), ``None`` when the series was not patch-tracked.
+    :mod:`tomoprep.io.local_alignment`), ``None`` when the series was not patch-tracked. ``ctf_hand`` is the
+    defocus hand the CTF estimation found (with its confidence), ``None`` before it ran.
     """
 
     name: str
@@ -158,6 +204,7 @@ class TiltSeries:
     sources: tuple[Path, ...] = field(default=())
     specimen_thickness_angstrom: float | None = None
     local_alignment_path: Path | None = None
+    ctf_hand: CtfHand | None = None
 
     def __post_init__(self) -> None:
         if not self.tilts:

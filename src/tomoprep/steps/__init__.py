@@ -21,6 +21,7 @@ BUILTIN_STEP_MODULES = {
     "motioncorr": "tomoprep.steps.motioncorr",
     "clean": "tomoprep.steps.clean",
     "align": "tomoprep.steps.align",
+    "ctf": "tomoprep.steps.ctf",
 }
 
 

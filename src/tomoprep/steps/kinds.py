@@ -29,7 +29,7 @@ ODD_EVEN: Final = "odd_even"
 EXCLUSIONS: Final = "exclusions"
 #: Each tilt's pose (tilt axis, tilt angle, shifts) and the specimen's thickness.
 ALIGNMENT: Final = "alignment"
-#: Defocus and astigmatism of each tilt (no built-in step makes it yet).
+#: Defocus, astigmatism and fit of each tilt, and the series' defocus hand.
 CTF: Final = "ctf"
 #: Reconstructed volumes (no built-in step makes them yet).
 TOMOGRAMS: Final = "tomograms"
