@@ -24,7 +24,6 @@ from tomoprep.algorithms.ctf_series import (
     outliers,
 )
 from tomoprep.algorithms.ctf_spectrum import Optics
-from tomoprep.simulate.geometry import TiltGeometry, projection_matrix
 
 OPTICS = Optics(voltage_kv=300.0, cs_mm=2.7, amplitude_contrast=0.07, pixel_spacing_angstrom=2.0)
 #: The requirements: centre defocus RMS error per tilt over a series, astigmatism angle where U - V ≥ 0.05 µm.
@@ -149,20 +148,6 @@ def test_an_outlier_tilt_is_repaired_from_the_series() -> None:
     assert result.hand.hand == -1
 
 
-def _mid_plane_defocus(tilt, series) -> float:
-    """Truth at the image centre on the slab's mid-plane: the simulator's defocus is at depth 0 of the image
-    centre, the slab's mid-plane passes through ``(0, 0, z_offset)`` with the normal of its pretilt."""
-    geometry = TiltGeometry(tilt.true_tilt_deg, tilt.true_tilt_axis_deg, 0.0, tilt.shift_x_angstrom,
-                            tilt.shift_y_angstrom)  # fmt: skip
-    pretilt = math.radians(series.pretilt_deg)
-    normal = np.array([math.sin(pretilt), 0.0, math.cos(pretilt)])
-    rotated = projection_matrix(geometry) @ normal
-    # The image centre sees specimen points with (R X)[:2] = -shift; on the plane n · X = n · c.
-    depth = (normal[2] * series.z_offset_angstrom + rotated[0] * tilt.shift_x_angstrom
-             + rotated[1] * tilt.shift_y_angstrom) / rotated[2]  # fmt: skip
-    return 0.5 * (tilt.defocus_u_angstrom + tilt.defocus_v_angstrom) + series.hand * depth
-
-
 @pytest.mark.slow
 @pytest.mark.parametrize(
     ("hand", "axis_deg", "defocus_um", "seed", "angle_open"),
@@ -194,8 +179,8 @@ def test_simulator_series_defocus_astigmatism_and_hand(tmp_path, hand, axis_deg,
     result = fit_series(list(stack), [t.true_tilt_deg for t in tilts], axis_deg=series.true_tilt_axis_deg,
                         optics=optics, defocus_range_angstrom=(5000.0, 80000.0),
                         acquisition_order=[t.acquisition_index for t in tilts])  # fmt: skip
-    errors = [(f.defocus_angstrom - _mid_plane_defocus(t, series)) / _mid_plane_defocus(t, series)
-              for f, t in zip(result.fits, tilts, strict=True)]  # fmt: skip
+    truths = [series.mid_plane_defocus_angstrom(t) for t in tilts]
+    errors = [(f.defocus_angstrom - true) / true for f, true in zip(result.fits, truths, strict=True)]
     assert math.sqrt(float(np.mean(np.square(errors)))) <= DEFOCUS_RMS_TOLERANCE
     assert all(flag == "" for flag in result.flags)
     assert result.hand.hand in (None, hand)

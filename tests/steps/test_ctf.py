@@ -20,7 +20,6 @@ from tomoprep.errors import InputError
 from tomoprep.execution import run_step
 from tomoprep.io.ctf_files import read_ctfplotter
 from tomoprep.project import init_project
-from tomoprep.simulate.geometry import TiltGeometry, projection_matrix
 from tomoprep.simulate.params import SimulateParams
 from tomoprep.simulate.session import simulate_session
 from tomoprep.simulate.truth import SeriesTruth
@@ -144,19 +143,6 @@ def test_a_blank_tilt_is_flagged_and_a_blank_series_fails_alone(tmp_path: Path) 
     assert f"1 tilt repaired from the series: {angle:+.0f}° (dark)" in (project.run_dir(run) / "log.txt").read_text()
 
 
-def _mid_plane_defocus(tilt, series: SeriesTruth) -> float:
-    """Truth at the image centre on the slab's mid-plane: the simulator's defocus is at depth 0 of the image
-    centre; the slab's mid-plane passes through ``(0, 0, z_offset)`` with the normal of its pretilt."""
-    geometry = TiltGeometry(tilt.true_tilt_deg, tilt.true_tilt_axis_deg, 0.0, tilt.shift_x_angstrom,
-                            tilt.shift_y_angstrom)  # fmt: skip
-    pretilt = math.radians(series.pretilt_deg)
-    normal = np.array([math.sin(pretilt), 0.0, math.cos(pretilt)])
-    rotated = projection_matrix(geometry) @ normal
-    depth = (normal[2] * series.z_offset_angstrom + rotated[0] * tilt.shift_x_angstrom
-             + rotated[1] * tilt.shift_y_angstrom) / rotated[2]  # fmt: skip
-    return 0.5 * (tilt.defocus_u_angstrom + tilt.defocus_v_angstrom) + series.hand * depth
-
-
 @pytest.mark.slow
 @pytest.mark.parametrize(
     ("hand", "axis_deg", "defocus_um", "seed"),
@@ -176,7 +162,7 @@ def test_simulated_series_defocus_within_1_5_percent_and_hand(tmp_path, hand, ax
     (series,) = load_tilt_series_set(project.run_dir(run))
     errors = []
     for tilt in series.tilts:
-        true = _mid_plane_defocus(truth.tilt(tilt.acquisition.acquisition_index), truth)
+        true = truth.mid_plane_defocus_angstrom(truth.tilt(tilt.acquisition.acquisition_index))
         errors.append((tilt.ctf.defocus_angstrom - true) / true)  # type: ignore[union-attr]
     assert math.sqrt(float(np.mean(np.square(errors)))) <= DEFOCUS_RMS_TOLERANCE
     assert series.ctf_hand is not None and series.ctf_hand.hand in (None, hand)

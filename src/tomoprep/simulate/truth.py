@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 import re
 import types
 from dataclasses import dataclass, field
@@ -146,6 +147,22 @@ class SeriesTruth:
     def tilt(self, acquisition_index: int) -> TiltTruth:
         """The tilt recorded ``acquisition_index``-th (0-based)."""
         return next(t for t in self.tilts if t.acquisition_index == acquisition_index)
+
+    def mid_plane_defocus_angstrom(self, tilt: TiltTruth) -> float:
+        """Defocus (Å, positive underfocus) at the centre of ``tilt``'s image on the slab's mid-plane: what a CTF
+        estimate of the tilt centre should find. The simulated defocus is at depth 0 of the image centre; the
+        mid-plane passes through ``(0, 0, z_offset)`` with the normal of the pretilt."""
+        from tomoprep.simulate.geometry import TiltGeometry, projection_matrix
+
+        geometry = TiltGeometry(tilt.true_tilt_deg, tilt.true_tilt_axis_deg, 0.0, tilt.shift_x_angstrom,
+                                tilt.shift_y_angstrom)  # fmt: skip
+        pretilt = math.radians(self.pretilt_deg)
+        normal = np.array([math.sin(pretilt), 0.0, math.cos(pretilt)])
+        rotated = projection_matrix(geometry) @ normal
+        # The image centre sees the specimen points with (R X)[:2] = -shift; on the plane n · X = n · c.
+        depth = (normal[2] * self.z_offset_angstrom + rotated[0] * tilt.shift_x_angstrom
+                 + rotated[1] * tilt.shift_y_angstrom) / rotated[2]  # fmt: skip
+        return 0.5 * (tilt.defocus_u_angstrom + tilt.defocus_v_angstrom) + self.hand * depth
 
 
 @dataclass(frozen=True)
