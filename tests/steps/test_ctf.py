@@ -119,6 +119,7 @@ def test_missing_voltage_names_the_import_option(estimated, tmp_path: Path) -> N
     assert "voltage" in str(error.value) and "--cs-mm" not in str(error.value)
 
 
+@pytest.mark.slow
 def test_a_blank_tilt_is_flagged_and_a_blank_series_fails_alone(tmp_path: Path) -> None:
     """Two series: one with a blank section, one blank throughout. The first finishes with that tilt flagged
     and repaired; the second fails with an error naming its stack; the run keeps the first."""
