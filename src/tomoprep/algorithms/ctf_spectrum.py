@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import scipy.fft
@@ -64,6 +65,12 @@ class Optics:
     def amplitude_phase_rad(self) -> float:
         """``asin A``, rad."""
         return math.asin(self.amplitude_contrast)
+
+    def aberration_phase_rad(self, k2: Any, defocus_angstrom: Any) -> Any:
+        """``χ = π λ Δf k² − π/2 Cs λ³ k⁴`` (rad) at squared frequencies ``k2`` (1/Å²) and defocus ``Δf`` (Å,
+        positive = underfocus); NumPy arrays or torch tensors, broadcast."""
+        lam = self.wavelength_angstrom
+        return math.pi * lam * defocus_angstrom * k2 - 0.5 * math.pi * self.cs_mm * 1e7 * lam**3 * k2 * k2
 
 
 @dataclass(frozen=True)
@@ -123,12 +130,10 @@ def ctf_argument(
 
     ``astigmatism_xy_angstrom`` is ``(a_x, a_y)``: ``Δf(θ) = Δf + a_x cos 2θ + a_y sin 2θ``.
     """
-    lam = optics.wavelength_angstrom
     defocus = np.atleast_1d(np.asarray(defocus_angstrom, dtype=np.float64))[:, None]
     a_x, a_y = astigmatism_xy_angstrom
     directional = defocus + (a_x * band.cos2 + a_y * band.sin2)[None, :]
-    chi = math.pi * lam * directional * band.k2 - 0.5 * math.pi * optics.cs_mm * 1e7 * lam**3 * band.k2**2
-    return chi + (optics.amplitude_phase_rad + phase_shift_rad)
+    return optics.aberration_phase_rad(band.k2, directional) + (optics.amplitude_phase_rad + phase_shift_rad)
 
 
 def rings(

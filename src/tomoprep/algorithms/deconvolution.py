@@ -38,9 +38,7 @@ def deconvolution_ctf(
     k_per_angstrom: torch.Tensor, *, defocus_angstrom: float, optics: Optics, phase_shift_rad: float = 0.0
 ) -> torch.Tensor:
     """``sin(χ + asin A + φ)`` at frequencies ``k`` (1/Å, any shape), float64; defocus positive = underfocus."""
-    lam = optics.wavelength_angstrom
-    k2 = k_per_angstrom.double() ** 2
-    chi = math.pi * lam * defocus_angstrom * k2 - 0.5 * math.pi * optics.cs_mm * 1e7 * lam**3 * k2 * k2
+    chi = optics.aberration_phase_rad(k_per_angstrom.double() ** 2, defocus_angstrom)
     return torch.sin(chi + optics.amplitude_phase_rad + phase_shift_rad)
 
 
