@@ -11,6 +11,7 @@ from tomoprep.model.tilt_series import (
     TiltImage,
     TiltMotion,
     TiltSeries,
+    Tomogram,
 )
 
 __all__ = [
@@ -24,4 +25,5 @@ __all__ = [
     "TiltImage",
     "TiltMotion",
     "TiltSeries",
+    "Tomogram",
 ]

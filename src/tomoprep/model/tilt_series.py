@@ -153,6 +153,27 @@ class CtfHand:
 
 
 @dataclass(frozen=True)
+class Tomogram:
+    """A volume reconstructed from a tilt series, as RELION 5's tomogram set describes it.
+
+    ``binning`` is the voxel size over the tilt-series pixel size (``rlnTomoTomogramBinning``), ``size_xyz`` the
+    volume's size in voxels (``rlnTomoSizeX/Y/Z``). ``half1_path``/``half2_path`` are the tomograms of the odd and
+    even frame sums (``rlnTomoReconstructedTomogramHalf1/2``), ``denoised_path`` a denoised copy
+    (``rlnTomoReconstructedTomogramDenoised``), each ``None`` when not made. ``ctf_correction`` says how the
+    tilt images were corrected for the CTF before back projection (``"none"``, ``"phase_flip"``, ``"wiener"``).
+    """
+
+    path: Path
+    binning: float
+    voxel_spacing_angstrom: float
+    size_xyz: tuple[int, int, int]
+    half1_path: Path | None = None
+    half2_path: Path | None = None
+    denoised_path: Path | None = None
+    ctf_correction: str = "none"
+
+
+@dataclass(frozen=True)
 class TiltImage:
     """One tilt of a series: one record per processing stage, each ``None`` until the step that fills it ran.
 
@@ -191,7 +212,8 @@ class TiltSeries:
     of the specimen slab (lamella or ice) measured by alignment, along its normal; ``None`` until measured.
     ``local_alignment_path`` is the STAR file of patch tracking's local shifts (patch by patch, tilt by tilt;
     :mod:`tomoprep.io.local_alignment`), ``None`` when the series was not patch-tracked. ``ctf_hand`` is the
-    defocus hand the CTF estimation found (with its confidence), ``None`` before it ran.
+    defocus hand the CTF estimation found (with its confidence), ``None`` before it ran. ``tomograms`` are the
+    volumes reconstructed from it (one per binning), empty before reconstruction.
     """
 
     name: str
@@ -205,6 +227,7 @@ class TiltSeries:
     specimen_thickness_angstrom: float | None = None
     local_alignment_path: Path | None = None
     ctf_hand: CtfHand | None = None
+    tomograms: tuple[Tomogram, ...] = ()
 
     def __post_init__(self) -> None:
         if not self.tilts:
@@ -225,6 +248,11 @@ class TiltSeries:
             t.acquisition.dose_e_per_angstrom2 is not None and t.acquisition.pre_exposure_e_per_angstrom2 is not None
             for t in self.included_tilts
         )
+
+    @property
+    def primary_tomogram(self) -> Tomogram | None:
+        """The finest tomogram (smallest binning): the one RELION 5's tomogram set names; ``None`` when none."""
+        return min(self.tomograms, key=lambda t: t.binning, default=None)
 
     @property
     def included_tilts(self) -> tuple[TiltImage, ...]:
