@@ -125,6 +125,21 @@ def resume(
         _report(proj, resume_run(proj, resume, executor=executor))
 
 
+def report(
+    project: ProjectOption = Path("."),
+    output: Annotated[
+        Path | None, typer.Option("--output", "-o", help="HTML file to write; default: report.html in the project.")
+    ] = None,
+) -> None:
+    """Write one self-contained HTML page of what was done: runs, parameters, versions, timings, pictures, and
+    per tilt series what was decided and why."""
+    from tomoprep.report import summarize_project, write_report
+
+    with open_project(project, read_only=True) as proj:
+        path = write_report(summarize_project(proj), output or proj.root / "report.html")
+    console.print(f"Report: [bold]{path}[/bold]", highlight=False)
+
+
 def _print_outputs(project: Project, run: RunRecord, *, title: str) -> None:
     """The tilt series of ``run`` as a table, the step's one-line summary, and the units that failed."""
     try:
@@ -221,7 +236,7 @@ def _root(
     """tomoprep: cryo-ET preprocessing from raw tilt-series movies to RELION 5."""
 
 
-PROJECT_COMMANDS = ("init", "status", "repair", "run", "simulate", "demo", "workflow")
+PROJECT_COMMANDS = ("init", "status", "repair", "run", "report", "simulate", "demo", "workflow")
 
 
 def build_app(command: str | None = None) -> typer.Typer:
@@ -236,6 +251,7 @@ def build_app(command: str | None = None) -> typer.Typer:
     app.command(cls=StackedHelpCommand)(_clear_errors(status))
     app.command(cls=StackedHelpCommand)(_clear_errors(repair))
     app.command("run", cls=StackedHelpCommand)(_clear_errors(resume))
+    app.command("report", cls=StackedHelpCommand)(_clear_errors(report))
     if command in (None, "workflow") or command not in (*PROJECT_COMMANDS, *BUILTIN_STEP_MODULES):
         from tomoprep.cli.workflow import workflow_app
 
