@@ -7,19 +7,14 @@ import shutil
 from html.parser import HTMLParser
 from pathlib import Path
 
-import mrcfile
-import numpy as np
 import pytest
 from matplotlib.figure import Figure
 from typer.testing import CliRunner
 
+from small_project import build_project
 from tomoprep.cli.main import build_app
-from tomoprep.execution import run_step
-from tomoprep.project import init_project, open_project
+from tomoprep.project import open_project
 from tomoprep.report import summarize_project
-from tomoprep.steps import get_step
-
-ANGLES_DEG = (-6.0, -3.0, 0.0, 3.0, 6.0)
 
 
 class _Resources(HTMLParser):
@@ -41,22 +36,11 @@ class _Resources(HTMLParser):
 
 @pytest.fixture(scope="module")
 def built(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A project of two stacks, imported and cleaned (tilts excluded by hand), with a picture; read only."""
-    tmp_path = tmp_path_factory.mktemp("report")
-    stacks = tmp_path / "stacks"
-    stacks.mkdir()
-    for seed, name in enumerate(("TS_A", "TS_B")):
-        with mrcfile.new(stacks / f"{name}.mrc") as mrc:
-            mrc.set_data(np.random.default_rng(seed).normal(10.0, 1.0, (len(ANGLES_DEG), 32, 32)).astype(np.float32))
-            mrc.voxel_size = 2.5
-        (stacks / f"{name}.rawtlt").write_text("".join(f"{a}\n" for a in ANGLES_DEG))
-    root = tmp_path / "project"
-    with init_project(root) as project:
-        imported = {"stack": str(stacks / "*.mrc"), "tilt_axis_angle_deg": 85.0, "dose_per_tilt_e_per_angstrom2": 3.0}
-        assert run_step(project, get_step("import"), imported).status == "SUCCEEDED"
-        cleaned = run_step(project, get_step("clean"), {"auto": False, "exclude": "TS_A:1;TS_B:0,4"})
-        assert cleaned.status == "SUCCEEDED"
-        figure = Figure(figsize=(2, 1))  # a picture recorded with the cleaning, as a step's QC plot is
+    """The small project (import, clean by hand) with a picture recorded with the cleaning; read only."""
+    root = build_project(tmp_path_factory.mktemp("report"))
+    with open_project(root) as project:
+        cleaned = project.get_run("002_clean")
+        figure = Figure(figsize=(2, 1))  # as a step records its QC plot
         figure.subplots().plot([0, 1], [0, 1])
         picture = project.run_dir(cleaned) / "TS_A" / "qc.png"
         picture.parent.mkdir(exist_ok=True)
