@@ -26,8 +26,10 @@ Strips
     is ``1 / (8 λ k_N²)`` (``k_N`` the Nyquist frequency): two neighbouring strips then disagree on the sign of
     the CTF on at most an eighth of the frequencies at Nyquist (the fraction is ``λ δ k²``), and less below it.
 Padding
-    Images are mirrored out by the CTF's delocalisation at Nyquist, ``λ Δf k_N + Cs λ³ k_N³`` (the largest
-    distance a feature's fringes reach), so no fringe wraps round from the opposite edge.
+    Images are mirrored out by the CTF's delocalisation ``λ Δf k + Cs λ³ k³`` at the spectrum's corner
+    (``k = √2 k_N``; the largest distance a feature's fringes reach), so no fringe wraps round from the opposite
+    edge. Within about that distance of an edge the correction stays incomplete whatever the padding: the fringes
+    of what lies beyond the image are in it, those of what lies near its edge are not.
 """
 
 from __future__ import annotations
@@ -116,8 +118,9 @@ def default_defocus_step_angstrom(optics: Optics) -> float:
 
 
 def delocalisation_px(optics: Optics, defocus_angstrom: float) -> int:
-    """How far (pixels, rounded up) the CTF moves a feature's fringes at Nyquist: ``λ |Δf| k_N + Cs λ³ k_N³``."""
-    k = 0.5 / optics.pixel_spacing_angstrom
+    """How far (pixels, rounded up) the CTF moves a feature's fringes: ``λ |Δf| k + Cs λ³ k³`` at the spectrum's
+    corner, ``k = √2 k_N``."""
+    k = math.sqrt(2.0) * 0.5 / optics.pixel_spacing_angstrom
     lam = optics.wavelength_angstrom
     reach = lam * abs(defocus_angstrom) * k + optics.cs_mm * 1e7 * lam**3 * k**3
     return math.ceil(reach / optics.pixel_spacing_angstrom)
@@ -204,8 +207,8 @@ def correct_ctf(
     defocus_step_angstrom
         Defocus between neighbouring strip centres, Å (> 0); default ``1 / (8 λ k_N²)`` (module notes).
     padding_px
-        Mirror padding on each side, pixels (less than the image); default the CTF's delocalisation at Nyquist
-        for the tilt's largest defocus. 0 gives the periodic (unpadded) correction.
+        Mirror padding on each side, pixels (less than the image); default the CTF's delocalisation
+        (:func:`delocalisation_px`) at the tilt's largest defocus. 0 gives the periodic (unpadded) correction.
 
     Returns
     -------
