@@ -7,11 +7,11 @@ from __future__ import annotations
 
 import math
 
+import ctf_tilts
 import numpy as np
 import pytest
 import torch
 
-import ctf_tilts
 from tomoprep.algorithms.ctf_correction import TiltDefocus, correct_ctf, defocus_offset_map
 from tomoprep.algorithms.defocus_gradient import predicted_difference
 from tomoprep.algorithms.reconstruction import TiltProjection, reconstruct_tomogram
@@ -88,8 +88,16 @@ def first_zero_per_angstrom(defocus_angstrom, *, voltage_kv=300.0, cs_mm=2.7, am
     return float(k[np.argmax(argument + math.asin(amplitude_contrast) >= math.pi)])
 
 
-def _tilt_case(seed, *, generator="simulator", forward=_image_by_object_defocus, tilt_deg=None, astigmatism_a=None,
-               white=False, defocus_range_angstrom=(15_000, 22_000)):
+def _tilt_case(
+    seed,
+    *,
+    generator="simulator",
+    forward=_image_by_object_defocus,
+    tilt_deg=None,
+    astigmatism_a=None,
+    white=False,
+    defocus_range_angstrom=(15_000, 22_000),
+):
     """A tilt image, the CTF-free truth (the contrast an ideal transfer ``-1`` gives), its projection, defocus and
     hand, and the defocus offset (Å) at each of its pixels."""
     rng = np.random.default_rng(seed)
@@ -101,10 +109,12 @@ def _tilt_case(seed, *, generator="simulator", forward=_image_by_object_defocus,
     angle = float(rng.uniform(-90, 90))
     canvas = (SHAPE_YX[0] + 2 * CANVAS_PAD_PX, SHAPE_YX[1] + 2 * CANVAS_PAD_PX)
     phase = 0.1 * rng.standard_normal(canvas) if white else ctf_tilts._texture(rng, canvas, PIXEL_A, 0.1)
+    origin = (CANVAS_PAD_PX + SHAPE_YX[1] // 2, CANVAS_PAD_PX + SHAPE_YX[0] // 2)
     offsets = _defocus_offsets(canvas, tilt_deg=tilt, axis_deg=axis, shift_px=shift, hand=hand,
-                               pixel_angstrom=PIXEL_A, origin_px=(CANVAS_PAD_PX + SHAPE_YX[1] // 2, CANVAS_PAD_PX + SHAPE_YX[0] // 2))  # fmt: skip
+                               pixel_angstrom=PIXEL_A, origin_px=origin)  # fmt: skip
     u, v = defocus + half, defocus - half
     if generator == "simulator":
+
         def ctf_at(offset):
             return ctf_rfft2(canvas, TiltCtf(u, v, angle), Microscope(**dict(zip(
                 ("voltage_kv", "spherical_aberration_mm", "amplitude_contrast"), OPTICS.values(), strict=True))),
@@ -114,6 +124,7 @@ def _tilt_case(seed, *, generator="simulator", forward=_image_by_object_defocus,
 
         def ctf_at(offset):
             return ctf_tilts._ctf(canvas, PIXEL_A, truth, offset, *OPTICS.values())
+
     inside = (slice(CANVAS_PAD_PX, -CANVAS_PAD_PX),) * 2
     image = forward(phase, offsets, ctf_at)[inside]
     projection = TiltProjection(y_tilt_deg=tilt, z_rot_deg=axis, shift_x_px=float(shift[0]), shift_y_px=float(shift[1]))
@@ -346,7 +357,6 @@ def _tilt_series_reconstructions(seed):
     return _specimen_volume(points, sigmas, weights), tomograms, (1.3 * first_zero, 0.9 * 0.5 / VOLUME_PIXEL_A)
 
 
-
 @pytest.mark.slow
 @pytest.mark.parametrize("seed", [0, 1, 2])
 def test_corrected_tomograms_match_the_specimen_beyond_the_first_zero(seed):
@@ -361,3 +371,25 @@ def test_corrected_tomograms_match_the_specimen_beyond_the_first_zero(seed):
     low = (0.0, 0.8 * band[0] / 1.3)
     low_score = {name: _band_correlation_3d(volume, -specimen, low) for name, volume in tomograms.items()}
     assert low_score["phase flip"] == pytest.approx(low_score["uncorrected"], abs=0.02)
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        ({"hand": 0}, "hand must be"),
+        ({"mode": "flip"}, "unknown CTF correction"),
+        ({"wiener_snr": 0.0}, "SNR must be"),
+        ({"defocus_step_angstrom": -5.0}, "defocus step"),
+        ({"padding_px": -1}, "padding"),
+        ({"defoci": []}, "as many projections and defoci"),
+        ({"projections": [TiltProjection(90.0, 0.0)]}, "edge-on"),
+        ({"images": torch.zeros(8, 8)}, r"\(n, y, x\) stack"),
+    ],
+)  # fmt: skip
+def test_bad_arguments_are_refused_with_what_is_wrong(change, message):
+    arguments = {"images": torch.zeros(1, 8, 8), "projections": [TiltProjection(0.0, 0.0)],
+                 "defoci": [TiltDefocus(20_000, 20_000, 0.0)], "pixel_spacing_angstrom": 2.0, "hand": 1,
+                 **OPTICS}  # fmt: skip
+    arguments.update(change)
+    with pytest.raises(ValueError, match=message):
+        correct_ctf(**arguments)

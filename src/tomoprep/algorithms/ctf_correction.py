@@ -53,8 +53,8 @@ Mode = Literal["phase_flip", "wiener"]
 DEFAULT_WIENER_SNR = 10.0
 #: Default strip spacing in defocus: ``1 / (STEP_FRACTION · λ k_N²)``.
 _STEP_FRACTION = 8.0
-#: Largest number of float32 values in one batch of corrected strips (bounds the memory, 256 MiB).
-_BATCH_VALUES = 1 << 26
+#: Largest number of pixels in one batch of corrected strips (bounds the memory: about 16 bytes a pixel).
+_BATCH_VALUES = 1 << 25
 #: Tilts whose specimen normal is within this cosine of perpendicular to the beam have no defined depth.
 _MIN_COS_TILT = 1e-3
 
@@ -227,7 +227,17 @@ def correct_ctf(
     return out
 
 
-def _check_arguments(images, projections, defoci, *, hand, mode, wiener_snr, defocus_step_angstrom, padding_px):
+def _check_arguments(
+    images: torch.Tensor,
+    projections: Sequence[TiltProjection],
+    defoci: Sequence[TiltDefocus],
+    *,
+    hand: int,
+    mode: str,
+    wiener_snr: float,
+    defocus_step_angstrom: float | None,
+    padding_px: int | None,
+) -> None:
     if images.ndim != 3:
         raise ValueError(f"CTF correction needs an (n, y, x) stack of tilt images, got shape {tuple(images.shape)}")
     if not images.shape[0] == len(projections) == len(defoci):
