@@ -156,14 +156,14 @@ def test_phase_flipping_with_the_right_hand_restores_the_transfer_beyond_the_fir
     right = _correct(image, projection, defocus, hand)
     wrong = _correct(image, projection, defocus, -hand)
     band = _band(defocus)
-    assert abs(_band_correlation(image, truth, band)) < 0.15  # measured -0.04 to 0.06
+    assert abs(_band_correlation(image, truth, band)) < 0.15  # measured -0.01 to 0.04
     assert _band_correlation(right, truth, band) > 0.65  # 0.75-0.81
     assert _band_correlation(wrong, truth, band) < _band_correlation(right, truth, band) - 0.2  # 0.37-0.50
     # Far from the axis (defocus off the centre by more than 300 Å) and near Nyquist, the wrong hand turns the
     # sign against the truth.
     high, far = (0.6 * NYQUIST, 0.9 * NYQUIST), np.abs(offsets) >= 300.0
-    assert _band_correlation(right, truth, high, where=far) > 0.6  # 0.66-0.78
-    assert _band_correlation(wrong, truth, high, where=far) < -0.3  # -0.53 to -0.63
+    assert _band_correlation(right, truth, high, where=far) > 0.6  # 0.67-0.78
+    assert _band_correlation(wrong, truth, high, where=far) < -0.3  # -0.53 to -0.62
 
 
 def test_the_phase_flip_keeps_the_contrast_below_the_first_zero():
@@ -210,7 +210,7 @@ def test_the_offsets_across_the_axis_are_what_the_hand_measurement_predicts(seed
 @pytest.mark.parametrize("seed", [0, 1, 2])
 def test_at_zero_tilt_the_correction_is_the_whole_image_filter(mode, seed):
     rng = np.random.default_rng(seed)
-    image = rng.standard_normal((64, 80)).astype(np.float32) + 5.0
+    image = rng.standard_normal((61, 83)).astype(np.float32) + 5.0  # sizes with large prime factors
     u, v, angle = float(rng.uniform(15_000, 30_000)), float(rng.uniform(10_000, 15_000)), float(rng.uniform(-90, 90))
     projection = TiltProjection(0.0, float(rng.uniform(-180, 180)), shift_x_px=float(rng.uniform(-9, 9)),
                                 shift_y_px=float(rng.uniform(-9, 9)))  # fmt: skip
@@ -247,8 +247,8 @@ def test_the_wiener_filter_is_closer_to_the_truth_than_phase_flipping_at_the_snr
     flipped = _relative_error(_correct(noisy, projection, defocus, hand), truth)
     wiener = {s: _relative_error(_correct(noisy, projection, defocus, hand, mode="wiener", wiener_snr=s), truth)
               for s in (snr / 30, snr, snr * 30)}  # fmt: skip
-    assert wiener[snr] < flipped - 0.01  # measured 0.56-0.58 against 0.59-0.60
-    assert wiener[snr] < min(wiener[snr / 30], wiener[snr * 30]) - 0.1  # 0.87 and 1.2-1.4
+    assert wiener[snr] < flipped - 0.01  # measured 0.56-0.57 against 0.58-0.59
+    assert wiener[snr] < min(wiener[snr / 30], wiener[snr * 30]) - 0.1  # 0.87 and 1.25-1.29
 
 
 @pytest.mark.parametrize("seed", SEEDS)
@@ -261,8 +261,8 @@ def test_the_astigmatism_angle_runs_from_image_x_towards_image_y(seed):
     for tried in (angle, -angle, angle + 90.0, angle + 20.0):
         assumed = TiltDefocus(defocus.defocus_u_angstrom, defocus.defocus_v_angstrom, tried)
         scores[tried] = _band_correlation(_correct(image, projection, assumed, hand), truth, _band(defocus))
-    assert scores[angle] > 0.7  # measured 0.79-0.81
-    assert all(score < scores[angle] - 0.4 for tried, score in scores.items() if tried != angle)  # 0.05-0.21
+    assert scores[angle] > 0.7  # measured 0.79-0.82
+    assert all(score < scores[angle] - 0.4 for tried, score in scores.items() if tried != angle)  # 0.03-0.20
 
 
 VOLUME_PIXEL_A = 3.0
@@ -331,7 +331,7 @@ def _band_correlation_3d(a, b, band_per_angstrom):
 def _tilt_series_reconstructions(seed):
     """A blob specimen, its tilt series (±60° every 3°, 2-2.5 µm, noise half the images' spread) and tomograms
     made without correction, with phase flipping (right and wrong hand), with the Wiener filter, and from the
-    CTF-free images; and the band beyond the first zero (1/Å)."""
+    CTF-free images with the same noise; and the band beyond the first zero (1/Å)."""
     rng = np.random.default_rng(seed)
     points, sigmas, weights = _blob_specimen(rng)
     axis, hand = float(rng.uniform(-180, 180)), int(rng.choice([-1, 1]))
@@ -340,8 +340,8 @@ def _tilt_series_reconstructions(seed):
     defoci = rng.uniform(20_000, 25_000, len(projections))
     pairs = [_blob_tilt_images(points, sigmas, weights, p, d, hand) for p, d in zip(projections, defoci, strict=True)]
     stacks = {True: np.stack([pair[0] for pair in pairs]), False: np.stack([pair[1] for pair in pairs])}
-    noisy = stacks[True] + 0.5 * stacks[True].std() * rng.standard_normal(stacks[True].shape)
-    images = torch.from_numpy(noisy.astype(np.float32))
+    noise = 0.5 * stacks[True].std() * rng.standard_normal(stacks[True].shape)
+    images = torch.from_numpy((stacks[True] + noise).astype(np.float32))
     options = {"pixel_spacing_angstrom": VOLUME_PIXEL_A, **OPTICS}
     tilt_defoci = [TiltDefocus(float(d), float(d), 0.0) for d in defoci]
     series = {
@@ -349,7 +349,7 @@ def _tilt_series_reconstructions(seed):
         "phase flip": correct_ctf(images, projections, tilt_defoci, hand=hand, **options),
         "phase flip, wrong hand": correct_ctf(images, projections, tilt_defoci, hand=-hand, **options),
         "wiener": correct_ctf(images, projections, tilt_defoci, hand=hand, mode="wiener", **options),
-        "no CTF": torch.from_numpy(stacks[False].astype(np.float32)),
+        "no CTF": torch.from_numpy((stacks[False] + noise).astype(np.float32)),
     }
     tomograms = {name: reconstruct_tomogram(stack, projections, thickness_px=VOLUME_SHAPE_ZYX[0]).numpy()
                  for name, stack in series.items()}  # fmt: skip
@@ -366,7 +366,7 @@ def test_corrected_tomograms_match_the_specimen_beyond_the_first_zero(seed):
     assert score["uncorrected"] < 0.35  # measured 0.19-0.24
     assert score["phase flip"] > score["uncorrected"] + 0.25  # 0.57-0.59
     assert score["wiener"] > score["uncorrected"] + 0.25  # 0.56-0.59
-    assert score["phase flip"] < score["no CTF"]  # 0.80
+    assert score["phase flip"] < score["no CTF"]  # 0.70
     # Below the first zero the phase flip changes nothing (0.48-0.49 either way).
     low = (0.0, 0.8 * band[0] / 1.3)
     low_score = {name: _band_correlation_3d(volume, -specimen, low) for name, volume in tomograms.items()}

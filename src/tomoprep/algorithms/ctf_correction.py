@@ -128,11 +128,11 @@ def delocalisation_px(optics: Optics, defocus_angstrom: float) -> int:
 
 def _padded_shape(shape_yx: tuple[int, int], padding_px: int) -> tuple[int, int, int, int]:
     """``(top, bottom, left, right)`` mirror padding of at least ``padding_px`` (less than the image), to a size
-    with small prime factors."""
+    with small prime factors; none at all for ``padding_px = 0``."""
     pads = []
     for n in shape_yx:
         before = min(padding_px, n - 1)
-        total = scipy.fft.next_fast_len(n + 2 * before, real=True)
+        total = scipy.fft.next_fast_len(n + 2 * before, real=True) if before > 0 else n
         pads += [before, min(total - n - before, n - 1)]
     return pads[0], pads[1], pads[2], pads[3]
 
