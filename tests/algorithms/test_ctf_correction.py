@@ -20,6 +20,7 @@ from tomoprep.simulate.ctf import Microscope, TiltCtf, ctf_phase_terms, ctf_rfft
 
 PIXEL_A = 1.5
 OPTICS = {"voltage_kv": 300.0, "spherical_aberration_mm": 2.7, "amplitude_contrast": 0.07}
+_MICROSCOPE = dict(zip(("voltage_kv", "spherical_aberration_mm", "amplitude_contrast"), OPTICS.values(), strict=True))
 #: Tilt images are long across the tilt axis (kept within 25° of the image Y axis), where the defocus changes.
 SHAPE_YX = (192, 512)
 #: The canvas the specimen is imaged on reaches this far beyond the image: the CTF's fringes come in from outside.
@@ -97,6 +98,7 @@ def _tilt_case(
     astigmatism_a=None,
     white=False,
     defocus_range_angstrom=(15_000, 22_000),
+    phase_shift_deg=0.0,
 ):
     """A tilt image, the CTF-free truth (the contrast an ideal transfer ``-1`` gives), its projection, defocus and
     hand, and the defocus offset (Å) at each of its pixels."""
@@ -116,11 +118,10 @@ def _tilt_case(
     if generator == "simulator":
 
         def ctf_at(offset):
-            return ctf_rfft2(canvas, TiltCtf(u, v, angle), Microscope(**dict(zip(
-                ("voltage_kv", "spherical_aberration_mm", "amplitude_contrast"), OPTICS.values(), strict=True))),
-                pixel_spacing_angstrom=PIXEL_A, defocus_offset_angstrom=offset)  # fmt: skip
+            return ctf_rfft2(canvas, TiltCtf(u, v, angle), Microscope(**_MICROSCOPE), pixel_spacing_angstrom=PIXEL_A,
+                             defocus_offset_angstrom=offset)  # fmt: skip
     else:
-        truth = ctf_tilts.TiltTruth(u, v, angle, tilt, axis, hand)
+        truth = ctf_tilts.TiltTruth(u, v, angle, tilt, axis, hand, phase_shift_deg)
 
         def ctf_at(offset):
             return ctf_tilts._ctf(canvas, PIXEL_A, truth, offset, *OPTICS.values())
@@ -128,7 +129,7 @@ def _tilt_case(
     inside = (slice(CANVAS_PAD_PX, -CANVAS_PAD_PX),) * 2
     image = forward(phase, offsets, ctf_at)[inside]
     projection = TiltProjection(y_tilt_deg=tilt, z_rot_deg=axis, shift_x_px=float(shift[0]), shift_y_px=float(shift[1]))
-    return image, -phase[inside], projection, TiltDefocus(u, v, angle), hand, offsets[inside]
+    return image, -phase[inside], projection, TiltDefocus(u, v, angle, phase_shift_deg), hand, offsets[inside]
 
 
 def _correct(image, projection, defocus, hand, **options):
@@ -212,13 +213,19 @@ def test_at_zero_tilt_the_correction_is_the_whole_image_filter(mode, seed):
     rng = np.random.default_rng(seed)
     image = rng.standard_normal((61, 83)).astype(np.float32) + 5.0  # sizes with large prime factors
     u, v, angle = float(rng.uniform(15_000, 30_000)), float(rng.uniform(10_000, 15_000)), float(rng.uniform(-90, 90))
+    phase_shift = float(rng.uniform(0, 180)) if seed else 0.0
     projection = TiltProjection(0.0, float(rng.uniform(-180, 180)), shift_x_px=float(rng.uniform(-9, 9)),
                                 shift_y_px=float(rng.uniform(-9, 9)))  # fmt: skip
     snr = float(rng.uniform(1, 30))
-    corrected = _correct(image, projection, TiltDefocus(u, v, angle), 1, mode=mode, wiener_snr=snr, padding_px=0)
-    # The contrast-keeping CTF is the simulator's with its sign turned.
-    ctf = -ctf_rfft2(image.shape, TiltCtf(u, v, angle), Microscope(300.0, 2.7, 0.07), pixel_spacing_angstrom=PIXEL_A)
-    ctf = ctf.astype(np.float64)
+    defocus = TiltDefocus(u, v, angle, phase_shift)
+    corrected = _correct(image, projection, defocus, 1, mode=mode, wiener_snr=snr, padding_px=0)
+    # The contrast-keeping CTF is the simulator's with its sign turned (ctf_tilts' where there is a phase plate).
+    if phase_shift:
+        truth = ctf_tilts.TiltTruth(u, v, angle, 0.0, 0.0, 1, phase_shift)
+        ctf = -ctf_tilts._ctf(image.shape, PIXEL_A, truth, 0.0, *OPTICS.values())
+    else:
+        ctf = -ctf_rfft2(image.shape, TiltCtf(u, v, angle), Microscope(**_MICROSCOPE), pixel_spacing_angstrom=PIXEL_A)
+        ctf = ctf.astype(np.float64)
     factor = np.sign(ctf) if mode == "phase_flip" else ctf / (ctf * ctf + 1.0 / snr)
     factor[0, 0] = 1.0  # the mean is the beam's intensity, not contrast
     expected = np.fft.irfft2(np.fft.rfft2(image) * factor, s=image.shape)
@@ -393,3 +400,16 @@ def test_bad_arguments_are_refused_with_what_is_wrong(change, message):
     arguments.update(change)
     with pytest.raises(ValueError, match=message):
         correct_ctf(**arguments)
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_a_phase_plates_shift_is_corrected_for(seed):
+    shift = float(np.random.default_rng(seed).uniform(45, 135))
+    image, truth, projection, defocus, hand, _ = _tilt_case(seed, generator="ctf_tilts", tilt_deg=0.0,
+                                                           phase_shift_deg=shift)  # fmt: skip
+    band = _band(defocus)
+    right = _band_correlation(_correct(image, projection, defocus, hand), truth, band)
+    without = TiltDefocus(defocus.defocus_u_angstrom, defocus.defocus_v_angstrom, defocus.astigmatism_angle_deg)
+    ignored = _band_correlation(_correct(image, projection, without, hand), truth, band)
+    assert right > 0.7  # measured 0.81-0.83
+    assert ignored < right - 0.2  # -0.22 to 0.35 (shifts of 68-102°)
