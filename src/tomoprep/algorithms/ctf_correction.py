@@ -28,8 +28,13 @@ Strips
 Padding
     Images are mirrored out by the CTF's delocalisation ``λ Δf k + Cs λ³ k³`` at the spectrum's corner
     (``k = √2 k_N``; the largest distance a feature's fringes reach), so no fringe wraps round from the opposite
-    edge. Within about that distance of an edge the correction stays incomplete whatever the padding: the fringes
-    of what lies beyond the image are in it, those of what lies near its edge are not.
+    edge.
+Limits
+    Within about that distance of an edge the correction stays incomplete whatever the padding: the fringes of
+    what lies beyond the image are in it, those of what lies near its edge are not. And a correction by strips
+    gives a feature's fringes the defocus of where they land, not that of the feature, which lies up to that
+    distance away: at steep tilts the defocus is off by up to ``|g|`` times it (``docs/reconstruct.md`` gives the
+    figures); only a correction in 3-D removes that.
 """
 
 from __future__ import annotations
