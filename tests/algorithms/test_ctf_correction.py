@@ -402,7 +402,7 @@ def test_bad_arguments_are_refused_with_what_is_wrong(change, message):
         correct_ctf(**arguments)
 
 
-@pytest.mark.parametrize("seed", [0, 1, 2])
+@pytest.mark.parametrize("seed", SEEDS)
 def test_a_phase_plates_shift_is_corrected_for(seed):
     shift = float(np.random.default_rng(seed).uniform(45, 135))
     image, truth, projection, defocus, hand, _ = _tilt_case(seed, generator="ctf_tilts", tilt_deg=0.0,
