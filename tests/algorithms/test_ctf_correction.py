@@ -413,3 +413,20 @@ def test_a_phase_plates_shift_is_corrected_for(seed):
     ignored = _band_correlation(_correct(image, projection, without, hand), truth, band)
     assert right > 0.7  # measured 0.81-0.83
     assert ignored < right - 0.2  # -0.22 to 0.35 (shifts of 68-102°)
+
+
+def test_one_and_two_threads_agree():
+    rng = np.random.default_rng(0)
+    images = torch.from_numpy(rng.standard_normal((2, 96, 128)).astype(np.float32))
+    projections = [TiltProjection(55.0, 80.0, shift_x_px=3.0), TiltProjection(-30.0, 80.0, shift_y_px=-2.0)]
+    defoci = [TiltDefocus(21_000, 20_000, 30.0), TiltDefocus(20_500, 19_800, 30.0)]
+    results = []
+    before = torch.get_num_threads()
+    try:
+        for threads in (1, 2):
+            torch.set_num_threads(threads)
+            results.append(correct_ctf(images, projections, defoci, pixel_spacing_angstrom=PIXEL_A, hand=-1,
+                                       **OPTICS).numpy())  # fmt: skip
+    finally:
+        torch.set_num_threads(before)
+    np.testing.assert_allclose(results[0], results[1], atol=1e-5 * np.abs(results[0]).max())
