@@ -19,7 +19,8 @@ table { border-collapse: collapse; margin: .5em 0 1em; } td, th { border: 1px so
 .SUCCEEDED { color: #11772d; font-weight: 600; } .FAILED { color: #b00020; font-weight: 600; }
 .PARTIAL { color: #8a2be2; font-weight: 600; } .RUNNING { color: #b26a00; font-weight: 600; }
 .WARNING { color: #8a5a00; } .ERROR { color: #b00020; } .muted { color: #666; }
-img { max-width: 100%; border: 1px solid #ddd; } pre { background: #f6f6f6; padding: .5em; overflow-x: auto; }
+img { max-width: 100%; border: 1px solid #ddd; } figure { margin: .5em 0; }
+pre { background: #f6f6f6; padding: .5em; white-space: pre-wrap; overflow-wrap: anywhere; }
 code { background: #f5f5f5; padding: 0 .2em; }
 """
 
