@@ -87,3 +87,33 @@ def test_a_browser_without_the_token_sees_no_data(server: str, browser) -> None:
     assert answer is not None and answer.status == 401
     assert "002_clean" not in page.content() and "tomoprep serve" in page.inner_text("body")
     context.close()
+
+
+def test_the_space_bar_in_a_gallery_excludes_a_tilt_and_saving_makes_a_new_cleaning_run(server: str, browser) -> None:
+    page = browser.new_page(viewport={"width": 1200, "height": 900})
+    page.goto(f"{server}/?token={TOKEN}")
+    page.goto(f"{server}/runs/002_clean")
+    page.click("a[href='/runs/002_clean/gallery/TS_A']")
+    page.wait_for_load_state("load")
+    tiles = page.locator(".tilt")
+    assert tiles.count() == 5
+    angles = [float(t.split("°")[0]) for t in tiles.all_inner_texts()]
+    assert angles == sorted(angles)  # by tilt angle
+    assert "excluded: manual" in tiles.nth(1).inner_text()  # tilt 1 (-3°), excluded by the cleaning shown
+    page.keyboard.press("ArrowRight")
+    page.keyboard.press("ArrowRight")
+    page.keyboard.press("Space")  # tilt 2 (0°): excluded
+    page.keyboard.press("ArrowLeft")
+    page.keyboard.press("Space")  # tilt 1: kept again
+    assert page.locator(".tilt.changed").count() == 2 and "2 change(s)" in page.inner_text("#status")
+    page.wait_for_function("Array.from(document.images).every(i => i.complete && i.naturalWidth > 0)")
+    PICTURES.mkdir(parents=True, exist_ok=True)
+    page.screenshot(path=str(PICTURES / "gallery.png"), full_page=True)
+    page.click("#save")
+    page.wait_for_url("**/runs/003_clean")
+    assert "SUCCEEDED" in page.inner_text("body")
+    answer = page.request.get(f"{server}/api/runs/003_clean/tilt-series").json()
+    excluded = {s["name"]: [t["acquisition_index"] for t in s["tilts"] if t["excluded"]] for s in answer}
+    assert excluded == {"TS_A": [2], "TS_B": [0, 4]}  # the other series as it was
+    assert page.request.get(f"{server}/api/runs/003_clean").json()["inputs"] == ["002_clean"]
+    page.close()

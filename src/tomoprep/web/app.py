@@ -14,13 +14,25 @@ from typing import Any
 
 from fastapi import FastAPI, HTTPException, Request, Response
 from fastapi.responses import FileResponse, HTMLResponse, JSONResponse, RedirectResponse
+from pydantic import BaseModel
 
 from tomoprep.errors import TomoprepError
+from tomoprep.execution import run_step
+from tomoprep.model import TiltSeries
 from tomoprep.project import Project, open_project
 from tomoprep.report.summary import RunView, SeriesView, summarize_project
+from tomoprep.steps import get_step
 from tomoprep.steps.tilt_series_set import load_tilt_series_set
 from tomoprep.web import pages
+from tomoprep.web.gallery import cleaning_params, gallery_page, tilt_thumbnail
 from tomoprep.web.security import COOKIE, inside_project, token_matches
+
+
+class ExclusionChanges(BaseModel):
+    """A gallery's changes to one series: acquisition indices newly excluded and newly included."""
+
+    exclude: list[int] = []
+    include: list[int] = []
 
 
 def _authorised(request: Request, token: str) -> bool:
@@ -109,6 +121,42 @@ def create_app(project_root: Path, *, token: str) -> FastAPI:
                 if view.name == name:
                     return pages.series_page(opened, view)
         raise HTTPException(status_code=404, detail=f"no tilt series {name!r} in this project")
+
+    def run_series(opened: Project, ref: str, name: str) -> tuple[RunView, TiltSeries, list[str]]:
+        view = find_run(views(opened)[0], ref)
+        if view.record.status != "SUCCEEDED":
+            raise HTTPException(status_code=409, detail=f"run {view.record.label} is {view.record.status}")
+        series = load_tilt_series_set(opened.run_dir(view.record))
+        for ts in series:
+            if ts.name == name:
+                return view, ts, [s.name for s in series]
+        raise HTTPException(status_code=404, detail=f"run {view.record.label} has no tilt series {name!r}")
+
+    @app.get("/runs/{ref}/gallery/{name}", response_class=HTMLResponse)
+    def gallery(ref: str, name: str) -> str:
+        with project() as opened:
+            view, ts, names = run_series(opened, ref, name)
+            return gallery_page(opened, view.record.label, ts, names)
+
+    @app.get("/runs/{ref}/series/{name}/tilts/{acquisition_index}.png")
+    def thumbnail(ref: str, name: str, acquisition_index: int) -> Response:
+        with project() as opened:
+            png = tilt_thumbnail(run_series(opened, ref, name)[1], acquisition_index)
+        if png is None:
+            raise HTTPException(status_code=404, detail=f"tilt {acquisition_index} of {name} has no image")
+        return Response(png, media_type="image/png")
+
+    @app.post("/api/runs/{ref}/series/{name}/exclusions")
+    def save_exclusions(ref: str, name: str, changes: ExclusionChanges) -> dict[str, Any]:
+        with project() as opened:
+            source = run_series(opened, ref, name)[0].record
+        params = cleaning_params(name, changes.exclude, changes.include)
+        try:
+            with open_project(root) as writable:
+                made = run_step(writable, get_step("clean"), params, input_run=source.id)
+        except TomoprepError as exc:
+            raise HTTPException(status_code=400, detail=str(exc)) from exc
+        return {"run": made.label, "status": made.status, "params": params}
 
     @app.get("/files/{relative:path}")
     def project_file(relative: str) -> FileResponse:

@@ -89,7 +89,14 @@ def run_page(project: Project, view: RunView, events: list[tuple[str, str, str |
     run: RunRecord = view.record
     params = "".join(f"<tr><th>{escape(k)}</th><td><code>{escape(json.dumps(v))}</code></td></tr>"
                      for k, v in run.params.items())  # fmt: skip
-    units = "".join(f'<tr><td>{escape(u.name)}</td><td class="{u.status}">{u.status}</td>'
+
+    def gallery(name: str) -> str:
+        if run.status != "SUCCEEDED":
+            return ""
+        return f' <a href="/runs/{quote(run.label)}/gallery/{quote(name)}">tilts</a>'
+
+    units = "".join(f'<tr><td>{escape(u.name)}{gallery(u.name) if u.status == "SUCCEEDED" else ""}</td>'
+                    f'<td class="{u.status}">{u.status}</td>'
                     f"<td>{escape((u.error or '').strip().splitlines()[-1] if u.error else '')}</td></tr>"
                     for u in run.units.values())  # fmt: skip
     log = "\n".join(f"{t[:19]} {level:7} {unit or '-':10} {message}" for t, level, unit, message in events
