@@ -173,7 +173,10 @@ def particle_tables(
         key = tuple(values.values())
         if key not in groups:
             groups[key] = len(groups) + 1
-            optics_rows.append({"rlnOpticsGroup": groups[key], **values})
+            group_name = str(values.get("rlnOpticsGroupName", "opticsGroup"))
+            if any(row.get("rlnOpticsGroupName") == group_name for row in optics_rows):
+                group_name = f"{group_name}_{groups[key]}"  # same name, other optics: RELION needs them apart
+            optics_rows.append({"rlnOpticsGroup": groups[key], **values, "rlnOpticsGroupName": group_name})
         for x, y, z in np.asarray(centred).reshape(-1, 3):
             counters[name] = counters.get(name, 0) + 1
             particle_rows.append({"rlnTomoName": name, "rlnCenteredCoordinateXAngst": x,
