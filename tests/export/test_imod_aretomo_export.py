@@ -11,8 +11,8 @@ import mrcfile
 import numpy as np
 import pytest
 import starfile
-from built_series import built_series
 
+from built_series import built_series
 from tomoprep.errors import InputError
 from tomoprep.export.imod_aretomo import export_alignment_files, stack_tilts
 from tomoprep.export.relion5 import export_series
@@ -35,16 +35,29 @@ def _stack_series(folder: Path, nominal_deg: np.ndarray, alignments, *, axis_deg
         mrc.voxel_size = SPACING
     order = sorted(range(len(nominal_deg)), key=lambda k: (abs(nominal_deg[k]), -nominal_deg[k]))
     tilts = tuple(
-        TiltImage(TiltAcquisition(acquisition_index=order.index(k), section_index=k,
-                                  nominal_tilt_angle_deg=float(nominal_deg[k]),
-                                  pre_exposure_e_per_angstrom2=3.0 * order.index(k), dose_e_per_angstrom2=3.0,
-                                  nominal_defocus_angstrom=40000.0, stack_path=stack),
-                  alignment=alignments[k])  # fmt: skip
+        TiltImage(
+            TiltAcquisition(
+                acquisition_index=order.index(k),
+                section_index=k,
+                nominal_tilt_angle_deg=float(nominal_deg[k]),
+                pre_exposure_e_per_angstrom2=3.0 * order.index(k),
+                dose_e_per_angstrom2=3.0,
+                nominal_defocus_angstrom=40000.0,
+                stack_path=stack,
+            ),
+            alignment=alignments[k],
+        )
         for k in range(len(nominal_deg))
     )
-    return TiltSeries(name="TS", original_pixel_spacing_angstrom=SPACING, optics=Optics(), tilts=tilts,
-                      nominal_tilt_axis_angle_deg=axis_deg, tilt_series_pixel_spacing_angstrom=SPACING,
-                      specimen_thickness_angstrom=1500.0)  # fmt: skip
+    return TiltSeries(
+        name="TS",
+        original_pixel_spacing_angstrom=SPACING,
+        optics=Optics(),
+        tilts=tilts,
+        nominal_tilt_axis_angle_deg=axis_deg,
+        tilt_series_pixel_spacing_angstrom=SPACING,
+        specimen_thickness_angstrom=1500.0,
+    )
 
 
 def _relion_reads_imod(xf: np.ndarray, tlt: np.ndarray, *, axis_deg: float) -> np.ndarray:
@@ -75,8 +88,9 @@ def test_real_imod_alignment_exports_what_relions_importer_computes(
     nominal = read_tilt_angles(real_data / folder / f"{stem}.rawtlt") if rawtlt else np.round(tlt)
     axis = 85.0
     # RELION sets XTilt 0: the tiltalign X tilts (0.01° here) are left out on both sides.
-    ts = _stack_series(tmp_path / "src", nominal, alignment_from_imod(xf, tlt, pixel_spacing_angstrom=SPACING),
-                       axis_deg=axis)  # fmt: skip
+    ts = _stack_series(
+        tmp_path / "src", nominal, alignment_from_imod(xf, tlt, pixel_spacing_angstrom=SPACING), axis_deg=axis
+    )
     ours = _exported_fields(ts, tmp_path / "out")
     relion = _relion_reads_imod(xf, tlt, axis_deg=axis)[np.argsort(nominal, kind="stable")]  # rows by nominal tilt
     assert np.abs(ours.iloc[:, :3].to_numpy() - relion[:, :3]).max() < ANGLE_TOLERANCE_DEG
@@ -85,14 +99,19 @@ def test_real_imod_alignment_exports_what_relions_importer_computes(
 
 def test_real_aretomo_alignment_exports_what_relions_importer_computes(real_data: Path, tmp_path: Path) -> None:
     aln = read_aln(real_data / LIL / "example_v1_3_0.aln")
-    alignments = dict(zip(aln.sections.tolist(), alignment_from_aretomo(aln, pixel_spacing_angstrom=SPACING),
-                          strict=True))  # fmt: skip
+    alignments = dict(
+        zip(aln.sections.tolist(), alignment_from_aretomo(aln, pixel_spacing_angstrom=SPACING), strict=True)
+    )
     nominal = np.array([row.tilt_deg for row in sorted(aln.rows, key=lambda r: r.sec)])
     ts = _stack_series(tmp_path / "src", nominal, [alignments[k] for k in range(len(nominal))], axis_deg=-94.0)
     ours = _exported_fields(ts, tmp_path / "out")
     # readAreTomoResults: YTilt = TILT, ZRot = ROT, XTilt = 0, shifts (TX, TY) × px; rows by tilt angle.
-    relion = np.array([[0.0, r.tilt_deg, r.rot_deg, r.tx_px * SPACING, r.ty_px * SPACING]
-                       for r in sorted(aln.rows, key=lambda r: (r.tilt_deg, r.sec))])  # fmt: skip
+    relion = np.array(
+        [
+            [0.0, r.tilt_deg, r.rot_deg, r.tx_px * SPACING, r.ty_px * SPACING]
+            for r in sorted(aln.rows, key=lambda r: (r.tilt_deg, r.sec))
+        ]
+    )
     assert np.abs(ours.iloc[:, :3].to_numpy() - relion[:, :3]).max() < ANGLE_TOLERANCE_DEG
     assert np.abs(ours.iloc[:, 3:].to_numpy() - relion[:, 3:]).max() < SHIFT_TOLERANCE_ANGSTROM
 
@@ -106,8 +125,12 @@ def test_imod_files_read_back_onto_the_same_tilts(tmp_path: Path) -> None:
     ts = built_series(tmp_path / "src", tomogram=False)
     files = export_alignment_files(ts, tmp_path / "imod", formats=frozenset({"imod"}))
     folder = files.folder
-    back = alignment_from_imod(read_xf(folder / "TS_07.xf"), read_tilt_angles(folder / "TS_07.tlt"),
-                               pixel_spacing_angstrom=2.5, x_tilts_deg=read_xtilt(folder / "TS_07.xtilt"))  # fmt: skip
+    back = alignment_from_imod(
+        read_xf(folder / "TS_07.xf"),
+        read_tilt_angles(folder / "TS_07.tlt"),
+        pixel_spacing_angstrom=2.5,
+        x_tilts_deg=read_xtilt(folder / "TS_07.xtilt"),
+    )
     tilts = stack_tilts(ts)
     assert len(back) == len(tilts) == len(ts.included_tilts)
     for tilt, pose in zip(tilts, back, strict=True):

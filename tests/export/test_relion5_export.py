@@ -12,8 +12,8 @@ import numpy as np
 import pandas as pd
 import pytest
 import starfile
-from built_series import ANGLES, EXCLUDED, PIXEL_SPACING, built_series
 
+from built_series import ANGLES, EXCLUDED, PIXEL_SPACING, built_series
 from tomoprep.errors import InputError
 from tomoprep.export.relion5 import export_series, write_optimisation_set, write_tomogram_set
 from tomoprep.io.relion5_project import read_relion5_project
@@ -58,8 +58,10 @@ def test_blocks_and_labels_are_relions_column_by_column(exported, real_data: Pat
     assert set(real.columns) - NOT_EXPORTED <= set(ours.columns)
     assert "rlnTomoReconstructedTomogram" in ours.columns
     for label in set(real.columns) & set(ours.columns):
-        assert ours[label].dtype.kind == real[label].dtype.kind or {ours[label].dtype.kind, real[label].dtype.kind} \
-            <= {"i", "f"}, label
+        assert ours[label].dtype.kind == real[label].dtype.kind or {ours[label].dtype.kind, real[label].dtype.kind} <= {
+            "i",
+            "f",
+        }, label
     assert set(ours["rlnTomoHand"]) <= {-1, 1} and set(real["rlnTomoHand"]) <= {-1, 1}
     for name in ours["rlnTomoName"]:
         blocks = starfile.read(out / "tilt_series" / f"{name}.star", always_dict=True)
@@ -69,8 +71,11 @@ def test_blocks_and_labels_are_relions_column_by_column(exported, real_data: Pat
     assert set(real_tilts.columns) - NOT_EXPORTED <= set(ours_tilts.columns)
     assert set(TILT_LABELS) <= set(ours_tilts.columns)
     for label in set(real_tilts.columns) & set(ours_tilts.columns):
-        assert ours_tilts[label].dtype.kind in ("O",) if real_tilts[label].dtype.kind == "O" else \
-            ours_tilts[label].dtype.kind in ("i", "f"), label
+        assert (
+            ours_tilts[label].dtype.kind in ("O",)
+            if real_tilts[label].dtype.kind == "O"
+            else ours_tilts[label].dtype.kind in ("i", "f")
+        ), label
 
 
 def test_value_conventions_match_the_real_project(exported, real_data: Path) -> None:
@@ -130,7 +135,7 @@ def test_every_path_resolves_from_the_export_folder(exported) -> None:
 
 
 def test_copies_are_files_and_links_point_at_the_sources(tmp_path: Path) -> None:
-    out, (ts,) = _export(tmp_path, copy=True)
+    out, _ = _export(tmp_path, copy=True)
     image = out / starfile.read(out / "tilt_series" / "TS_07.star")["rlnMicrographName"].iloc[0]
     assert image.is_file() and not image.is_symlink()
     movie = out / starfile.read(out / "tilt_series" / "TS_07.star")["rlnMicrographMovieName"].iloc[0]
@@ -141,7 +146,7 @@ def test_copies_are_files_and_links_point_at_the_sources(tmp_path: Path) -> None
 
 
 def test_sizes_are_the_tomogram_header_times_its_binning(exported) -> None:
-    out, series = exported
+    out, _ = exported
     table = starfile.read(out / "tomograms.star")
     for _, row in table.iterrows():
         with mrcfile.open(out / row["rlnTomoReconstructedTomogram"], header_only=True) as mrc:
@@ -154,7 +159,7 @@ def test_sizes_are_the_tomogram_header_times_its_binning(exported) -> None:
 
 
 def test_without_a_tomogram_sizes_come_from_the_images_and_the_thickness(tmp_path: Path) -> None:
-    out, (ts,) = _export(tmp_path, {"tomogram": False})
+    out, _ = _export(tmp_path, {"tomogram": False})
     row = starfile.read(out / "tomograms.star").iloc[0]
     assert (row["rlnTomoSizeX"], row["rlnTomoSizeY"]) == (64, 48)
     assert row["rlnTomoSizeZ"] == 26  # 61 Å / 2.5 Å = 24.4 px, rounded up to even
@@ -225,7 +230,9 @@ def test_round_trip_gives_identical_geometry_and_ctf(exported) -> None:
     back = {ts.name: ts for ts in read_relion5_project(out)}
     for ts in series:
         again = back[ts.name]
-        assert again.hand == ts.hand and again.tilt_series_pixel_spacing_angstrom == ts.tilt_series_pixel_spacing_angstrom
+        assert (
+            again.hand == ts.hand and again.tilt_series_pixel_spacing_angstrom == ts.tilt_series_pixel_spacing_angstrom
+        )
         assert again.optics == ts.optics and again.nominal_tilt_axis_angle_deg == ts.nominal_tilt_axis_angle_deg
         by_angle = {t.acquisition.nominal_tilt_angle_deg: t for t in again.tilts}
         assert len(by_angle) == len(ts.included_tilts)
@@ -233,8 +240,14 @@ def test_round_trip_gives_identical_geometry_and_ctf(exported) -> None:
             other = by_angle[tilt.acquisition.nominal_tilt_angle_deg]
             for field in ("y_tilt_deg", "z_rot_deg", "x_tilt_deg", "shift_x_angstrom", "shift_y_angstrom"):
                 assert getattr(other.alignment, field) == pytest.approx(getattr(tilt.alignment, field), abs=1e-6)
-            for field in ("defocus_u_angstrom", "defocus_v_angstrom", "astigmatism_angle_deg", "phase_shift_deg",
-                          "fit_resolution_angstrom", "figure_of_merit"):
+            for field in (
+                "defocus_u_angstrom",
+                "defocus_v_angstrom",
+                "astigmatism_angle_deg",
+                "phase_shift_deg",
+                "fit_resolution_angstrom",
+                "figure_of_merit",
+            ):
                 assert getattr(other.ctf, field) == pytest.approx(getattr(tilt.ctf, field), abs=1e-5)
             assert other.acquisition.pre_exposure_e_per_angstrom2 == tilt.acquisition.pre_exposure_e_per_angstrom2
             assert other.motion.micrograph_path.resolve() == tilt.motion.micrograph_path.resolve()

@@ -72,4 +72,3 @@ class FilePlacer:
             candidate = relative.with_name(f"{relative.stem}_{k}{relative.suffix}")
         self._names[candidate] = source
         return candidate
-

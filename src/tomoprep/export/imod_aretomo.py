@@ -2,13 +2,15 @@
 
 For each series, into ``OUT/<name>/``:
 
-| file | what |
-|---|---|
-| `<name>.st` | the included tilts' images, in the stack order of :func:`tomoprep.io.alignment_order.stack_order` (by section for a series imported from a stack, else by nominal tilt angle), float32, with the pixel spacing |
-| `<name>.rawtlt` | the nominal tilt angles of those sections |
-| `<name>.xf`, `<name>.tlt`, `<name>.xtilt` | IMOD's transforms, tilt angles and X tilts (``imod_from_alignment``: ``A = R(-ZRot)``, ``(DX, DY) = -A shift``) |
-| `newst.com`, `tilt.com` | IMOD command files (``submfg newst.com tilt.com``) that make `<name>.ali` and `<name>_rec.mrc` |
-| `<name>.aln` | AreTomo2's alignment of the same stack (``SEC`` 0-based, rows by tilt angle) |
+- ``<name>.st``: the included tilts' images, in the stack order of
+  :func:`tomoprep.io.alignment_order.stack_order` (by section for a series imported from a stack, else by nominal
+  tilt angle), float32, with the pixel spacing;
+- ``<name>.rawtlt``: the nominal tilt angles of those sections;
+- ``<name>.xf``, ``<name>.tlt``, ``<name>.xtilt`` (``--format imod``): IMOD's transforms, tilt angles and X tilts
+  (``imod_from_alignment``: ``A = R(-ZRot)``, ``(DX, DY) = -A shift``), and ``newst.com``, ``tilt.com``: IMOD
+  command files (``submfg newst.com tilt.com``) that make ``<name>.ali`` and ``<name>_rec.mrc``;
+- ``<name>.aln`` (``--format aretomo``): AreTomo2's alignment of the same stack (``SEC`` 0-based, rows by tilt
+  angle).
 
 Because the files list the included tilts of that stack order, :mod:`tomoprep.io.imod_align` and
 :mod:`tomoprep.io.aretomo` read them back onto the same tilts. A tilt without an alignment is written with its

@@ -88,8 +88,11 @@ def series_of_file(path: Path, names: Sequence[str]) -> str:
     stem = Path(path).name
     matches = [n for n in names if stem == n or re.match(rf"{re.escape(n)}(?![0-9A-Za-z])", stem)]
     if not matches:
-        raise InputError(path, f"its name starts with none of the exported tilt series ({', '.join(names)}).",
-                         "name each coordinate file after its tilt series (TS_01.txt, TS_01_picks.coords).")  # fmt: skip
+        raise InputError(
+            path,
+            f"its name starts with none of the exported tilt series ({', '.join(names)}).",
+            "name each coordinate file after its tilt series (TS_01.txt, TS_01_picks.coords).",
+        )
     return max(matches, key=len)
 
 
@@ -166,7 +169,8 @@ def particle_tables(
     import pandas as pd
 
     groups: dict[tuple[object, ...], int] = {}
-    optics_rows, particle_rows = [], []
+    optics_rows: list[dict[str, object]] = []
+    particle_rows: list[dict[str, object]] = []
     counters: dict[str, int] = {}
     for name, centred in particles:
         values = optics[name]

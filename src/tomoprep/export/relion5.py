@@ -23,7 +23,7 @@ from pathlib import Path
 
 from tomoprep.errors import InputError
 from tomoprep.export.files import FilePlacer
-from tomoprep.export.relion5_tables import kept_tilts, tilt_rows
+from tomoprep.export.relion5_tables import Placer, kept_tilts, tilt_rows
 from tomoprep.model import TiltImage, TiltSeries
 
 TOMOGRAMS_FILE = "tomograms.star"
@@ -99,7 +99,7 @@ def export_series(
     return ExportedSeries(row, table.notes)
 
 
-def _placing(placer: FilePlacer):  # type: ignore[no-untyped-def]
+def _placing(placer: FilePlacer) -> Placer:
     def place(source: Path, folder: str, *, what: str, rename: str | None = None) -> str:
         # Movies are large and only RELION's motion correction reads them: linked even when images are copied.
         return placer.place(source, folder, what=what, rename=rename, copy=False if what == "movie" else None)
@@ -118,7 +118,11 @@ def _tilt_series_spacing(ts: TiltSeries) -> float:
 
 
 def _volume_fields(
-    ts: TiltSeries, place, *, spacing: float, thickness_angstrom: float | None  # type: ignore[no-untyped-def]
+    ts: TiltSeries,
+    place: Placer,
+    *,
+    spacing: float,
+    thickness_angstrom: float | None,
 ) -> dict[str, object]:
     tomogram = ts.primary_tomogram
     if tomogram is None:
@@ -148,7 +152,9 @@ def image_size_px(tilt: TiltImage) -> tuple[int, int]:
     from tomoprep.io.mrc import read_mrc_header
 
     acquisition = tilt.acquisition
-    path = acquisition.stack_path if acquisition.stack_path is not None else tilt.motion and tilt.motion.micrograph_path
+    path = acquisition.stack_path
+    if path is None and tilt.motion is not None:
+        path = tilt.motion.micrograph_path
     if path is None:
         raise InputError(None, "a tilt without an image has no size.", "export a run that holds tilt images.")
     shape = read_mrc_header(Path(path)).shape
@@ -167,7 +173,7 @@ def write_tomogram_set(out: Path, rows: list[dict[str, object]]) -> tuple[Path, 
     common = set.intersection(*(set(r) for r in rows)) if rows else set()
     order = [label for label in rows[0] if label in common] if rows else []
     dropped = sorted({label for r in rows for label in r} - common)
-    notes = ()
+    notes: tuple[str, ...] = ()
     if dropped:
         lacking = [str(r["rlnTomoName"]) for r in rows if not set(dropped) <= set(r)]
         notes = (f"{', '.join(lacking)} lack {', '.join(dropped)}; those columns are left out of "

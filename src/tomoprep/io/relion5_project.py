@@ -23,6 +23,7 @@ Each row of a per-series table is a tilt RELION kept (RELION leaves excluded til
 from __future__ import annotations
 
 import math
+from itertools import pairwise
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, cast
 
@@ -44,8 +45,14 @@ if TYPE_CHECKING:
     import pandas as pd
 
 #: Global STAR files of RELION 5's tomography jobs (and of a tomoprep export), newest stage first.
-GLOBAL_FILES = ("tomograms.star", "aligned_tilt_series.star", "selected_tilt_series.star", "tilt_series_ctf.star",
-                "corrected_tilt_series.star", "tilt_series.star")  # fmt: skip
+GLOBAL_FILES = (
+    "tomograms.star",
+    "aligned_tilt_series.star",
+    "selected_tilt_series.star",
+    "tilt_series_ctf.star",
+    "corrected_tilt_series.star",
+    "tilt_series.star",
+)
 
 
 def find_global_file(path: Path) -> Path:
@@ -57,8 +64,11 @@ def find_global_file(path: Path) -> Path:
     for name in GLOBAL_FILES:
         if (path / name).is_file():
             return path / name
-    raise InputError(path, f"holds none of {', '.join(GLOBAL_FILES)}.",
-                     "give the folder of a RELION 5 job (or export), or its global STAR file.")  # fmt: skip
+    raise InputError(
+        path,
+        f"holds none of {', '.join(GLOBAL_FILES)}.",
+        "give the folder of a RELION 5 job (or export), or its global STAR file.",
+    )
 
 
 def project_dir(global_file: Path, first_series_file: str) -> Path:
@@ -69,8 +79,11 @@ def project_dir(global_file: Path, first_series_file: str) -> Path:
     for folder in [global_file.parent, *global_file.parent.parents]:
         if (folder / first_series_file).is_file():
             return folder
-    raise InputError(global_file, f"names {first_series_file!r}, which resolves from none of its parent folders.",
-                     "keep the RELION project's folders as RELION wrote them.")  # fmt: skip
+    raise InputError(
+        global_file,
+        f"names {first_series_file!r}, which resolves from none of its parent folders.",
+        "keep the RELION project's folders as RELION wrote them.",
+    )
 
 
 def read_relion5_project(path: Path) -> list[TiltSeries]:
@@ -87,8 +100,11 @@ def read_relion5_project(path: Path) -> list[TiltSeries]:
     global_file = find_global_file(path)
     table = read_star(global_file).get("global")
     if table is None or "rlnTomoName" not in table or "rlnTomoTiltSeriesStarFile" not in table:
-        raise InputError(global_file, "has no data_global table with rlnTomoName and rlnTomoTiltSeriesStarFile.",
-                         "give a RELION 5 tomogram or tilt-series set.")  # fmt: skip
+        raise InputError(
+            global_file,
+            "has no data_global table with rlnTomoName and rlnTomoTiltSeriesStarFile.",
+            "give a RELION 5 tomogram or tilt-series set.",
+        )
     root = project_dir(global_file, str(table["rlnTomoTiltSeriesStarFile"].iloc[0]))
     series = []
     for _, row in table.iterrows():
@@ -117,8 +133,11 @@ def _opt(row: pd.Series, label: str) -> float | None:
 def _required(row: pd.Series, label: str, source: Path) -> float:
     value = _opt(row, label)
     if value is None:
-        raise InputError(source, f"has no {label} for {row.get('rlnTomoName', 'a series')}.",
-                         "give a RELION 5 set that holds it (RELION's import writes it).")  # fmt: skip
+        raise InputError(
+            source,
+            f"has no {label} for {row.get('rlnTomoName', 'a series')}.",
+            "give a RELION 5 set that holds it (RELION's import writes it).",
+        )
     return value
 
 
@@ -142,15 +161,18 @@ def series_from_tables(
     if axis is None:
         axis = _opt(table.iloc[0], "rlnTomoZRot")
     if axis is None:
-        raise InputError(series_file, "has neither rlnTomoNominalTiltAxisAngle nor rlnTomoZRot.",
-                         "give the STAR file RELION wrote.")  # fmt: skip
+        raise InputError(
+            series_file, "has neither rlnTomoNominalTiltAxisAngle nor rlnTomoZRot.", "give the STAR file RELION wrote."
+        )
     return TiltSeries(
         name=name,
         original_pixel_spacing_angstrom=_required(row, "rlnMicrographOriginalPixelSize", source),
-        optics=Optics(voltage_kv=_required(row, "rlnVoltage", source),
-                      spherical_aberration_mm=_required(row, "rlnSphericalAberration", source),
-                      amplitude_contrast=_required(row, "rlnAmplitudeContrast", source),
-                      optics_group_name=str(row.get("rlnOpticsGroupName", "opticsGroup1"))),  # fmt: skip
+        optics=Optics(
+            voltage_kv=_required(row, "rlnVoltage", source),
+            spherical_aberration_mm=_required(row, "rlnSphericalAberration", source),
+            amplitude_contrast=_required(row, "rlnAmplitudeContrast", source),
+            optics_group_name=str(row.get("rlnOpticsGroupName", "opticsGroup1")),
+        ),
         tilts=tilts,
         nominal_tilt_axis_angle_deg=axis,
         hand=cast(Hand, int(_required(row, "rlnTomoHand", source))),
@@ -163,7 +185,7 @@ def series_from_tables(
 def _doses(pre_exposures: list[float], fractional: float | None) -> list[float | None]:
     if fractional is not None:
         return [fractional] * len(pre_exposures)
-    steps: list[float | None] = [b - a for a, b in zip(pre_exposures, pre_exposures[1:], strict=False)]
+    steps: list[float | None] = [b - a for a, b in pairwise(pre_exposures)]
     return [*steps, steps[-1] if steps else None]
 
 
@@ -194,8 +216,12 @@ def _tilt(row: pd.Series, *, root: Path, index: int, acquisition_index: int, dos
         nominal_defocus_angstrom=None if defocus_um is None else -defocus_um * MICROMETRE_IN_ANGSTROM,
         stack_path=stack,
     )
-    return TiltImage(acquisition=acquisition, motion=_motion(row, root, micrograph, stack is not None),
-                     alignment=_alignment(row), ctf=ctf_from_row(row))  # fmt: skip
+    return TiltImage(
+        acquisition=acquisition,
+        motion=_motion(row, root, micrograph, stack is not None),
+        alignment=_alignment(row),
+        ctf=ctf_from_row(row),
+    )
 
 
 def _motion(row: pd.Series, root: Path, micrograph: str | None, from_stack: bool) -> TiltMotion | None:
@@ -208,9 +234,9 @@ def _motion(row: pd.Series, root: Path, micrograph: str | None, from_stack: bool
         micrograph_path=_resolve(root, micrograph),
         micrograph_even_path=None if even is None else _resolve(root, even),
         micrograph_odd_path=None if odd is None else _resolve(root, odd),
-        accumulated_motion_angstrom=None if total is None else (
-            total, math.nan if early is None else early, math.nan if late is None else late
-        ),
+        accumulated_motion_angstrom=None
+        if total is None
+        else (total, math.nan if early is None else early, math.nan if late is None else late),
     )
 
 
@@ -218,7 +244,7 @@ def _alignment(row: pd.Series) -> TiltAlignment | None:
     pose = {attribute: _opt(row, label) for label, attribute in ALIGNMENT_LABELS.items()}
     if pose["y_tilt_deg"] is None or pose["z_rot_deg"] is None:
         return None
-    return TiltAlignment(**{k: 0.0 if v is None else v for k, v in pose.items()})  # type: ignore[arg-type]
+    return TiltAlignment(**{k: 0.0 if v is None else v for k, v in pose.items()})
 
 
 def _tomograms(row: pd.Series, *, root: Path, spacing: float | None) -> tuple[Tomogram, ...]:

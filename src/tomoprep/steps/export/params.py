@@ -20,7 +20,8 @@ class ExportParams(Params):
     )  # fmt: skip
     out: Path = Field(description="Export folder (created; files written earlier by an export are replaced).")
     copy_files: bool = Field(
-        False, description="Copy tilt images and tomograms into the folder instead of linking them (movies stay linked)."
+        False,
+        description="Copy tilt images and tomograms into the folder instead of linking them (movies stay linked).",
     )
     coordinates: str | None = Field(
         None, description="relion5: glob of particle coordinate files (text x y z named after their tilt series, or "

@@ -10,7 +10,7 @@ from __future__ import annotations
 import glob
 import json
 from collections.abc import Sequence
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 from tomoprep.errors import InputError
@@ -65,8 +65,11 @@ def check_coordinate_files(params: ExportParams, names: Sequence[str]) -> None:
             tables = [t for t in read_star(path).values() if "rlnTomoName" in t]
             unknown = sorted({str(n) for t in tables for n in t["rlnTomoName"]} - set(names))
             if not tables or unknown:
-                raise InputError(path, f"names tilt series not exported: {unknown}." if tables else
-                                 "has no table with rlnTomoName.", "give particles of the exported series only.")
+                raise InputError(
+                    path,
+                    f"names tilt series not exported: {unknown}." if tables else "has no table with rlnTomoName.",
+                    "give particles of the exported series only.",
+                )
         else:
             series_of_file(path, names)
             read_text_coordinates(path)
@@ -114,6 +117,6 @@ def _write_particles(params: ExportParams, rows: list[dict[str, object]]) -> Non
 
 
 def _log_warning(run_dir: Path, message: str) -> None:
-    stamp = datetime.now(timezone.utc).isoformat(timespec="seconds")
+    stamp = datetime.now(UTC).isoformat(timespec="seconds")
     with open(run_dir / "log.txt", "a", encoding="utf-8") as log:
         log.write(f"{stamp} WARNING {message}\n")

@@ -36,7 +36,9 @@ def plan_import(params: ImportParams, inputs: Sequence[TiltSeries]) -> list[Unit
     return plan_movie_import(params)
 
 
-def run_import(payload: MovieSeriesPayload | StackPayload | Relion5Payload, params: ImportParams, output_dir: Path) -> UnitOutput:
+def run_import(
+    payload: MovieSeriesPayload | StackPayload | Relion5Payload, params: ImportParams, output_dir: Path
+) -> UnitOutput:
     """Import one tilt series."""
     from tomoprep.steps.import_.movies import import_movie_series
     from tomoprep.steps.import_.relion5 import Relion5Payload, import_relion5_series

@@ -49,14 +49,31 @@ def _tilt(k: int, angle: float, folder: Path, name: str) -> TiltImage:
         micrograph_even_path=write_image(folder / "sums" / f"{stem}_EVN.mrc", IMAGE_SHAPE_YX, seed=200 + k),
         accumulated_motion_angstrom=(3.0 + k, 1.0, 2.0 + k),
     )
-    alignment = TiltAlignment(y_tilt_deg=angle + 0.4, z_rot_deg=-94.2 + 0.01 * k, x_tilt_deg=0.0,
-                              shift_x_angstrom=12.5 - 3 * k, shift_y_angstrom=-7.25 + 2 * k)  # fmt: skip
-    ctf = TiltCtf(defocus_u_angstrom=31000.0 + 50 * k, defocus_v_angstrom=30500.0 + 50 * k,
-                  astigmatism_angle_deg=33.0 - k, phase_shift_deg=0.0, fit_resolution_angstrom=8.5 + k,
-                  figure_of_merit=0.2 - 0.01 * k)  # fmt: skip
-    acquisition = TiltAcquisition(acquisition_index=k, section_index=k, nominal_tilt_angle_deg=angle,
-                                  pre_exposure_e_per_angstrom2=DOSE * k, dose_e_per_angstrom2=DOSE, movie_path=movie,
-                                  frame_count=8, nominal_defocus_angstrom=30000.0)  # fmt: skip
+    alignment = TiltAlignment(
+        y_tilt_deg=angle + 0.4,
+        z_rot_deg=-94.2 + 0.01 * k,
+        x_tilt_deg=0.0,
+        shift_x_angstrom=12.5 - 3 * k,
+        shift_y_angstrom=-7.25 + 2 * k,
+    )
+    ctf = TiltCtf(
+        defocus_u_angstrom=31000.0 + 50 * k,
+        defocus_v_angstrom=30500.0 + 50 * k,
+        astigmatism_angle_deg=33.0 - k,
+        phase_shift_deg=0.0,
+        fit_resolution_angstrom=8.5 + k,
+        figure_of_merit=0.2 - 0.01 * k,
+    )
+    acquisition = TiltAcquisition(
+        acquisition_index=k,
+        section_index=k,
+        nominal_tilt_angle_deg=angle,
+        pre_exposure_e_per_angstrom2=DOSE * k,
+        dose_e_per_angstrom2=DOSE,
+        movie_path=movie,
+        frame_count=8,
+        nominal_defocus_angstrom=30000.0,
+    )
     excluded = TiltExclusion("auto: dark") if k == EXCLUDED else None
     return TiltImage(acquisition, motion=motion, exclusion=excluded, alignment=alignment, ctf=ctf)
 
@@ -77,8 +94,12 @@ def built_series(folder: Path, *, name: str = "TS_07", tomogram: bool = True) ->
                 half1_path=write_image(folder / "rec" / f"{name}_half1.mrc", shape, spacing=2 * PIXEL_SPACING),
                 half2_path=write_image(folder / "rec" / f"{name}_half2.mrc", shape, spacing=2 * PIXEL_SPACING),
             ),
-            Tomogram(path=folder / "rec" / f"{name}_bin4.mrc", binning=4.0, voxel_spacing_angstrom=4 * PIXEL_SPACING,
-                     size_xyz=(16, 12, 5)),  # fmt: skip
+            Tomogram(
+                path=folder / "rec" / f"{name}_bin4.mrc",
+                binning=4.0,
+                voxel_spacing_angstrom=4 * PIXEL_SPACING,
+                size_xyz=(16, 12, 5),
+            ),
         )
     return TiltSeries(
         name=name,
