@@ -4,6 +4,8 @@ EMPIAR-10164 (tests/data/real/tomobabel-cets-relion): labels, block names, value
 from __future__ import annotations
 
 import math
+import shutil
+import subprocess
 from dataclasses import replace
 from pathlib import Path
 
@@ -262,3 +264,26 @@ def test_optimisation_set_names_the_tomogram_set(exported) -> None:
     assert list(table) == ["optimisation_set"]
     assert table["optimisation_set"]["rlnTomoTomogramsFile"].tolist() == ["tomograms.star"]
     assert isinstance(table["optimisation_set"], pd.DataFrame) and not math.isnan(len(table["optimisation_set"]))
+
+
+@pytest.mark.skipif(shutil.which("relion_star_printtable") is None, reason="RELION is not installed")
+def test_relions_own_star_parser_reads_every_exported_label(exported) -> None:
+    """RELION's C++ reader (``relion_star_printtable``) reads every column of every exported table to the values
+    starfile reads. The labels are asked for in reverse order: a label RELION does not know makes it print whole
+    rows in file order instead."""
+    out, _ = exported
+    files = {"tomograms.star": "global", "optimisation_set.star": "optimisation_set", "tilt_series/TS_07.star": "TS_07"}
+    for name, block in files.items():
+        table = starfile.read(out / name)
+        labels = list(reversed(table.columns))
+        printed = subprocess.run(["relion_star_printtable", name, f"data_{block}", *labels], cwd=out,
+                                 capture_output=True, text=True, check=True).stdout.splitlines()  # fmt: skip
+        assert len(printed) == len(table), name
+        for line, (_, row) in zip(printed, table.iterrows(), strict=True):
+            fields = line.split()
+            assert len(fields) == len(labels), (name, line)
+            for field, label in zip(fields, labels, strict=True):
+                if table[label].dtype.kind in "if":
+                    assert float(field) == pytest.approx(row[label], abs=1e-6), (name, label)
+                else:
+                    assert field == str(row[label]), (name, label)
