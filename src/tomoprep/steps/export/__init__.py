@@ -38,6 +38,13 @@ def finalize(run_dir: Path, names: Sequence[str]) -> Path:
     return finish_export(run_dir, names)
 
 
+def summarize(outputs: Sequence[TiltSeries]) -> str:
+    """How many series and kept tilts were exported (excluded tilts are left out of every exported file)."""
+    kept = sum(len(ts.included_tilts) for ts in outputs)
+    left_out = sum(ts.n_tilts for ts in outputs) - kept
+    return f"{len(outputs)} tilt series exported, {kept} tilts ({left_out} excluded tilts left out)"
+
+
 STEP = Step(
     name="export",
     title="Export the tilt series as a RELION 5 project folder (tomograms.star, particles), or as IMOD or AreTomo "
@@ -47,4 +54,5 @@ STEP = Step(
     needs=frozenset({TILT_SERIES, TILT_IMAGES}),
     plan=plan_export,
     finalize=finalize,
+    summarize=summarize,
 )
