@@ -154,7 +154,8 @@ def newst_com(name: str) -> str:
 
 def tilt_com(name: str, size_px: tuple[int, int], *, thickness_px: int) -> str:
     """IMOD's ``tilt.com``: weighted back projection of ``<name>.ali`` into ``<name>_rec.mrc`` (slices along Y, as
-    IMOD's default; ``trimvol -rx`` turns them to Z)."""
+    IMOD's default; ``trimvol -rx`` turns them to Z). No ``LOG`` entry: the images are not taken as logarithms,
+    as etomo sets for cryo data, whose sums may hold values at or below 0."""
     return "\n".join([
         "$tilt -StandardInput",
         f"InputProjections {name}.ali",
@@ -166,7 +167,6 @@ def tilt_com(name: str, size_px: tuple[int, int], *, thickness_px: int) -> str:
         f"RADIAL {RADIAL_FILTER}",
         "FalloffIsTrueSigma 1",
         "XAXISTILT 0.0",
-        "LOG 0.0",
         "SCALE 0.0 1.0",
         "PERPENDICULAR",
         "MODE 2",
