@@ -145,3 +145,19 @@ def test_optics_table_carries_the_tilt_series_pixel_size_and_groups_series() -> 
     assert tables["optics"]["rlnOpticsGroupName"].nunique() == 2
     assert tables["particles"]["rlnOpticsGroup"].tolist() == [1, 1, 1, 1, 2, 2]
     assert tables["particles"]["rlnTomoParticleName"].tolist() == ["A/1", "A/2", "B/1", "B/2", "C/1", "C/2"]
+
+
+def test_particle_set_has_the_blocks_and_labels_of_relions_own(shared_real_data: Path) -> None:
+    """Against the particles RELION 5 itself wrote in its tutorial (cryoCAT's copy, GPL: not redistributed):
+    ``data_optics`` and ``data_particles``, and every label tomoprep writes is one RELION's file has."""
+    real = starfile.read(shared_real_data / "turonova-cryoCAT/relion5/R5_tutorial_run_data.star", always_dict=True)
+    optics = {"TS_01": {"rlnOpticsGroupName": "optics1", "rlnVoltage": 300.0, "rlnSphericalAberration": 2.7,
+                        "rlnAmplitudeContrast": 0.1, "rlnTomoTiltSeriesPixelSize": 1.35}}  # fmt: skip
+    ours = particle_tables([("TS_01", np.zeros((3, 3)))], optics)
+    assert set(ours) <= set(real)
+    for block in ours:
+        assert set(ours[block].columns) <= set(real[block].columns), block
+    centred = real["particles"][["rlnCenteredCoordinateXAngst", "rlnCenteredCoordinateYAngst",
+                                 "rlnCenteredCoordinateZAngst"]].to_numpy()  # fmt: skip
+    # RELION's own centred coordinates lie within the volume of its tomogram set (4000 x 4000 x 2000 px of 1.35 Å).
+    assert np.all(np.abs(centred) <= np.array([2000, 2000, 1000]) * 1.35)
