@@ -5,6 +5,7 @@ optimisation set; wrong coordinate files stop the run before it starts."""
 from __future__ import annotations
 
 import shutil
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -123,3 +124,17 @@ def test_coordinates_of_no_exported_series_stop_the_run_before_it_starts(importe
     assert len(project.list_runs()) == n_runs
     with pytest.raises(TomoprepError, match="--format relion5"):
         run_step(project, EXPORT, {"out": root / "x", "format": "imod", "coordinates": "a.txt"}, input_run=1)
+
+
+def test_import_of_a_relion5_set_with_a_missing_image_fails_that_series_naming_it(tmp_path: Path) -> None:
+    relion = tmp_path / "relion"
+    series = [built_series(tmp_path / n, name=n, tomogram=False) for n in NAMES]
+    write_tomogram_set(relion, [export_series(ts, relion).global_row for ts in series])
+    lost = series[1].included_tilts[2].motion.micrograph_path
+    lost.unlink()
+    project = init_project(tmp_path / "project")
+    run = run_step(project, IMPORT, {"relion5": relion})
+    assert run.units["TS_07"].status == "SUCCEEDED"
+    assert run.units["TS_08"].status == "FAILED" and lost.name in (run.units["TS_08"].error or "")
+    with pytest.raises(TomoprepError, match="--relion5"):
+        run_step(project, IMPORT, {"relion5": relion, "stack": "a.st"})
