@@ -22,6 +22,7 @@ BUILTIN_STEP_MODULES = {
     "clean": "tomoprep.steps.clean",
     "align": "tomoprep.steps.align",
     "ctf": "tomoprep.steps.ctf",
+    "export": "tomoprep.steps.export",
 }
 
 
