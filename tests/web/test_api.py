@@ -105,3 +105,45 @@ def test_serving_without_a_token_is_refused_on_an_address_others_can_reach() -> 
     assert len(made) >= 40 and made != check_binding("0.0.0.0", None)
     assert is_local_host("::1") and is_local_host("localhost") and not is_local_host("example.org")
     assert address("127.0.0.1", 8123, "abc") == "http://127.0.0.1:8123/?token=abc"
+
+
+@pytest.mark.slow
+def test_two_browsers_and_a_command_line_cleaning_at_once_lose_no_run(root: Path, tmp_path: Path) -> None:
+    """Two gallery saves through the app (each in its own thread, as two users) while `tomoprep clean` runs in
+    another process: every run is recorded once, with its own number, folder and result."""
+    import shutil
+    import subprocess
+    import sys
+    import threading
+
+    copy = Path(shutil.copytree(root, tmp_path / "project", symlinks=True))
+    answers: dict[str, dict] = {}
+
+    def save(series: str, tilt: int) -> None:
+        client = TestClient(create_app(copy, token=TOKEN))
+        answer = client.post(f"/api/runs/002_clean/series/{series}/exclusions", json={"exclude": [tilt]},
+                             headers={"Authorization": f"Bearer {TOKEN}"})  # fmt: skip
+        answers[series] = {"code": answer.status_code, **answer.json()}
+
+    command = [sys.executable, "-m", "tomoprep", "clean", "-p", str(copy), "--no-auto", "--exclude", "TS_A:4",
+               "--input", "002_clean"]  # fmt: skip
+    cli = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    users = [threading.Thread(target=save, args=args) for args in (("TS_A", 3), ("TS_B", 2))]
+    for user in users:
+        user.start()
+    for user in users:
+        user.join(timeout=300)
+    output, _ = cli.communicate(timeout=300)
+    assert cli.returncode == 0, output
+    assert all(a["code"] == 200 and a["status"] == "SUCCEEDED" for a in answers.values()), answers
+    client = TestClient(create_app(copy, token=TOKEN))
+    runs = client.get("/api/runs", headers={"Authorization": f"Bearer {TOKEN}"}).json()
+    labels = [r["label"] for r in runs]
+    assert len(labels) == 5 and len(set(labels)) == 5 and all(r["status"] == "SUCCEEDED" for r in runs)
+    excluded_by_run = {}
+    for label in labels[2:]:
+        series = client.get(f"/api/runs/{label}/tilt-series", headers={"Authorization": f"Bearer {TOKEN}"}).json()
+        excluded_by_run[label] = {s["name"]: [t["acquisition_index"] for t in s["tilts"] if t["excluded"]]
+                                  for s in series}  # fmt: skip
+    expected = [{"TS_A": [1, 3], "TS_B": [0, 4]}, {"TS_A": [1], "TS_B": [0, 2, 4]}, {"TS_A": [1, 4], "TS_B": [0, 4]}]
+    assert sorted(excluded_by_run.values(), key=str) == sorted(expected, key=str)
