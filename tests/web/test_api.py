@@ -147,3 +147,57 @@ def test_two_browsers_and_a_command_line_cleaning_at_once_lose_no_run(root: Path
                                   for s in series}  # fmt: skip
     expected = [{"TS_A": [1, 3], "TS_B": [0, 4]}, {"TS_A": [1], "TS_B": [0, 2, 4]}, {"TS_A": [1, 4], "TS_B": [0, 4]}]
     assert sorted(excluded_by_run.values(), key=str) == sorted(expected, key=str)
+
+
+TOY_PLUGIN = (Path(__file__).parents[1] / "execution" / "toy_steps.py").read_text()
+
+
+@pytest.mark.slow
+def test_a_launched_run_can_be_stopped_and_resumed(tmp_path: Path, install_plugin_steps, monkeypatch) -> None:
+    """A run started from the UI runs in its own process: stopping it records it FAILED (interrupted), resuming
+    finishes it without redoing the units done."""
+    import time
+
+    from tomoprep.project import init_project
+
+    folder = install_plugin_steps({"toy": "toy_steps:TOY"}, {"toy_steps.py": TOY_PLUGIN})
+    monkeypatch.setenv("PYTHONPATH", f"{folder}{os.pathsep}{os.environ.get('PYTHONPATH', '')}")  # the worker's too
+    with init_project(tmp_path / "project"):
+        pass
+    client = TestClient(create_app(tmp_path / "project", token=TOKEN))
+    headers = {"Authorization": f"Bearer {TOKEN}"}
+    log = tmp_path / "calls.txt"
+    params = {"names": ["TS_01", "TS_02", "TS_03"], "seconds_per_unit": 1.5, "call_log": str(log)}
+    started = client.post("/api/steps/toy/runs", json={"params": params}, headers=headers)
+    assert started.status_code == 200, started.text
+    label = started.json()["run"]
+    deadline = time.monotonic() + 60
+    while not log.is_file() or "TS_02" not in log.read_text():  # stopped during the second unit
+        assert time.monotonic() < deadline
+        time.sleep(0.1)
+    assert client.post(f"/api/runs/{label}/stop", headers=headers).status_code == 200
+    while client.get(f"/api/runs/{label}", headers=headers).json()["status"] == "RUNNING":
+        assert time.monotonic() < deadline
+        time.sleep(0.2)
+    stopped = client.get(f"/api/runs/{label}", headers=headers).json()
+    assert stopped["status"] == "FAILED" and "KeyboardInterrupt" in stopped["error"]
+    assert client.post(f"/api/runs/{label}/stop", headers=headers).status_code == 409  # not running any more
+    assert client.post(f"/api/runs/{label}/resume", headers=headers).json()["run"] == label
+    while client.get(f"/api/runs/{label}", headers=headers).json()["status"] != "SUCCEEDED":
+        assert time.monotonic() < deadline + 60
+        time.sleep(0.2)
+    calls = [line.split()[0] for line in log.read_text().splitlines()]
+    assert calls.count("TS_01") == 1 and calls.count("TS_03") == 1  # the unit done before the stop is not redone
+
+
+def test_a_form_with_invalid_fields_gets_every_problem_at_once(client: TestClient) -> None:
+    headers = {"Authorization": f"Bearer {TOKEN}"}
+    answer = client.post("/api/steps/clean/runs", headers=headers,
+                         json={"params": {"shift_fraction": 2, "working_size_px": -5, "colour": "red"}})  # fmt: skip
+    assert answer.status_code == 422
+    fields = sorted(e["field"] for e in answer.json()["detail"]["errors"])
+    assert fields == ["colour", "shift_fraction", "working_size_px"]
+    form = client.get("/launch/clean", headers=headers).text
+    assert 'id="working_size_px"' in form and 'min="128"' in form and 'max="4096"' in form
+    assert '<option value="002_clean" selected>' in form  # the default input run
+    assert client.get("/launch/nothing", headers=headers).status_code == 404

@@ -117,3 +117,34 @@ def test_the_space_bar_in_a_gallery_excludes_a_tilt_and_saving_makes_a_new_clean
     assert excluded == {"TS_A": [2], "TS_B": [0, 4]}  # the other series as it was
     assert page.request.get(f"{server}/api/runs/003_clean").json()["inputs"] == ["002_clean"]
     page.close()
+
+
+def test_a_step_launched_from_its_form_runs_and_the_page_shows_it_finish(server: str, browser) -> None:
+    page = browser.new_page(viewport={"width": 1200, "height": 900})
+    page.goto(f"{server}/?token={TOKEN}")
+    page.click("a[href='/launch/clean']")
+    page.fill("#shift_fraction", "2")  # above its limit of 1
+    page.fill("#working_size_px", "-5")  # below its limit of 128
+    page.click("button[type=submit]")
+    page.wait_for_function("document.getElementById('status').textContent.includes('invalid')")
+    assert "2 invalid field(s)" in page.inner_text("#status")
+    assert "less than or equal to 1" in page.inner_text("#error-shift_fraction")
+    assert "greater than or equal to 128" in page.inner_text("#error-working_size_px")
+    PICTURES.mkdir(parents=True, exist_ok=True)
+    page.screenshot(path=str(PICTURES / "launch.png"), full_page=True)
+    page.fill("#shift_fraction", "0.15")
+    page.fill("#working_size_px", "512")
+    page.uncheck("#auto")
+    page.fill("#exclude", "TS_B:2")
+    page.select_option("#input_run", "002_clean")
+    page.click("button[type=submit]")
+    page.wait_for_url("**/runs/0*_clean")
+    try:
+        page.wait_for_function("document.body.innerText.includes('SUCCEEDED')", timeout=120_000)  # the poller reloads
+    except Exception:
+        raise AssertionError(page.inner_text("body")) from None
+    label = page.url.rsplit("/", 1)[1]
+    run = page.request.get(f"{server}/api/runs/{label}").json()
+    assert run["params"]["exclude"] == "TS_B:2" and run["params"]["auto"] is False
+    assert run["inputs"] == ["002_clean"]
+    page.close()

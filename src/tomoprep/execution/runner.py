@@ -10,7 +10,7 @@ from __future__ import annotations
 import fcntl
 import shutil
 import traceback
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent.futures import FIRST_COMPLETED, Executor, Future, wait
 from contextlib import contextmanager
 from pathlib import Path
@@ -67,8 +67,12 @@ def run_step(
     *,
     input_run: int | str | None = None,
     executor: Executor | None = None,
+    on_created: Callable[[RunRecord], None] | None = None,
 ) -> RunRecord:
-    """Run ``step`` on the project: record the run, run every unit, and return the finished record."""
+    """Run ``step`` on the project: record the run, run every unit, and return the finished record.
+
+    ``on_created`` is called with the run's record as soon as it exists, before any unit runs (a launcher that
+    shows the run while it works, such as the web UI's, learns its number there)."""
     validated = validate_params(step, params)
     source = resolve_input(project, step, validated, input_run)
     units = step.plan(validated, _load_inputs(project, step, source))
@@ -77,6 +81,8 @@ def run_step(
     )
     source_text = "" if source is None else f" on run {source.label}"
     project.log_event(run.id, f"{step.name}{source_text}: {len(units)} units; params {validated.model_dump_json()}")
+    if on_created is not None:
+        on_created(run)
     return _execute(project, step, run, validated, units, executor, skip=frozenset())
 
 

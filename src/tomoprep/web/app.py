@@ -18,14 +18,25 @@ from pydantic import BaseModel
 
 from tomoprep.errors import TomoprepError
 from tomoprep.execution import run_step
+from tomoprep.execution.inputs import HeldKinds, needed, resolve_input
 from tomoprep.model import TiltSeries
 from tomoprep.project import Project, open_project
 from tomoprep.report.summary import RunView, SeriesView, summarize_project
-from tomoprep.steps import get_step
+from tomoprep.steps import all_steps, get_step
+from tomoprep.steps.base import Step
 from tomoprep.steps.tilt_series_set import load_tilt_series_set
 from tomoprep.web import pages
+from tomoprep.web.forms import launch_page, step_links
 from tomoprep.web.gallery import cleaning_params, gallery_page, tilt_thumbnail
+from tomoprep.web.launch import Launcher, LaunchError, field_errors
 from tomoprep.web.security import COOKIE, inside_project, token_matches
+
+
+class LaunchRequest(BaseModel):
+    """A step's parameters as a form gives them, and the input run chosen (None: the default)."""
+
+    params: dict[str, Any] = {}
+    input_run: str | None = None
 
 
 class ExclusionChanges(BaseModel):
@@ -91,6 +102,26 @@ def create_app(project_root: Path, *, token: str) -> FastAPI:
             return _refusal(request)
         return await call_next(request)
 
+    launcher = Launcher(root)
+
+    def known_step(name: str) -> Step:
+        try:
+            return get_step(name)
+        except TomoprepError as exc:
+            raise HTTPException(status_code=404, detail=str(exc)) from exc
+
+    def input_choices(opened: Project, step: Step) -> tuple[list[str], str | None]:
+        if not step.needs:
+            return [], None
+        held, needs = HeldKinds(opened, step), needed(step, None)
+        usable = [r for r in sorted(held.runs.values(), key=lambda r: -r.id)
+                  if r.status == "SUCCEEDED" and needs <= held(r)]  # fmt: skip
+        try:
+            default = resolve_input(opened, step, None, None)
+        except TomoprepError:
+            default = None
+        return [r.label for r in usable], None if default is None else default.label
+
     def views(opened: Project) -> tuple[list[RunView], list[SeriesView]]:
         summary = summarize_project(opened)
         return list(summary.runs), list(summary.series)
@@ -105,14 +136,15 @@ def create_app(project_root: Path, *, token: str) -> FastAPI:
     def project_page() -> str:
         with project() as opened:
             runs, series = views(opened)
-            return pages.project_page(opened, runs, series)
+            return pages.project_page(opened, runs, series, steps=step_links(list(all_steps())))
 
     @app.get("/runs/{ref}", response_class=HTMLResponse)
     def run_page(ref: str) -> str:
         with project() as opened:
             view = find_run(views(opened)[0], ref)
             run_id = view.record.id
-            return pages.run_page(opened, view, opened.events(run_id), opened.artifacts(run_id))
+            actions = pages.run_actions(view.record, stoppable=launcher.running_here(view.record.label))
+            return pages.run_page(opened, view, opened.events(run_id), opened.artifacts(run_id), actions=actions)
 
     @app.get("/series/{name}", response_class=HTMLResponse)
     def series_page(name: str) -> str:
@@ -157,6 +189,45 @@ def create_app(project_root: Path, *, token: str) -> FastAPI:
         except TomoprepError as exc:
             raise HTTPException(status_code=400, detail=str(exc)) from exc
         return {"run": made.label, "status": made.status, "params": params}
+
+    @app.get("/launch/{step_name}", response_class=HTMLResponse)
+    def launch_form(step_name: str) -> str:
+        step = known_step(step_name)
+        with project() as opened:
+            return launch_page(opened, step, *input_choices(opened, step))
+
+    @app.post("/api/steps/{step_name}/runs")
+    def launch(step_name: str, request: LaunchRequest) -> dict[str, Any]:
+        step = known_step(step_name)
+        errors = field_errors(step, request.params)
+        if errors:
+            raise HTTPException(status_code=422, detail={"errors": errors})
+        try:
+            label = launcher.run(step, request.params, request.input_run)
+        except LaunchError as exc:
+            raise HTTPException(status_code=400, detail=str(exc)) from exc
+        return {"run": label}
+
+    @app.post("/api/runs/{ref}/stop")
+    def stop(ref: str) -> dict[str, Any]:
+        with project() as opened:
+            record = find_run(views(opened)[0], ref).record
+        label = record.label
+        if record.status != "RUNNING" or not launcher.stop(label):
+            raise HTTPException(status_code=409, detail=f"run {label} is not running from this server; stop it "
+                                "where it runs (Ctrl-C in its terminal)")  # fmt: skip
+        return {"run": label, "stopping": True}
+
+    @app.post("/api/runs/{ref}/resume")
+    def resume(ref: str) -> dict[str, Any]:
+        with project() as opened:
+            record = find_run(views(opened)[0], ref).record
+        if record.status == "RUNNING" or launcher.running_here(record.label):
+            raise HTTPException(status_code=409, detail=f"run {record.label} is running")
+        try:
+            return {"run": launcher.resume(record.label)}
+        except LaunchError as exc:
+            raise HTTPException(status_code=400, detail=str(exc)) from exc
 
     @app.get("/files/{relative:path}")
     def project_file(relative: str) -> FileResponse:

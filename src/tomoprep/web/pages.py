@@ -24,14 +24,17 @@ pre { background: #f6f6f6; padding: .5em; white-space: pre-wrap; overflow-wrap: 
 code { background: #f5f5f5; padding: 0 .2em; }
 """
 
-#: While a run shown on a page is running, the page asks the API every few seconds and reloads once it changed.
+#: While a run shown on a page is running, the page asks the API every few seconds and reloads when the answer
+#: changes (a unit finished), or once nothing is running any more (the run may end before the first answer).
 POLLER = """<script>
 (function () {
   const url = document.body.dataset.poll; if (!url) return;
   let last = null;
   setInterval(async () => {
     const answer = await fetch(url, {credentials: "same-origin"}); if (!answer.ok) return;
-    const text = await answer.text(); if (last !== null && text !== last) location.reload(); last = text;
+    const text = await answer.text();
+    if ((last !== null && text !== last) || !text.includes('"RUNNING"')) location.reload();
+    last = text;
   }, 2000);
 })();
 </script>"""
@@ -59,8 +62,8 @@ def run_link(label: str) -> str:
     return f'<a href="/runs/{quote(label)}">{escape(label)}</a>'
 
 
-def project_page(project: Project, runs: list[RunView], series: list[SeriesView]) -> str:
-    """The project: its runs, newest first, and its tilt series."""
+def project_page(project: Project, runs: list[RunView], series: list[SeriesView], *, steps: str = "") -> str:
+    """The project: its runs, newest first, and its tilt series; ``steps`` links to the steps' forms."""
     rows = "".join(
         f"<tr><td>{run_link(v.record.label)}</td><td>{escape(v.record.step)}</td>"
         f'<td class="{v.record.shown_status}">{v.record.shown_status}</td>'
@@ -74,7 +77,8 @@ def project_page(project: Project, runs: list[RunView], series: list[SeriesView]
                     f"{s.n_tilts} tilts, {len(s.excluded)} excluded, as {escape(s.run_label)} left it</span></li>"
                     for s in series)  # fmt: skip
     running = any(v.record.status == "RUNNING" for v in runs)
-    body = f"<h2>Runs</h2>{table}<h2>Tilt series</h2><ul>{names or '<li>None yet.</li>'}</ul>"
+    launch = f"<p>Run a step: {steps}</p>" if steps else ""
+    body = f"<h2>Runs</h2>{launch}{table}<h2>Tilt series</h2><ul>{names or '<li>None yet.</li>'}</ul>"
     return layout("Project", body, project=project, poll="/api/runs" if running else None)
 
 
@@ -83,8 +87,31 @@ def _picture(project: Project, path: str) -> str:
            f"{escape(path)}</figcaption></figure>"  # fmt: skip
 
 
+ACTION_SCRIPT = """<script>
+document.querySelectorAll("button[data-post]").forEach(button => button.addEventListener("click", async () => {
+  const answer = await fetch(button.dataset.post, {method: "POST", credentials: "same-origin"});
+  const result = await answer.json();
+  if (!answer.ok) { document.getElementById("action-status").textContent = result.detail; return; }
+  location.href = "/runs/" + encodeURIComponent(result.run);
+}));
+</script>"""
+
+
+def run_actions(run: RunRecord, *, stoppable: bool) -> str:
+    """Buttons of a run's page: stop (a run this server started, while it runs), resume (a stopped or partly
+    failed run)."""
+    buttons = []
+    if stoppable:
+        buttons.append(f'<button data-post="/api/runs/{quote(run.label)}/stop">Stop</button>')
+    if run.status == "FAILED" or (run.status == "SUCCEEDED" and run.failed_units):
+        buttons.append(f'<button data-post="/api/runs/{quote(run.label)}/resume">Resume</button>')
+    if not buttons:
+        return ""
+    return f'<p>{" ".join(buttons)} <span id="action-status" role="status"></span></p>{ACTION_SCRIPT}'
+
+
 def run_page(project: Project, view: RunView, events: list[tuple[str, str, str | None, str]],
-             artifacts: list[tuple[str | None, str, str]]) -> str:  # fmt: skip
+             artifacts: list[tuple[str | None, str, str]], *, actions: str = "") -> str:  # fmt: skip
     """A run: status, parameters, inputs, units, log, pictures and outputs."""
     run: RunRecord = view.record
     params = "".join(f"<tr><th>{escape(k)}</th><td><code>{escape(json.dumps(v))}</code></td></tr>"
@@ -108,7 +135,7 @@ def run_page(project: Project, view: RunView, events: list[tuple[str, str, str |
     body = (
         f'<p>Step <b>{escape(run.step)}</b>, status <span class="{run.shown_status}">{run.shown_status}</span>; '
         f"input {inputs}; took {_duration(view.seconds)}; tomoprep {escape(run.package_version)} on "
-        f"{escape(run.host)}; folder <code>{escape(run.directory)}</code>.</p>"
+        f"{escape(run.host)}; folder <code>{escape(run.directory)}</code>.</p>{actions}"
         + (f'<pre class="ERROR">{escape(run.error)}</pre>' if run.error else "")
         + f"<h2>Parameters</h2><table>{params}</table><h2>Tilt series</h2><table>{units}</table>"
         f"<h2>Log</h2><pre>{escape(log)}</pre><h2>Pictures</h2>{pictures or '<p>None.</p>'}"
