@@ -18,6 +18,7 @@ from collections.abc import Sequence
 
 import numpy as np
 import torch
+from torch.nn import functional
 
 from tomoprep.algorithms.fourier import taper_edges
 from tomoprep.algorithms.tilt_geometry import resample, rotation_2d
@@ -128,17 +129,43 @@ def filter_rows(aligned: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
     return torch.fft.irfft(torch.fft.rfft(aligned, dim=-1) * weight, n=aligned.shape[-1], dim=-1)
 
 
-def _u_indices(tilt_deg: float, nz: int, nx: int, nu: int, device: torch.device) -> tuple[torch.Tensor, ...]:
-    """For every voxel of a slice, where it projects along ``u``: integer index, weight, validity."""
-    t = math.radians(tilt_deg)
-    z = torch.arange(nz, device=device, dtype=torch.float32)[:, None] - nz // 2
-    x = torch.arange(nx, device=device, dtype=torch.float32)[None, :] - nx // 2
-    u = x * math.cos(t) + z * math.sin(t) + nu // 2
-    low = torch.floor(u)
-    weight = u - low
-    valid = (low >= 0) & (low < nu - 1)
-    index = torch.where(valid, low, torch.zeros_like(low)).long()
-    return index.reshape(-1), weight.reshape(-1), valid.reshape(-1)
+def bag_tables(tilts_deg: Sequence[float], depths_px: torch.Tensor, *, nx: int, nu: int
+               ) -> tuple[torch.Tensor, torch.Tensor]:  # fmt: skip
+    """Where every voxel of a slice takes its samples: for depth ``Z`` (pixels from the centre, ``(nz,)`` on the
+    device to compute on) and column ``X``, the two neighbours of ``u = X cos t + Z sin t`` along each tilt's rows.
+
+    Returns
+    -------
+    indices, weights
+        ``(nz * nx, 2 n)`` int32 rows of the stacked columns ``(n * nu, ...)`` (tilt ``i``'s sample ``k`` is row
+        ``i nu + k``) and their float32 linear-interpolation weights, 0 where ``u`` falls outside the row.
+    """
+    device = depths_px.device
+    n, nz = len(tilts_deg), depths_px.numel()
+    indices = torch.empty((nz, nx, n, 2), dtype=torch.int32, device=device)
+    weights = torch.empty((nz, nx, n, 2), dtype=torch.float32, device=device)
+    z = depths_px.to(torch.float64)[:, None]
+    x = torch.arange(nx, device=device, dtype=torch.float64)[None, :] - nx // 2
+    for i, tilt in enumerate(tilts_deg):
+        t = math.radians(float(tilt))
+        u = x * math.cos(t) + z * math.sin(t) + nu // 2
+        low = torch.floor(u)
+        valid = (low >= 0) & (low < nu - 1)
+        upper = torch.where(valid, u - low, 0.0)
+        row = torch.where(valid, low, 0.0).to(torch.int32) + i * nu
+        indices[:, :, i, 0], indices[:, :, i, 1] = row, row + 1
+        weights[:, :, i, 0], weights[:, :, i, 1] = valid.to(torch.float64) - upper, upper
+    return indices.reshape(nz * nx, 2 * n), weights.reshape(nz * nx, 2 * n)
+
+
+def backproject_bags(stacked: torch.Tensor, indices: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
+    """Sum over tilts of the interpolated samples of :func:`bag_tables`: ``(nz * nx, m)`` from the stacked columns
+    ``(n * nu, m)`` (each row one ``u`` of one tilt, ``m`` image rows side by side).
+
+    One fused gather-and-sum per voxel (``embedding_bag``) instead of one pass over the volume per tilt: the
+    volume is written once, and each voxel's ``m`` rows are contiguous.
+    """
+    return functional.embedding_bag(indices, stacked, per_sample_weights=weights, mode="sum")
 
 
 def backproject_columns(filtered: torch.Tensor, tilts_deg: Sequence[float], *, nz: int, nx: int | None = None
@@ -146,19 +173,14 @@ def backproject_columns(filtered: torch.Tensor, tilts_deg: Sequence[float], *, n
     """Back projection as :func:`backproject`, in the column layout ``(nz, nx, ny)``.
 
     Every voxel of a slice takes the same two samples of each image row, so with the rows' ``y`` innermost the
-    samples are gathered as whole contiguous columns (5× faster than gathering along the rows).
+    samples are gathered as whole contiguous columns (:func:`backproject_bags`).
     """
     n, ny, nu = filtered.shape
     nx = nu if nx is None else nx
-    columns = filtered.transpose(1, 2).contiguous()  # (n, nu, ny)
-    out = torch.zeros((nz * nx, ny), dtype=torch.float32, device=filtered.device)
-    for image, tilt in zip(columns, tilts_deg, strict=True):
-        index, weight, valid = _u_indices(float(tilt), nz, nx, nu, filtered.device)
-        inside = valid.float()[:, None]
-        upper = weight[:, None] * inside
-        out.addcmul_(image.index_select(0, index), inside - upper)
-        out.addcmul_(image.index_select(0, index + 1), upper)
-    return (out / max(n, 1)).reshape(nz, nx, ny)
+    stacked = filtered.float().transpose(1, 2).reshape(n * nu, ny)
+    depths = torch.arange(nz, device=filtered.device, dtype=torch.float64) - nz // 2
+    indices, weights = bag_tables(tilts_deg, depths, nx=nx, nu=nu)
+    return (backproject_bags(stacked, indices, weights) / max(n, 1)).reshape(nz, nx, ny)
 
 
 def backproject(filtered: torch.Tensor, tilts_deg: Sequence[float], *, nz: int, nx: int | None = None) -> torch.Tensor:
