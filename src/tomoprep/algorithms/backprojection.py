@@ -25,6 +25,8 @@ from tomoprep.algorithms.tilt_geometry import resample, rotation_2d
 
 #: Edges of the tilt images are tapered over this fraction of their size before they are aligned.
 EDGE_TAPER_FRACTION = 0.06
+#: Entries of the interpolation tables computed at once (bounds the float64 temporaries, 8 bytes each).
+_TABLE_CHUNK = 2**22
 
 
 def align_images(images: torch.Tensor, *, axis_deg: float | Sequence[float], shifts_px: torch.Tensor) -> torch.Tensor:
@@ -144,17 +146,19 @@ def bag_tables(tilts_deg: Sequence[float], depths_px: torch.Tensor, *, nx: int, 
     n, nz = len(tilts_deg), depths_px.numel()
     indices = torch.empty((nz, nx, n, 2), dtype=torch.int32, device=device)
     weights = torch.empty((nz, nx, n, 2), dtype=torch.float32, device=device)
-    z = depths_px.to(torch.float64)[:, None]
-    x = torch.arange(nx, device=device, dtype=torch.float64)[None, :] - nx // 2
-    for i, tilt in enumerate(tilts_deg):
-        t = math.radians(float(tilt))
-        u = x * math.cos(t) + z * math.sin(t) + nu // 2
+    angles = torch.tensor([math.radians(float(t)) for t in tilts_deg], dtype=torch.float64, device=device)
+    x_cos = (torch.arange(nx, device=device, dtype=torch.float64)[:, None] - nx // 2) * torch.cos(angles) + nu // 2
+    first_row = torch.arange(n, device=device, dtype=torch.int32) * nu
+    # All tilts at once, a few depths at a time: few large operations, a bounded temporary.
+    step = max(1, _TABLE_CHUNK // max(nx * n, 1))
+    for start in range(0, nz, step):
+        u = x_cos + depths_px[start : start + step].to(torch.float64)[:, None, None] * torch.sin(angles)
         low = torch.floor(u)
         valid = (low >= 0) & (low < nu - 1)
         upper = torch.where(valid, u - low, 0.0)
-        row = torch.where(valid, low, 0.0).to(torch.int32) + i * nu
-        indices[:, :, i, 0], indices[:, :, i, 1] = row, row + 1
-        weights[:, :, i, 0], weights[:, :, i, 1] = valid.to(torch.float64) - upper, upper
+        row = torch.where(valid, low, 0.0).to(torch.int32) + first_row
+        indices[start : start + step] = torch.stack([row, row + 1], dim=-1)
+        weights[start : start + step] = torch.stack([valid.to(torch.float64) - upper, upper], dim=-1)
     return indices.reshape(nz * nx, 2 * n), weights.reshape(nz * nx, 2 * n)
 
 
