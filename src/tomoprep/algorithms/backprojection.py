@@ -26,7 +26,7 @@ from tomoprep.algorithms.tilt_geometry import resample, rotation_2d
 #: Edges of the tilt images are tapered over this fraction of their size before they are aligned.
 EDGE_TAPER_FRACTION = 0.06
 #: Entries of the interpolation tables computed at once (bounds the float64 temporaries, 8 bytes each).
-_TABLE_CHUNK = 2**22
+_TABLE_CHUNK = 2**18
 
 
 def align_images(images: torch.Tensor, *, axis_deg: float | Sequence[float], shifts_px: torch.Tensor) -> torch.Tensor:
