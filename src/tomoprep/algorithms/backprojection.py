@@ -146,19 +146,23 @@ def bag_tables(tilts_deg: Sequence[float], depths_px: torch.Tensor, *, nx: int, 
     n, nz = len(tilts_deg), depths_px.numel()
     indices = torch.empty((nz, nx, n, 2), dtype=torch.int32, device=device)
     weights = torch.empty((nz, nx, n, 2), dtype=torch.float32, device=device)
-    angles = torch.tensor([math.radians(float(t)) for t in tilts_deg], dtype=torch.float64, device=device)
-    x_cos = (torch.arange(nx, device=device, dtype=torch.float64)[:, None] - nx // 2) * torch.cos(angles) + nu // 2
+    angles = torch.tensor([math.radians(float(t)) for t in tilts_deg], dtype=torch.float64)
+    cos_t, sin_t = torch.cos(angles).float().to(device), torch.sin(angles).float().to(device)
+    # float32: positions within 10⁻³ px for rows up to 8192 px, at half the cost of float64.
+    x_cos = (torch.arange(nx, device=device, dtype=torch.float32)[:, None] - nx // 2) * cos_t + nu // 2
     first_row = torch.arange(n, device=device, dtype=torch.int32) * nu
     # All tilts at once, a few depths at a time: few large operations, a bounded temporary.
     step = max(1, _TABLE_CHUNK // max(nx * n, 1))
     for start in range(0, nz, step):
-        u = x_cos + depths_px[start : start + step].to(torch.float64)[:, None, None] * torch.sin(angles)
+        u = torch.addcmul(x_cos, depths_px[start : start + step].float()[:, None, None], sin_t)
         low = torch.floor(u)
         valid = (low >= 0) & (low < nu - 1)
-        upper = torch.where(valid, u - low, 0.0)
-        row = torch.where(valid, low, 0.0).to(torch.int32) + first_row
-        indices[start : start + step] = torch.stack([row, row + 1], dim=-1)
-        weights[start : start + step] = torch.stack([valid.to(torch.float64) - upper, upper], dim=-1)
+        upper = (u - low).mul_(valid)
+        row = low.to(torch.int32).add_(first_row).mul_(valid)
+        indices[start : start + step, :, :, 0] = row
+        indices[start : start + step, :, :, 1] = row.add_(1)
+        weights[start : start + step, :, :, 1] = upper
+        weights[start : start + step, :, :, 0] = valid.float().sub_(upper)
     return indices.reshape(nz * nx, 2 * n), weights.reshape(nz * nx, 2 * n)
 
 

@@ -34,9 +34,11 @@ import numpy as np
 import torch
 from torch.nn import functional
 
-from tomoprep.algorithms.backprojection import align_images, backproject_bags, bag_tables
+from tomoprep.algorithms.backprojection import EDGE_TAPER_FRACTION, backproject_bags, bag_tables
+from tomoprep.algorithms.fourier import taper_edges
 from tomoprep.algorithms.local_shifts import LocalShifts, align_images_locally
 from tomoprep.algorithms.sirt_filter import sirt_like_filter
+from tomoprep.algorithms.tilt_geometry import rotation_2d
 
 #: Default bound on the working memory of :func:`reconstruct_tomogram`, bytes.
 DEFAULT_MAX_MEMORY_BYTES = 4 * 2**30
@@ -46,6 +48,8 @@ X_TILT_TOLERANCE_DEG = 1e-4
 _ALIGN_BYTES_PER_PIXEL = 128
 #: The most images aligned and filtered at once.
 _ALIGN_CHUNK = 4
+#: The most rows per slab: the rows of every tilt that one slab gathers from should stay in the processor's cache.
+MAX_ROWS_PER_SLAB = 1024
 
 
 @dataclass(frozen=True)
@@ -171,13 +175,35 @@ def _filtered_stack(images: torch.Tensor, projections: Sequence[TiltProjection],
         part = range(start, min(n, start + chunk))
         axes, own = [projections[i].z_rot_deg for i in part], slice(part.start, part.stop)
         if local_shifts is None:
-            aligned = align_images(images[own], axis_deg=axes, shifts_px=shifts[own])
+            aligned = _align(images[own], axes, shifts[own])
         else:
             aligned = align_images_locally(images[own], axis_deg=axes, shifts_px=shifts[own],
                                            local=local_shifts.select(part))  # fmt: skip
         spectrum = torch.fft.rfft(aligned, n=padded, dim=-1)
         filtered[own] = torch.fft.irfft(spectrum * weight, n=padded, dim=-1)[..., :nx]
     return filtered
+
+
+def _align(images: torch.Tensor, axes_deg: Sequence[float], shifts_px: torch.Tensor) -> torch.Tensor:
+    """:func:`~tomoprep.algorithms.backprojection.align_images` (edges tapered, mean removed, then ``out(q) =
+    in(Rz q + shift)``, bilinear), with the sampling grid made by ``affine_grid`` in float32: the one affine map
+    composed in normalised coordinates, a few times faster than building float64 positions pixel by pixel;
+    positions stay within 10⁻³ px for images up to 8192 px."""
+    n, ny, nx = images.shape
+    width = max(2, round(EDGE_TAPER_FRACTION * min(ny, nx)))
+    tapered = taper_edges(images, width)
+    # Pixel positions r (from the centre N // 2) are S b + d in normalised coordinates b (aligned corners).
+    scale = torch.tensor([max(nx - 1, 1) / 2, max(ny - 1, 1) / 2], dtype=torch.float64)
+    centre = torch.tensor([nx // 2, ny // 2], dtype=torch.float64)
+    d = scale - centre
+    theta = torch.empty((n, 2, 3), dtype=torch.float64)
+    for i, axis in enumerate(axes_deg):
+        m = rotation_2d(float(axis))
+        theta[i, :, :2] = m * scale[None, :] / scale[:, None]
+        theta[i, :, 2] = (m @ d - d + shifts_px[i].double().cpu()) / scale
+    grid = functional.affine_grid(theta.float().to(images.device), [n, 1, ny, nx], align_corners=True)
+    return functional.grid_sample(tapered[:, None], grid, mode="bilinear", padding_mode="zeros",
+                                  align_corners=True)[:, 0]  # fmt: skip
 
 
 def _x_tilt_groups(projections: Sequence[TiltProjection]) -> list[list[int]]:
@@ -283,4 +309,4 @@ def _rows_per_slab(groups: Sequence[_Group], shape_zyx: tuple[int, int, int], *,
 
     per_row = slab_bytes(2) - slab_bytes(1)
     room = max_memory_bytes - fixed_bytes - tables - (slab_bytes(1) - per_row)
-    return int(min(ny, max(1, room // per_row)))
+    return int(min(ny, MAX_ROWS_PER_SLAB, max(1, room // per_row)))
