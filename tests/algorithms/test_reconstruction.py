@@ -251,3 +251,18 @@ def test_peak_memory_follows_the_slab_not_the_volume() -> None:
     assert slabbed < 1.5 * budget  # the bound, with room for the allocator's slack (measured: 39 MB of 34)
     assert slabbed < 0.5 * out.nbytes
     assert whole > out.nbytes
+
+
+@pytest.mark.parametrize("x_tilt_deg", [0.0, 4.0])
+def test_thread_count_does_not_change_the_tomogram(x_tilt_deg: float) -> None:
+    images = torch.randn(21, 64, 56, generator=torch.Generator().manual_seed(3))
+    projections = [TiltProjection(t, 85.0, x_tilt_deg, 2.0, -1.0) for t in TILTS[::2]]
+    before = torch.get_num_threads()
+    results = []
+    try:
+        for threads in (1, 2):
+            torch.set_num_threads(threads)
+            results.append(reconstruct_tomogram(images, projections, thickness_px=24))
+    finally:
+        torch.set_num_threads(before)
+    assert torch.equal(results[0], results[1])
