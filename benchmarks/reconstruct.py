@@ -11,8 +11,9 @@ number of threads:
 - torch-reconstruct-tomogram's ``reconstruct_tomogram`` (Fourier insertion of patches, its default
   preprocessing), the stack read from an MRC file as it requires.
 
-The peers are optional (``pip install tomoprep[bench]``; ASTRA's wheel needs the CUDA runtime libraries on the
-library path even for its CPU algorithms): a missing one is reported and skipped. Scores:
+The peers are optional (``pip install tomoprep[bench]``; ASTRA's wheel loads the CUDA runtime and cuFFT
+libraries of its ``nvidia-*`` dependencies even for its CPU algorithms, no GPU needed): a missing one is reported
+and skipped. Scores:
 
 - seconds: wall time of the call (writing the MRC file for teamtomo's not counted);
 - peak MiB: how far the process's resident memory rose during the call (Linux's high-water mark, reset before),
@@ -251,10 +252,10 @@ def main() -> None:
                     run(tiny, 8)
                 volume, seconds, peak = measure(lambda run=run: run(stack, depth))
             except ImportError as error:
-                print(f"{name:<28} not installed ({error.name or error})")
-                continue
-            except OSError as error:  # ASTRA's wheel without the CUDA runtime on the library path
-                print(f"{name:<28} could not load ({error})")
+                if error.name:  # the package itself or one of its dependencies is missing
+                    print(f"{name:<28} not run: module {error.name} is not installed (pip install tomoprep[bench])")
+                else:  # e.g. ASTRA's wheel without the CUDA runtime libraries on the library path
+                    print(f"{name:<28} not run: cannot be imported ({error})")
                 continue
             box = box_of(volume, size)
             print(f"{name:<28} {seconds:>8.1f} {peak:>9.0f} {correlation(box, truth):>6.3f} "
