@@ -207,8 +207,7 @@ def _hand_score(volume: np.ndarray, helix: np.ndarray) -> float:
     return float(best[0] - best[1])
 
 
-@pytest.mark.slow
-@pytest.mark.parametrize("seed", [0, 1, 2])
+@pytest.mark.parametrize("seed", [0, pytest.param(1, marks=pytest.mark.slow), pytest.param(2, marks=pytest.mark.slow)])
 def test_helix_keeps_its_hand(seed: int) -> None:
     images, projections, helix = _helix_stack(seed)
     depth = 48

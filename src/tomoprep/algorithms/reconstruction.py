@@ -46,8 +46,9 @@ DEFAULT_MAX_MEMORY_BYTES = 4 * 2**30
 X_TILT_TOLERANCE_DEG = 1e-4
 #: Working bytes per pixel of an image being aligned and filtered (grids, padded spectra).
 _ALIGN_BYTES_PER_PIXEL = 128
-#: The most images aligned and filtered at once.
-_ALIGN_CHUNK = 4
+#: Bound on the temporaries of the images aligned and filtered at once, bytes: small images go together (fewer,
+#: larger operations), large ones one or two at a time.
+_ALIGN_TEMPORARY_BYTES = 64 * 2**20
 #: The most rows per slab. Within the memory bound, wider slabs were faster (41 tilts of 512² into 128 slices, rows
 #: 16/64/256/512: 18/14/10/6.5 s on a loaded 2-core machine): every gathered sample serves that many rows.
 MAX_ROWS_PER_SLAB = 1024
@@ -169,8 +170,8 @@ def _filtered_stack(images: torch.Tensor, projections: Sequence[TiltProjection],
     weight = sirt_like_filter(padded, tilts, iterations=sirt_iterations, thickness_px=float(thickness_px),
                               lowpass=lowpass, device=str(images.device))  # fmt: skip
     shifts = torch.tensor([[p.shift_x_px, p.shift_y_px] for p in projections], dtype=torch.float64)
-    # A few images at a time: as fast as all at once, and the temporaries stay small.
-    chunk = int(min(n, _ALIGN_CHUNK, max(1, max_memory_bytes // 4 // (_ALIGN_BYTES_PER_PIXEL * ny * nx))))
+    room = min(_ALIGN_TEMPORARY_BYTES, max_memory_bytes // 4)
+    chunk = int(min(n, max(1, room // (_ALIGN_BYTES_PER_PIXEL * ny * nx))))
     filtered = torch.empty((n, ny, nx), dtype=torch.float32, device=images.device)
     for start in range(0, n, chunk):
         part = range(start, min(n, start + chunk))
