@@ -18,12 +18,15 @@ from collections.abc import Sequence
 
 import numpy as np
 import torch
+from torch.nn import functional
 
 from tomoprep.algorithms.fourier import taper_edges
 from tomoprep.algorithms.tilt_geometry import resample, rotation_2d
 
 #: Edges of the tilt images are tapered over this fraction of their size before they are aligned.
 EDGE_TAPER_FRACTION = 0.06
+#: Entries of the interpolation tables computed at once (bounds the float64 temporaries, 8 bytes each).
+_TABLE_CHUNK = 2**18
 
 
 def align_images(images: torch.Tensor, *, axis_deg: float | Sequence[float], shifts_px: torch.Tensor) -> torch.Tensor:
@@ -128,17 +131,49 @@ def filter_rows(aligned: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
     return torch.fft.irfft(torch.fft.rfft(aligned, dim=-1) * weight, n=aligned.shape[-1], dim=-1)
 
 
-def _u_indices(tilt_deg: float, nz: int, nx: int, nu: int, device: torch.device) -> tuple[torch.Tensor, ...]:
-    """For every voxel of a slice, where it projects along ``u``: integer index, weight, validity."""
-    t = math.radians(tilt_deg)
-    z = torch.arange(nz, device=device, dtype=torch.float32)[:, None] - nz // 2
-    x = torch.arange(nx, device=device, dtype=torch.float32)[None, :] - nx // 2
-    u = x * math.cos(t) + z * math.sin(t) + nu // 2
-    low = torch.floor(u)
-    weight = u - low
-    valid = (low >= 0) & (low < nu - 1)
-    index = torch.where(valid, low, torch.zeros_like(low)).long()
-    return index.reshape(-1), weight.reshape(-1), valid.reshape(-1)
+def bag_tables(tilts_deg: Sequence[float], depths_px: torch.Tensor, *, nx: int, nu: int
+               ) -> tuple[torch.Tensor, torch.Tensor]:  # fmt: skip
+    """Where every voxel of a slice takes its samples: for depth ``Z`` (pixels from the centre, ``(nz,)`` on the
+    device to compute on) and column ``X``, the two neighbours of ``u = X cos t + Z sin t`` along each tilt's rows.
+
+    Returns
+    -------
+    indices, weights
+        ``(nz * nx, 2 n)`` int32 rows of the stacked columns ``(n * nu, ...)`` (tilt ``i``'s sample ``k`` is row
+        ``i nu + k``) and their float32 linear-interpolation weights, 0 where ``u`` falls outside the row.
+    """
+    device = depths_px.device
+    n, nz = len(tilts_deg), depths_px.numel()
+    indices = torch.empty((nz, nx, n, 2), dtype=torch.int32, device=device)
+    weights = torch.empty((nz, nx, n, 2), dtype=torch.float32, device=device)
+    angles = torch.tensor([math.radians(float(t)) for t in tilts_deg], dtype=torch.float64)
+    cos_t, sin_t = torch.cos(angles).float().to(device), torch.sin(angles).float().to(device)
+    # float32: positions within 10⁻³ px for rows up to 8192 px, at half the cost of float64.
+    x_cos = (torch.arange(nx, device=device, dtype=torch.float32)[:, None] - nx // 2) * cos_t + nu // 2
+    first_row = torch.arange(n, device=device, dtype=torch.int32) * nu
+    # All tilts at once, a few depths at a time: few large operations, a bounded temporary.
+    step = max(1, _TABLE_CHUNK // max(nx * n, 1))
+    for start in range(0, nz, step):
+        u = torch.addcmul(x_cos, depths_px[start : start + step].float()[:, None, None], sin_t)
+        low = torch.floor(u)
+        valid = (low >= 0) & (low < nu - 1)
+        upper = (u - low).mul_(valid)
+        row = low.to(torch.int32).add_(first_row).mul_(valid)
+        indices[start : start + step, :, :, 0] = row
+        indices[start : start + step, :, :, 1] = row.add_(1)
+        weights[start : start + step, :, :, 1] = upper
+        weights[start : start + step, :, :, 0] = valid.float().sub_(upper)
+    return indices.reshape(nz * nx, 2 * n), weights.reshape(nz * nx, 2 * n)
+
+
+def backproject_bags(stacked: torch.Tensor, indices: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
+    """Sum over tilts of the interpolated samples of :func:`bag_tables`: ``(nz * nx, m)`` from the stacked columns
+    ``(n * nu, m)`` (each row one ``u`` of one tilt, ``m`` image rows side by side).
+
+    One fused gather-and-sum per voxel (``embedding_bag``) instead of one pass over the volume per tilt: the
+    volume is written once, and each voxel's ``m`` rows are contiguous.
+    """
+    return functional.embedding_bag(indices, stacked, per_sample_weights=weights, mode="sum")
 
 
 def backproject_columns(filtered: torch.Tensor, tilts_deg: Sequence[float], *, nz: int, nx: int | None = None
@@ -146,19 +181,14 @@ def backproject_columns(filtered: torch.Tensor, tilts_deg: Sequence[float], *, n
     """Back projection as :func:`backproject`, in the column layout ``(nz, nx, ny)``.
 
     Every voxel of a slice takes the same two samples of each image row, so with the rows' ``y`` innermost the
-    samples are gathered as whole contiguous columns (5× faster than gathering along the rows).
+    samples are gathered as whole contiguous columns (:func:`backproject_bags`).
     """
     n, ny, nu = filtered.shape
     nx = nu if nx is None else nx
-    columns = filtered.transpose(1, 2).contiguous()  # (n, nu, ny)
-    out = torch.zeros((nz * nx, ny), dtype=torch.float32, device=filtered.device)
-    for image, tilt in zip(columns, tilts_deg, strict=True):
-        index, weight, valid = _u_indices(float(tilt), nz, nx, nu, filtered.device)
-        inside = valid.float()[:, None]
-        upper = weight[:, None] * inside
-        out.addcmul_(image.index_select(0, index), inside - upper)
-        out.addcmul_(image.index_select(0, index + 1), upper)
-    return (out / max(n, 1)).reshape(nz, nx, ny)
+    stacked = filtered.float().transpose(1, 2).reshape(n * nu, ny)
+    depths = torch.arange(nz, device=filtered.device, dtype=torch.float64) - nz // 2
+    indices, weights = bag_tables(tilts_deg, depths, nx=nx, nu=nu)
+    return (backproject_bags(stacked, indices, weights) / max(n, 1)).reshape(nz, nx, ny)
 
 
 def backproject(filtered: torch.Tensor, tilts_deg: Sequence[float], *, nz: int, nx: int | None = None) -> torch.Tensor:
