@@ -19,8 +19,8 @@ from pydantic import BaseModel
 from tomoprep.errors import TomoprepError
 from tomoprep.execution import run_step
 from tomoprep.execution.inputs import HeldKinds, needed, resolve_input
-from tomoprep.model import TiltSeries
-from tomoprep.project import Project, open_project
+from tomoprep.model import TiltSeries, Tomogram
+from tomoprep.project import Project, RunRecord, open_project
 from tomoprep.report.summary import RunView, SeriesView, summarize_project
 from tomoprep.steps import all_steps, get_step
 from tomoprep.steps.base import Step
@@ -30,6 +30,7 @@ from tomoprep.web.forms import launch_page, step_links
 from tomoprep.web.gallery import cleaning_params, gallery_page, tilt_thumbnail
 from tomoprep.web.launch import Launcher, LaunchError, field_errors
 from tomoprep.web.security import COOKIE, inside_project, token_matches
+from tomoprep.web.tomograms import slice_png, viewer_page
 
 
 class LaunchRequest(BaseModel):
@@ -144,7 +145,8 @@ def create_app(project_root: Path, *, token: str) -> FastAPI:
             view = find_run(views(opened)[0], ref)
             run_id = view.record.id
             actions = pages.run_actions(view.record, stoppable=launcher.running_here(view.record.label))
-            return pages.run_page(opened, view, opened.events(run_id), opened.artifacts(run_id), actions=actions)
+            return pages.run_page(opened, view, opened.events(run_id), opened.artifacts(run_id), actions=actions,
+                                  tomograms=tomogram_binnings(opened, view.record))  # fmt: skip
 
     @app.get("/series/{name}", response_class=HTMLResponse)
     def series_page(name: str) -> str:
@@ -177,6 +179,39 @@ def create_app(project_root: Path, *, token: str) -> FastAPI:
         if png is None:
             raise HTTPException(status_code=404, detail=f"tilt {acquisition_index} of {name} has no image")
         return Response(png, media_type="image/png")
+
+    def tomogram_binnings(opened: Project, record: RunRecord) -> dict[str, tuple[float, ...]]:
+        if record.status != "SUCCEEDED":
+            return {}
+        try:
+            series = load_tilt_series_set(opened.run_dir(record))
+        except (TomoprepError, OSError):
+            return {}
+        return {ts.name: tuple(t.binning for t in ts.tomograms) for ts in series if ts.tomograms}
+
+    def tomogram_of(opened: Project, ref: str, name: str, binning: str) -> tuple[str, Tomogram]:
+        view, ts, _ = run_series(opened, ref, name)
+        for tomogram in ts.tomograms:
+            if f"{tomogram.binning:g}" == binning and tomogram.path.is_file():
+                return view.record.label, tomogram
+        raise HTTPException(status_code=404, detail=f"{name} has no tomogram at bin {binning} in {view.record.label}")
+
+    @app.get("/runs/{ref}/series/{name}/tomograms/{binning}", response_class=HTMLResponse)
+    def tomogram_viewer(ref: str, name: str, binning: str) -> str:
+        with project() as opened:
+            label, tomogram = tomogram_of(opened, ref, name, binning)
+            return viewer_page(opened, label, name, tomogram)
+
+    @app.get("/runs/{ref}/series/{name}/tomograms/{binning}/slice.png")
+    def tomogram_slice(ref: str, name: str, binning: str, axis: str = "xy", index: int | None = None,
+                       low: float = 1.0, high: float = 99.0) -> Response:  # fmt: skip
+        with project() as opened:
+            tomogram = tomogram_of(opened, ref, name, binning)[1]
+        try:
+            return Response(slice_png(tomogram.path, axis=axis, index=index, low=low, high=high),
+                            media_type="image/png")  # fmt: skip
+        except ValueError as exc:
+            raise HTTPException(status_code=400, detail=str(exc)) from exc
 
     @app.post("/api/runs/{ref}/series/{name}/exclusions")
     def save_exclusions(ref: str, name: str, changes: ExclusionChanges) -> dict[str, Any]:

@@ -111,8 +111,11 @@ def run_actions(run: RunRecord, *, stoppable: bool) -> str:
 
 
 def run_page(project: Project, view: RunView, events: list[tuple[str, str, str | None, str]],
-             artifacts: list[tuple[str | None, str, str]], *, actions: str = "") -> str:  # fmt: skip
-    """A run: status, parameters, inputs, units, log, pictures and outputs."""
+             artifacts: list[tuple[str | None, str, str]], *, actions: str = "",
+             tomograms: dict[str, tuple[float, ...]] | None = None) -> str:  # fmt: skip
+    """A run: status, parameters, inputs, units (with links to their tilts and tomograms), log, pictures and
+    outputs; ``tomograms`` gives the binnings of each series' tomograms."""
+    tomograms = tomograms or {}
     run: RunRecord = view.record
     params = "".join(f"<tr><th>{escape(k)}</th><td><code>{escape(json.dumps(v))}</code></td></tr>"
                      for k, v in run.params.items())  # fmt: skip
@@ -120,7 +123,10 @@ def run_page(project: Project, view: RunView, events: list[tuple[str, str, str |
     def gallery(name: str) -> str:
         if run.status != "SUCCEEDED":
             return ""
-        return f' <a href="/runs/{quote(run.label)}/gallery/{quote(name)}">tilts</a>'
+        links = [f'<a href="/runs/{quote(run.label)}/gallery/{quote(name)}">tilts</a>']
+        links += [f'<a href="/runs/{quote(run.label)}/series/{quote(name)}/tomograms/{b:g}">tomogram bin {b:g}</a>'
+                  for b in tomograms.get(name, ())]  # fmt: skip
+        return " " + " ".join(links)
 
     units = "".join(f'<tr><td>{escape(u.name)}{gallery(u.name) if u.status == "SUCCEEDED" else ""}</td>'
                     f'<td class="{u.status}">{u.status}</td>'
