@@ -29,6 +29,8 @@ STRING_LABELS = [
     "rlnTomoReconstructedTomogram",
     "rlnTomoReconstructedTomogramHalf1",
     "rlnTomoReconstructedTomogramHalf2",
+    "rlnTomoReconstructedTomogramDenoised",
+    "tpTomogramCtfCorrection",
     "tpMdocFiles",
     "tpGainReference",
     "tpGainFlip",
