@@ -57,15 +57,27 @@ def chiral_window(truth: SeriesTruth, shape_zyx: tuple[int, ...], voxel_angstrom
     return tuple(slice(max(0, c - half), min(n, c + half)) for c, n in zip(centre, shape_zyx, strict=True))
 
 
+def registered(tomogram: np.ndarray, phantom: np.ndarray) -> tuple[np.ndarray, tuple[int, ...]]:
+    """``tomogram`` moved by whole voxels (circularly) to where its negative best matches the phantom, and the move
+    ``(z, y, x)``: an alignment places the specimen's centre where its data put it, not where the simulator did."""
+    a, b = -(tomogram - tomogram.mean()), phantom - phantom.mean()
+    cross = np.fft.irfftn(np.fft.rfftn(b) * np.conj(np.fft.rfftn(a)), s=a.shape)
+    peak = np.unravel_index(int(np.argmax(cross)), cross.shape)
+    move = tuple(int(p) if p <= n // 2 else int(p) - n for p, n in zip(peak, a.shape, strict=True))
+    return np.roll(tomogram, move, axis=(0, 1, 2)), move
+
+
 def scores(tomogram: np.ndarray, phantom: np.ndarray, window: tuple[slice, ...]) -> dict[str, float]:
-    """Correlations with the phantom (dense matter is dark in a tomogram, so of its negative): over the volume,
-    at the chiral marker, and at the marker of the tomogram mirrored through its centre plane (what a wrong hand
-    gives)."""
-    mirrored = tomogram[::-1]
+    """Correlations with the phantom (dense matter is dark in a tomogram, so of its negative), each volume moved to
+    match it best first: over the volume, at the chiral marker, and at the marker of the tomogram mirrored through
+    its centre plane (what a wrong hand gives); and the move's length (voxels)."""
+    moved, move = registered(tomogram, phantom)
+    mirrored, _ = registered(tomogram[::-1], phantom)
     return {
-        "volume": correlation(-tomogram, phantom),
-        "chiral": correlation(-tomogram[window], phantom[window]),
+        "volume": correlation(-moved, phantom),
+        "chiral": correlation(-moved[window], phantom[window]),
         "chiral_mirrored": correlation(-mirrored[window], phantom[window]),
+        "move_voxels": float(np.linalg.norm(move)),
     }
 
 

@@ -15,7 +15,7 @@ import math
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, cast
 
-from tomoprep.model.tilt_series import Tomogram, TiltSeries
+from tomoprep.model.tilt_series import TiltSeries, Tomogram
 
 if TYPE_CHECKING:
     import pandas as pd

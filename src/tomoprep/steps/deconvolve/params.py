@@ -1,4 +1,4 @@
-"""Parameters of the deconvolution filter, shared by ``tomoprep deconvolve`` and ``tomoprep reconstruct --deconvolve``."""
+"""Parameters of the deconvolution filter, shared by ``tomoprep deconvolve`` and ``reconstruct --deconvolve``."""
 
 from __future__ import annotations
 

@@ -17,7 +17,7 @@ from tomoprep.algorithms.deconvolution import DeconvolutionSettings, deconvolve_
 from tomoprep.errors import InputError
 from tomoprep.io.mrc import read_mrc
 from tomoprep.io.tomogram_files import write_tomogram
-from tomoprep.model import Tomogram, TiltSeries
+from tomoprep.model import TiltSeries, Tomogram
 from tomoprep.steps.base import UnitOutput
 from tomoprep.steps.deconvolve.params import DeconvolutionFields, DeconvolveParams
 from tomoprep.steps.device import device_for
@@ -48,8 +48,9 @@ def deconvolve_tomogram(volume: torch.Tensor, ts: TiltSeries, tomogram: Tomogram
                                  settings=settings_of(params, tomogram)).cpu().numpy()  # fmt: skip
     path = deconvolved_path(tomogram, output_dir)
     write_tomogram(path, filtered, voxel_spacing_angstrom=tomogram.voxel_spacing_angstrom)
+    title = f"{ts.name}, bin {tomogram.binning:g}, deconvolved ({defocus_angstrom / 1e4:.2f} µm)"
     write_slices_png(path.with_suffix(".png"), filtered, voxel_spacing_angstrom=tomogram.voxel_spacing_angstrom,
-                     title=f"{ts.name}, bin {tomogram.binning:g}, deconvolved ({defocus_angstrom / 1e4:.2f} µm)")  # fmt: skip
+                     title=title)  # fmt: skip
     return replace(tomogram, denoised_path=path)
 
 

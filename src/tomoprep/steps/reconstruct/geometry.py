@@ -50,11 +50,12 @@ def series_geometry(ts: TiltSeries) -> SeriesGeometry:
     usable = [t for t in ts.included_tilts if has_image(t)]
     posed = [t for t in usable if t.alignment is not None]
     notes: list[str] = []
+    pairs: list[tuple[TiltImage, TiltAlignment]]
     if posed:
         if len(posed) < len(usable):
             notes.append(f"{WARNING_PREFIX} {len(usable) - len(posed)} included tilts of {ts.name} have no pose "
-                         "(included after the alignment) and are left out: run tomoprep align again to use them")  # fmt: skip
-        pairs = [(t, t.alignment) for t in posed]
+                         "(included after the alignment) and are left out: align again to use them")  # fmt: skip
+        pairs = [(t, t.alignment) for t in posed if t.alignment is not None]
         aligned = True
     else:
         pairs = [(t, nominal_pose(ts, t)) for t in usable]
@@ -64,19 +65,16 @@ def series_geometry(ts: TiltSeries) -> SeriesGeometry:
                      "first for a sharp tomogram")  # fmt: skip
     if len(pairs) < 2:
         raise ValueError(f"tilt series {ts.name} has {len(pairs)} usable tilts; a tomogram needs at least 2")
-    pairs.sort(key=lambda pair: pair[1].y_tilt_deg)  # type: ignore[union-attr]
-    tilts, poses = zip(*pairs, strict=True)
-    return SeriesGeometry(tuple(tilts), tuple(poses), aligned, tuple(notes))  # type: ignore[arg-type]
+    pairs.sort(key=lambda pair: pair[1].y_tilt_deg)
+    return SeriesGeometry(tuple(t for t, _ in pairs), tuple(p for _, p in pairs), aligned, tuple(notes))
 
 
 def projections_at(poses: tuple[TiltAlignment, ...], pixel_spacing_angstrom: float) -> list[TiltProjection]:
     """The poses in pixels of images of ``pixel_spacing_angstrom`` (Å) whose centre is the tilt images' centre."""
-    return [
-        TiltProjection(y_tilt_deg=p.y_tilt_deg, z_rot_deg=p.z_rot_deg, x_tilt_deg=p.x_tilt_deg,
-                       shift_x_px=p.shift_x_angstrom / pixel_spacing_angstrom,
-                       shift_y_px=p.shift_y_angstrom / pixel_spacing_angstrom)  # fmt: skip
-        for p in poses
-    ]
+    spacing = pixel_spacing_angstrom
+    return [TiltProjection(y_tilt_deg=p.y_tilt_deg, z_rot_deg=p.z_rot_deg, x_tilt_deg=p.x_tilt_deg,
+                           shift_x_px=p.shift_x_angstrom / spacing, shift_y_px=p.shift_y_angstrom / spacing)
+            for p in poses]  # fmt: skip
 
 
 def tomogram_thickness(ts: TiltSeries, params: ReconstructParams) -> tuple[float, str]:
@@ -87,8 +85,9 @@ def tomogram_thickness(ts: TiltSeries, params: ReconstructParams) -> tuple[float
     measured = ts.specimen_thickness_angstrom
     if measured is not None and math.isfinite(measured) and measured > 0:
         return measured + params.thickness_margin_angstrom, (
-            f"the measured specimen {measured:.0f} Å + margin {params.thickness_margin_angstrom:.0f} Å")
-    return DEFAULT_THICKNESS_ANGSTROM, "the default (specimen thickness not measured; --thickness-angstrom sets it)"
+            f"the measured specimen {measured:.0f} Å + margin {params.thickness_margin_angstrom:.0f} Å"
+        )
+    return DEFAULT_THICKNESS_ANGSTROM, "the default: no specimen thickness measured, --thickness-angstrom sets it"
 
 
 def defocus_hand(ts: TiltSeries) -> tuple[int, str]:

@@ -74,7 +74,8 @@ def read_binned_stacks(
                       for b in binnings}  # fmt: skip
         elif tuple(image.shape) != first_shape:
             raise InputError(image_file(tilt), f"is {image.shape[1]}×{image.shape[0]} px, the series' first image "
-                             f"{first_shape[1]}×{first_shape[0]}.", "give every tilt of a series the same image size.")  # fmt: skip
+                             f"{first_shape[1]}×{first_shape[0]}.",
+                             "give every tilt of a series the same image size.")  # fmt: skip
         for b in binnings:
             stacks[b][index] = bin_images(image, b)
         del image  # one unbinned image at a time

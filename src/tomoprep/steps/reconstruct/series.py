@@ -16,7 +16,7 @@ from tomoprep.algorithms.backprojection import align_images
 from tomoprep.algorithms.reconstruction import reconstruct_tomogram
 from tomoprep.errors import InputError
 from tomoprep.io.tomogram_files import write_aligned_stack, write_tomogram
-from tomoprep.model import Tomogram, TiltSeries
+from tomoprep.model import TiltSeries, Tomogram
 from tomoprep.steps.base import WARNING_PREFIX, UnitOutput
 from tomoprep.steps.deconvolve.series import deconvolve_tomogram
 from tomoprep.steps.device import device_for
@@ -41,7 +41,7 @@ from tomoprep.steps.reconstruct.images import (
 )
 from tomoprep.steps.reconstruct.params import ReconstructParams
 from tomoprep.steps.reconstruct.plots import write_slices_png
-from tomoprep.steps.tilt_images import read_tilt_image, series_pixel_spacing
+from tomoprep.steps.tilt_images import series_pixel_spacing
 
 
 @dataclass(frozen=True)
@@ -68,7 +68,9 @@ def plan_series(ts: TiltSeries, params: ReconstructParams) -> tuple[Plan, list[s
     notes.append(f"{len(geometry.tilts)} tilts, {'aligned' if geometry.aligned else 'nominal geometry'}; "
                  f"depth {thickness:.0f} Å ({source})")  # fmt: skip
     dose = params.dose_filter and ts.dose_known
-    if params.dose_filter and not dose:
+    if dose:
+        notes.append("each tilt exposure-filtered for its pre-exposure and dose")
+    elif params.dose_filter:
         notes.append(f"exposure filter skipped: the doses of {ts.name} are not known (import with the dose)")
     ctf = None
     if params.ctf_correction != "none":
@@ -150,7 +152,8 @@ def half_tomograms(ts: TiltSeries, plan: Plan, params: ReconstructParams, output
             volume = back_project(prepared(stacks.pop(binning), ts, plan, binning), plan, binning, params)
             path = tomogram_path(output_dir, ts.name, binning, f"_half{half}")
             write_tomogram(path, volume.cpu().numpy(), voxel_spacing_angstrom=plan.pixel_spacing_angstrom * binning)
-            tomograms[binning] = replace(tomograms[binning], **{f"half{half}_path": path})
+            made = tomograms[binning]
+            tomograms[binning] = replace(made, half1_path=path) if half == 1 else replace(made, half2_path=path)
 
 
 def deconvolved(ts: TiltSeries, plan: Plan, params: ReconstructParams, output_dir: Path, device: torch.device,
