@@ -267,9 +267,11 @@ def test_an_aligned_series_nears_its_true_geometry(tmp_path: Path) -> None:
     # The first case of tests/steps/test_align.py: a series the alignment recovers (tiny's 256² images are too
     # small for it); its phantom volume has 24 Å voxels, the tomogram's at bin 4.
     session = tmp_path / "session"
-    params = SimulateParams(preset="demo", n_tilt_series=1, write_tilt_stack=True, frames_per_tilt=2,
-                            pixel_spacing_angstrom=6.0, n_complexes=200, tilt_axis_angle_deg=-95.0, hand=-1,
-                            pretilt_deg=8.0, thickness_min_angstrom=1200.0, thickness_max_angstrom=1200.0, seed=3)  # fmt: skip
+    params = SimulateParams(
+        preset="demo", n_tilt_series=1, write_tilt_stack=True, frames_per_tilt=2, pixel_spacing_angstrom=6.0,
+        n_complexes=200, tilt_axis_angle_deg=-95.0, hand=-1, pretilt_deg=8.0, thickness_min_angstrom=1200.0,
+        thickness_max_angstrom=1200.0, seed=3,
+    )  # fmt: skip
     truth = simulate_session(session, params).tilt_series[0]
     project = init_project(tmp_path / "project")
     imported = run_step(project, IMPORT, {"stack": str(session / "stacks" / "TS_01.st")})
