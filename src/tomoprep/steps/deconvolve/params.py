@@ -13,8 +13,8 @@ class DeconvolutionFields(Params):
     """The deconvolution filter's settings (Tegunov's filter of Warp and IsoNet, docs/reconstruct.md)."""
 
     deconv_strength: float = Field(
-        1.0, ge=0, le=5, description="Strength of the deconvolution filter: log10 of the assumed low-frequency SNR "
-        "over 3 (Warp; IsoNet's strength is 3 times Warp's).",
+        1.0, ge=0, le=5, description="Strength of the deconvolution filter: log10 of the assumed low-frequency SNR, "
+        "divided by 3 for Warp's filter (by 1 for IsoNet's).",
     )  # fmt: skip
     deconv_falloff: float = Field(
         1.0, gt=0, le=10, description="How fast the assumed SNR falls with frequency (usually 1-1.2)."
