@@ -27,11 +27,20 @@ def with_true_poses(ts: TiltSeries, truth: SeriesTruth) -> TiltSeries:
     return replace(ts, tilts=tuple(tilts), specimen_thickness_angstrom=truth.thickness_angstrom)
 
 
-def phantom_on_grid(session: Path, truth: SeriesTruth, shape_zyx: tuple[int, ...], voxel_angstrom: float) -> np.ndarray:
+def phantom_on_grid(
+    session: Path, truth: SeriesTruth, shape_zyx: tuple[int, ...], voxel_angstrom: float, *, y_rotation_deg: float = 0.0
+) -> np.ndarray:
     """The truth's phantom volume on a tomogram's grid (same voxel size; centre voxels ``N // 2`` on each other,
-    cut or padded with 0)."""
+    cut or padded with 0), in a frame turned by ``y_rotation_deg`` about the specimen's y axis.
+
+    An alignment whose tilts are the true ones plus ``Δ`` (its tilt offset levels a pretilted slab) projects
+    ``Ry(θ + Δ) r' = Ry(θ) r``: its specimen frame is ``r' = Ry(-Δ) r``, where the phantom reads
+    ``phantom(Ry(Δ) r')``.
+    """
     assert abs(truth.phantom_volume_voxel_size_angstrom - voxel_angstrom) < 1e-6, "compare at the phantom's voxel"
     phantom = read_mrc(session / truth.phantom_volume)
+    if y_rotation_deg:
+        phantom = _turned_about_y(phantom, y_rotation_deg)
     out = np.zeros(shape_zyx, dtype=np.float32)
     source, target = [], []
     for n_in, n_out in zip(phantom.shape, shape_zyx, strict=True):
@@ -43,15 +52,31 @@ def phantom_on_grid(session: Path, truth: SeriesTruth, shape_zyx: tuple[int, ...
     return out
 
 
+def _turned_about_y(volume: np.ndarray, angle_deg: float) -> np.ndarray:
+    """``volume(Ry(angle) r)`` about the centre voxel (linear interpolation)."""
+    from scipy.ndimage import affine_transform
+
+    c, s = np.cos(np.radians(angle_deg)), np.sin(np.radians(angle_deg))
+    # Ry in (z, y, x) index order: x_in = c x + s z, z_in = -s x + c z.
+    matrix = np.array([[c, 0.0, -s], [0.0, 1.0, 0.0], [s, 0.0, c]])
+    centre = np.array([n // 2 for n in volume.shape], dtype=float)
+    return affine_transform(volume, matrix, offset=centre - matrix @ centre, order=1)
+
+
 def correlation(a: np.ndarray, b: np.ndarray) -> float:
     """Pearson correlation of two arrays of one shape."""
     a, b = a - a.mean(), b - b.mean()
     return float((a * b).sum() / np.sqrt((a * a).sum() * (b * b).sum()))
 
 
-def chiral_window(truth: SeriesTruth, shape_zyx: tuple[int, ...], voxel_angstrom: float) -> tuple[slice, ...]:
-    """The window of a tomogram's grid around the chiral marker's junction."""
-    junction_xyz = np.array(truth.phantom["chiral"]["centre_angstrom"])
+def chiral_window(
+    truth: SeriesTruth, shape_zyx: tuple[int, ...], voxel_angstrom: float, *, y_rotation_deg: float = 0.0
+) -> tuple[slice, ...]:
+    """The window of a tomogram's grid around the chiral marker's junction (in the frame of
+    :func:`phantom_on_grid` turned by ``y_rotation_deg``)."""
+    c, s = np.cos(np.radians(y_rotation_deg)), np.sin(np.radians(y_rotation_deg))
+    x, y, z = truth.phantom["chiral"]["centre_angstrom"]
+    junction_xyz = np.array([c * x - s * z, y, s * x + c * z])  # Ry(-angle) of the true junction
     centre = np.round(junction_xyz[::-1] / voxel_angstrom).astype(int) + np.array([n // 2 for n in shape_zyx])
     half = round(CHIRAL_WINDOW_ANGSTROM / voxel_angstrom)
     return tuple(slice(max(0, c - half), min(n, c + half)) for c, n in zip(centre, shape_zyx, strict=True))
@@ -61,7 +86,7 @@ def registered(tomogram: np.ndarray, phantom: np.ndarray) -> tuple[np.ndarray, t
     """``tomogram`` moved by whole voxels (circularly) to where its negative best matches the phantom, and the move
     ``(z, y, x)``: an alignment places the specimen's centre where its data put it, not where the simulator did."""
     a, b = -(tomogram - tomogram.mean()), phantom - phantom.mean()
-    cross = np.fft.irfftn(np.fft.rfftn(b) * np.conj(np.fft.rfftn(a)), s=a.shape)
+    cross = np.fft.irfftn(np.fft.rfftn(b) * np.conj(np.fft.rfftn(a)), s=a.shape, axes=(0, 1, 2))
     peak = np.unravel_index(int(np.argmax(cross)), cross.shape)
     move = tuple(int(p) if p <= n // 2 else int(p) - n for p, n in zip(peak, a.shape, strict=True))
     return np.roll(tomogram, move, axis=(0, 1, 2)), move
