@@ -318,3 +318,21 @@ def test_odd_even_halves_are_independent_and_average_to_the_tomogram(tiny, tmp_p
     assert correlation(half1, full) > between and correlation(half2, full) > between
     row = starfile.read(project.run_dir(run) / "tilt_series.star", always_dict=True)["global"].iloc[0]
     assert row["rlnTomoReconstructedTomogramHalf1"].endswith("TS_01_bin4_half1.mrc")
+
+
+def test_plan_skips_the_exposure_filter_without_doses_and_takes_the_ctf_hand(imported) -> None:
+    from tomoprep.model import CtfHand
+    from tomoprep.steps.reconstruct.geometry import defocus_hand
+    from tomoprep.steps.reconstruct.series import plan_series
+
+    ts = load_tilt_series_set(imported[1])[0]
+    plan, notes = plan_series(ts, ReconstructParams())
+    assert plan.dose_filter and "each tilt exposure-filtered for its pre-exposure and dose" in notes
+    unknown = replace(ts, tilts=tuple(replace(t, acquisition=replace(t.acquisition, dose_e_per_angstrom2=None))
+                                      for t in ts.tilts))  # fmt: skip
+    plan, notes = plan_series(unknown, ReconstructParams())
+    assert not plan.dose_filter and any("exposure filter skipped: the doses of TS_01 are not known" in n for n in notes)
+    assert not plan_series(ts, ReconstructParams(dose_filter=False))[0].dose_filter
+    assert defocus_hand(replace(ts, hand=-1)) == (-1, "hand -1 (the series'; the CTF estimation did not decide one)")
+    assert defocus_hand(replace(ts, hand=-1, ctf_hand=CtfHand(None, 1.0)))[0] == -1
+    assert defocus_hand(replace(ts, hand=-1, ctf_hand=CtfHand(1, 9.0))) == (1, "hand +1 (the CTF estimation's)")
