@@ -221,7 +221,7 @@ def _root(
     """tomoprep: cryo-ET preprocessing from raw tilt-series movies to RELION 5."""
 
 
-PROJECT_COMMANDS = ("init", "status", "repair", "run", "simulate", "demo")
+PROJECT_COMMANDS = ("init", "status", "repair", "run", "simulate", "demo", "workflow")
 
 
 def build_app(command: str | None = None) -> typer.Typer:
@@ -236,6 +236,10 @@ def build_app(command: str | None = None) -> typer.Typer:
     app.command(cls=StackedHelpCommand)(_clear_errors(status))
     app.command(cls=StackedHelpCommand)(_clear_errors(repair))
     app.command("run", cls=StackedHelpCommand)(_clear_errors(resume))
+    if command in (None, "workflow") or command not in (*PROJECT_COMMANDS, *BUILTIN_STEP_MODULES):
+        from tomoprep.cli.workflow import workflow_app
+
+        app.add_typer(workflow_app(), name="workflow")
     if command in PROJECT_COMMANDS:
         steps: tuple[Step, ...] = ()
     elif command in BUILTIN_STEP_MODULES:

@@ -118,6 +118,17 @@ def resolve_input(project: Project, step: Step, params: Params | None, input_run
     )
 
 
+def input_among(project: Project, step: Step, params: Params | None, candidates: list[RunRecord]) -> RunRecord | None:
+    """The newest successful run of ``candidates`` that ``step`` can take as input (it holds every kind the step
+    needs and none the step would make stale); ``None`` where none can, or the step takes no input run."""
+    if not step.needs:
+        return None
+    held = HeldKinds(project, step)
+    needs, stale = needed(step, params), made_stale_by(made(step, params))
+    usable = [r for r in candidates if r.status == "SUCCEEDED" and needs <= held(r) and not held(r) & stale]
+    return max(usable, key=lambda r: r.id, default=None)
+
+
 def _check_input(
     step: Step, record: RunRecord, needs: frozenset[Kind], stale: frozenset[Kind], held: HeldKinds
 ) -> None:
