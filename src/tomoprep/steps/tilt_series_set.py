@@ -2,9 +2,10 @@
 
 ``<run>/tilt_series.star`` holds ``data_global`` (one row per tilt series, RELION 5 labels);
 ``<run>/tilt_series/<name>.star`` holds ``data_<name>`` (one row per tilt); where a step made tomograms, the set
-file also holds ``data_tp_tomograms`` (one row per tomogram, :mod:`tomoprep.io.tomogram_star`). The per-series path in the set
-table is relative to the project root, as RELION stores it relative to its project directory. This module knows
-where the files of a run folder are; what their labels mean is :mod:`tomoprep.io.tilt_series_star`'s.
+file also holds ``data_tp_tomograms`` (one row per tomogram, :mod:`tomoprep.io.tomogram_star`). The per-series
+path in the set table is relative to the project root, as RELION stores it relative to its project directory.
+This module knows where the files of a run folder are; what their labels mean is
+:mod:`tomoprep.io.tilt_series_star`'s.
 
 pandas and starfile are imported where a table is read or written, not with this module, which every command
 loads (``tomoprep --help`` needs neither).

@@ -35,4 +35,4 @@ class DeconvolveParams(DeconvolutionFields):
         None, gt=0, le=300_000, description="Defocus of the filter's CTF (Å, positive for underfocus); default: the "
         "mean defocus the CTF estimation found for the series' included tilts.",
     )  # fmt: skip
-    device: Literal["auto", "cpu", "cuda"] = Field("cpu", description="Where to compute: auto = CUDA when present.")
+    device: Literal["auto", "cpu", "cuda"] = Field("auto", description="Where to compute: auto = CUDA when present.")

@@ -12,6 +12,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Literal
 
 import numpy as np
 import torch
@@ -104,7 +105,7 @@ def dose_filtered(stack: torch.Tensor, ts: TiltSeries, tilts: Sequence[TiltImage
 class CtfCorrection:
     """How to correct the tilt images for the CTF: ``mode`` ``phase_flip`` or ``wiener``, the defocus ``hand``."""
 
-    mode: str
+    mode: Literal["phase_flip", "wiener"]
     hand: int
     wiener_snr: float
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import Literal
 
 import torch
 
@@ -77,7 +78,8 @@ def plan_series(ts: TiltSeries, params: ReconstructParams) -> tuple[Plan, list[s
         why_not = missing_ctf(ts, geometry.tilts)
         if why_not is None:
             hand, said = defocus_hand(ts)
-            ctf = CtfCorrection(params.ctf_correction, hand, params.wiener_snr)
+            mode: Literal["phase_flip", "wiener"] = "wiener" if params.ctf_correction == "wiener" else "phase_flip"
+            ctf = CtfCorrection(mode, hand, params.wiener_snr)
             notes.append(f"CTF correction {params.ctf_correction} with the defocus {said}")
         else:
             notes.append(f"{WARNING_PREFIX} CTF-corrected tomograms refused: {why_not}; the tomograms are made "
