@@ -6,11 +6,10 @@ import dataclasses
 import tomllib
 from pathlib import Path
 
-import mrcfile
-import numpy as np
 import pytest
 from typer.testing import CliRunner
 
+from small_project import write_stacks
 from tomoprep.cli.main import build_app
 from tomoprep.errors import InputError, StepError
 from tomoprep.execution import workflow as workflow_module
@@ -19,22 +18,9 @@ from tomoprep.project import init_project, open_project
 from tomoprep.steps import BUILTIN_STEP_MODULES, get_step
 from tomoprep.steps.tilt_series_set import load_tilt_series_set
 
-ANGLES_DEG = (-6.0, -3.0, 0.0, 3.0, 6.0)
-
-
-def _stacks(folder: Path) -> str:
-    """Two small MRC tilt stacks with their .rawtlt files; the glob that names them."""
-    folder.mkdir()
-    for seed, name in enumerate(("TS_A", "TS_B")):
-        with mrcfile.new(folder / f"{name}.mrc") as mrc:
-            mrc.set_data(np.random.default_rng(seed).normal(10.0, 1.0, (len(ANGLES_DEG), 32, 32)).astype(np.float32))
-            mrc.voxel_size = 2.5
-        (folder / f"{name}.rawtlt").write_text("".join(f"{a}\n" for a in ANGLES_DEG))
-    return str(folder / "*.mrc")
-
 
 def _workflow_file(tmp_path: Path) -> Path:
-    glob = _stacks(tmp_path / "stacks")
+    glob = write_stacks(tmp_path / "stacks")
     path = tmp_path / "workflow.toml"
     path.write_text(
         f'[import]\nstack = "{glob}"\ntilt_axis_angle_deg = 85.0\ndose_per_tilt_e_per_angstrom2 = 3.0\n\n'

@@ -125,6 +125,38 @@ def resume(
         _report(proj, resume_run(proj, resume, executor=executor))
 
 
+def report(
+    project: ProjectOption = Path("."),
+    output: Annotated[
+        Path | None, typer.Option("--output", "-o", help="HTML file to write; default: report.html in the project.")
+    ] = None,
+) -> None:
+    """Write one self-contained HTML page of what was done: runs, parameters, versions, timings, pictures, and
+    per tilt series what was decided and why."""
+    from tomoprep.report import summarize_project, write_report
+
+    with open_project(project, read_only=True) as proj:
+        path = write_report(summarize_project(proj), output or proj.root / "report.html")
+    console.print(f"Report: [bold]{path}[/bold]", highlight=False)
+
+
+def serve(
+    project: ProjectOption = Path("."),
+    port: Annotated[int, typer.Option("--port", min=0, max=65535, help="Port; 0 takes a free one.")] = 0,
+    host: Annotated[
+        str, typer.Option("--host", help="Address to listen on; another than 127.0.0.1 exposes the UI to the network.")
+    ] = "127.0.0.1",
+    token: Annotated[
+        str | None,
+        typer.Option("--token", envvar="TOMOPREP_TOKEN", help="Token to require (default: a new random one)."),
+    ] = None,
+) -> None:
+    """Serve the project's web UI; prints the address to open (with its token) and runs until Ctrl-C."""
+    from tomoprep.web.serve import serve as run_server
+
+    run_server(project, host=host, port=port, token=token)
+
+
 def _print_outputs(project: Project, run: RunRecord, *, title: str) -> None:
     """The tilt series of ``run`` as a table, the step's one-line summary, and the units that failed."""
     try:
@@ -221,7 +253,7 @@ def _root(
     """tomoprep: cryo-ET preprocessing from raw tilt-series movies to RELION 5."""
 
 
-PROJECT_COMMANDS = ("init", "status", "repair", "run", "simulate", "demo", "workflow")
+PROJECT_COMMANDS = ("init", "status", "repair", "run", "report", "serve", "simulate", "demo", "workflow")
 
 
 def build_app(command: str | None = None) -> typer.Typer:
@@ -236,6 +268,8 @@ def build_app(command: str | None = None) -> typer.Typer:
     app.command(cls=StackedHelpCommand)(_clear_errors(status))
     app.command(cls=StackedHelpCommand)(_clear_errors(repair))
     app.command("run", cls=StackedHelpCommand)(_clear_errors(resume))
+    app.command("report", cls=StackedHelpCommand)(_clear_errors(report))
+    app.command("serve", cls=StackedHelpCommand)(_clear_errors(serve))
     if command in (None, "workflow") or command not in (*PROJECT_COMMANDS, *BUILTIN_STEP_MODULES):
         from tomoprep.cli.workflow import workflow_app
 

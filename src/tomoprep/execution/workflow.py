@@ -45,6 +45,7 @@ from tomoprep.steps.base import Step
 TEMPLATE_VALUES: dict[str, dict[str, Any]] = {
     "import": {"mdoc": "session/*.mdoc", "movies": "session/frames"},
     "reconstruct": {"binning": [8, 4]},
+    "export": {"out": "relion5"},
 }
 
 

@@ -31,6 +31,8 @@ STRING_LABELS = [
     "rlnTomoReconstructedTomogramHalf2",
     "rlnTomoReconstructedTomogramDenoised",
     "tpTomogramCtfCorrection",
+    "rlnTomoParticlesFile",
+    "rlnTomoTomogramsFile",
     "tpMdocFiles",
     "tpGainReference",
     "tpGainFlip",

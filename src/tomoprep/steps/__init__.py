@@ -24,6 +24,7 @@ BUILTIN_STEP_MODULES = {
     "ctf": "tomoprep.steps.ctf",
     "reconstruct": "tomoprep.steps.reconstruct",
     "deconvolve": "tomoprep.steps.deconvolve",
+    "export": "tomoprep.steps.export",
 }
 
 

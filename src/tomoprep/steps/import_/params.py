@@ -29,6 +29,11 @@ class ImportParams(Params):
         description="Glob of tilt stacks (MRC) to import instead of movies; tilt angles come from --tilt-angles, "
         "or a .rawtlt/.tlt/.mdoc beside each stack, or the stack's extended header.",
     )
+    relion5: Path | None = Field(
+        None,
+        description="A RELION 5 tomogram or tilt-series set to import instead (a job folder, a tomoprep export "
+        "folder, or its global STAR file), with RELION's alignment and CTF.",
+    )
     tilt_angles: Path | None = Field(
         None, description="Tilt-angle file (.rawtlt or .tlt, one angle per line) for a single --stack."
     )
@@ -85,8 +90,12 @@ class ImportParams(Params):
 
     @model_validator(mode="after")
     def _one_source(self) -> ImportParams:
+        if self.relion5 is not None:
+            if self.mdoc is not None or self.stack is not None:
+                raise ValueError("--relion5 imports a RELION 5 set on its own: leave out --mdoc and --stack")
+            return self
         if self.mdoc is None and self.stack is None:
-            raise ValueError("give --mdoc (movies and their mdoc files) or --stack (tilt stacks)")
+            raise ValueError("give --mdoc (movies and their mdoc files), --stack (tilt stacks) or --relion5")
         single_stack = self.stack is not None and not any(c in self.stack for c in "*?[")
         if self.stack is not None and self.mdoc is not None and not single_stack:
             raise ValueError("--mdoc with --stack describes one stack: give a single stack file, not a glob")
