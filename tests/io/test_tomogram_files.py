@@ -9,7 +9,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from tomoprep.io.imod import read_tilt_angles
+from tomoprep.io.imod import read_tilt_angles, read_xtilt
 from tomoprep.io.tomogram_files import write_aligned_stack, write_tomogram
 from tomoprep.io.tomogram_star import TOMOGRAM_TABLE, primary_fields, tomogram_rows, tomograms_from_star
 from tomoprep.model import Optics, TiltAcquisition, TiltImage, TiltSeries, Tomogram
@@ -32,8 +32,11 @@ def test_an_aligned_stack_is_an_image_stack_with_its_tlt(tmp_path: Path) -> None
     stack = np.zeros((3, 4, 4), dtype=np.float32)
     tlt = write_aligned_stack(tmp_path / "TS_01_bin4.mrc", stack, pixel_spacing_angstrom=8.0,
                               tilt_angles_deg=[-30.004, 1.5, 29.996])  # fmt: skip
-    assert tlt == tmp_path / "TS_01_bin4.tlt"
+    assert tlt == tmp_path / "TS_01_bin4.tlt" and not (tmp_path / "TS_01_bin4.xtilt").exists()
     np.testing.assert_allclose(read_tilt_angles(tlt), [-30.0, 1.5, 30.0])
+    write_aligned_stack(tmp_path / "x.mrc", stack, pixel_spacing_angstrom=8.0, tilt_angles_deg=[0, 1, 2],
+                        x_tilts_deg=[0.0, 0.5, -0.25])  # fmt: skip
+    np.testing.assert_allclose(read_xtilt(tmp_path / "x.xtilt"), [0.0, 0.5, -0.25])
     with mrcfile.open(tmp_path / "TS_01_bin4.mrc") as mrc:
         assert mrc.data.shape == (3, 4, 4) and int(mrc.header.ispg) == 0 and float(mrc.voxel_size.x) == 8.0
     with pytest.raises(ValueError, match="3 tilt angles need"):

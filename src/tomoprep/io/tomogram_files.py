@@ -4,7 +4,8 @@ A tomogram is a ``(z, y, x)`` float32 volume written as MRC mode 2 with its voxe
 origin at 0 (IMOD and RELION then put voxel ``(0, 0, 0)`` at the origin; the specimen centre is voxel
 ``N // 2`` along each axis, as in ``conventions.py``). An aligned stack is ``(n, y, x)``: one section per tilt,
 shifts and tilt-axis rotation removed (the axis along Y, as IMOD's aligned ``.ali`` stacks have it), sorted by
-tilt angle; its ``.tlt`` lists each section's tilt angle (degrees, IMOD's sign, RELION's ``rlnTomoYTilt``).
+tilt angle; its ``.tlt`` lists each section's tilt angle (degrees, IMOD's sign, RELION's ``rlnTomoYTilt``), and
+an ``.xtilt`` its X tilt where some tilt has one (``io/imod_align.py``: the same sign in both programs).
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from pathlib import Path
 import mrcfile
 import numpy as np
 
-from tomoprep.io.imod import write_tilt_angles
+from tomoprep.io.imod import write_tilt_angles, write_xtilt
 from tomoprep.io.mrc import write_mrc
 
 
@@ -38,9 +39,15 @@ def write_tomogram(path: Path, volume_zyx: np.ndarray, *, voxel_spacing_angstrom
 
 
 def write_aligned_stack(
-    path: Path, images: np.ndarray, *, pixel_spacing_angstrom: float, tilt_angles_deg: Sequence[float]
+    path: Path,
+    images: np.ndarray,
+    *,
+    pixel_spacing_angstrom: float,
+    tilt_angles_deg: Sequence[float],
+    x_tilts_deg: Sequence[float] | None = None,
 ) -> Path:
-    """Write an aligned ``(n, y, x)`` stack as float32 MRC and its tilt angles as ``<stem>.tlt`` beside it.
+    """Write an aligned ``(n, y, x)`` stack as float32 MRC and its tilt angles as ``<stem>.tlt`` beside it (and,
+    where some tilt has an X tilt, IMOD's ``<stem>.xtilt``, RELION's ``rlnTomoXTilt`` with IMOD's sign).
 
     Returns
     -------
@@ -61,4 +68,6 @@ def write_aligned_stack(
         mrc.set_image_stack()  # sections are images (space group 0), as IMOD's tilt stacks are
     tlt = path.with_suffix(".tlt")
     write_tilt_angles(tlt, list(tilt_angles_deg))
+    if x_tilts_deg is not None and any(x != 0.0 for x in x_tilts_deg):
+        write_xtilt(path.with_suffix(".xtilt"), list(x_tilts_deg))
     return tlt

@@ -120,7 +120,8 @@ def _write_aligned_stack(stack: torch.Tensor, plan: Plan, binning: int, path: Pa
     shifts = torch.tensor([[p.shift_x_px, p.shift_y_px] for p in projections], dtype=torch.float64)
     aligned = align_images(stack, axis_deg=[p.z_rot_deg for p in projections], shifts_px=shifts)
     write_aligned_stack(path, aligned.cpu().numpy(), pixel_spacing_angstrom=plan.pixel_spacing_angstrom * binning,
-                        tilt_angles_deg=[p.y_tilt_deg for p in projections])  # fmt: skip
+                        tilt_angles_deg=[p.y_tilt_deg for p in projections],
+                        x_tilts_deg=[p.x_tilt_deg for p in projections])  # fmt: skip
 
 
 def full_tomograms(ts: TiltSeries, plan: Plan, params: ReconstructParams, output_dir: Path,
