@@ -51,5 +51,11 @@ def test_demo_runs_every_step_end_to_end(tmp_path: Path) -> None:
     with open_project(tmp_path / "demo" / "project") as project:
         runs = project.list_runs()
     assert [r.step for r in runs][:1] == ["import"] and all(r.status == "SUCCEEDED" for r in runs)
-    assert [r.step for r in runs][-2:] == ["align", "ctf"]
+    assert [r.step for r in runs][-3:] == ["align", "ctf", "reconstruct"]
     assert all(not r.failed_units for r in runs)
+    for name in ("TS_01", "TS_02"):
+        for binning in (8, 4):
+            tomogram = tmp_path / "demo" / "project" / "runs" / "006_reconstruct" / name / "tomograms" / (
+                f"{name}_bin{binning}.mrc")  # fmt: skip
+            assert tomogram.is_file() and tomogram.with_suffix(".png").is_file()
+            assert tomogram.with_name(f"{name}_bin{binning}_half1.mrc").is_file()

@@ -17,6 +17,8 @@ def _type_text(annotation: Any) -> str:
     inner, optional = unwrap_optional(annotation)
     if get_origin(inner) is Literal:
         text = " \\| ".join(f"`{v}`" for v in get_args(inner))
+    elif get_origin(inner) is list:
+        text = f"{get_args(inner)[0].__name__}, repeatable"
     else:
         text = getattr(inner, "__name__", str(inner))
     return f"{text} (optional)" if optional else text

@@ -22,13 +22,14 @@ console = Console()
 
 #: The steps the demo runs, in workflow order, with the parameters it gives them beyond the defaults.
 #: Steps of the demo and what it gives them beyond their defaults (alignment at 128 px: 12 Å on the demo field;
-#: the CTF with the alignment's axis and tilts).
+#: the CTF with the alignment's axis and tilts; tomograms at bin 8 and at the alignment's working binning, 4).
 DEMO_STEPS: tuple[tuple[str, dict[str, Any]], ...] = (
     ("import", {}),
     ("motioncorr", {}),
     ("clean", {}),
     ("align", {"working_size_px": 128}),
     ("ctf", {}),
+    ("reconstruct", {"binning": [8, 4]}),
 )
 
 
@@ -97,6 +98,9 @@ def demo(
                 console.print(f"[red]{run.error}[/red]")
                 raise typer.Exit(code=1)
     console.print(f"Project: [bold]{project_dir}[/bold]; see `tomoprep status -p {project_dir}`")
+    pictures = sorted(project_dir.glob("runs/*_reconstruct/*/tomograms/*.png"))
+    if pictures:
+        console.print(f"Tomograms and their pictures: [bold]{pictures[0].parent.parent.parent}[/bold]/*/tomograms/")
 
 
 def demo_simulation(seed: int) -> SimulateParams:

@@ -30,6 +30,7 @@ STRING_LABELS = [
     "rlnTomoReconstructedTomogramHalf1",
     "rlnTomoReconstructedTomogramHalf2",
     "rlnTomoReconstructedTomogramDenoised",
+    "tpTomogramCtfCorrection",
     "rlnTomoParticlesFile",
     "rlnTomoTomogramsFile",
     "tpMdocFiles",

@@ -30,6 +30,7 @@ from typing import TYPE_CHECKING, Any, cast
 
 from tomoprep.errors import InputError
 from tomoprep.io.ctf_star import ctf_columns, ctf_from_row, hand_fields, hand_from_row
+from tomoprep.io.tomogram_star import primary_fields, tomograms_from_star
 from tomoprep.model.tilt_series import (
     GainFlip,
     GainReference,
@@ -105,6 +106,7 @@ def set_row(ts: TiltSeries, *, tilt_series_star_file: str) -> dict[str, object]:
     if ts.local_alignment_path is not None:
         row["tpLocalAlignmentFile"] = str(ts.local_alignment_path)
     row.update(hand_fields(ts.ctf_hand))
+    row.update(primary_fields(ts))
     return row
 
 
@@ -274,8 +276,11 @@ def _series_axis(table: pd.DataFrame, *, name: str, source: Path | None) -> floa
     return float(values.iloc[0])
 
 
-def tilt_series_from_tables(set_row_: pd.Series, table: pd.DataFrame, *, source: Path | None = None) -> TiltSeries:
-    """Rebuild a tilt series from its set-table row and its per-series table.
+def tilt_series_from_tables(
+    set_row_: pd.Series, table: pd.DataFrame, *, source: Path | None = None, tomograms: pd.DataFrame | None = None
+) -> TiltSeries:
+    """Rebuild a tilt series from its set-table row and its per-series table (and the set's table of tomograms,
+    :mod:`tomoprep.io.tomogram_star`).
 
     Raises
     ------
@@ -291,6 +296,7 @@ def tilt_series_from_tables(set_row_: pd.Series, table: pd.DataFrame, *, source:
     )
     sources = _opt_text(set_row_.get("tpSources"))
     local = _opt_text(set_row_.get("tpLocalAlignmentFile"))
+    spacing = _opt_float(set_row_.get("rlnTomoTiltSeriesPixelSize"))
     return TiltSeries(
         name=name,
         original_pixel_spacing_angstrom=float(set_row_["rlnMicrographOriginalPixelSize"]),
@@ -298,9 +304,10 @@ def tilt_series_from_tables(set_row_: pd.Series, table: pd.DataFrame, *, source:
         tilts=tuple(_tilt_from_row(row) for _, row in table.iterrows()),
         nominal_tilt_axis_angle_deg=_series_axis(table, name=name, source=source),
         hand=cast(Hand, int(set_row_["rlnTomoHand"])),
-        tilt_series_pixel_spacing_angstrom=_opt_float(set_row_.get("rlnTomoTiltSeriesPixelSize")),
+        tilt_series_pixel_spacing_angstrom=spacing,
         sources=() if sources is None else tuple(Path(p) for p in sources.split(";")),
         specimen_thickness_angstrom=_opt_float(set_row_.get("tpSpecimenThicknessAngst")),
         local_alignment_path=None if local is None else Path(local),
         ctf_hand=hand_from_row(set_row_),
+        tomograms=tomograms_from_star(set_row_, tomograms, tilt_series_pixel_spacing_angstrom=spacing),
     )

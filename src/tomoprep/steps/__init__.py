@@ -22,6 +22,8 @@ BUILTIN_STEP_MODULES = {
     "clean": "tomoprep.steps.clean",
     "align": "tomoprep.steps.align",
     "ctf": "tomoprep.steps.ctf",
+    "reconstruct": "tomoprep.steps.reconstruct",
+    "deconvolve": "tomoprep.steps.deconvolve",
     "export": "tomoprep.steps.export",
 }
 

@@ -31,7 +31,7 @@ EXCLUSIONS: Final = "exclusions"
 ALIGNMENT: Final = "alignment"
 #: Defocus, astigmatism and fit of each tilt, and the series' defocus hand.
 CTF: Final = "ctf"
-#: Reconstructed volumes (no built-in step makes them yet).
+#: Reconstructed volumes, one per binning, with their odd/even halves and denoised copies (reconstruct).
 TOMOGRAMS: Final = "tomograms"
 
 #: How each built-in kind is named in messages and docs.

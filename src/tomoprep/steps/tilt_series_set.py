@@ -1,9 +1,11 @@
 """Reading and writing the tilt-series set of a run folder, and the step hooks that do it by default.
 
 ``<run>/tilt_series.star`` holds ``data_global`` (one row per tilt series, RELION 5 labels);
-``<run>/tilt_series/<name>.star`` holds ``data_<name>`` (one row per tilt). The per-series path in the set
-table is relative to the project root, as RELION stores it relative to its project directory. This module knows
-where the files of a run folder are; what their labels mean is :mod:`tomoprep.io.tilt_series_star`'s.
+``<run>/tilt_series/<name>.star`` holds ``data_<name>`` (one row per tilt); where a step made tomograms, the set
+file also holds ``data_tp_tomograms`` (one row per tomogram, :mod:`tomoprep.io.tomogram_star`). The per-series
+path in the set table is relative to the project root, as RELION stores it relative to its project directory.
+This module knows where the files of a run folder are; what their labels mean is
+:mod:`tomoprep.io.tilt_series_star`'s.
 
 pandas and starfile are imported where a table is read or written, not with this module, which every command
 loads (``tomoprep --help`` needs neither).
@@ -17,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 
 from tomoprep.errors import InputError
 from tomoprep.io.tilt_series_star import NAME_LABEL, STAR_FILE_LABEL
+from tomoprep.io.tomogram_star import TOMOGRAM_TABLE
 from tomoprep.model import TiltSeries
 from tomoprep.steps.unit import Unit, UnitOutput
 
@@ -57,7 +60,8 @@ def _relative_to_project(run_dir: Path, path: Path) -> str:
 
 
 def save_tilt_series(ts: TiltSeries, run_dir: Path) -> Path:
-    """Write the per-series STAR of ``ts`` and put its row into the set table (both atomically).
+    """Write the per-series STAR of ``ts`` and put its row into the set table (both atomically), and its tomograms'
+    rows into the set's table of tomograms (:mod:`tomoprep.io.tomogram_star`).
 
     The set table is kept current after every unit, so a run stopped half-way still has a readable set.
     """
@@ -65,18 +69,29 @@ def save_tilt_series(ts: TiltSeries, run_dir: Path) -> Path:
 
     from tomoprep.io.star import write_star
     from tomoprep.io.tilt_series_star import set_row, tilt_series_table
+    from tomoprep.io.tomogram_star import tomogram_rows
 
     path = series_star_path(run_dir, ts.name)
     write_star(path, {ts.name: tilt_series_table(ts)})
     row = set_row(ts, tilt_series_star_file=_relative_to_project(run_dir, path))
-    current = _read_set_table(run_dir)
-    if current is not None:
-        current = current[current[NAME_LABEL].astype(str) != ts.name]
-        table = pd.concat([current, pd.DataFrame([row])], ignore_index=True)
-    else:
-        table = pd.DataFrame([row])
-    write_star(run_dir / SET_FILE, {"global": table})
+    tables = {"global": pd.DataFrame([row]), TOMOGRAM_TABLE: pd.DataFrame(tomogram_rows(ts))}
+    for block, current in _read_set_blocks(run_dir).items():
+        if block in tables:
+            kept = current[current[NAME_LABEL].astype(str) != ts.name]
+            tables[block] = pd.concat([kept, tables[block]], ignore_index=True)
+    write_star(run_dir / SET_FILE, {block: table for block, table in tables.items() if block == "global" or len(table)})
     return path
+
+
+def _read_set_blocks(run_dir: Path) -> dict[str, pd.DataFrame]:
+    """The set file's tables (``global`` and, where a step made tomograms, :data:`TOMOGRAM_TABLE`); none without
+    a file."""
+    if _read_set_table(run_dir) is None:
+        return {}
+    from tomoprep.io.star import read_star
+
+    blocks = read_star(run_dir / SET_FILE)
+    return {name: blocks[name] for name in ("global", TOMOGRAM_TABLE) if name in blocks}
 
 
 def _read_set_table(run_dir: Path) -> pd.DataFrame | None:
@@ -100,19 +115,19 @@ def is_tilt_series_saved(run_dir: Path, name: str) -> bool:
 
 
 def finalize_tilt_series_set(run_dir: Path, names: Sequence[str]) -> Path:
-    """Keep only the rows of ``names`` in the set table, in that order (an empty table when none)."""
+    """Keep only the rows of ``names`` in the set table (and its table of tomograms), in that order (an empty
+    table when none)."""
     import pandas as pd
 
     from tomoprep.io.star import write_star
 
-    table = _read_set_table(run_dir)
     path = run_dir / SET_FILE
-    if table is None:
-        table = pd.DataFrame(columns=[NAME_LABEL, STAR_FILE_LABEL])
+    blocks = _read_set_blocks(run_dir) or {"global": pd.DataFrame(columns=[NAME_LABEL, STAR_FILE_LABEL])}
     order = {name: i for i, name in enumerate(names)}
-    table = table[table[NAME_LABEL].astype(str).isin(order)]
-    table = table.sort_values(NAME_LABEL, key=lambda col: col.astype(str).map(order))
-    write_star(path, {"global": table.reset_index(drop=True)})
+    for block, table in blocks.items():
+        table = table[table[NAME_LABEL].astype(str).isin(order)]
+        blocks[block] = table.sort_values(NAME_LABEL, key=lambda col: col.astype(str).map(order), kind="stable")
+    write_star(path, {b: t.reset_index(drop=True) for b, t in blocks.items() if b == "global" or len(t)})
     return path
 
 
@@ -138,6 +153,7 @@ def load_tilt_series_set(run_dir: Path) -> list[TiltSeries]:
     table = _read_set_table(run_dir)
     if table is None:
         raise InputError(set_path, "does not exist.", "run the step that writes it first.")
+    tomograms = _read_set_blocks(run_dir).get(TOMOGRAM_TABLE)
     series = []
     for _, row in table.iterrows():
         name = str(row[NAME_LABEL])
@@ -145,5 +161,5 @@ def load_tilt_series_set(run_dir: Path) -> list[TiltSeries]:
         per_series = read_star(star)
         if name not in per_series:
             raise InputError(set_path, f"the STAR file of {name!r} has no data_{name} table.")
-        series.append(tilt_series_from_tables(row, per_series[name], source=star))
+        series.append(tilt_series_from_tables(row, per_series[name], source=star, tomograms=tomograms))
     return series
