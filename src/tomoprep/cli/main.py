@@ -16,6 +16,7 @@ from rich.console import Console
 
 from tomoprep import __version__
 from tomoprep.cli.crash import crash_message, write_crash_log
+from tomoprep.cli.execution import execution_parameters, make_executor, pop_execution
 from tomoprep.cli.help import StackedHelpCommand
 from tomoprep.cli.params import option_parameters
 from tomoprep.cli.render import runs_table, tilt_series_table
@@ -206,7 +207,8 @@ def step_command(step: Step) -> Callable[..., None]:
     """The command of a step: one option per Params field, plus --project, --input and --jobs."""
 
     def command(*, project: Path, input_run: str | None, jobs: int, **values: Any) -> None:
-        with open_project(project) as proj, local_executor(jobs) as executor:
+        execution = pop_execution(values)
+        with open_project(project) as proj, make_executor(jobs, execution) as executor:
             _report(proj, run_step(proj, step, values, input_run=input_run, executor=executor))
 
     common = [
@@ -227,7 +229,8 @@ def step_command(step: Step) -> Callable[..., None]:
         ),
         inspect.Parameter("jobs", inspect.Parameter.KEYWORD_ONLY, default=1, annotation=JobsOption),
     ]
-    command.__signature__ = inspect.Signature([*common, *option_parameters(step.params)])  # type: ignore[attr-defined]
+    parameters = [*common, *option_parameters(step.params), *execution_parameters()]
+    command.__signature__ = inspect.Signature(parameters)  # type: ignore[attr-defined]
     command.__doc__ = step.title
     command.__name__ = step.name
     return command

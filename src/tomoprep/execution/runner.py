@@ -8,11 +8,14 @@ one that holds the kinds of data the step needs (:mod:`tomoprep.execution.inputs
 from __future__ import annotations
 
 import fcntl
+import os
 import shutil
+import socket
 import traceback
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent.futures import FIRST_COMPLETED, Executor, Future, wait
 from contextlib import contextmanager
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -208,6 +211,7 @@ def _run_units(
 ) -> set[str]:
     """Run ``units``, storing each result as soon as it is done, so a kill loses at most the units in flight."""
     executor = executor or SerialExecutor()
+    elsewhere = not isinstance(executor, SerialExecutor)  # units in other processes or machines say where they ran
     window = max(1, 2 * int(getattr(executor, "_max_workers", 1) or 1))
     pending: dict[Future[UnitOutput], tuple[Unit, str]] = {}
     succeeded: set[str] = set()
@@ -217,21 +221,25 @@ def _run_units(
             continue
         started = now()
         out_dir = _start_unit(project, run, unit)
-        pending[executor.submit(run_unit, step.run, unit.payload, params, out_dir)] = (unit, started)
+        pending[executor.submit(run_unit, step.run, unit.payload, params, out_dir, where=elsewhere)] = (unit, started)
         _collect(project, step, run, pending, succeeded, block=len(pending) >= window)
     while pending:
         _collect(project, step, run, pending, succeeded, block=True)
     return succeeded
 
 
-def run_unit(run: StepFunction, payload: Any, params: Params, out_dir: Path) -> UnitOutput:
+def run_unit(run: StepFunction, payload: Any, params: Params, out_dir: Path, *, where: bool = False) -> UnitOutput:
     """One unit, in whichever process the executor runs it, with large arrays kept on the heap
-    (:mod:`tomoprep.execution.memory`) and the free memory given back when it ends."""
+    (:mod:`tomoprep.execution.memory`) and the free memory given back when it ends; with ``where``, a note of the
+    host and process it ran in is added (the run's log then says which worker did what)."""
     heap_for_large_arrays()
     try:
-        return run(payload, params, out_dir)
+        output = run(payload, params, out_dir)
     finally:
         release_free_memory()
+    if where:
+        output = replace(output, notes=(*output.notes, f"ran on {socket.gethostname()} (process {os.getpid()})"))
+    return output
 
 
 def _collect(
