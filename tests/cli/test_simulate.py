@@ -51,8 +51,13 @@ def test_demo_runs_every_step_end_to_end(tmp_path: Path) -> None:
     with open_project(tmp_path / "demo" / "project") as project:
         runs = project.list_runs()
     assert [r.step for r in runs][:1] == ["import"] and all(r.status == "SUCCEEDED" for r in runs)
-    assert [r.step for r in runs][-3:] == ["align", "ctf", "reconstruct"]
+    assert [r.step for r in runs][-5:] == ["align", "ctf", "reconstruct", "deconvolve", "export"]
     assert all(not r.failed_units for r in runs)
+    demo = tmp_path / "demo"
+    assert (demo / "relion5" / "tomograms.star").is_file() and (demo / "project" / "report.html").is_file()
+    again = CliRunner().invoke(build_app("workflow"), ["workflow", "run", str(demo / "workflow.toml"), "-p",
+                                                      str(demo / "project")])  # fmt: skip
+    assert again.exit_code == 0 and "nothing ran" in again.output, again.output
     for name in ("TS_01", "TS_02"):
         for binning in (8, 4):
             tomogram = tmp_path / "demo" / "project" / "runs" / "006_reconstruct" / name / "tomograms" / (

@@ -13,16 +13,17 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from tomoprep.cli.params import option_parameters
-from tomoprep.execution import local_executor, run_step
+from tomoprep.execution import local_executor
+from tomoprep.execution.workflow import StepOutcome, WorkflowStep, run_workflow, workflow_text
 from tomoprep.project import init_project
+from tomoprep.report import summarize_project, write_report
 from tomoprep.simulate.params import SimulateParams
-from tomoprep.steps import get_step
 
 console = Console()
 
-#: The steps the demo runs, in workflow order, with the parameters it gives them beyond the defaults.
 #: Steps of the demo and what it gives them beyond their defaults (alignment at 128 px: 12 Å on the demo field;
-#: the CTF with the alignment's axis and tilts; tomograms at bin 8 and at the alignment's working binning, 4).
+#: the CTF with the alignment's axis and tilts; tomograms at bin 8 and at the alignment's working binning, 4;
+#: their deconvolved copies; the export to a RELION 5 project folder, ``relion5/`` beside the project).
 DEMO_STEPS: tuple[tuple[str, dict[str, Any]], ...] = (
     ("import", {}),
     ("motioncorr", {}),
@@ -30,6 +31,8 @@ DEMO_STEPS: tuple[tuple[str, dict[str, Any]], ...] = (
     ("align", {"working_size_px": 128}),
     ("ctf", {}),
     ("reconstruct", {"binning": [8, 4]}),
+    ("deconvolve", {}),
+    ("export", {}),
 )
 
 
@@ -82,25 +85,34 @@ def demo(
     jobs: Annotated[int, typer.Option("--jobs", "-j", min=1, help="Tilt series processed in parallel.")] = 2,
     seed: Annotated[int, typer.Option(help="Seed of the simulated session.")] = 1,
 ) -> None:
-    """Simulate a small realistic session and run every step on it, printing where the results are."""
+    """Simulate a small realistic session and run the whole workflow on it (written to FOLDER/workflow.toml), to
+    tomograms, a RELION 5 project folder and a report, printing where the results are."""
     from tomoprep.simulate.session import simulate_session
 
     session, project_dir = folder / "session", folder / "project"
     with progress_bar() as callback:
         simulate_session(session, demo_simulation(seed), progress=callback)
     console.print(f"Simulated session: [bold]{session}[/bold] (truth: {session / 'truth.json'})")
+    workflow = folder / "workflow.toml"
+    steps = [WorkflowStep(name, demo_params(name, folder) | extra) for name, extra in DEMO_STEPS]
+    workflow.write_text(workflow_text(steps))
+
+    def say(outcome: StepOutcome) -> None:
+        console.print(f"{outcome.name}: {outcome.run.shown_status} -> {project_dir / outcome.run.directory}")
+
     with init_project(project_dir) as project, local_executor(jobs) as executor:
-        for name, extra in DEMO_STEPS:
-            params = demo_params(name, session) | extra
-            run = run_step(project, get_step(name), params, executor=executor)
-            console.print(f"{name}: {run.status} -> {project.run_dir(run)}")
-            if run.status != "SUCCEEDED":
-                console.print(f"[red]{run.error}[/red]")
-                raise typer.Exit(code=1)
+        outcomes = run_workflow(project, steps, executor=executor, on_step=say)
+        if outcomes[-1].run.status != "SUCCEEDED" or len(outcomes) < len(steps):
+            console.print(f"[red]{outcomes[-1].run.error}[/red]")
+            raise typer.Exit(code=1)
+        report = write_report(summarize_project(project), project_dir / "report.html")
     console.print(f"Project: [bold]{project_dir}[/bold]; see `tomoprep status -p {project_dir}`")
+    console.print(f"Workflow: [bold]{workflow}[/bold] (`tomoprep workflow run {workflow} -p {project_dir}` runs it "
+                  "again: every step is done already)")  # fmt: skip
     pictures = sorted(project_dir.glob("runs/*_reconstruct/*/tomograms/*.png"))
     if pictures:
         console.print(f"Tomograms and their pictures: [bold]{pictures[0].parent.parent.parent}[/bold]/*/tomograms/")
+    console.print(f"RELION 5 project folder: [bold]{folder / 'relion5'}[/bold]; report: [bold]{report}[/bold]")
 
 
 def demo_simulation(seed: int) -> SimulateParams:
@@ -109,8 +121,11 @@ def demo_simulation(seed: int) -> SimulateParams:
     return SimulateParams(preset="demo", seed=seed, thickness_min_angstrom=500.0, thickness_max_angstrom=800.0)
 
 
-def demo_params(step_name: str, session: Path) -> dict[str, Any]:
-    """Parameters the demo gives a step, from where the simulated session lies."""
+def demo_params(step_name: str, folder: Path) -> dict[str, Any]:
+    """Parameters the demo gives a step, from the demo's folder (its session in ``session/``)."""
     if step_name == "import":
-        return {"mdoc": str(session / "*.mdoc"), "movies": session / "frames"}
+        session = folder.resolve() / "session"
+        return {"mdoc": str(session / "*.mdoc"), "movies": str(session / "frames")}
+    if step_name == "export":
+        return {"out": str(folder.resolve() / "relion5")}
     return {}

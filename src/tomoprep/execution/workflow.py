@@ -167,6 +167,14 @@ def _field_lines(name: str, field: Any, given: Mapping[str, Any]) -> Iterator[st
         yield f"# {name} = {_toml_value(field.default)}"
 
 
+def workflow_text(steps: list[WorkflowStep]) -> str:
+    """A workflow file holding ``steps`` with their values (each value as TOML; defaults left out)."""
+    lines = ["# tomoprep workflow: `tomoprep workflow run THIS_FILE -p PROJECT` runs these steps in order."]
+    for item in steps:
+        lines += ["", f"[{item.name}]", *(f"{key} = {_toml_value(value)}" for key, value in item.values.items())]
+    return "\n".join(lines) + "\n"
+
+
 def template(steps: tuple[Step, ...] | None = None) -> str:
     """The text of a workflow file with every parameter of every step (built-in steps, in workflow order, by
     default), each with its description; defaults commented out, the tutorial's values (``TEMPLATE_VALUES``) set."""
