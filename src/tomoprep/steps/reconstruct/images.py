@@ -10,7 +10,7 @@ frequency, so filtering before or after binning gives the same images.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Literal
 
@@ -118,8 +118,13 @@ def ctf_corrected(stack: torch.Tensor, ts: TiltSeries, tilts: Sequence[TiltImage
 
     defoci = [TiltDefocus(t.ctf.defocus_u_angstrom, t.ctf.defocus_v_angstrom, t.ctf.astigmatism_angle_deg,  # type: ignore[union-attr]
                           t.ctf.phase_shift_deg) for t in tilts]  # type: ignore[union-attr]  # fmt: skip
+    # The CTF step fits each tilt's defocus at the image's centre pixel, where correct_ctf takes it at the projected
+    # specimen centre (the image centre plus the shift). The defocus across a tilted plane is affine in the image
+    # position, so giving the poses without their shifts makes correct_ctf's reference the image centre: the same
+    # field, measured from where the estimate was made.
+    centred = [replace(p, shift_x_px=0.0, shift_y_px=0.0) for p in projections]
     return correct_ctf(
-        stack, list(projections), defoci, pixel_spacing_angstrom=pixel_spacing_angstrom,
+        stack, centred, defoci, pixel_spacing_angstrom=pixel_spacing_angstrom,
         voltage_kv=ts.optics.voltage_kv, spherical_aberration_mm=ts.optics.spherical_aberration_mm,
         amplitude_contrast=ts.optics.amplitude_contrast, hand=correction.hand, mode=correction.mode,
         wiener_snr=correction.wiener_snr,
