@@ -159,3 +159,13 @@ def test_the_refinement_gradient_is_the_scores_slope() -> None:
         step[i] = h
         slope = (objective.score(params + step) - objective.score(params - step)) / (2 * h)
         assert gradient[i] == pytest.approx(slope, rel=1e-3, abs=1e-9)
+
+
+def test_the_refined_defocus_stays_in_the_range_searched() -> None:
+    """A range that misses the truth bounds the refinement too (a series' refit searches near a tilt's own fit)."""
+    truth = TiltTruth(30400.0, 29600.0, 35.0, 0.0, 85.0, -1)
+    spectra = prepare_tilt(generate_tilt(truth, seed=7), tilt_deg=0.0, axis_deg=85.0, optics=OPTICS)
+    fit = fit_spectra(spectra, hand=-1, defocus_range_angstrom=(26000.0, 28000.0))
+    assert 26000.0 <= fit.defocus_angstrom <= 28000.0
+    free = fit_spectra(spectra, hand=-1, defocus_range_angstrom=(20000.0, 40000.0))
+    assert free.defocus_angstrom == pytest.approx(30000.0, rel=DEFOCUS_TOLERANCE)

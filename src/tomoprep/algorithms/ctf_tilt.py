@@ -118,9 +118,11 @@ def _envelope(ring_k: np.ndarray, correlation: np.ndarray) -> Callable[[np.ndarr
 
 
 def _refine(
-    spectra: TiltSpectra, hand: int, start: _Point, band: Band, envelope: np.ndarray, *, fit_astigmatism: bool
-) -> tuple[_Point, float]:
-    """2-D refinement of defocus, astigmatism (unless fixed) and phase shift (when fitted) on ``band``."""
+    spectra: TiltSpectra, hand: int, start: _Point, band: Band, envelope: np.ndarray, *, fit_astigmatism: bool,
+    defocus_range_angstrom: tuple[float, float],
+) -> tuple[_Point, float]:  # fmt: skip
+    """2-D refinement of defocus (within ``defocus_range_angstrom``, Å), astigmatism (unless fixed) and phase
+    shift (when fitted) on ``band``."""
     step = 1.0 / (8.0 * spectra.optics.wavelength_angstrom * float(band.k2.max()))
     objective = RingObjective.build(spectra, band, hand, _depth_sinc(band, spectra) * envelope[None, :])
 
@@ -156,9 +158,12 @@ def _refine(
         value, gradient = objective.score_and_gradient(full)
         return -value, -gradient[free] * scale
 
-    lower = [None] * (len(free) - 2) + [-origin[4] / scale[-2], -origin[5] / scale[-1]]  # spread, decay ≥ 0
-    result = scipy.optimize.minimize(negative, np.zeros(len(free)), jac=True, method="L-BFGS-B",
-                                     bounds=list(zip(lower, [None] * len(free), strict=True)),
+    # The defocus stays in the range searched (on a narrow band a weak tilt's score may rise rings away), the
+    # spread and the decay are not negative.
+    low, high = defocus_range_angstrom
+    bounds = [((low - origin[0]) / step, (high - origin[0]) / step)]  # a start beyond them is moved inside
+    bounds += [(None, None)] * (len(free) - 3) + [(-origin[4] / scale[-2], None), (-origin[5] / scale[-1], None)]
+    result = scipy.optimize.minimize(negative, np.zeros(len(free)), jac=True, method="L-BFGS-B", bounds=bounds,
                                      options={"maxiter": 200, "ftol": 1e-10, "gtol": 1e-8})  # fmt: skip
     refined = origin.copy()
     refined[free] += result.x * scale
@@ -219,7 +224,8 @@ def fit_spectra(
         band = Band.build(spectra.settings.tile_px, spectra.optics.pixel_spacing_angstrom, (k_low, k_max))
         envelope = _envelope(ring_k, correlation)(np.sqrt(band.k2))
         point, figure_of_merit = _refine(spectra, hand, point, band, envelope,
-                                         fit_astigmatism=astigmatism_xy_angstrom is None)  # fmt: skip
+                                         fit_astigmatism=astigmatism_xy_angstrom is None,
+                                         defocus_range_angstrom=defocus_range_angstrom)  # fmt: skip
         refined_k_max = k_max
         ring_k, ring_outer, correlation = ring_quality(spectra, hand, point)
     limit = fit_limit(ring_outer, correlation, threshold)
