@@ -134,3 +134,38 @@ def test_the_right_gradient_scores_higher_at_a_steep_tilt() -> None:
     assert scores[1] > scores[-1]
     with pytest.raises(ValueError, match="hand"):
         fit_spectra(spectra, hand=2, defocus_range_angstrom=(20000.0, 60000.0))
+
+
+def test_the_refinement_gradient_is_the_scores_slope() -> None:
+    """The analytic gradient of the 2-D score matches central differences in every parameter."""
+    from tomoprep.algorithms.ctf_fit import _correlation, _depth_sinc
+    from tomoprep.algorithms.ctf_objective import RingObjective
+    from tomoprep.algorithms.ctf_tilt import _models, _Point
+
+    truth = TiltTruth(30400.0, 29600.0, 35.0, 40.0, 85.0, -1)
+    spectra = prepare_tilt(generate_tilt(truth, shape=(384, 384), seed=3), tilt_deg=40.0, axis_deg=85.0,
+                           optics=OPTICS)  # fmt: skip
+    band = Band.build(256, 2.0, (1 / 30, 1 / 7))
+    static = _depth_sinc(band, spectra) * np.linspace(1.0, 0.3, band.k2.size)[None, :]
+    objective = RingObjective.build(spectra, band, -1, static)
+    params = np.array([30100.0, 200.0, -300.0, 0.1, 400.0, 80.0])
+    score, gradient = objective.score_and_gradient(params)
+    assert score == pytest.approx(objective.score(params), abs=1e-12)
+    point = _Point(30100.0, (200.0, -300.0), 0.1, 400.0, 80.0)
+    models = _models(spectra, band, -1, point, np.array([30100.0]), static)
+    assert score == pytest.approx(_correlation(spectra.strips.log_residuals(band), models, spectra.weights)[0])
+    for i, h in enumerate((1.0, 1.0, 1.0, 1e-4, 1.0, 0.1)):
+        step = np.zeros(6)
+        step[i] = h
+        slope = (objective.score(params + step) - objective.score(params - step)) / (2 * h)
+        assert gradient[i] == pytest.approx(slope, rel=1e-3, abs=1e-9)
+
+
+def test_the_refined_defocus_stays_in_the_range_searched() -> None:
+    """A range that misses the truth bounds the refinement too (a series' refit searches near a tilt's own fit)."""
+    truth = TiltTruth(30400.0, 29600.0, 35.0, 0.0, 85.0, -1)
+    spectra = prepare_tilt(generate_tilt(truth, seed=7), tilt_deg=0.0, axis_deg=85.0, optics=OPTICS)
+    fit = fit_spectra(spectra, hand=-1, defocus_range_angstrom=(26000.0, 28000.0))
+    assert 26000.0 <= fit.defocus_angstrom <= 28000.0
+    free = fit_spectra(spectra, hand=-1, defocus_range_angstrom=(20000.0, 40000.0))
+    assert free.defocus_angstrom == pytest.approx(30000.0, rel=DEFOCUS_TOLERANCE)

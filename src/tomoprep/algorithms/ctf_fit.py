@@ -14,8 +14,8 @@ strips far from the axis sharpen the fit instead of blurring it.
    CTFFIND reports "the spacing up to which CTF rings were fit successfully"); the ring correlations, clipped at
    0, weight the model in the refinement (a matched filter: rings the data do not show do not count).
 3. Refinement: the 2-D spectra within the fit resolution, defocus, astigmatism ``(a_x, a_y)`` (grid of
-   magnitudes and directions, then Nelder–Mead), the phase shift when asked, spread and decay; once more where
-   that moved the fit resolution.
+   magnitudes and directions, then L-BFGS on the score's analytic gradient, :mod:`.ctf_objective`), the phase
+   shift when asked, spread and decay; once more where that moved the fit resolution.
 
 The figure of merit is the weighted correlation of data and model over the refined band (0 to 1).
 """

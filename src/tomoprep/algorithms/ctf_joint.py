@@ -9,8 +9,12 @@ import numpy as np
 import scipy.optimize
 
 from tomoprep.algorithms.ctf_fit import TiltCtfFit, TiltSpectra, _correlation, _depth_sinc
+from tomoprep.algorithms.ctf_objective import RingObjective
 from tomoprep.algorithms.ctf_spectrum import Band
 from tomoprep.algorithms.ctf_tilt import _models, _Point
+
+#: Astigmatism (Å) that moves the summed score about as much as one unit of the search's other variable.
+_ASTIGMATISM_SCALE_ANGSTROM = 100.0
 
 
 def _fitted_band(spectra: TiltSpectra, fit: TiltCtfFit) -> tuple[Band, np.ndarray, np.ndarray]:
@@ -36,21 +40,28 @@ def joint_astigmatism(
     the mean defocus, so those need no refit. One tilt's astigmatism rests on a few rings at 3 e⁻/Å² (10-15° of
     scatter in its angle); the series' pooled rings pin it.
     """
-    prepared = [(sp, fit, *_fitted_band(sp, fit)) for sp, fit in zip(spectra, fits, strict=True)]
+    terms = []
+    for sp, fit in zip(spectra, fits, strict=True):
+        band, _, static = _fitted_band(sp, fit)
+        point = _point(fit)
+        params = np.array([point.defocus_angstrom, 0.0, 0.0, point.phase_shift_rad, point.spread_angstrom,
+                           point.decay_angstrom2])  # fmt: skip
+        terms.append((RingObjective.build(sp, band, fit.hand, static), params))
 
-    def negative(v: np.ndarray) -> float:
-        total = 0.0
-        for sp, fit, band, data, static in prepared:
-            point = _point(fit, (float(v[0]), float(v[1])))
-            model = _models(sp, band, fit.hand, point, np.array([fit.defocus_angstrom]), static)
-            total += float(_correlation(data, model, sp.weights)[0])
-        return -total
+    def negative(v: np.ndarray) -> tuple[float, np.ndarray]:
+        total, gradient = 0.0, np.zeros(2)
+        for objective, params in terms:
+            params[1:3] = v * _ASTIGMATISM_SCALE_ANGSTROM
+            value, full = objective.score_and_gradient(params)
+            total += value
+            gradient += full[1:3] * _ASTIGMATISM_SCALE_ANGSTROM
+        return -total, -gradient
 
-    x0 = np.array(start_xy_angstrom, dtype=float)
-    simplex = x0 + np.array([[0.0, 0.0], [100.0, 0.0], [0.0, 100.0]])
-    result = scipy.optimize.minimize(negative, x0, method="Nelder-Mead",
-                                     options={"initial_simplex": simplex, "xatol": 2.0, "fatol": 1e-7})  # fmt: skip
-    return float(result.x[0]), float(result.x[1])
+    x0 = np.array(start_xy_angstrom, dtype=float) / _ASTIGMATISM_SCALE_ANGSTROM
+    result = scipy.optimize.minimize(negative, x0, jac=True, method="L-BFGS-B",
+                                     options={"maxiter": 200, "ftol": 1e-10, "gtol": 1e-8})  # fmt: skip
+    a_x, a_y = result.x * _ASTIGMATISM_SCALE_ANGSTROM
+    return float(a_x), float(a_y)
 
 
 def hand_scores(spectra: TiltSpectra, fit: TiltCtfFit, *, search_angstrom: float = 1000.0) -> dict[int, float]:

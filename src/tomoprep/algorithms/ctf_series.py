@@ -13,7 +13,8 @@
    ``outlier_sigmas`` robust standard deviations and more than ``outlier_min_angstrom``).
 4. The astigmatism shared by the good tilts is the one that maximises their summed score (from the median of
    their own, as ``(a_x, a_y)`` so that angles near ±90° average right), and it is held while every good tilt is
-   refitted with the hand; failed tilts get the defocus
+   refitted with the hand, its centre defocus within ``refit_window_angstrom`` of its own fit's (a tilt whose
+   refit no longer holds to ``max_fit_resolution_angstrom`` keeps its own fit); failed tilts get the defocus
    interpolated in acquisition order from the good ones, the shared astigmatism, and their flag.
 """
 
@@ -47,6 +48,7 @@ class SeriesSettings:
     outlier_sigmas: float = 5.0
     outlier_min_angstrom: float = 1500.0
     dark_fraction: float = 0.2
+    refit_window_angstrom: float = 1000.0
 
 
 @dataclass(frozen=True)
@@ -282,10 +284,16 @@ def fit_series(
     shared = joint_astigmatism(good_spectra, good_fits, _shared_astigmatism(good_fits))  # type: ignore[arg-type]
     final: list[TiltCtfFit | None] = [None] * n
     for i, prepared in zip(good, good_spectra, strict=True):
-        fit = fit_spectra(prepared, hand=hand, defocus_range_angstrom=ranges[i],  # type: ignore[arg-type]
+        # Near the tilt's own fit: the gradient moves the centre defocus little, and a search over the whole
+        # range could land a ring off on a weak tilt, where the first fit had found the right one.
+        own = neutral[i].defocus_angstrom  # type: ignore[union-attr]
+        window = (max(ranges[i][0], own - settings.refit_window_angstrom),
+                  min(ranges[i][1], own + settings.refit_window_angstrom))  # fmt: skip
+        fit = fit_spectra(prepared, hand=hand, defocus_range_angstrom=window,  # type: ignore[arg-type]
                           astigmatism_xy_angstrom=shared if settings.shared_astigmatism else None)  # fmt: skip
-        final[i] = fit if not _fails(fit, settings) else None
-        flags[i] = "" if final[i] is not None else NO_RINGS
+        # Whether a tilt shows rings is its own fit's verdict: held to the series' astigmatism, a weak tilt's
+        # rings may fit a little less far, and then its own fit stands.
+        final[i] = fit if not _fails(fit, settings) else neutral[i]
     fitted = [i for i in range(n) if final[i] is not None]
     stray = outliers(np.array([final[i].defocus_angstrom for i in fitted]), order[fitted],  # type: ignore[union-attr]
                      sigmas=settings.outlier_sigmas, min_angstrom=settings.outlier_min_angstrom)  # fmt: skip

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -13,12 +14,12 @@ from tomoprep.algorithms.ctf_fit import (
     FitSettings,
     TiltCtfFit,
     TiltSpectra,
-    _correlation,
     _depth_sinc,
     _strip_envelopes,
     coarse_search,
     prepare_tilt,
 )
+from tomoprep.algorithms.ctf_objective import RingObjective
 from tomoprep.algorithms.ctf_spectrum import Band, Optics, ctf_argument
 
 _ASTIGMATISM_GRID_ANGSTROM = (150.0, 300.0, 500.0, 800.0)
@@ -117,17 +118,17 @@ def _envelope(ring_k: np.ndarray, correlation: np.ndarray) -> Callable[[np.ndarr
 
 
 def _refine(
-    spectra: TiltSpectra, hand: int, start: _Point, band: Band, envelope: np.ndarray, *, fit_astigmatism: bool
-) -> tuple[_Point, float]:
-    """2-D refinement of defocus, astigmatism (unless fixed) and phase shift (when fitted) on ``band``."""
-    data = spectra.strips.log_residuals(band)
+    spectra: TiltSpectra, hand: int, start: _Point, band: Band, envelope: np.ndarray, *, fit_astigmatism: bool,
+    defocus_range_angstrom: tuple[float, float],
+) -> tuple[_Point, float]:  # fmt: skip
+    """2-D refinement of defocus (within ``defocus_range_angstrom``, Å), astigmatism (unless fixed) and phase
+    shift (when fitted) on ``band``."""
     step = 1.0 / (8.0 * spectra.optics.wavelength_angstrom * float(band.k2.max()))
-    fit_phase = spectra.settings.fit_phase_shift
+    objective = RingObjective.build(spectra, band, hand, _depth_sinc(band, spectra) * envelope[None, :])
 
-    static = _depth_sinc(band, spectra) * envelope[None, :]
-
-    def score(point: _Point, defoci: np.ndarray) -> np.ndarray:
-        return _correlation(data, _models(spectra, band, hand, point, defoci, static), spectra.weights)
+    def params(point: _Point) -> np.ndarray:
+        return np.array([point.defocus_angstrom, *point.astigmatism_xy_angstrom, point.phase_shift_rad,
+                         point.spread_angstrom, point.decay_angstrom2])  # fmt: skip
 
     candidates = [start.astigmatism_xy_angstrom]
     if fit_astigmatism and start.astigmatism_xy_angstrom == (0.0, 0.0):  # not yet searched
@@ -135,41 +136,40 @@ def _refine(
             for j in range(_ASTIGMATISM_DIRECTIONS):
                 angle = 2 * math.pi * j / _ASTIGMATISM_DIRECTIONS
                 candidates.append((magnitude * math.cos(angle), magnitude * math.sin(angle)))
-    defoci = start.defocus_angstrom + step * np.arange(-2, 3)
+    # The grid holds the start's defocus: astigmatism leaves the mean defocus alone, and the gradient search
+    # below moves it (a grid of defoci around it as well chose the same fits at five times the cost).
     best, best_score = start, -np.inf
     for astigmatism in candidates:
-        point = _Point(
-            start.defocus_angstrom, astigmatism, start.phase_shift_rad, start.spread_angstrom, start.decay_angstrom2
-        )
-        scores = score(point, defoci)
-        if float(scores.max()) > best_score:
-            best_score = float(scores.max())
-            best = _Point(float(defoci[int(np.argmax(scores))]), astigmatism, start.phase_shift_rad,
-                          start.spread_angstrom, start.decay_angstrom2)  # fmt: skip
+        point = dataclasses.replace(start, astigmatism_xy_angstrom=astigmatism)
+        score = objective.score(params(point))
+        if score > best_score:
+            best, best_score = point, score
+    # Free parameters, each in units of a step that changes the score alike: the defocus and astigmatism by
+    # the grid step, the phase by 0.2 rad, the spread by 200 Å, the decay by 50 Å². The spread is refined with
+    # the astigmatism: the coarse search, blind to astigmatism, takes the rings' astigmatic smearing for a
+    # spread, and a spread too large inverts the model's fine rings.
+    free = [0] + ([1, 2] if fit_astigmatism else []) + ([3] if spectra.settings.fit_phase_shift else []) + [4, 5]
+    origin = params(best)
+    scale = np.array([step, step, step, 0.2, 200.0, 50.0])[free]
 
-    def unpack(v: np.ndarray) -> _Point:
-        astigmatism = (float(v[1]), float(v[2])) if fit_astigmatism else best.astigmatism_xy_angstrom
-        phase = float(v[-3]) if fit_phase else best.phase_shift_rad
-        return _Point(float(v[0]), astigmatism, phase, abs(float(v[-2])), abs(float(v[-1])))
+    def negative(x: np.ndarray) -> tuple[float, np.ndarray]:
+        full = origin.copy()
+        full[free] += x * scale
+        value, gradient = objective.score_and_gradient(full)
+        return -value, -gradient[free] * scale
 
-    # The spread is refined with the astigmatism: the coarse search, blind to astigmatism, takes the rings'
-    # astigmatic smearing for a spread, and a spread too large inverts the model's fine rings.
-    x0 = [best.defocus_angstrom]
-    steps = [step]
-    if fit_astigmatism:
-        x0 += list(best.astigmatism_xy_angstrom)
-        steps += [100.0, 100.0]
-    if fit_phase:
-        x0.append(best.phase_shift_rad)
-        steps.append(0.2)
-    x0 += [best.spread_angstrom, best.decay_angstrom2]
-    steps += [200.0, 50.0]
-    simplex = np.vstack([x0, np.array(x0) + np.diag(steps)])
-    result = scipy.optimize.minimize(
-        lambda v: -float(score(unpack(v), np.array([v[0]]))[0]), np.array(x0), method="Nelder-Mead",
-        options={"initial_simplex": simplex, "xatol": 1.0, "fatol": 1e-7, "maxiter": 800},
-    )  # fmt: skip
-    return unpack(result.x), float(-result.fun)
+    # The defocus stays in the range searched (on a narrow band a weak tilt's score may rise rings away), the
+    # spread and the decay are not negative.
+    low, high = defocus_range_angstrom
+    bounds = [((low - origin[0]) / step, (high - origin[0]) / step)]  # a start beyond them is moved inside
+    bounds += [(None, None)] * (len(free) - 3) + [(-origin[4] / scale[-2], None), (-origin[5] / scale[-1], None)]
+    result = scipy.optimize.minimize(negative, np.zeros(len(free)), jac=True, method="L-BFGS-B", bounds=bounds,
+                                     options={"maxiter": 200, "ftol": 1e-10, "gtol": 1e-8})  # fmt: skip
+    refined = origin.copy()
+    refined[free] += result.x * scale
+    point = _Point(float(refined[0]), (float(refined[1]), float(refined[2])), float(refined[3]),
+                   float(refined[4]), float(refined[5]))  # fmt: skip
+    return point, float(-result.fun)
 
 
 def _to_result(point: _Point, *, hand: int, limit_k: float, figure_of_merit: float) -> TiltCtfFit:
@@ -224,7 +224,8 @@ def fit_spectra(
         band = Band.build(spectra.settings.tile_px, spectra.optics.pixel_spacing_angstrom, (k_low, k_max))
         envelope = _envelope(ring_k, correlation)(np.sqrt(band.k2))
         point, figure_of_merit = _refine(spectra, hand, point, band, envelope,
-                                         fit_astigmatism=astigmatism_xy_angstrom is None)  # fmt: skip
+                                         fit_astigmatism=astigmatism_xy_angstrom is None,
+                                         defocus_range_angstrom=defocus_range_angstrom)  # fmt: skip
         refined_k_max = k_max
         ring_k, ring_outer, correlation = ring_quality(spectra, hand, point)
     limit = fit_limit(ring_outer, correlation, threshold)
