@@ -86,7 +86,8 @@ def _run_section(view: RunView) -> str:
 
 
 def _value(number: float | None, unit: str, digits: int = 2) -> str:
-    return "not measured" if number is None else f"{number:.{digits}f} {unit}"
+    space = "" if unit == "°" else " "
+    return "not measured" if number is None else f"{number:.{digits}f}{space}{unit}"
 
 
 def _series_section(view: SeriesView) -> str:

@@ -84,6 +84,8 @@ def _seconds(run: RunRecord) -> float | None:
     return (datetime.fromisoformat(run.finished_at) - datetime.fromisoformat(run.started_at)).total_seconds()
 
 
+#: The start of the note a unit run in another process adds (the runner's): shown with the run, not as a decision.
+WHERE_NOTE = "ran on "
 #: Notes of these levels are shown with their run; the DEBUG ones (tracebacks) stay in the run's log.
 SHOWN_LEVELS = ("INFO", "WARNING", "ERROR")
 
@@ -152,7 +154,8 @@ def summarize_project(project: Project) -> ProjectSummary:
     views = tuple(_run_view(project, run, labels) for run in runs)
     series = []
     for name, (ts, label) in sorted(_newest_series(project, runs).items()):
-        decisions = tuple((view.record.label, note) for view in views for note in view.notes if note.unit == name)
+        decisions = tuple((view.record.label, note) for view in views for note in view.notes
+                          if note.unit == name and not note.message.startswith(WHERE_NOTE))  # fmt: skip
         series.append(replace(_series_view(ts, label), decisions=decisions))
     return ProjectSummary(
         root=project.root,
