@@ -47,9 +47,9 @@ def write_slices_png(path: Path, volume_zyx: np.ndarray, *, voxel_spacing_angstr
     v = voxel_spacing_angstrom
 
     def extent(n_across: int, n_down: int) -> tuple[float, float, float, float]:
-        # Voxel centres at (i - n // 2) · v; the rows go downwards.
+        # Voxel centres at (i - n // 2) · v; row 0 at the bottom, so y and z point up (as 3dmod shows slices).
         return ((-0.5 - n_across // 2) * v, (n_across - 0.5 - n_across // 2) * v,
-                (n_down - 0.5 - n_down // 2) * v, (-0.5 - n_down // 2) * v)  # fmt: skip
+                (-0.5 - n_down // 2) * v, (n_down - 0.5 - n_down // 2) * v)  # fmt: skip
 
     width_ratio, height_ratio = [nx, max(nz, nx // 8)], [ny, max(nz, ny // 8)]
     scale = 7.0 / sum(width_ratio)
@@ -62,7 +62,7 @@ def write_slices_png(path: Path, volume_zyx: np.ndarray, *, voxel_spacing_angstr
     ]
     for cell, image, box, xlabel, ylabel, name in panels:
         axis = figure.add_subplot(cell)
-        axis.imshow(image, cmap="gray", vmin=low, vmax=high, extent=box, interpolation="nearest")
+        axis.imshow(image, cmap="gray", vmin=low, vmax=high, extent=box, origin="lower", interpolation="nearest")
         axis.set_aspect("equal")
         axis.set(xlabel=xlabel, ylabel=ylabel)
         axis.set_title(name, fontsize=9, loc="left")
