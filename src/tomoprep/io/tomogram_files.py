@@ -10,7 +10,8 @@ an ``.xtilt`` its X tilt where some tilt has one (``io/imod_align.py``: the same
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 
 import mrcfile
@@ -36,6 +37,22 @@ def write_tomogram(path: Path, volume_zyx: np.ndarray, *, voxel_spacing_angstrom
     write_mrc(path, volume, pixel_spacing_angstrom=voxel_spacing_angstrom, overwrite=True)
     nz, ny, nx = volume.shape
     return nx, ny, nz
+
+
+@contextmanager
+def new_tomogram(path: Path, shape_zyx: tuple[int, int, int], *, voxel_spacing_angstrom: float) -> Iterator[np.ndarray]:
+    """A new float32 MRC volume at ``path``, memory-mapped: the ``(z, y, x)`` array to fill is yielded, and on
+    leaving the voxel size is set on all axes, the origin left at 0 and the header's statistics computed. A volume
+    written this way never has to fit in memory (the reconstruction fills it slab by slab)."""
+    if not (len(shape_zyx) == 3 and all(n > 0 for n in shape_zyx)):
+        raise ValueError(f"a tomogram must be a (z, y, x) volume, got shape {shape_zyx}")
+    if not voxel_spacing_angstrom > 0:
+        raise ValueError(f"the voxel spacing must be positive, got {voxel_spacing_angstrom}")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with mrcfile.new_mmap(path, shape=shape_zyx, mrc_mode=2, overwrite=True) as mrc:
+        yield mrc.data
+        mrc.voxel_size = voxel_spacing_angstrom
+        mrc.update_header_stats()
 
 
 def write_aligned_stack(

@@ -11,12 +11,13 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Literal
 
+import mrcfile
 import torch
 
 from tomoprep.algorithms.backprojection import align_images
 from tomoprep.algorithms.reconstruction import reconstruct_tomogram
 from tomoprep.errors import InputError
-from tomoprep.io.tomogram_files import write_aligned_stack, write_tomogram
+from tomoprep.io.tomogram_files import new_tomogram, write_aligned_stack
 from tomoprep.model import TiltSeries, Tomogram
 from tomoprep.steps.base import WARNING_PREFIX, UnitOutput
 from tomoprep.steps.deconvolve.series import deconvolve_tomogram
@@ -102,12 +103,17 @@ def prepared(stack: torch.Tensor, ts: TiltSeries, plan: Plan, binning: int) -> t
     return stack
 
 
-def back_project(stack: torch.Tensor, plan: Plan, binning: int, params: ReconstructParams) -> torch.Tensor:
-    """The tomogram of one prepared binned stack, ``(z, y, x)``."""
+def back_project(stack: torch.Tensor, plan: Plan, binning: int, params: ReconstructParams, path: Path) -> tuple[
+        int, int, int]:  # fmt: skip
+    """Reconstruct one prepared binned stack into the MRC file ``path``, slab by slab (the volume is never held
+    whole in memory); returns its size ``(x, y, z)``."""
     spacing = plan.pixel_spacing_angstrom * binning
     thickness_px = max(1, round(plan.thickness_angstrom / spacing))
-    return reconstruct_tomogram(stack, projections_at(plan.geometry.poses, spacing), thickness_px=thickness_px,
-                                sirt_iterations=params.sirt_filter_iterations)  # fmt: skip
+    shape = (thickness_px, stack.shape[-2], stack.shape[-1])
+    with new_tomogram(path, shape, voxel_spacing_angstrom=spacing) as volume:
+        reconstruct_tomogram(stack, projections_at(plan.geometry.poses, spacing), thickness_px=thickness_px,
+                             sirt_iterations=params.sirt_filter_iterations, out=volume)  # fmt: skip
+    return shape[2], shape[1], shape[0]
 
 
 def tomogram_path(output_dir: Path, name: str, binning: int, suffix: str = "") -> Path:
@@ -134,12 +140,12 @@ def full_tomograms(ts: TiltSeries, plan: Plan, params: ReconstructParams, output
         spacing = plan.pixel_spacing_angstrom * binning
         if params.aligned_stacks:
             _write_aligned_stack(stack, plan, binning, output_dir / "aligned_stacks" / f"{ts.name}_bin{binning}.mrc")
-        volume = back_project(stack, plan, binning, params).cpu().numpy()
         path = tomogram_path(output_dir, ts.name, binning)
-        size = write_tomogram(path, volume, voxel_spacing_angstrom=spacing)
+        size = back_project(stack, plan, binning, params, path)
         corrected = "" if plan.ctf is None else f", CTF {plan.ctf.mode}"
-        write_slices_png(path.with_suffix(".png"), volume, voxel_spacing_angstrom=spacing,
-                         title=f"{ts.name}, bin {binning} ({spacing:.1f} Å voxels{corrected})")  # fmt: skip
+        with mrcfile.mmap(path, mode="r") as written:  # the picture reads its few central slices only
+            write_slices_png(path.with_suffix(".png"), written.data, voxel_spacing_angstrom=spacing,
+                             title=f"{ts.name}, bin {binning} ({spacing:.1f} Å voxels{corrected})")  # fmt: skip
         tomograms[binning] = Tomogram(path, float(binning), spacing, size,
                                       ctf_correction="none" if plan.ctf is None else plan.ctf.mode)  # fmt: skip
     return tomograms
@@ -152,9 +158,8 @@ def half_tomograms(ts: TiltSeries, plan: Plan, params: ReconstructParams, output
     for half, read in ((1, odd_image), (2, even_image)):
         stacks = read_binned_stacks(plan.geometry.tilts, params.binning, read=read, device=device)
         for binning in params.binning:
-            volume = back_project(prepared(stacks.pop(binning), ts, plan, binning), plan, binning, params)
             path = tomogram_path(output_dir, ts.name, binning, f"_half{half}")
-            write_tomogram(path, volume.cpu().numpy(), voxel_spacing_angstrom=plan.pixel_spacing_angstrom * binning)
+            back_project(prepared(stacks.pop(binning), ts, plan, binning), plan, binning, params, path)
             made = tomograms[binning]
             tomograms[binning] = replace(made, half1_path=path) if half == 1 else replace(made, half2_path=path)
 
