@@ -60,8 +60,10 @@ def test_longer_exposures_at_high_tilt_are_divided_out() -> None:
     [
         (_beer_lambert(3.0) - _beer_lambert(3.0).mean(), "not all positive"),
         (100.0 - _beer_lambert(3.0), "does not fall with the path"),  # a dark-field series brightens
-        (np.full(NOMINAL_DEG.size, 5.0) * (1 + np.random.default_rng(0).normal(0, 0.01, NOMINAL_DEG.size)),
-         "does not fall with the path"),  # normalised to one level: no trend
+        (
+            np.full(NOMINAL_DEG.size, 5.0) * (1 + np.random.default_rng(0).normal(0, 0.01, NOMINAL_DEG.size)),
+            "does not fall with the path",
+        ),  # normalised to one level: no trend
         (_beer_lambert(3.0, scatter=0.05), "explains"),  # means dominated by something else than the slab
     ],
 )

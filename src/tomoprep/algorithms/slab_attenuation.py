@@ -101,7 +101,7 @@ def _offset_error_deg(tilts_deg: np.ndarray, log_means: np.ndarray, offset_deg: 
     return math.sqrt(variance / (0.5 * curvature)) if curvature > 0 else math.inf
 
 
-def tilt_offset_from_attenuation(mean_intensities: Sequence[float], nominal_tilts_deg: Sequence[float], *,
+def tilt_offset_from_attenuation(mean_intensities: Sequence[float] | np.ndarray, nominal_tilts_deg: Sequence[float], *,
                                  exposures: Sequence[float] | None = None) -> AttenuationOffset:  # fmt: skip
     """The tilt offset that makes the slab flat, from the tilts' mean intensities (module docstring).
 
