@@ -166,8 +166,10 @@ def align_tilt_series(ts: TiltSeries, params: AlignParams, output_dir: Path) -> 
     axis, hand, hand_note = _decide_hand(ts, fine, params, axis)
     del fine
     ts = replace(ts, hand=hand)
+    doses = [t.acquisition.dose_e_per_angstrom2 for t in tilts]
+    exposures = [float(d) for d in doses if d is not None] if all(d is not None for d in doses) else None
     result = align_series(stack.images.cpu(), [t.acquisition.nominal_tilt_angle_deg for t in tilts], axis_deg=axis,
-                          options=options)  # fmt: skip
+                          options=options, exposures=exposures)  # fmt: skip
     aligned = _aligned_series(ts, result, tilts, spacing)
     local_rms = None
     if params.patch_tracking:
