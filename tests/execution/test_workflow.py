@@ -127,3 +127,49 @@ def test_bad_workflow_files_are_refused_naming_the_file_and_every_bad_value(tmp_
     assert "[clean]" in message and "--shift-fraction" in message and "[align]" in message
     with open_project(tmp_path / "project") as project:
         assert project.list_runs() == []  # nothing ran before the parameters were all checked
+
+
+TOY_PLUGIN = (Path(__file__).parent / "toy_steps.py").read_text()
+
+
+@pytest.mark.slow
+def test_a_workflow_killed_mid_step_and_run_again_ends_as_an_uninterrupted_one(
+    tmp_path: Path, install_plugin_steps, monkeypatch
+) -> None:
+    """`tomoprep workflow run` killed with SIGKILL in the middle of a step's second unit, then run again: the step
+    resumes (its first unit is not run again) and the files equal those of a workflow never interrupted."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    folder = install_plugin_steps({"toy": "toy_steps:TOY"}, {"toy_steps.py": TOY_PLUGIN})
+    monkeypatch.setenv("PYTHONPATH", f"{folder}{os.pathsep}{os.environ.get('PYTHONPATH', '')}")
+
+    def workflow(name: str, seconds: float) -> Path:
+        path = tmp_path / f"{name}.toml"
+        path.write_text(f'[toy]\nnames = ["TS_01", "TS_02", "TS_03"]\nseconds_per_unit = {seconds}\n'
+                        f'call_log = "{tmp_path / name}.calls"\n')  # fmt: skip
+        return path
+
+    command = [sys.executable, "-m", "tomoprep", "workflow", "run"]
+    straight = subprocess.run([*command, str(workflow("straight", 0.0)), "-p", str(tmp_path / "straight")],
+                              capture_output=True, text=True, timeout=300)  # fmt: skip
+    assert straight.returncode == 0, straight.stdout + straight.stderr
+    killed = workflow("killed", 2.0)
+    process = subprocess.Popen([*command, str(killed), "-p", str(tmp_path / "killed")],
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
+    calls = tmp_path / "killed.calls"
+    deadline = time.monotonic() + 120
+    while not (calls.is_file() and "TS_02" in calls.read_text()):
+        assert time.monotonic() < deadline and process.poll() is None
+        time.sleep(0.05)
+    os.kill(process.pid, signal.SIGKILL)  # in the middle of TS_02: no chance to record anything
+    process.wait(timeout=30)
+    again = subprocess.run([*command, str(killed), "-p", str(tmp_path / "killed")], capture_output=True, text=True,
+                           timeout=300)  # fmt: skip
+    assert again.returncode == 0 and "toy: resumed: run 001_toy SUCCEEDED" in again.stdout, again.stdout
+    names = [line.split()[0] for line in calls.read_text().splitlines()]
+    assert names == ["TS_01", "TS_02", "TS_02", "TS_03"]  # TS_01 was done before the kill and kept
+    assert _series_tables(tmp_path / "killed") == _series_tables(tmp_path / "straight")

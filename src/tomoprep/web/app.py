@@ -1,13 +1,14 @@
 """The web application of a project: ``create_app(project_root, token=...)`` (no global state).
 
 Every request opens the project's index read-only for its own duration, so pages and the API see what the
-command line and other browsers write while they do, and never hold the index.
+command line and other browsers write while they do, and never hold the index. The routes come in groups: pages
+(:func:`_add_pages`), the tilt gallery and the tomogram viewer (:func:`_add_images`), running steps
+(:func:`_add_launching`) and the JSON API (:func:`_add_api`).
 """
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Awaitable, Callable
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
@@ -18,17 +19,16 @@ from pydantic import BaseModel
 
 from tomoprep.errors import TomoprepError
 from tomoprep.execution import run_step
-from tomoprep.execution.inputs import HeldKinds, needed, resolve_input
-from tomoprep.model import TiltSeries, Tomogram
-from tomoprep.project import Project, RunRecord, open_project
-from tomoprep.report.summary import RunView, SeriesView, summarize_project
+from tomoprep.model import TiltSeries
+from tomoprep.project import open_project
+from tomoprep.report.summary import RunView, SeriesView
 from tomoprep.steps import all_steps, get_step
-from tomoprep.steps.base import Step
 from tomoprep.steps.tilt_series_set import load_tilt_series_set
 from tomoprep.web import pages
+from tomoprep.web.context import ProjectContext
 from tomoprep.web.forms import launch_page, step_links
 from tomoprep.web.gallery import cleaning_params, gallery_page, tilt_thumbnail
-from tomoprep.web.launch import Launcher, LaunchError, field_errors
+from tomoprep.web.launch import LaunchError, field_errors
 from tomoprep.web.security import COOKIE, inside_project, token_matches
 from tomoprep.web.tomograms import slice_png, viewer_page
 
@@ -60,6 +60,189 @@ def _refusal(request: Request) -> Response:
                         "<code>tomoprep serve</code> printed.</p>", status_code=401)  # fmt: skip
 
 
+def create_app(project_root: Path, *, token: str) -> FastAPI:
+    """The app serving the project at ``project_root`` to requests that carry ``token`` (an empty token: to every
+    request; :func:`tomoprep.web.serve.serve` allows that on a loopback address only)."""
+    context = ProjectContext(Path(project_root).resolve())
+    app = FastAPI(title="tomoprep", docs_url=None, redoc_url=None)  # their pages load assets from a CDN
+
+    @app.middleware("http")
+    async def check_token(request: Request, call_next: Callable[[Request], Awaitable[Response]]) -> Response:
+        if not token:  # served on this machine only, without a token, as asked (see serve.py)
+            return await call_next(request)
+        if token_matches(request.query_params.get("token"), token):
+            answer = RedirectResponse(str(request.url.remove_query_params("token")), status_code=303)
+            answer.set_cookie(COOKIE, token, httponly=True, samesite="strict")
+            return answer
+        if not _authorised(request, token):
+            return _refusal(request)
+        return await call_next(request)
+
+    _add_pages(app, context)
+    _add_images(app, context)
+    _add_launching(app, context)
+    _add_api(app, context)
+    return app
+
+
+def _add_pages(app: FastAPI, context: ProjectContext) -> None:
+    """The project, a run, a tilt series, the project's files and the stylesheet."""
+
+    @app.get("/", response_class=HTMLResponse)
+    def project_page() -> str:
+        with context.project() as opened:
+            runs, series = context.views(opened)
+            return pages.project_page(opened, runs, series, steps=step_links(list(all_steps())))
+
+    @app.get("/runs/{ref}", response_class=HTMLResponse)
+    def run_page(ref: str) -> str:
+        with context.project() as opened:
+            view = context.find_run(opened, ref)
+            run_id = view.record.id
+            actions = pages.run_actions(view.record, stoppable=context.launcher.running_here(view.record.label))
+            return pages.run_page(opened, view, opened.events(run_id), opened.artifacts(run_id), actions=actions,
+                                  tomograms=context.tomogram_binnings(opened, view.record))  # fmt: skip
+
+    @app.get("/series/{name}", response_class=HTMLResponse)
+    def series_page(name: str) -> str:
+        with context.project() as opened:
+            for view in context.views(opened)[1]:
+                if view.name == name:
+                    return pages.series_page(opened, view)
+        raise HTTPException(status_code=404, detail=f"no tilt series {name!r} in this project")
+
+    @app.get("/files/{relative:path}")
+    def project_file(relative: str) -> FileResponse:
+        path = inside_project(context.root, relative)
+        if path is None:
+            raise HTTPException(status_code=404, detail="no such file in this project")
+        return FileResponse(path)
+
+    @app.get("/static/style.css")
+    def style() -> Response:
+        return Response(pages.STYLE, media_type="text/css")
+
+
+def _add_images(app: FastAPI, context: ProjectContext) -> None:
+    """The tilt gallery (and saving its exclusions as a new cleaning) and the tomogram viewer."""
+
+    @app.get("/runs/{ref}/gallery/{name}", response_class=HTMLResponse)
+    def gallery(ref: str, name: str) -> str:
+        with context.project() as opened:
+            view, ts, names = context.run_series(opened, ref, name)
+            return gallery_page(opened, view.record.label, ts, names)
+
+    @app.get("/runs/{ref}/series/{name}/tilts/{acquisition_index}.png")
+    def thumbnail(ref: str, name: str, acquisition_index: int) -> Response:
+        with context.project() as opened:
+            png = tilt_thumbnail(context.run_series(opened, ref, name)[1], acquisition_index)
+        if png is None:
+            raise HTTPException(status_code=404, detail=f"tilt {acquisition_index} of {name} has no image")
+        return Response(png, media_type="image/png")
+
+    @app.post("/api/runs/{ref}/series/{name}/exclusions")
+    def save_exclusions(ref: str, name: str, changes: ExclusionChanges) -> dict[str, Any]:
+        with context.project() as opened:
+            source = context.run_series(opened, ref, name)[0].record
+        params = cleaning_params(name, changes.exclude, changes.include)
+        try:
+            with open_project(context.root) as writable:
+                made = run_step(writable, get_step("clean"), params, input_run=source.id)
+        except TomoprepError as exc:
+            raise HTTPException(status_code=400, detail=str(exc)) from exc
+        return {"run": made.label, "status": made.status, "params": params}
+
+    @app.get("/runs/{ref}/series/{name}/tomograms/{binning}", response_class=HTMLResponse)
+    def tomogram_viewer(ref: str, name: str, binning: str) -> str:
+        with context.project() as opened:
+            label, tomogram = context.tomogram_of(opened, ref, name, binning)
+            return viewer_page(opened, label, name, tomogram)
+
+    @app.get("/runs/{ref}/series/{name}/tomograms/{binning}/slice.png")
+    def tomogram_slice(ref: str, name: str, binning: str, axis: str = "xy", index: int | None = None,
+                       low: float = 1.0, high: float = 99.0) -> Response:  # fmt: skip
+        with context.project() as opened:
+            tomogram = context.tomogram_of(opened, ref, name, binning)[1]
+        try:
+            return Response(slice_png(tomogram.path, axis=axis, index=index, low=low, high=high),
+                            media_type="image/png")  # fmt: skip
+        except ValueError as exc:
+            raise HTTPException(status_code=400, detail=str(exc)) from exc
+
+
+def _add_launching(app: FastAPI, context: ProjectContext) -> None:
+    """A form per step; starting, stopping and resuming runs in processes of their own."""
+
+    @app.get("/launch/{step_name}", response_class=HTMLResponse)
+    def launch_form(step_name: str) -> str:
+        step = context.known_step(step_name)
+        with context.project() as opened:
+            return launch_page(opened, step, *context.input_choices(opened, step))
+
+    @app.post("/api/steps/{step_name}/runs")
+    def launch(step_name: str, request: LaunchRequest) -> dict[str, Any]:
+        step = context.known_step(step_name)
+        errors = field_errors(step, request.params)
+        if errors:
+            raise HTTPException(status_code=422, detail={"errors": errors})
+        try:
+            label = context.launcher.run(step, request.params, request.input_run)
+        except LaunchError as exc:
+            raise HTTPException(status_code=400, detail=str(exc)) from exc
+        return {"run": label}
+
+    @app.post("/api/runs/{ref}/stop")
+    def stop(ref: str) -> dict[str, Any]:
+        with context.project() as opened:
+            record = context.find_run(opened, ref).record
+        if record.status != "RUNNING" or not context.launcher.stop(record.label):
+            raise HTTPException(status_code=409, detail=f"run {record.label} is not running from this server; "
+                                "stop it where it runs (Ctrl-C in its terminal)")  # fmt: skip
+        return {"run": record.label, "stopping": True}
+
+    @app.post("/api/runs/{ref}/resume")
+    def resume(ref: str) -> dict[str, Any]:
+        with context.project() as opened:
+            record = context.find_run(opened, ref).record
+        if record.status == "RUNNING" or not context.launcher.finish(record.label, timeout_s=30.0):
+            raise HTTPException(status_code=409, detail=f"run {record.label} is running")
+        try:
+            return {"run": context.launcher.resume(record.label)}
+        except LaunchError as exc:
+            raise HTTPException(status_code=400, detail=str(exc)) from exc
+
+
+def _add_api(app: FastAPI, context: ProjectContext) -> None:
+    """Runs, a run with its log and files, a run's tilt series with their tilts, and every series, as JSON."""
+
+    @app.get("/api/runs")
+    def api_runs() -> list[dict[str, Any]]:
+        with context.project() as opened:
+            return [_run_dict(v) for v in context.views(opened)[0]]
+
+    @app.get("/api/runs/{ref}")
+    def api_run(ref: str) -> dict[str, Any]:
+        with context.project() as opened:
+            view = context.find_run(opened, ref)
+            events = [{"time": t, "level": level, "unit": u, "message": m}
+                      for t, level, u, m in opened.events(view.record.id)]  # fmt: skip
+            artifacts = [{"unit": u, "kind": k, "path": p} for u, k, p in opened.artifacts(view.record.id)]
+            return {**_run_dict(view), "events": events, "artifacts": artifacts}
+
+    @app.get("/api/runs/{ref}/tilt-series")
+    def api_run_series(ref: str) -> list[dict[str, Any]]:
+        with context.project() as opened:
+            view = context.find_run(opened, ref)
+            if view.record.status != "SUCCEEDED":
+                raise HTTPException(status_code=409, detail=f"run {view.record.label} is {view.record.status}")
+            return [_tilts(ts) for ts in load_tilt_series_set(opened.run_dir(view.record))]
+
+    @app.get("/api/series")
+    def api_series() -> list[dict[str, Any]]:
+        with context.project() as opened:
+            return [_series_dict(v) for v in context.views(opened)[1]]
+
+
 def _run_dict(view: RunView) -> dict[str, Any]:
     run = view.record
     return {
@@ -77,236 +260,7 @@ def _series_dict(view: SeriesView) -> dict[str, Any]:
     return data
 
 
-def create_app(project_root: Path, *, token: str) -> FastAPI:
-    """The app serving the project at ``project_root`` to requests that carry ``token`` (an empty token: to every
-    request; :func:`tomoprep.web.serve.serve` allows that on a loopback address only)."""
-    root = Path(project_root).resolve()
-    app = FastAPI(title="tomoprep", docs_url=None, redoc_url=None)  # their pages load assets from a CDN
-
-    @contextmanager
-    def project() -> Iterator[Project]:
-        try:
-            with open_project(root, read_only=True) as opened:
-                yield opened
-        except TomoprepError as exc:
-            raise HTTPException(status_code=500, detail=str(exc)) from exc
-
-    @app.middleware("http")
-    async def check_token(request: Request, call_next: Callable[[Request], Awaitable[Response]]) -> Response:
-        if not token:  # served on this machine only, without a token, as asked (see serve.py)
-            return await call_next(request)
-        if token_matches(request.query_params.get("token"), token):
-            answer = RedirectResponse(str(request.url.remove_query_params("token")), status_code=303)
-            answer.set_cookie(COOKIE, token, httponly=True, samesite="strict")
-            return answer
-        if not _authorised(request, token):
-            return _refusal(request)
-        return await call_next(request)
-
-    launcher = Launcher(root)
-
-    def known_step(name: str) -> Step:
-        try:
-            return get_step(name)
-        except TomoprepError as exc:
-            raise HTTPException(status_code=404, detail=str(exc)) from exc
-
-    def input_choices(opened: Project, step: Step) -> tuple[list[str], str | None]:
-        if not step.needs:
-            return [], None
-        held, needs = HeldKinds(opened, step), needed(step, None)
-        usable = [r for r in sorted(held.runs.values(), key=lambda r: -r.id)
-                  if r.status == "SUCCEEDED" and needs <= held(r)]  # fmt: skip
-        try:
-            default = resolve_input(opened, step, None, None)
-        except TomoprepError:
-            default = None
-        return [r.label for r in usable], None if default is None else default.label
-
-    def views(opened: Project) -> tuple[list[RunView], list[SeriesView]]:
-        summary = summarize_project(opened)
-        return list(summary.runs), list(summary.series)
-
-    def find_run(runs: list[RunView], ref: str) -> RunView:
-        for view in runs:
-            if ref in (view.record.label, str(view.record.id)):
-                return view
-        raise HTTPException(status_code=404, detail=f"no run {ref!r} in this project")
-
-    @app.get("/", response_class=HTMLResponse)
-    def project_page() -> str:
-        with project() as opened:
-            runs, series = views(opened)
-            return pages.project_page(opened, runs, series, steps=step_links(list(all_steps())))
-
-    @app.get("/runs/{ref}", response_class=HTMLResponse)
-    def run_page(ref: str) -> str:
-        with project() as opened:
-            view = find_run(views(opened)[0], ref)
-            run_id = view.record.id
-            actions = pages.run_actions(view.record, stoppable=launcher.running_here(view.record.label))
-            return pages.run_page(opened, view, opened.events(run_id), opened.artifacts(run_id), actions=actions,
-                                  tomograms=tomogram_binnings(opened, view.record))  # fmt: skip
-
-    @app.get("/series/{name}", response_class=HTMLResponse)
-    def series_page(name: str) -> str:
-        with project() as opened:
-            for view in views(opened)[1]:
-                if view.name == name:
-                    return pages.series_page(opened, view)
-        raise HTTPException(status_code=404, detail=f"no tilt series {name!r} in this project")
-
-    def run_series(opened: Project, ref: str, name: str) -> tuple[RunView, TiltSeries, list[str]]:
-        view = find_run(views(opened)[0], ref)
-        if view.record.status != "SUCCEEDED":
-            raise HTTPException(status_code=409, detail=f"run {view.record.label} is {view.record.status}")
-        series = load_tilt_series_set(opened.run_dir(view.record))
-        for ts in series:
-            if ts.name == name:
-                return view, ts, [s.name for s in series]
-        raise HTTPException(status_code=404, detail=f"run {view.record.label} has no tilt series {name!r}")
-
-    @app.get("/runs/{ref}/gallery/{name}", response_class=HTMLResponse)
-    def gallery(ref: str, name: str) -> str:
-        with project() as opened:
-            view, ts, names = run_series(opened, ref, name)
-            return gallery_page(opened, view.record.label, ts, names)
-
-    @app.get("/runs/{ref}/series/{name}/tilts/{acquisition_index}.png")
-    def thumbnail(ref: str, name: str, acquisition_index: int) -> Response:
-        with project() as opened:
-            png = tilt_thumbnail(run_series(opened, ref, name)[1], acquisition_index)
-        if png is None:
-            raise HTTPException(status_code=404, detail=f"tilt {acquisition_index} of {name} has no image")
-        return Response(png, media_type="image/png")
-
-    def tomogram_binnings(opened: Project, record: RunRecord) -> dict[str, tuple[float, ...]]:
-        if record.status != "SUCCEEDED":
-            return {}
-        try:
-            series = load_tilt_series_set(opened.run_dir(record))
-        except (TomoprepError, OSError):
-            return {}
-        return {ts.name: tuple(t.binning for t in ts.tomograms) for ts in series if ts.tomograms}
-
-    def tomogram_of(opened: Project, ref: str, name: str, binning: str) -> tuple[str, Tomogram]:
-        view, ts, _ = run_series(opened, ref, name)
-        for tomogram in ts.tomograms:
-            if f"{tomogram.binning:g}" == binning and tomogram.path.is_file():
-                return view.record.label, tomogram
-        raise HTTPException(status_code=404, detail=f"{name} has no tomogram at bin {binning} in {view.record.label}")
-
-    @app.get("/runs/{ref}/series/{name}/tomograms/{binning}", response_class=HTMLResponse)
-    def tomogram_viewer(ref: str, name: str, binning: str) -> str:
-        with project() as opened:
-            label, tomogram = tomogram_of(opened, ref, name, binning)
-            return viewer_page(opened, label, name, tomogram)
-
-    @app.get("/runs/{ref}/series/{name}/tomograms/{binning}/slice.png")
-    def tomogram_slice(ref: str, name: str, binning: str, axis: str = "xy", index: int | None = None,
-                       low: float = 1.0, high: float = 99.0) -> Response:  # fmt: skip
-        with project() as opened:
-            tomogram = tomogram_of(opened, ref, name, binning)[1]
-        try:
-            return Response(slice_png(tomogram.path, axis=axis, index=index, low=low, high=high),
-                            media_type="image/png")  # fmt: skip
-        except ValueError as exc:
-            raise HTTPException(status_code=400, detail=str(exc)) from exc
-
-    @app.post("/api/runs/{ref}/series/{name}/exclusions")
-    def save_exclusions(ref: str, name: str, changes: ExclusionChanges) -> dict[str, Any]:
-        with project() as opened:
-            source = run_series(opened, ref, name)[0].record
-        params = cleaning_params(name, changes.exclude, changes.include)
-        try:
-            with open_project(root) as writable:
-                made = run_step(writable, get_step("clean"), params, input_run=source.id)
-        except TomoprepError as exc:
-            raise HTTPException(status_code=400, detail=str(exc)) from exc
-        return {"run": made.label, "status": made.status, "params": params}
-
-    @app.get("/launch/{step_name}", response_class=HTMLResponse)
-    def launch_form(step_name: str) -> str:
-        step = known_step(step_name)
-        with project() as opened:
-            return launch_page(opened, step, *input_choices(opened, step))
-
-    @app.post("/api/steps/{step_name}/runs")
-    def launch(step_name: str, request: LaunchRequest) -> dict[str, Any]:
-        step = known_step(step_name)
-        errors = field_errors(step, request.params)
-        if errors:
-            raise HTTPException(status_code=422, detail={"errors": errors})
-        try:
-            label = launcher.run(step, request.params, request.input_run)
-        except LaunchError as exc:
-            raise HTTPException(status_code=400, detail=str(exc)) from exc
-        return {"run": label}
-
-    @app.post("/api/runs/{ref}/stop")
-    def stop(ref: str) -> dict[str, Any]:
-        with project() as opened:
-            record = find_run(views(opened)[0], ref).record
-        label = record.label
-        if record.status != "RUNNING" or not launcher.stop(label):
-            raise HTTPException(status_code=409, detail=f"run {label} is not running from this server; stop it "
-                                "where it runs (Ctrl-C in its terminal)")  # fmt: skip
-        return {"run": label, "stopping": True}
-
-    @app.post("/api/runs/{ref}/resume")
-    def resume(ref: str) -> dict[str, Any]:
-        with project() as opened:
-            record = find_run(views(opened)[0], ref).record
-        if record.status == "RUNNING" or launcher.running_here(record.label):
-            raise HTTPException(status_code=409, detail=f"run {record.label} is running")
-        try:
-            return {"run": launcher.resume(record.label)}
-        except LaunchError as exc:
-            raise HTTPException(status_code=400, detail=str(exc)) from exc
-
-    @app.get("/files/{relative:path}")
-    def project_file(relative: str) -> FileResponse:
-        path = inside_project(root, relative)
-        if path is None:
-            raise HTTPException(status_code=404, detail="no such file in this project")
-        return FileResponse(path)
-
-    @app.get("/static/style.css")
-    def style() -> Response:
-        return Response(pages.STYLE, media_type="text/css")
-
-    @app.get("/api/runs")
-    def api_runs() -> list[dict[str, Any]]:
-        with project() as opened:
-            return [_run_dict(v) for v in views(opened)[0]]
-
-    @app.get("/api/runs/{ref}")
-    def api_run(ref: str) -> dict[str, Any]:
-        with project() as opened:
-            view = find_run(views(opened)[0], ref)
-            events = [
-                {"time": t, "level": lv, "unit": u, "message": m} for t, lv, u, m in opened.events(view.record.id)
-            ]
-            artifacts = [{"unit": u, "kind": k, "path": p} for u, k, p in opened.artifacts(view.record.id)]
-            return {**_run_dict(view), "events": events, "artifacts": artifacts}
-
-    @app.get("/api/runs/{ref}/tilt-series")
-    def api_run_series(ref: str) -> list[dict[str, Any]]:
-        with project() as opened:
-            view = find_run(views(opened)[0], ref)
-            if view.record.status != "SUCCEEDED":
-                raise HTTPException(status_code=409, detail=f"run {view.record.label} is {view.record.status}")
-            return [_tilts(ts) for ts in load_tilt_series_set(opened.run_dir(view.record))]
-
-    @app.get("/api/series")
-    def api_series() -> list[dict[str, Any]]:
-        with project() as opened:
-            return [_series_dict(v) for v in views(opened)[1]]
-
-    return app
-
-
-def _tilts(ts: Any) -> dict[str, Any]:
+def _tilts(ts: TiltSeries) -> dict[str, Any]:
     return {
         "name": ts.name,
         "tilts": [

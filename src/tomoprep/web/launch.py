@@ -80,6 +80,19 @@ class Launcher:
             process = self.processes.get(label)
         return process is not None and process.poll() is None
 
+    def finish(self, label: str, timeout_s: float) -> bool:
+        """Wait up to ``timeout_s`` for run ``label``'s process (if this server started one) to end; whether it
+        has (a stopped run is recorded as such a moment before its process exits)."""
+        with self.lock:
+            process = self.processes.get(label)
+        if process is None:
+            return True
+        try:
+            process.wait(timeout=timeout_s)
+        except subprocess.TimeoutExpired:
+            return False
+        return True
+
     def stop(self, label: str) -> bool:
         """Interrupt run ``label`` as Ctrl-C would; ``False`` when this server is not running it."""
         with self.lock:
