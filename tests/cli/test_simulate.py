@@ -12,6 +12,7 @@ from tomoprep.cli.main import build_app
 from tomoprep.project import open_project
 
 
+@pytest.mark.slow  # a whole small session simulated through the command line: 3 s
 def test_simulate_writes_a_session_with_its_truth(tmp_path: Path) -> None:
     out = tmp_path / "session"
     result = CliRunner().invoke(

@@ -95,6 +95,7 @@ KILLED_RUN = textwrap.dedent("""
 """)
 
 
+@pytest.mark.slow  # a run killed with SIGKILL in a subprocess, then resumed: 3 s
 def test_kill_9_then_resume_completes_without_redoing_finished_units(project, tmp_path: Path) -> None:
     script, log = tmp_path / "killed.py", tmp_path / "calls.log"
     script.write_text(KILLED_RUN)

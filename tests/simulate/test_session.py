@@ -109,6 +109,7 @@ def test_refuses_a_folder_that_is_not_empty(tmp_path: Path) -> None:
         simulate_session(tmp_path, SimulateParams(**SMALL))
 
 
+@pytest.mark.slow  # two sessions simulated and compared file by file
 def test_same_seed_same_session(tmp_path: Path) -> None:
     params = SimulateParams(**{**SMALL, "n_tilts": 2, "detector_size_px": 64})
     first = simulate_session(tmp_path / "a", params)

@@ -69,6 +69,7 @@ def _kinds(ts: TiltSeries) -> dict[int, str]:
     }
 
 
+@pytest.mark.slow  # a simulated session through import, motion correction and cleaning: 20 s
 def test_cli_clean_excludes_every_planted_tilt_and_no_other(cleaned) -> None:
     folder, truth, digest = cleaned
     with open_project(folder) as project:
@@ -82,6 +83,7 @@ def test_cli_clean_excludes_every_planted_tilt_and_no_other(cleaned) -> None:
     assert _digest(folder.parent / "session" / "stacks" / "TS_01.st") == digest  # nothing rewritten
 
 
+@pytest.mark.slow  # on the simulated session of the first test (20 s to make)
 def test_exclusion_by_hand_and_reinclusion_round_trip_through_the_star(cleaned) -> None:
     folder, truth, _ = cleaned
     blurred = next(t.acquisition_index for t in truth.tilts if t.planted_defect == "blurred")
@@ -120,6 +122,7 @@ def test_tilts_excluded_before_stay_excluded_and_are_not_measured(cleaned, tmp_p
     assert blurred not in measured and len(measured) == 30
 
 
+@pytest.mark.slow  # on the simulated session of the first test (20 s to make)
 def test_wrong_names_and_numbers_are_refused_before_a_run(cleaned, tmp_path: Path) -> None:
     folder, _, _ = cleaned
     bad_file = tmp_path / "exclude.txt"
@@ -141,6 +144,7 @@ def test_wrong_names_and_numbers_are_refused_before_a_run(cleaned, tmp_path: Pat
     assert result.exit_code == 2 and "TS_09" in result.output and "Traceback" not in result.output
 
 
+@pytest.mark.slow  # on the simulated session of the first test (20 s to make)
 def test_include_refuses_a_tilt_excluded_by_another_step(cleaned) -> None:
     folder, _, _ = cleaned
     with open_project(folder) as project:

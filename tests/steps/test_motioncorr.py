@@ -229,6 +229,7 @@ def test_outputs_labels_odd_even_and_pixel_size(tmp_path: Path) -> None:
     assert (folder / ts.name / f"{ts.name}_motion.png").stat().st_size > 5000
 
 
+@pytest.mark.slow  # EER movies of several frame counts through motion correction: 5 s
 def test_eer_groups_follow_each_tilts_frame_count(tmp_path: Path) -> None:
     """Two gain references with different frame counts in one session: each tilt gets its own grouping."""
     session = tmp_path / "session"
