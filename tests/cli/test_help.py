@@ -9,7 +9,7 @@ import typer
 from typer.testing import CliRunner
 
 from tomoprep.cli.main import build_app
-from tomoprep.cli.params import option_name
+from tomoprep.cli.params import cli_extra, option_name
 from tomoprep.simulate.params import SimulateParams
 from tomoprep.steps import builtin_steps
 
@@ -48,9 +48,11 @@ def test_every_option_name_is_whole(command: str, columns: int) -> None:
 
 @pytest.mark.parametrize("step", builtin_steps(), ids=lambda s: s.name)
 def test_every_step_parameter_is_an_option_shown_at_80_columns(step) -> None:
+    """Every parameter shows as its option, or, where the step takes it as an argument, as its argument's name."""
     text = _help(step.name, 80)
-    for field in step.params.model_fields:
-        assert _whole(option_name(field), text), field
+    for field, info in step.params.model_fields.items():
+        shown = field.upper() if cli_extra(info).get("argument") else option_name(field)
+        assert _whole(shown, text), field
 
 
 def test_every_simulate_parameter_is_shown_at_80_columns() -> None:

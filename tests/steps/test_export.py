@@ -138,3 +138,21 @@ def test_import_of_a_relion5_set_with_a_missing_image_fails_that_series_naming_i
     assert run.units["TS_08"].status == "FAILED" and lost.name in (run.units["TS_08"].error or "")
     with pytest.raises(TomoprepError, match="--relion5"):
         run_step(project, IMPORT, {"relion5": relion, "stack": "a.st"})
+
+
+def test_the_command_line_takes_the_format_and_the_folder_as_arguments(tmp_path: Path) -> None:
+    """`tomoprep export FORMAT OUT` (the issue's spelling), with `--copy` for `--copy-files`."""
+    from typer.testing import CliRunner
+
+    from small_project import build_project
+    from tomoprep.cli.main import build_app
+
+    root = build_project(tmp_path)
+    out = tmp_path / "imod"
+    done = CliRunner().invoke(build_app("export"), ["export", "imod", str(out), "-p", str(root), "--copy",
+                                                    "--tomogram-thickness-angstrom", "400"])  # fmt: skip
+    assert done.exit_code == 0, done.output
+    stacks = sorted(out.rglob("*.mrc")) + sorted(out.rglob("*.st"))
+    assert stacks and all(not p.is_symlink() for p in stacks)  # copied, as --copy asks
+    missing = CliRunner().invoke(build_app("export"), ["export", "-p", str(root)])
+    assert missing.exit_code == 2 and "FORMAT" in missing.output

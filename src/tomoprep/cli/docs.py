@@ -8,7 +8,7 @@ from typing import Any, Literal, get_args, get_origin
 
 from pydantic_core import PydanticUndefined
 
-from tomoprep.cli.params import option_name, unwrap_optional
+from tomoprep.cli.params import cli_extra, option_name, unwrap_optional
 from tomoprep.steps import Step, builtin_steps
 from tomoprep.steps.kinds import describe, made_stale_by
 
@@ -46,7 +46,12 @@ def step_reference(step: Step) -> str:
     for name, field in step.params.model_fields.items():
         default = "required" if field.default is PydanticUndefined else f"`{field.default}`"
         description = (field.description or "").replace("|", "\\|")
-        lines.append(f"| `{option_name(name)}` | {_type_text(field.annotation)} | {default} | {description} |")
+        extra = cli_extra(field)
+        shown = f"{name.upper()} (argument)" if extra.get("argument") else " / ".join(
+            [option_name(name), *extra.get("flags", [])])  # fmt: skip
+        if extra.get("argument"):
+            default = "required" if default == "required" else f"required on the command line ({default} otherwise)"
+        lines.append(f"| `{shown}` | {_type_text(field.annotation)} | {default} | {description} |")
     lines += [
         "",
         "Common options: `--project/-p DIR` (default `.`), `--jobs/-j N` (tilt series in parallel).",

@@ -8,6 +8,7 @@ from typing import Annotated, Any, Union, get_args, get_origin
 
 import typer
 from pydantic import BaseModel
+from pydantic.fields import FieldInfo
 
 
 def unwrap_optional(annotation: Any) -> tuple[Any, bool]:
@@ -24,16 +25,34 @@ def option_name(field_name: str) -> str:
     return "--" + field_name.replace("_", "-")
 
 
+def cli_extra(field: FieldInfo) -> dict[str, Any]:
+    """What a field asks of the command line beyond its option (``json_schema_extra``): ``{"argument": True}`` makes
+    it a positional argument, required on the command line (``tomoprep export relion5 OUT``), and ``{"flags":
+    ["--copy"]}`` adds other names for its option."""
+    extra = field.json_schema_extra
+    return extra if isinstance(extra, dict) else {}
+
+
 def option_parameters(model: type[BaseModel], *, panel: str = "Step parameters") -> list[inspect.Parameter]:
-    """One keyword-only parameter per field of ``model``, annotated as a typer option.
+    """One keyword-only parameter per field of ``model``, annotated as a typer option (or argument, see
+    :func:`cli_extra`).
 
     Type, choices (``Literal``), limits are checked again by the model; default and help come from the field.
     """
     parameters = []
-    for name, field in model.model_fields.items():
+    arguments = [name for name, field in model.model_fields.items() if cli_extra(field).get("argument")]
+    for name in [*arguments, *(n for n in model.model_fields if n not in arguments)]:
+        field = model.model_fields[name]
         annotation, optional = unwrap_optional(field.annotation)
         option_type = annotation | None if optional else annotation
-        flags = [option_name(name)] if annotation is not bool else [f"{option_name(name)}/--no-{option_name(name)[2:]}"]
+        if name in arguments:
+            argument = typer.Argument(help=field.description or "", metavar=name.upper(), show_default=False)
+            parameters.append(inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY,
+                                                annotation=Annotated[option_type, argument]))  # fmt: skip
+            continue
+        flags = [option_name(name), *cli_extra(field).get("flags", [])]
+        if annotation is bool:
+            flags = [f"{option_name(name)}/--no-{option_name(name)[2:]}", *cli_extra(field).get("flags", [])]
         option = typer.Option(
             *flags, help=field.description or "", rich_help_panel=panel, show_default=not field.is_required()
         )

@@ -17,11 +17,14 @@ class ExportParams(Params):
         "relion5", description="relion5: a folder RELION 5 uses as its project directory (tomograms.star, one STAR "
         "per series, optimisation_set.star); imod: a stack, .xf/.tlt/.xtilt, newst.com and tilt.com per series; "
         "aretomo: a stack and its .aln per series.",
+        json_schema_extra={"argument": True},  # tomoprep export relion5 OUT
     )  # fmt: skip
-    out: Path = Field(description="Export folder (created; files written earlier by an export are replaced).")
+    out: Path = Field(description="Export folder (created; files written earlier by an export are replaced).",
+                      json_schema_extra={"argument": True})  # fmt: skip
     copy_files: bool = Field(
         False,
         description="Copy tilt images and tomograms into the folder instead of linking them (movies stay linked).",
+        json_schema_extra={"flags": ["--copy"]},
     )
     coordinates: str | None = Field(
         None, description="relion5: glob of particle coordinate files (text x y z named after their tilt series, or "
