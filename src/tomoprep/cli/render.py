@@ -2,21 +2,13 @@
 
 from __future__ import annotations
 
-from datetime import datetime
-
 from rich.table import Table
 
 from tomoprep.model import TiltSeries
 from tomoprep.project import RunRecord
+from tomoprep.project.records import duration_text
 
 STATUS_STYLE = {"SUCCEEDED": "green", "PARTIAL": "magenta", "FAILED": "red", "RUNNING": "yellow"}
-
-
-def _duration(run: RunRecord) -> str:
-    if run.finished_at is None:
-        return "-"
-    seconds = (datetime.fromisoformat(run.finished_at) - datetime.fromisoformat(run.started_at)).total_seconds()
-    return f"{seconds:.1f} s" if seconds < 120 else f"{seconds / 60:.1f} min"
 
 
 def runs_table(runs: list[RunRecord]) -> Table:
@@ -35,7 +27,7 @@ def runs_table(runs: list[RunRecord]) -> Table:
             f"{done}/{failed}/{len(run.units)}",
             ", ".join(str(i) for i in run.inputs) or "-",
             run.started_at[:19].replace("T", " "),
-            _duration(run),
+            duration_text(run.seconds, unfinished="-"),
         )
     return table
 

@@ -24,6 +24,7 @@ from pathlib import Path
 from tomoprep.errors import InputError
 from tomoprep.export.files import FilePlacer
 from tomoprep.export.relion5_tables import Placer, kept_tilts, tilt_rows
+from tomoprep.io.tilt_series_star import series_optics_fields
 from tomoprep.model import TiltImage, TiltSeries
 
 TOMOGRAMS_FILE = "tomograms.star"
@@ -86,12 +87,7 @@ def export_series(
     write_star(Path(out) / series_star_file(ts.name), {ts.name: pd.DataFrame(table.rows)})
     row: dict[str, object] = {
         "rlnTomoName": ts.name,
-        "rlnVoltage": ts.optics.voltage_kv,
-        "rlnSphericalAberration": ts.optics.spherical_aberration_mm,
-        "rlnAmplitudeContrast": ts.optics.amplitude_contrast,
-        "rlnMicrographOriginalPixelSize": ts.original_pixel_spacing_angstrom,
-        "rlnTomoHand": ts.hand,
-        "rlnOpticsGroupName": ts.optics.optics_group_name,
+        **series_optics_fields(ts),
         "rlnTomoTiltSeriesPixelSize": spacing,
         "rlnTomoTiltSeriesStarFile": series_star_file(ts.name),
     }

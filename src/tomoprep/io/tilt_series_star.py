@@ -86,11 +86,9 @@ def _number(value: float | None) -> float:
     return math.nan if value is None else value
 
 
-def set_row(ts: TiltSeries, *, tilt_series_star_file: str) -> dict[str, object]:
-    """One row of the tilt-series set table for ``ts``; the per-series STAR path is given as stored."""
-    row: dict[str, object] = {
-        NAME_LABEL: ts.name,
-        STAR_FILE_LABEL: tilt_series_star_file,
+def series_optics_fields(ts: TiltSeries) -> dict[str, object]:
+    """The optics, original pixel size and hand of ``ts`` as RELION 5's set table labels them."""
+    return {
         "rlnVoltage": ts.optics.voltage_kv,
         "rlnSphericalAberration": ts.optics.spherical_aberration_mm,
         "rlnAmplitudeContrast": ts.optics.amplitude_contrast,
@@ -98,6 +96,11 @@ def set_row(ts: TiltSeries, *, tilt_series_star_file: str) -> dict[str, object]:
         "rlnTomoHand": ts.hand,
         "rlnOpticsGroupName": ts.optics.optics_group_name,
     }
+
+
+def set_row(ts: TiltSeries, *, tilt_series_star_file: str) -> dict[str, object]:
+    """One row of the tilt-series set table for ``ts``; the per-series STAR path is given as stored."""
+    row: dict[str, object] = {NAME_LABEL: ts.name, STAR_FILE_LABEL: tilt_series_star_file, **series_optics_fields(ts)}
     if ts.tilt_series_pixel_spacing_angstrom is not None:
         row["rlnTomoTiltSeriesPixelSize"] = ts.tilt_series_pixel_spacing_angstrom
     row["tpSources"] = ";".join(str(p) for p in ts.sources) or NONE_TEXT

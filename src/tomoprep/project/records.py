@@ -50,6 +50,13 @@ class RunRecord:
     units: dict[str, UnitRecord] = field(default_factory=dict)
 
     @property
+    def seconds(self) -> float | None:
+        """How long the run took, seconds; ``None`` while it has not finished."""
+        if self.finished_at is None:
+            return None
+        return (datetime.fromisoformat(self.finished_at) - datetime.fromisoformat(self.started_at)).total_seconds()
+
+    @property
     def label(self) -> str:
         """The run's folder name, e.g. ``003_align``."""
         return Path(self.directory).name
@@ -94,3 +101,10 @@ def write_text_atomic(path: Path, text: str) -> None:
     finally:
         if os.path.exists(tmp):
             os.unlink(tmp)
+
+
+def duration_text(seconds: float | None, *, unfinished: str = "not finished") -> str:
+    """A run's duration as people read it: ``12.3 s`` under two minutes, else ``4.5 min``."""
+    if seconds is None:
+        return unfinished
+    return f"{seconds:.1f} s" if seconds < 120 else f"{seconds / 60:.1f} min"

@@ -13,6 +13,7 @@ from html import escape
 from pathlib import Path
 
 from tomoprep import __version__
+from tomoprep.project.records import duration_text
 from tomoprep.report.summary import Note, ProjectSummary, RunView, SeriesView
 
 STYLE = """
@@ -29,19 +30,13 @@ img { max-width: 100%; border: 1px solid #ddd; margin: .3em 0; } code { backgrou
 """
 
 
-def _duration(seconds: float | None) -> str:
-    if seconds is None:
-        return "not finished"
-    return f"{seconds:.1f} s" if seconds < 120 else f"{seconds / 60:.1f} min"
-
-
 def _run_row(view: RunView) -> str:
     run = view.record
     status = run.shown_status
     return (
         f'<tr><td><a href="#{escape(run.label)}">{escape(run.label)}</a></td><td>{escape(run.step)}</td>'
         f'<td class="{status}">{status}</td><td>{escape(", ".join(view.input_labels) or "(files)")}</td>'
-        f"<td>{escape(run.started_at[:19].replace('T', ' '))}</td><td>{_duration(view.seconds)}</td>"
+        f"<td>{escape(run.started_at[:19].replace('T', ' '))}</td><td>{duration_text(view.seconds)}</td>"
         f"<td>{escape(run.package_version)}</td><td>{escape(run.host)}</td></tr>"
     )
 
@@ -75,7 +70,7 @@ def _run_section(view: RunView) -> str:
     return (
         f'<h3 id="{escape(run.label)}">{escape(run.label)}: {escape(run.step)} '
         f'<span class="{run.shown_status}">{run.shown_status}</span></h3>{error}'
-        f"<p>Input: {escape(', '.join(view.input_labels) or 'files')}; took {_duration(view.seconds)}; "
+        f"<p>Input: {escape(', '.join(view.input_labels) or 'files')}; took {duration_text(view.seconds)}; "
         f"tomoprep {escape(run.package_version)} on {escape(run.host)}; {view.n_outputs} output files in "
         f"<code>{escape(run.directory)}</code>.</p>"
         f"<details><summary>Parameters</summary><table>{params}</table></details>"

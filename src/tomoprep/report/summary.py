@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import statistics
 from dataclasses import dataclass, field, replace
-from datetime import datetime
 from pathlib import Path
 
 from tomoprep.errors import TomoprepError
@@ -78,12 +77,6 @@ class ProjectSummary:
     hosts: tuple[str, ...]
 
 
-def _seconds(run: RunRecord) -> float | None:
-    if run.finished_at is None:
-        return None
-    return (datetime.fromisoformat(run.finished_at) - datetime.fromisoformat(run.started_at)).total_seconds()
-
-
 #: The start of the note a unit run in another process adds (the runner's): shown with the run, not as a decision.
 WHERE_NOTE = "ran on "
 #: Notes of these levels are shown with their run; the DEBUG ones (tracebacks) stay in the run's log.
@@ -97,7 +90,7 @@ def _run_view(project: Project, run: RunRecord, labels: dict[int, str]) -> RunVi
     notes = tuple(Note(level, unit, message) for _, level, unit, message in project.events(run.id)
                   if level in SHOWN_LEVELS)  # fmt: skip
     inputs = tuple(labels.get(i, f"run {i} (removed)") for i in run.inputs)
-    return RunView(run, inputs, _seconds(run), tuple(p for p in pictures if p.is_file()), notes, len(artifacts))
+    return RunView(run, inputs, run.seconds, tuple(p for p in pictures if p.is_file()), notes, len(artifacts))
 
 
 def _series_view(ts: TiltSeries, run_label: str) -> SeriesView:

@@ -8,6 +8,7 @@ from html import escape
 from urllib.parse import quote
 
 from tomoprep.project import Project, RunRecord
+from tomoprep.project.records import duration_text
 from tomoprep.report.summary import RunView, SeriesView
 
 STYLE = """
@@ -51,12 +52,6 @@ def layout(title: str, body: str, *, project: Project, poll: str | None = None) 
     )
 
 
-def _duration(seconds: float | None) -> str:
-    if seconds is None:
-        return "not finished"
-    return f"{seconds:.1f} s" if seconds < 120 else f"{seconds / 60:.1f} min"
-
-
 def run_link(label: str) -> str:
     """A link to a run's page."""
     return f'<a href="/runs/{quote(label)}">{escape(label)}</a>'
@@ -68,7 +63,7 @@ def project_page(project: Project, runs: list[RunView], series: list[SeriesView]
         f"<tr><td>{run_link(v.record.label)}</td><td>{escape(v.record.step)}</td>"
         f'<td class="{v.record.shown_status}">{v.record.shown_status}</td>'
         f"<td>{', '.join(run_link(label) for label in v.input_labels) or '(files)'}</td>"
-        f"<td>{escape(v.record.started_at[:19].replace('T', ' '))}</td><td>{_duration(v.seconds)}</td></tr>"
+        f"<td>{escape(v.record.started_at[:19].replace('T', ' '))}</td><td>{duration_text(v.seconds)}</td></tr>"
         for v in reversed(runs)
     )
     table = ("<table><tr><th>run</th><th>step</th><th>status</th><th>input</th><th>started (UTC)</th><th>took</th>"
@@ -140,7 +135,7 @@ def run_page(project: Project, view: RunView, events: list[tuple[str, str, str |
     inputs = ", ".join(run_link(label) for label in view.input_labels) or "files"
     body = (
         f'<p>Step <b>{escape(run.step)}</b>, status <span class="{run.shown_status}">{run.shown_status}</span>; '
-        f"input {inputs}; took {_duration(view.seconds)}; tomoprep {escape(run.package_version)} on "
+        f"input {inputs}; took {duration_text(view.seconds)}; tomoprep {escape(run.package_version)} on "
         f"{escape(run.host)}; folder <code>{escape(run.directory)}</code>.</p>{actions}"
         + (f'<pre class="ERROR">{escape(run.error)}</pre>' if run.error else "")
         + f"<h2>Parameters</h2><table>{params}</table><h2>Tilt series</h2><table>{units}</table>"
