@@ -65,3 +65,9 @@ def test_descriptions_wrap_under_their_option() -> None:
     text = _help("align", 60)
     flat = " ".join(text.replace("│", " ").split())
     assert "the defocus gradient of tilted images can, given the hand." in flat
+
+
+def test_a_repeatable_option_shows_the_type_of_one_value() -> None:
+    text = _help("reconstruct", 80)
+    assert "--binning <int>" in text
+    assert "list[" not in text

@@ -33,6 +33,13 @@ def cli_extra(field: FieldInfo) -> dict[str, Any]:
     return extra if isinstance(extra, dict) else {}
 
 
+def _repeated_metavar(annotation: Any) -> str | None:
+    """``list[int]`` -> ``<int>`` (the option is repeated, one value each time); None (typer's own) otherwise."""
+    if get_origin(annotation) is list and get_args(annotation):
+        return f"<{getattr(get_args(annotation)[0], '__name__', 'value')}>"
+    return None
+
+
 def option_parameters(model: type[BaseModel], *, panel: str = "Step parameters") -> list[inspect.Parameter]:
     """One keyword-only parameter per field of ``model``, annotated as a typer option (or argument, see
     :func:`cli_extra`).
@@ -54,7 +61,8 @@ def option_parameters(model: type[BaseModel], *, panel: str = "Step parameters")
         if annotation is bool:
             flags = [f"{option_name(name)}/--no-{option_name(name)[2:]}", *cli_extra(field).get("flags", [])]
         option = typer.Option(
-            *flags, help=field.description or "", rich_help_panel=panel, show_default=not field.is_required()
+            *flags, help=field.description or "", rich_help_panel=panel, show_default=not field.is_required(),
+            metavar=_repeated_metavar(annotation),
         )
         default = inspect.Parameter.empty if field.is_required() else field.default
         parameters.append(
