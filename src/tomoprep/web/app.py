@@ -3,7 +3,8 @@
 Every request opens the project's index read-only for its own duration, so pages and the API see what the
 command line and other browsers write while they do, and never hold the index. The routes come in groups: pages
 (:func:`_add_pages`), the tilt gallery and the tomogram viewer (:func:`_add_images`), running steps
-(:func:`_add_launching`) and the JSON API (:func:`_add_api`).
+(:func:`_add_launching`), the JSON API (:func:`_add_api`), the plots' data and scripts
+(:mod:`.plot_routes`) and the live updates (:mod:`.live`).
 """
 
 from __future__ import annotations
@@ -29,6 +30,8 @@ from tomoprep.web.context import ProjectContext
 from tomoprep.web.forms import launch_page, step_links
 from tomoprep.web.gallery import cleaning_params, gallery_page, tilt_thumbnail
 from tomoprep.web.launch import LaunchError, field_errors
+from tomoprep.web.live import add_event_routes
+from tomoprep.web.plot_routes import add_plot_routes
 from tomoprep.web.security import COOKIE, inside_project, token_matches
 from tomoprep.web.tomograms import slice_png, viewer_page
 
@@ -82,6 +85,8 @@ def create_app(project_root: Path, *, token: str) -> FastAPI:
     _add_images(app, context)
     _add_launching(app, context)
     _add_api(app, context)
+    add_plot_routes(app, context)
+    add_event_routes(app, context)
     return app
 
 
