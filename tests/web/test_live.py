@@ -100,7 +100,7 @@ def test_the_projects_stream_says_what_the_project_page_shows(project_root: Path
     with open_project(project_root) as project:
         run_step(project, _toy_step(), {"names": ["TS_01"]})
     client = TestClient(create_app(project_root, token=TOKEN))
-    (kind, data), = _events(client, "/api/events", stop=lambda kind, data: kind == "runs")
+    ((_, data),) = _events(client, "/api/events", stop=lambda kind, data: kind == "runs")
     assert data["runs"] == [{"label": "001_toy", "status": "SUCCEEDED", "shown_status": "SUCCEEDED"}]
     page = client.get("/", headers=HEADERS).text
     assert f'data-signature="{data["signature"]}"' in page and 'data-events="/api/events"' in page

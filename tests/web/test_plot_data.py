@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from built_series import ANGLES, EXCLUDED, PIXEL_SPACING, built_series, write_image
+from built_series import ANGLES, EXCLUDED, PIXEL_SPACING, built_series
 from tomoprep.io.mrc import write_mrc
 from tomoprep.io.relion_motion import MovieMotion, write_motion_star
 from tomoprep.model import TiltCtf, TiltMotion
@@ -71,10 +71,16 @@ def test_alignment_gives_the_shifts_the_axes_and_the_thickness_or_why_there_is_n
     assert (data["thickness_angstrom"], data["thickness_status"], data["thickness_reason"]) == (61.0, "measured", "")
     for row, tilt in zip(data["tilts"], ts.tilts, strict=True):
         assert row["shift_x_angstrom"] == tilt.alignment.shift_x_angstrom
-        assert row["y_tilt_deg"] == tilt.alignment.y_tilt_deg and row["tilt_deg"] == tilt.acquisition.nominal_tilt_angle_deg
+        assert (
+            row["y_tilt_deg"] == tilt.alignment.y_tilt_deg
+            and row["tilt_deg"] == tilt.acquisition.nominal_tilt_angle_deg
+        )
     thin = replace(ts, specimen_thickness_angstrom=None)
     said = alignment_data(thin, ["tilt axis 1.0°", "no thickness: an edge lies at an end of the reconstruction"])
-    assert said["thickness_status"] == "none" and said["thickness_reason"] == "an edge lies at an end of the reconstruction"
+    assert (
+        said["thickness_status"] == "none"
+        and said["thickness_reason"] == "an edge lies at an end of the reconstruction"
+    )
     assert "no reason" in alignment_data(thin, [])["thickness_reason"]
     unaligned = replace(ts, tilts=tuple(replace(t, alignment=None) for t in ts.tilts))
     assert alignment_data(unaligned, []) is None

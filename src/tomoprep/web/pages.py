@@ -32,7 +32,10 @@ code { background: #f5f5f5; padding: 0 .2em; }
 .facts { margin: .3em 0; }
 """
 
-def layout(title: str, body: str, *, project: Project, live: dict[str, str] | None = None, scripts: tuple[str, ...] = ()) -> str:
+
+def layout(
+    title: str, body: str, *, project: Project, live: dict[str, str] | None = None, scripts: tuple[str, ...] = ()
+) -> str:
     """A whole page: the header with the project's name, ``body``, and the scripts of this package it names.
 
     ``live`` makes the page follow changes (``static/live.js``): ``events`` the event stream, ``signature`` the
@@ -147,14 +150,19 @@ def run_page(project: Project, view: RunView, events: list[tuple[str, str, str |
                       if kind != "png")  # fmt: skip
     inputs = ", ".join(run_link(label) for label in view.input_labels) or "files"
     body = (
-        f'<p>Step <b>{escape(run.step)}</b>, status <span id="run-status" class="{run.shown_status}">{run.shown_status}</span>; '
+        f'<p>Step <b>{escape(run.step)}</b>, status <span id="run-status" class="{run.shown_status}">'
+        f"{run.shown_status}</span>; "
         f"input {inputs}; took {duration_text(view.seconds)}; tomoprep {escape(run.package_version)} on "
         f"{escape(run.host)}; folder <code>{escape(run.directory)}</code>.</p>{actions}"
         + (f'<pre class="ERROR">{escape(run.error)}</pre>' if run.error else "")
         + f"<h2>Parameters</h2><table>{params}</table><h2>Tilt series</h2><table>{units}</table>"
-        + (plots_section(run.label, PLOT_KINDS.get(run.step, ()), [u.name for u in run.units.values()
-                                                                  if u.status == "SUCCEEDED"])
-           if run.status == "SUCCEEDED" else "")
+        + (
+            plots_section(
+                run.label, PLOT_KINDS.get(run.step, ()), [u.name for u in run.units.values() if u.status == "SUCCEEDED"]
+            )
+            if run.status == "SUCCEEDED"
+            else ""
+        )
         + f'<h2>Log</h2><pre id="log">{escape(log)}</pre><h2>Pictures</h2>{pictures or "<p>None.</p>"}'
         f"<h2>Outputs</h2><ul>{outputs or '<li>None.</li>'}</ul>"
     )
@@ -175,9 +183,11 @@ def plots_section(label: str, kinds: tuple[str, ...], names: list[str]) -> str:
     of the series ``names`` of run ``label`` (which succeeded); empty where there is nothing to draw."""
     if not kinds or not names:
         return ""
-    return (f'<h2>Plots</h2><p class="muted">Hover a point for its tilt; excluded or flagged tilts are drawn '
-            f'hollow.</p><section id="plots" data-run="{escape(label)}" data-kinds="{" ".join(kinds)}" '
-            f"data-series='{escape(json.dumps(names))}'></section>")
+    return (
+        f'<h2>Plots</h2><p class="muted">Hover a point for its tilt; excluded or flagged tilts are drawn '
+        f'hollow.</p><section id="plots" data-run="{escape(label)}" data-kinds="{" ".join(kinds)}" '
+        f"data-series='{escape(json.dumps(names))}'></section>"
+    )
 
 
 def series_page(project: Project, view: SeriesView) -> str:

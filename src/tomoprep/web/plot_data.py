@@ -95,15 +95,10 @@ def alignment_data(ts: TiltSeries, notes: list[str]) -> dict[str, Any] | None:
     aligned = [t.alignment for t in ts.tilts if t.alignment is not None]
     if not aligned:
         return None
-    rows = []
-    for tilt in _ordered(ts):
-        a = tilt.alignment
-        rows.append({**_tilt(tilt), "aligned": a is not None,
-                     "y_tilt_deg": None if a is None else a.y_tilt_deg,
-                     "z_rot_deg": None if a is None else a.z_rot_deg,
-                     "shift_x_angstrom": None if a is None else a.shift_x_angstrom,
-                     "shift_y_angstrom": None if a is None else a.shift_y_angstrom,
-                     "local_shift_rms_angstrom": None if a is None else _number(a.local_shift_rms_angstrom)})  # fmt: skip
+    fields = ("y_tilt_deg", "z_rot_deg", "shift_x_angstrom", "shift_y_angstrom", "local_shift_rms_angstrom")
+    rows = [{**_tilt(t), "aligned": t.alignment is not None,
+             **{f: None if t.alignment is None else _number(getattr(t.alignment, f)) for f in fields}}
+            for t in _ordered(ts)]  # fmt: skip
     thickness = _number(ts.specimen_thickness_angstrom)
     return {
         "name": ts.name,

@@ -30,14 +30,14 @@ function motionPlots(box, data, facts) {
   const trajectories = tilts.filter(t => t.trajectory_angstrom).map(t => ({
     colour: orderColour(t.acquisition_index / n), line: "given",
     points: t.trajectory_angstrom.map(([x, y], frame) => ({
-      x, y, r: 2, hollow: t.excluded,
+      x, y, r: 2, hollow: t.excluded, hidden: frame === 0,  // every path starts at the origin
       tip: tiltTip(t, [`frame group ${frame + 1}: x ${x.toFixed(1)} Å, y ${y.toFixed(1)} Å`])})),
   }));
   facts.textContent = "Trajectories: the motion of each movie's content from its first frame group, in Å; colour " +
     "from dark (first acquired) to yellow (last). Excluded tilts are hollow.";
   drawChart(box, {title: "Trajectories", equal: true,
                   x: {label: "x shift from the first frame (Å)"}, y: {label: "y shift (Å)"}, series: trajectories});
-  const total = tilts.map(t => ({x: t.tilt_deg, y: t.total_motion_angstrom, hollow: t.excluded, tip: tiltTip(t, [
+  const total = tilts.map(t => ({x: t.tilt_deg, y: t.total_motion_angstrom, hollow: t.excluded, skipLine: t.excluded, tip: tiltTip(t, [
     `total motion ${t.total_motion_angstrom?.toFixed(1)} Å` +
     (t.early_motion_angstrom === null ? "" : ` (early ${t.early_motion_angstrom.toFixed(1)}, late ${t.late_motion_angstrom.toFixed(1)})`)])}));
   drawChart(box, {title: "Total motion per tilt", x: {label: "tilt angle (°)"}, y: {label: "accumulated motion (Å)"},
