@@ -31,6 +31,7 @@ from tomoprep.web.forms import launch_page, step_links
 from tomoprep.web.gallery import cleaning_params, gallery_page, tilt_thumbnail
 from tomoprep.web.launch import LaunchError, field_errors
 from tomoprep.web.live import add_event_routes
+from tomoprep.web.plot_data import plot_kinds
 from tomoprep.web.plot_routes import add_plot_routes
 from tomoprep.web.security import COOKIE, inside_project, token_matches
 from tomoprep.web.tomograms import slice_png, viewer_page
@@ -113,7 +114,8 @@ def _add_pages(app: FastAPI, context: ProjectContext) -> None:
         with context.project() as opened:
             for view in context.views(opened)[1]:
                 if view.name == name:
-                    return pages.series_page(opened, view)
+                    kinds = plot_kinds(context.run_series(opened, view.run_label, name)[1])
+                    return pages.series_page(opened, view, plots=kinds)
         raise HTTPException(status_code=404, detail=f"no tilt series {name!r} in this project")
 
     @app.get("/files/{relative:path}")

@@ -190,8 +190,9 @@ def plots_section(label: str, kinds: tuple[str, ...], names: list[str]) -> str:
     )
 
 
-def series_page(project: Project, view: SeriesView) -> str:
-    """A tilt series: its state, excluded tilts with reasons, and what the runs decided about it."""
+def series_page(project: Project, view: SeriesView, *, plots: tuple[str, ...] = ()) -> str:
+    """A tilt series: its state, excluded tilts with reasons, the ``plots`` (kinds) of the run that left it so, and
+    what the runs decided about it."""
     facts = [
         ("state shown", f"as run {view.run_label} left it"),
         ("tilts", f"{view.n_tilts} from {view.tilt_range_deg[0]:+.1f}° to {view.tilt_range_deg[1]:+.1f}°"),
@@ -211,7 +212,7 @@ def series_page(project: Project, view: SeriesView) -> str:
         f"<table>{rows}</table><h2>Excluded tilts</h2>"
         + (f"<table><tr><th>acquisition index</th><th>tilt</th><th>reason</th></tr>{excluded}</table>"
            if excluded else "<p>None.</p>")
-        + plots_section(view.run_label, ("motion", "alignment", "ctf"), [view.name])
+        + plots_section(view.run_label, plots, [view.name])
         + f"<h2>What the runs decided, and why</h2><table>{notes}</table>"
     )  # fmt: skip
     return layout(f"Tilt series {view.name}", body, project=project, scripts=PLOT_SCRIPTS)

@@ -28,6 +28,12 @@ NO_THICKNESS_NOTE = "no thickness: "
 SPECTRUM_COARSE_ANGSTROM = 30.0
 
 
+def plot_kinds(ts: TiltSeries) -> tuple[str, ...]:
+    """The kinds of plots ``ts`` has records for: ``motion``, ``alignment``, ``ctf``, in workflow order."""
+    stages = (("motion", "motion"), ("alignment", "alignment"), ("ctf", "ctf"))
+    return tuple(kind for kind, field in stages if any(getattr(t, field) is not None for t in ts.tilts))
+
+
 def _number(value: float | None) -> float | None:
     """``value`` for JSON: ``None`` for a missing or non-finite number (JSON has no inf or nan)."""
     return None if value is None or not math.isfinite(value) else float(value)
