@@ -298,6 +298,11 @@ def test_a_running_runs_page_appends_its_log_lines_live_and_reloads_when_it_ends
         time.sleep(0.05)
     page.goto(f"{server}/runs/{runs[0].label}")
     page.wait_for_function("document.body.dataset.live === 'events'")
+    fallback = browser.new_page(viewport={"width": 1200, "height": 900})  # a browser without EventSource
+    fallback.add_init_script("delete window.EventSource")
+    fallback.goto(f"{server}/?token={TOKEN}")
+    fallback.goto(f"{server}/runs/{runs[0].label}")
+    fallback.wait_for_function("document.body.dataset.live === 'polling'")
     page.evaluate("window.notReloaded = true")
     with open_project(small_root) as project:
         project.log_event(runs[0].id, "a note written while TS_01 works", unit="TS_01")
@@ -308,4 +313,27 @@ def test_a_running_runs_page_appends_its_log_lines_live_and_reloads_when_it_ends
                            "window.notReloaded === undefined", timeout=60_000)  # fmt: skip
     worker.join(timeout=30)
     assert "made TS_02" in page.inner_text("#log")
+    fallback.wait_for_function("document.getElementById('run-status').textContent === 'SUCCEEDED'", timeout=30_000)
+    page.close()
+    fallback.close()
+
+
+def test_a_chart_draws_values_beyond_its_span_on_the_edge_and_says_so(server: str, browser) -> None:
+    """chart.js as the pages load it: a point above the fixed y limits is a triangle on the top edge whose
+    tooltip gives its value; the others are circles at their values, hollow where asked."""
+    page = browser.new_page()
+    page.goto(f"{server}/?token={TOKEN}")
+    page.set_content('<link rel="stylesheet" href="/static/style.css"><div id="box"></div>')
+    page.add_script_tag(url=f"{server}/static/chart.js")
+    page.evaluate("""() => drawChart(document.getElementById("box"), {title: "t", x: {label: "tilt angle (°)"},
+        y: {label: "defocus (µm)", range: [3, 5], clip: true}, series: [{colour: "#00f", line: "x", points: [
+          {x: -10, y: 4.0, tip: "a"}, {x: 0, y: 9.5, tip: "far off: 9.5 µm"},
+          {x: 10, y: 4.2, tip: "b", hollow: true}]}]})""")
+    assert page.locator("#box circle.point").count() == 2 and page.locator("#box circle[fill='#fff']").count() == 1
+    edge = page.locator("#box path.point")
+    assert edge.count() == 1
+    frame_top = page.locator("#box .axes rect").bounding_box()["y"]
+    assert abs(edge.bounding_box()["y"] + edge.bounding_box()["height"] / 2 - frame_top) < 6  # on the top edge
+    edge.hover(force=True)
+    assert page.inner_text("#box .tooltip") == "far off: 9.5 µm\n(beyond the plotted span)"
     page.close()

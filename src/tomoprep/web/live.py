@@ -17,10 +17,10 @@ import time
 from collections.abc import AsyncIterator, Callable
 from typing import Any
 
-from fastapi import FastAPI, Request
+from fastapi import FastAPI, HTTPException, Request
 from fastapi.responses import StreamingResponse
 
-from tomoprep.project import RunRecord
+from tomoprep.project import Project, RunRecord
 from tomoprep.web.context import ProjectContext
 from tomoprep.web.pages import log_line, project_signature, run_signature
 
@@ -40,9 +40,14 @@ def _message(kind: str, data: dict[str, Any], event_id: int | None = None) -> st
     return f"{head}data: {json.dumps(data)}\n\n"
 
 
+def _runs(opened: Project) -> list[RunRecord]:
+    """Every run, oldest first, from the index alone (a stream reads it every second: no tilt-series file)."""
+    return sorted(opened.list_runs(), key=lambda r: r.id)
+
+
 def _runs_state(context: ProjectContext) -> dict[str, Any]:
     with context.project() as opened:
-        runs = [v.record for v in context.views(opened)[0]]
+        runs = _runs(opened)
     return {"signature": project_signature(runs),
             "runs": [{"label": r.label, "status": r.status, "shown_status": r.shown_status} for r in runs]}  # fmt: skip
 
@@ -50,7 +55,9 @@ def _runs_state(context: ProjectContext) -> dict[str, Any]:
 def _run_state(context: ProjectContext, ref: str, after: int) -> tuple[RunRecord, dict[str, Any], list[dict]]:
     """The run, its status event, and its log events after the first ``after`` (numbered from 1 as ``id``)."""
     with context.project() as opened:
-        record = context.find_run(opened, ref).record
+        record = next((r for r in _runs(opened) if ref in (r.label, str(r.id))), None)
+        if record is None:
+            raise HTTPException(status_code=404, detail=f"no run {ref!r} in this project")
         events = opened.events(record.id)
     status = {"label": record.label, "status": record.status, "shown_status": record.shown_status,
               "signature": run_signature(record),

@@ -21,6 +21,7 @@
 
   function poll() {
     if (pollTimer || !body.dataset.poll) return;
+    body.dataset.live = "polling";
     pollTimer = setInterval(async () => {
       const answer = await fetch(body.dataset.poll, {credentials: "same-origin"});
       if (answer.ok) changed(signatureOf(await answer.json()));
@@ -49,6 +50,6 @@
   source.addEventListener("runs", event => changed(JSON.parse(event.data).signature));
   source.addEventListener("error", () => {
     // A stream that ended reconnects by itself (readyState CONNECTING); one refused (401, 404) is CLOSED.
-    if (source.readyState === EventSource.CLOSED) { body.dataset.live = "polling"; poll(); }
+    if (source.readyState === EventSource.CLOSED) poll();
   });
 })();
