@@ -154,14 +154,14 @@ def ctf_spectrum(ts: TiltSeries, acquisition_index: int) -> dict[str, Any] | Non
     background removed) and the CTF model there, both scaled to unit standard deviation, against spatial
     frequency (1/Å); ``None`` when the tilt has no spectrum written."""
     tilt = next((t for t in ts.tilts if t.acquisition.acquisition_index == acquisition_index), None)
-    if tilt is None or tilt.ctf is None or tilt.ctf.power_spectrum_path is None:
+    if tilt is None or tilt.ctf is None:
         return None
-    ctf, section = tilt.ctf, tilt.ctf.power_spectrum_section
-    if section is None or not ctf.power_spectrum_path.is_file():
+    ctf, path, section = tilt.ctf, tilt.ctf.power_spectrum_path, tilt.ctf.power_spectrum_section
+    if path is None or section is None or not path.is_file():
         return None
-    spectrum = read_mrc(ctf.power_spectrum_path, sections=[section])[0]
+    spectrum = read_mrc(path, sections=[section])[0]
     # The spectra are of the images the fit saw, which may be binned from the series' own.
-    spacing = read_mrc_header(ctf.power_spectrum_path).pixel_spacing_angstrom or series_pixel_spacing(ts)
+    spacing = read_mrc_header(path).pixel_spacing_angstrom or series_pixel_spacing(ts)
     resolution = ctf.fit_resolution_angstrom
     fine = max(resolution, 2.2 * spacing) if resolution is not None and math.isfinite(resolution) else 8.0
     band = (SPECTRUM_COARSE_ANGSTROM, fine)
