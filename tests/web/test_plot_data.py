@@ -113,10 +113,11 @@ def _ctf_noise(defocus_angstrom: float, spacing: float, size: int, seed: int) ->
     return np.real(np.fft.ifft2(noise * ctf)).astype(np.float32)
 
 
-def test_a_tilts_spectrum_is_its_own_section_and_follows_its_fitted_model(tmp_path: Path) -> None:
+@pytest.mark.parametrize("seed", [0, 10, 20])
+def test_a_tilts_spectrum_is_its_own_section_and_follows_its_fitted_model(tmp_path: Path, seed: int) -> None:
     """Two sections at different defoci: each tilt's 1-D data match its own model (and not the other's)."""
     spacing, defoci = 2.0, (20000.0, 32000.0)
-    spectra = np.stack([power_spectrum(_ctf_noise(d, spacing, 512, seed), 128) for seed, d in enumerate(defoci)])
+    spectra = np.stack([power_spectrum(_ctf_noise(d, spacing, 512, seed + k), 128) for k, d in enumerate(defoci)])
     path = tmp_path / "spectra.mrc"
     write_mrc(path, spectra, pixel_spacing_angstrom=spacing)
     ts = built_series(tmp_path)

@@ -21,7 +21,7 @@ from pydantic import BaseModel
 from tomoprep.errors import TomoprepError
 from tomoprep.execution import run_step
 from tomoprep.model import TiltSeries
-from tomoprep.project import open_project
+from tomoprep.project import Project, open_project
 from tomoprep.report.summary import RunView, SeriesView
 from tomoprep.steps import all_steps, get_step
 from tomoprep.steps.tilt_series_set import load_tilt_series_set
@@ -114,8 +114,7 @@ def _add_pages(app: FastAPI, context: ProjectContext) -> None:
         with context.project() as opened:
             for view in context.views(opened)[1]:
                 if view.name == name:
-                    kinds = plot_kinds(context.run_series(opened, view.run_label, name)[1])
-                    return pages.series_page(opened, view, plots=kinds)
+                    return pages.series_page(opened, view, plots=_series_plot_kinds(context, opened, view))
         raise HTTPException(status_code=404, detail=f"no tilt series {name!r} in this project")
 
     @app.get("/files/{relative:path}")
@@ -248,6 +247,14 @@ def _add_api(app: FastAPI, context: ProjectContext) -> None:
     def api_series() -> list[dict[str, Any]]:
         with context.project() as opened:
             return [_series_dict(v) for v in context.views(opened)[1]]
+
+
+def _series_plot_kinds(context: ProjectContext, opened: Project, view: SeriesView) -> tuple[str, ...]:
+    """The plots a series' page draws: those its run holds records for; none where that run cannot be read."""
+    try:
+        return plot_kinds(context.run_series(opened, view.run_label, view.name)[1])
+    except (HTTPException, TomoprepError, OSError):
+        return ()
 
 
 def _run_dict(view: RunView) -> dict[str, Any]:
