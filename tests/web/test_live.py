@@ -113,3 +113,13 @@ def test_streams_need_the_token_and_a_known_run(project_root: Path) -> None:
         assert client.get(path).status_code == 401
         assert client.get(path, headers={"Authorization": "Bearer wrong"}).status_code == 401
     assert client.get("/api/runs/7/events", headers=HEADERS).status_code == 404
+
+
+def test_a_stopping_server_ends_its_streams(project_root: Path) -> None:
+    """``tomoprep serve`` sets ``app.state.stopping`` on Ctrl-C: an open stream ends instead of holding the stop."""
+    app = create_app(project_root, token=TOKEN)
+    client = TestClient(app)
+    threading.Timer(1.5, app.state.stopping.set).start()
+    started = time.monotonic()
+    assert [kind for kind, _ in _events(client, "/api/events")] == ["runs"]  # the first state, then the end
+    assert time.monotonic() - started < 10

@@ -9,6 +9,7 @@ command line and other browsers write while they do, and never hold the index. T
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Awaitable, Callable
 from dataclasses import asdict
 from pathlib import Path
@@ -69,6 +70,7 @@ def create_app(project_root: Path, *, token: str) -> FastAPI:
     request; :func:`tomoprep.web.serve.serve` allows that on a loopback address only)."""
     context = ProjectContext(Path(project_root).resolve())
     app = FastAPI(title="tomoprep", docs_url=None, redoc_url=None)  # their pages load assets from a CDN
+    app.state.stopping = threading.Event()  # set by the server as it stops: the event streams end (live.py)
 
     @app.middleware("http")
     async def check_token(request: Request, call_next: Callable[[Request], Awaitable[Response]]) -> Response:

@@ -5,8 +5,8 @@ The index is read once a second for each open stream (the runs are written by ot
 signal this one); an event is sent only when what it carries changed. A page compares each event's ``signature``
 with the one it was made with and reloads when they differ, so a change made between the page and its stream is
 not missed, and a reconnection (EventSource reconnects by itself) costs no reload. A stream ends after
-``STREAM_S``, or when its run has ended; the token is checked as for any request (the cookie goes with an
-EventSource of the same origin).
+``STREAM_S``, when its run has ended, or when the server stops; the token is checked as for any request (the
+cookie goes with an EventSource of the same origin).
 """
 
 from __future__ import annotations
@@ -77,13 +77,15 @@ async def _stream(request: Request, produce: Callable[[], AsyncIterator[str]]) -
 
 
 def add_event_routes(app: FastAPI, context: ProjectContext) -> None:
-    """``GET /api/events`` and ``GET /api/runs/RUN/events`` (``?after=N``: log lines after the first N)."""
+    """``GET /api/events`` and ``GET /api/runs/RUN/events`` (``?after=N``: log lines after the first N). Streams
+    end within a tick once ``app.state.stopping`` is set (the server is stopping)."""
+    stopping = app.state.stopping
 
     @app.get("/api/events")
     async def project_events(request: Request) -> StreamingResponse:
         async def produce() -> AsyncIterator[str]:
             last, quiet, end = None, time.monotonic(), time.monotonic() + STREAM_S
-            while time.monotonic() < end:
+            while time.monotonic() < end and not stopping.is_set():
                 state = await asyncio.to_thread(_runs_state, context)
                 if state != last:
                     last, quiet = state, time.monotonic()
@@ -102,7 +104,7 @@ def add_event_routes(app: FastAPI, context: ProjectContext) -> None:
 
         async def produce() -> AsyncIterator[str]:
             sent, last, quiet, end = after, None, time.monotonic(), time.monotonic() + STREAM_S
-            while time.monotonic() < end:
+            while time.monotonic() < end and not stopping.is_set():
                 record, status, lines = await asyncio.to_thread(_run_state, context, ref, sent)
                 for line in lines:
                     sent = line["id"]
