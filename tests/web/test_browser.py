@@ -236,6 +236,8 @@ def test_clicking_a_ctf_point_draws_that_tilts_spectrum(processed_server: str, b
     target.click(force=True)
     page.wait_for_function(f"document.querySelector('#plots .plot-spectrum').innerText.includes('(#{index})')")
     assert f"Spectrum of tilt {angle}° (#{index})" in page.inner_text("#plots .plot-spectrum")
+    chosen = page.locator("#plots .kind-ctf .point.chosen")
+    assert chosen.count() == 3 and {chosen.nth(k).get_attribute("data-tilt") for k in range(3)} == {str(index)}
     page.locator("#plots .plot-spectrum .point").nth(5).hover(force=True)
     PICTURES.mkdir(parents=True, exist_ok=True)
     page.locator("#plots .kind-ctf").screenshot(path=str(PICTURES / "plots-ctf.png"))

@@ -85,7 +85,8 @@ function marker(g, px, py, point, colour, edge) {
 }
 
 // spec: {title, width, height, x: {label, range?}, y: {label, range?, reversed?, clip?}, equal?, onClick?(point),
-//        series: [{name?, colour, line?: "x" | "given" | false, points: [{x, y, tip, hollow?, skipLine?, hidden?, r?}]}]}
+//        series: [{name?, colour, line?: "x" | "given" | false,
+//                  points: [{x, y, tip, hollow?, skipLine?, hidden?, r?, tilt?: {acquisition_index}}]}]}
 function drawChart(container, spec) {
   const width = spec.width || 380, height = spec.height || 270;
   const inner = {width: width - MARGIN.left - MARGIN.right, height: height - MARGIN.top - MARGIN.bottom};
@@ -119,6 +120,7 @@ function drawChart(container, spec) {
     for (const p of points.filter(p => !p.hidden)) {  // a hidden point only bends the line
       const edge = spec.y.clip ? (p.y > yRange[1] ? 1 : p.y < yRange[0] ? -1 : 0) : 0;
       const dot = marker(g, x(p.x), y(clipped(p.y)), p, s.colour, edge);
+      if (p.tilt) dot.dataset.tilt = p.tilt.acquisition_index;
       const tip = edge ? `${p.tip}\n(beyond the plotted span)` : p.tip;
       dot.addEventListener("mouseenter", () => {
         tooltip.textContent = tip;

@@ -101,11 +101,15 @@ function ctfPlots(box, data, facts, run) {
     `${data.median_defocus_um.toFixed(2)} µm; tilts beyond it sit on the edge as triangles. Hand: ` +
     (data.hand === null ? "undetermined" : `${data.hand > 0 ? "+" : ""}${data.hand}`) +
     (data.hand_confidence === null ? "" : ` (confidence ${data.hand_confidence.toFixed(1)})`) + ". Click a point for its spectrum.";
+  const flagged = data.tilts.filter(t => t.flag);
+  if (flagged.length) {
+    facts.textContent += ` Tilts without a fit of their own (hollow; not in the resolution plot): ` +
+      flagged.map(t => `${deg(t.tilt_deg)} (${t.flag})`).join(", ") + ".";
+  }
   const spectrum = element("div", "", "plot-spectrum");
-  let chosen = null;
-  const choose = (point, dot) => {
-    if (chosen) chosen.classList.remove("chosen");
-    (chosen = dot).classList.add("chosen");
+  const choose = point => {  // the tilt is marked in every chart, its spectrum drawn below them
+    for (const dot of box.querySelectorAll(".point.chosen")) dot.classList.remove("chosen");
+    for (const dot of box.querySelectorAll(`.point[data-tilt="${point.tilt.acquisition_index}"]`)) dot.classList.add("chosen");
     spectrumPlot(spectrum, run, data.name, point.tilt);
   };
   const points = (x, y) => data.tilts.map(t => ({x: x(t), y: y(t), hollow: Boolean(t.flag) || t.excluded, tilt: t, tip: ctfTip(t)}));
@@ -121,7 +125,7 @@ function ctfPlots(box, data, facts, run) {
   const own = data.tilts.filter(t => t.has_spectrum && !t.flag);
   const start = (own.length ? own : data.tilts.filter(t => t.has_spectrum))
     .sort((a, b) => Math.abs(a.tilt_deg) - Math.abs(b.tilt_deg))[0];
-  if (start) spectrumPlot(spectrum, run, data.name, start);
+  if (start) choose({tilt: start});
   else spectrum.appendChild(element("p", "No power spectra in this run (estimates read from a file).", "muted"));
 }
 
