@@ -14,6 +14,7 @@ from fastapi.testclient import TestClient
 
 from tomoprep.execution import run_step
 from tomoprep.project import init_project, open_project
+from tomoprep.web import live
 from tomoprep.web.app import create_app
 
 TOKEN = "live-token"
@@ -52,13 +53,15 @@ def project_root(tmp_path: Path) -> Path:
     return tmp_path / "project"
 
 
-def test_a_running_runs_stream_brings_its_log_lines_and_status_changes_then_ends(project_root: Path) -> None:
+def test_a_running_runs_stream_brings_its_log_lines_and_status_changes_then_ends(project_root: Path,
+                                                                               monkeypatch) -> None:  # fmt: skip
+    monkeypatch.setattr(live, "TICK_S", 0.2)  # the index read five times a second: a quick test
     toy = _toy_step()
     client = TestClient(create_app(project_root, token=TOKEN))
 
     def work() -> None:
         with open_project(project_root) as project:
-            run_step(project, toy, {"names": ["TS_01", "TS_02", "TS_03"], "seconds_per_unit": 0.8})
+            run_step(project, toy, {"names": ["TS_01", "TS_02", "TS_03"], "seconds_per_unit": 0.5})
 
     worker = threading.Thread(target=work)
     worker.start()
@@ -115,11 +118,12 @@ def test_streams_need_the_token_and_a_known_run(project_root: Path) -> None:
     assert client.get("/api/runs/7/events", headers=HEADERS).status_code == 404
 
 
-def test_a_stopping_server_ends_its_streams(project_root: Path) -> None:
+def test_a_stopping_server_ends_its_streams(project_root: Path, monkeypatch) -> None:
     """``tomoprep serve`` sets ``app.state.stopping`` on Ctrl-C: an open stream ends instead of holding the stop."""
+    monkeypatch.setattr(live, "TICK_S", 0.2)
     app = create_app(project_root, token=TOKEN)
     client = TestClient(app)
-    threading.Timer(1.5, app.state.stopping.set).start()
+    threading.Timer(0.6, app.state.stopping.set).start()
     started = time.monotonic()
     assert [kind for kind, _ in _events(client, "/api/events")] == ["runs"]  # the first state, then the end
     assert time.monotonic() - started < 10
