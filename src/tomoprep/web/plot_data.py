@@ -24,6 +24,9 @@ from tomoprep.steps.tilt_images import series_pixel_spacing
 
 #: Prefix of the alignment's log note that says why no thickness was reported (algorithms/series_alignment.py).
 NO_THICKNESS_NOTE = "no thickness: "
+#: Start of the alignment's log notes about the tilt axis: each way it was found (common lines, cross-prediction,
+#: refinement) says its angle.
+AXIS_NOTE = "tilt axis "
 #: Coarse end of the band a spectrum's 1-D fit is drawn over (Å), as the CTF step's picture draws it.
 SPECTRUM_COARSE_ANGSTROM = 30.0
 
@@ -95,7 +98,8 @@ def _thickness_reason(ts: TiltSeries, notes: list[str]) -> str:
 def alignment_data(ts: TiltSeries, notes: list[str]) -> dict[str, Any] | None:
     """Per tilt: the alignment's shifts (Å), tilt about the axis, axis angle and patch tracking's local-shift RMS;
     the axis (nominal, as imported, and refined: the median of the tilts' ``rlnTomoZRot``) and the thickness with
-    its status; ``None`` when no tilt is aligned. ``notes`` are the run's log messages about this series (they say
+    its status; the alignment's notes about the axis (``axis_notes``: how it went from the nominal to the refined
+    one); ``None`` when no tilt is aligned. ``notes`` are the alignment's log messages about this series (they say
     why a thickness is missing). The axis search's score curve is not among a run's outputs: ``axis_scores`` is
     ``None``."""
     aligned = [t.alignment for t in ts.tilts if t.alignment is not None]
@@ -113,6 +117,7 @@ def alignment_data(ts: TiltSeries, notes: list[str]) -> dict[str, Any] | None:
         "thickness_angstrom": thickness,
         "thickness_status": "measured" if thickness is not None else "none",
         "thickness_reason": "" if thickness is not None else _thickness_reason(ts, notes),
+        "axis_notes": [note for note in notes if note.startswith(AXIS_NOTE)],
         "axis_scores": None,
         "tilts": rows,
     }

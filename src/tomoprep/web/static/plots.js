@@ -55,6 +55,10 @@ function alignmentFacts(data) {
 
 function alignmentPlots(box, data, facts) {
   facts.textContent = alignmentFacts(data);
+  if (data.axis_notes.length) {
+    const list = facts.appendChild(element("ul", "", "muted"));
+    for (const note of data.axis_notes) list.appendChild(element("li", note));
+  }
   const aligned = data.tilts.filter(t => t.aligned);
   const shift = (key, axis) => aligned.map(t => ({x: t.tilt_deg, y: t[key], hollow: t.excluded,
     tip: tiltTip(t, [`${axis} shift ${t[key].toFixed(1)} Å`, `refined tilt ${deg(t.y_tilt_deg)}`])}));
