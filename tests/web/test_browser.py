@@ -212,7 +212,7 @@ def test_plots_show_the_tilt_of_a_hovered_point(processed_server: str, browser, 
     if kind == "alignment":
         assert "Thickness: " in page.inner_text(f"#plots .kind-{kind} .facts")
     if path != "/runs/002_motioncorr":  # the pictures of docs/web.md
-        page.locator(f"#plots .kind-{kind} .point").nth(3).hover(force=True)
+        page.locator(f"#plots .kind-{kind} .point").last.hover(force=True)
         PICTURES.mkdir(parents=True, exist_ok=True)
         page.locator(f"#plots .kind-{kind}").screenshot(path=str(PICTURES / f"plots-{kind}.png"))
     assert not errors, errors
