@@ -18,7 +18,8 @@ function niceTicks(low, high, count) {
   const raw = (high - low) / Math.max(count, 1);
   const power = Math.pow(10, Math.floor(Math.log10(raw)));
   const steps = [1, 2, 5, 10].map(f => f * power);
-  const step = steps.reduce((best, s) => Math.abs((high - low) / s - count) < Math.abs((high - low) / best - count) ? s : best);
+  const miss = s => Math.abs((high - low) / s - count);
+  const step = steps.reduce((best, s) => (miss(s) < miss(best) ? s : best));
   const ticks = [];
   for (let t = Math.ceil(low / step) * step; t <= high + step * 1e-9; t += step) ticks.push(t);
   const decimals = Math.max(0, -Math.floor(Math.log10(step) + 1e-9));
@@ -36,17 +37,22 @@ function extent(values, given) {
 // Equal units per pixel along x and y (a trajectory must not look stretched): widen the narrower range.
 function equalise(xRange, yRange, width, height) {
   const scale = Math.max((xRange[1] - xRange[0]) / width, (yRange[1] - yRange[0]) / height);
-  const widen = (r, pixels) => { const mid = (r[0] + r[1]) / 2; return [mid - scale * pixels / 2, mid + scale * pixels / 2]; };
+  const widen = (r, pixels) => {
+    const mid = (r[0] + r[1]) / 2;
+    return [mid - scale * pixels / 2, mid + scale * pixels / 2];
+  };
   return [widen(xRange, width), widen(yRange, height)];
 }
 
 function drawAxes(svg, x, y, spec, inner) {
   const g = svgElement("g", {class: "axes"}, svg);
-  svgElement("rect", {x: MARGIN.left, y: MARGIN.top, width: inner.width, height: inner.height, fill: "none", stroke: "#999"}, g);
+  svgElement("rect", {x: MARGIN.left, y: MARGIN.top, width: inner.width, height: inner.height,
+                      fill: "none", stroke: "#999"}, g);
+  const bottom = MARGIN.top + inner.height;
   const xt = niceTicks(x.low, x.high, Math.max(3, Math.round(inner.width / 70)));
   for (const t of xt.ticks) {
-    svgElement("line", {x1: x(t), x2: x(t), y1: MARGIN.top + inner.height, y2: MARGIN.top + inner.height + 4, stroke: "#555"}, g);
-    svgElement("text", {x: x(t), y: MARGIN.top + inner.height + 16, "text-anchor": "middle"}, g).textContent = xt.label(t);
+    svgElement("line", {x1: x(t), x2: x(t), y1: bottom, y2: bottom + 4, stroke: "#555"}, g);
+    svgElement("text", {x: x(t), y: bottom + 16, "text-anchor": "middle"}, g).textContent = xt.label(t);
   }
   const yt = niceTicks(y.low, y.high, Math.max(3, Math.round(inner.height / 45)));
   for (const t of yt.ticks) {
@@ -54,7 +60,7 @@ function drawAxes(svg, x, y, spec, inner) {
     svgElement("line", {x1: MARGIN.left, x2: MARGIN.left + inner.width, y1: y(t), y2: y(t), stroke: "#eee"}, g);
     svgElement("text", {x: MARGIN.left - 7, y: y(t) + 4, "text-anchor": "end"}, g).textContent = yt.label(t);
   }
-  svgElement("text", {x: MARGIN.left + inner.width / 2, y: MARGIN.top + inner.height + 34, "text-anchor": "middle"}, g)
+  svgElement("text", {x: MARGIN.left + inner.width / 2, y: bottom + 34, "text-anchor": "middle"}, g)
     .textContent = spec.x.label;
   const middle = MARGIN.top + inner.height / 2;
   svgElement("text", {x: 14, y: middle, "text-anchor": "middle", transform: `rotate(-90 14 ${middle})`}, g)
@@ -99,7 +105,8 @@ function drawChart(container, spec) {
   [x.low, x.high, y.low, y.high] = [xRange[0], xRange[1], yRange[0], yRange[1]];
   const box = document.createElement("div");
   box.className = "plot";
-  const svg = svgElement("svg", {width, height, viewBox: `0 0 ${width} ${height}`, role: "img", "aria-label": spec.title});
+  const svg = svgElement("svg", {width, height, viewBox: `0 0 ${width} ${height}`, role: "img",
+                                 "aria-label": spec.title});
   box.appendChild(svg);
   const tooltip = document.createElement("div");
   tooltip.className = "tooltip";
@@ -113,8 +120,10 @@ function drawChart(container, spec) {
     const joined = points.filter(p => !p.skipLine);
     if (s.line && joined.length > 1) {
       const ordered = s.line === "x" ? [...joined].sort((a, b) => a.x - b.x) : joined;
-      const path = ordered.map((p, k) => `${k ? "L" : "M"}${x(p.x).toFixed(1)},${y(clipped(p.y)).toFixed(1)}`).join(" ");
-      svgElement("path", {d: path, fill: "none", stroke: s.lineColour || s.colour, "stroke-width": 1.2, opacity: 0.8}, svg);
+      const at = p => `${x(p.x).toFixed(1)},${y(clipped(p.y)).toFixed(1)}`;
+      const path = ordered.map((p, k) => `${k ? "L" : "M"}${at(p)}`).join(" ");
+      svgElement("path", {d: path, fill: "none", stroke: s.lineColour || s.colour, "stroke-width": 1.2,
+                          opacity: 0.8}, svg);
     }
     const g = svgElement("g", {}, svg);
     for (const p of points.filter(p => !p.hidden)) {  // a hidden point only bends the line

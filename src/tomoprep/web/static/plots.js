@@ -37,9 +37,10 @@ function motionPlots(box, data, facts) {
     "from dark (first acquired) to yellow (last). Excluded tilts are hollow.";
   drawChart(box, {title: "Trajectories", equal: true,
                   x: {label: "x shift from the first frame (Å)"}, y: {label: "y shift (Å)"}, series: trajectories});
-  const total = tilts.map(t => ({x: t.tilt_deg, y: t.total_motion_angstrom, hollow: t.excluded, skipLine: t.excluded, tip: tiltTip(t, [
-    `total motion ${t.total_motion_angstrom?.toFixed(1)} Å` +
-    (t.early_motion_angstrom === null ? "" : ` (early ${t.early_motion_angstrom.toFixed(1)}, late ${t.late_motion_angstrom.toFixed(1)})`)])}));
+  const parts = t => (t.early_motion_angstrom === null ? ""
+    : ` (early ${t.early_motion_angstrom.toFixed(1)}, late ${t.late_motion_angstrom.toFixed(1)})`);
+  const total = tilts.map(t => ({x: t.tilt_deg, y: t.total_motion_angstrom, hollow: t.excluded, skipLine: t.excluded,
+    tip: tiltTip(t, [`total motion ${t.total_motion_angstrom?.toFixed(1)} Å${parts(t)}`])}));
   drawChart(box, {title: "Total motion per tilt", x: {label: "tilt angle (°)"}, y: {label: "accumulated motion (Å)"},
                   series: [{colour: BLUE, line: "x", points: total}]});
 }
@@ -68,18 +69,23 @@ function alignmentPlots(box, data, facts) {
   const correction = aligned.map(t => ({x: t.tilt_deg, y: t.y_tilt_deg - t.tilt_deg, hollow: t.excluded,
     tip: tiltTip(t, [`refined tilt ${deg(t.y_tilt_deg)} (${(t.y_tilt_deg - t.tilt_deg).toFixed(2)}°)`])}));
   drawChart(box, {title: "Tilt-angle correction", x: {label: "nominal tilt angle (°)"},
-                  y: {label: "refined − nominal tilt (°)"}, series: [{colour: GREEN, line: "x", points: correction}]});
+                  y: {label: "refined − nominal tilt (°)"},
+                  series: [{colour: GREEN, line: "x", points: correction}]});
   const local = aligned.filter(t => t.local_shift_rms_angstrom !== null);
   if (local.length) {
-    drawChart(box, {title: "Patch tracking: local shifts", x: {label: "tilt angle (°)"}, y: {label: "local shift RMS (Å)"},
+    drawChart(box, {title: "Patch tracking: local shifts", x: {label: "tilt angle (°)"},
+      y: {label: "local shift RMS (Å)"},
       series: [{colour: BLUE, line: "x", points: local.map(t => ({x: t.tilt_deg, y: t.local_shift_rms_angstrom,
         hollow: t.excluded, tip: tiltTip(t, [`local shifts ${t.local_shift_rms_angstrom.toFixed(1)} Å RMS`])}))}]});
   }
 }
 
 function ctfTip(t) {
-  const resolution = t.fit_resolution_angstrom === null ? "no fit resolution" : `fit to ${t.fit_resolution_angstrom.toFixed(1)} Å`;
-  return tiltTip(t, [`defocus ${t.defocus_um.toFixed(3)} µm (U ${(t.defocus_u_angstrom / 1e4).toFixed(3)}, V ${(t.defocus_v_angstrom / 1e4).toFixed(3)})`,
+  const resolution = t.fit_resolution_angstrom === null ? "no fit resolution"
+    : `fit to ${t.fit_resolution_angstrom.toFixed(1)} Å`;
+  const um = angstrom => (angstrom / 1e4).toFixed(3);
+  const uv = `U ${um(t.defocus_u_angstrom)}, V ${um(t.defocus_v_angstrom)}`;
+  return tiltTip(t, [`defocus ${t.defocus_um.toFixed(3)} µm (${uv})`,
                      resolution, t.flag ? `flagged: ${t.flag} (values from the series)` : ""]);
 }
 
@@ -91,7 +97,9 @@ function spectrumPlot(holder, run, name, tilt) {
     const k = data.frequency_per_angstrom, at = i => `${(1 / k[i]).toFixed(1)} Å`;
     const curve = (values, label) => k.map((f, i) => ({x: f, y: values[i], r: 1.2,
       tip: tiltTip(data, [`${label} at ${f.toFixed(4)} 1/Å (${at(i)}): ${values[i].toFixed(2)}`])}));
-    drawChart(holder, {title: `Spectrum of tilt ${deg(data.tilt_deg)} (#${data.acquisition_index}), ${data.defocus_um.toFixed(3)} µm`,
+    const title = `Spectrum of tilt ${deg(data.tilt_deg)} (#${data.acquisition_index}), ` +
+      `${data.defocus_um.toFixed(3)} µm`;
+    drawChart(holder, {title,
       width: 520, x: {label: "spatial frequency (1/Å), astigmatism-corrected rings"},
       y: {label: "log power, background removed (SD)"},
       series: [{name: "data", colour: BLUE, line: "given", points: curve(data.data, "data")},
@@ -104,7 +112,8 @@ function ctfPlots(box, data, facts, run) {
   facts.textContent = `Defocus plots span ±${((span[1] - span[0]) / 2).toFixed(1)} µm around the median ` +
     `${data.median_defocus_um.toFixed(2)} µm; tilts beyond it sit on the edge as triangles. Hand: ` +
     (data.hand === null ? "undetermined" : `${data.hand > 0 ? "+" : ""}${data.hand}`) +
-    (data.hand_confidence === null ? "" : ` (confidence ${data.hand_confidence.toFixed(1)})`) + ". Click a point for its spectrum.";
+    (data.hand_confidence === null ? "" : ` (confidence ${data.hand_confidence.toFixed(1)})`) +
+    ". Click a point for its spectrum.";
   const flagged = data.tilts.filter(t => t.flag);
   if (flagged.length) {
     facts.textContent += ` Tilts without a fit of their own (hollow; not in the resolution plot): ` +
@@ -113,17 +122,22 @@ function ctfPlots(box, data, facts, run) {
   const spectrum = element("div", "", "plot-spectrum");
   const choose = point => {  // the tilt is marked in every chart, its spectrum drawn below them
     for (const dot of box.querySelectorAll(".point.chosen")) dot.classList.remove("chosen");
-    for (const dot of box.querySelectorAll(`.point[data-tilt="${point.tilt.acquisition_index}"]`)) dot.classList.add("chosen");
+    const same = box.querySelectorAll(`.point[data-tilt="${point.tilt.acquisition_index}"]`);
+    for (const dot of same) dot.classList.add("chosen");
     spectrumPlot(spectrum, run, data.name, point.tilt);
   };
-  const points = (x, y) => data.tilts.map(t => ({x: x(t), y: y(t), hollow: Boolean(t.flag) || t.excluded, tilt: t, tip: ctfTip(t)}));
+  const points = (x, y) => data.tilts.map(t => ({x: x(t), y: y(t), hollow: Boolean(t.flag) || t.excluded, tilt: t,
+                                                 tip: ctfTip(t)}));
+  const byTilt = points(t => t.tilt_deg, t => t.defocus_um);
+  const byOrder = points(t => t.acquisition_index, t => t.defocus_um);
   const defocus = {label: "defocus (µm underfocus)", range: [span[0] - pad, span[1] + pad], clip: true};
   drawChart(box, {title: "Defocus against tilt", x: {label: "tilt angle (°)"}, y: defocus, onClick: choose,
-                  series: [{colour: BLUE, lineColour: GREY, line: "x", points: points(t => t.tilt_deg, t => t.defocus_um)}]});
+                  series: [{colour: BLUE, lineColour: GREY, line: "x", points: byTilt}]});
   drawChart(box, {title: "Defocus in acquisition order", x: {label: "acquisition index"}, y: defocus, onClick: choose,
-                  series: [{colour: BLUE, lineColour: GREY, line: "x", points: points(t => t.acquisition_index, t => t.defocus_um)}]});
+                  series: [{colour: BLUE, lineColour: GREY, line: "x", points: byOrder}]});
   const fitted = points(t => t.tilt_deg, t => t.flag ? null : t.fit_resolution_angstrom);
-  drawChart(box, {title: "Fit resolution (finer up)", x: {label: "tilt angle (°)"}, y: {label: "fit resolution (Å)", reversed: true},
+  drawChart(box, {title: "Fit resolution (finer up)", x: {label: "tilt angle (°)"},
+                  y: {label: "fit resolution (Å)", reversed: true},
                   onClick: choose, series: [{colour: BLUE, line: "x", points: fitted}]});
   box.appendChild(spectrum);
   const own = data.tilts.filter(t => t.has_spectrum && !t.flag);
