@@ -44,3 +44,33 @@ def build_project(folder: Path) -> Path:
         cleaned = run_step(project, get_step("clean"), {"auto": False, "exclude": EXCLUDED})
         assert cleaned.status == "SUCCEEDED", cleaned.error
     return root
+
+
+#: The steps of :func:`build_processed_project` with their parameters: small and quick, not accurate.
+PROCESSING = (
+    ("motioncorr", {"local_motion": False, "odd_even": False, "dose_weighting": False}),
+    ("clean", {"auto": False, "exclude": "TS_01:5"}),
+    ("align", {"working_size_px": 128, "matching_iterations": 0, "refine_axis": False}),
+    ("ctf", {"tile_px": 128}),
+)
+
+
+def build_processed_project(folder: Path) -> Path:
+    """A project in ``folder/project`` from a tiny simulated session (one series of 7 movies of 3 frames, from
+    -30° to +30°): 001 import, 002 motioncorr, 003 clean (acquisition 5, at +30°, excluded by hand), 004 align,
+    005 ctf. About a minute. Returns the project root."""
+    from tomoprep.execution import run_step
+    from tomoprep.project import init_project
+    from tomoprep.simulate.params import SimulateParams
+    from tomoprep.simulate.session import simulate_session
+    from tomoprep.steps import get_step
+
+    session = folder / "session"
+    simulate_session(session, SimulateParams(preset="tiny", n_tilts=7, frames_per_tilt=3, seed=1))
+    root = folder / "project"
+    imported = {"mdoc": str(session / "*.mdoc"), "movies": session / "frames", "gain": session / "gain_A.mrc"}
+    with init_project(root) as project:
+        for name, params in (("import", imported), *PROCESSING):
+            run = run_step(project, get_step(name), params)
+            assert run.status == "SUCCEEDED", f"{name}: {run.error}"
+    return root

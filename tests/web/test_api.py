@@ -46,12 +46,14 @@ def test_requests_without_the_token_are_refused_and_the_token_once_sets_a_cookie
 def test_the_pages_show_the_runs_a_run_and_a_series_with_its_exclusions(client: TestClient) -> None:
     client.get(f"/?token={TOKEN}")
     home = client.get("/").text
-    assert home.index("002_clean") < home.index("001_import")  # newest first
+    table = home[home.index("<table") :]
+    assert table.index("002_clean") < table.index("001_import")  # newest first
     assert 'href="/series/TS_B"' in home
     run = client.get("/runs/002_clean").text
     assert "&quot;TS_A:1;TS_B:0,4&quot;" in run and 'href="/runs/001_import"' in run
     series = client.get("/series/TS_B").text
     assert series.count("manual") >= 2
+    assert 'id="plots"' not in series  # imported and cleaned: nothing to plot
     assert client.get("/runs/999_nothing").status_code == 404
     style = client.get("/static/style.css")
     assert style.status_code == 200 and style.headers["content-type"].startswith("text/css")

@@ -6,10 +6,12 @@ docs/web/ for docs/web.md.
 
 from __future__ import annotations
 
+import re
 import shutil
 import threading
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -27,12 +29,11 @@ PICTURES = Path(__file__).parents[2] / "docs" / "web"
 TOKEN = "browser-test-token"
 
 
-@pytest.fixture(scope="module")
-def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    """A uvicorn server of the small project in a thread; its address without the token."""
+@contextmanager
+def _serving(root: Path) -> Iterator[str]:
+    """A uvicorn server of the project at ``root`` in a thread; its address without the token."""
     import uvicorn
 
-    root = build_project(tmp_path_factory.mktemp("browser"))
     port = free_port("127.0.0.1")
     config = uvicorn.Config(create_app(root, token=TOKEN), host="127.0.0.1", port=port, log_level="warning")
     running = uvicorn.Server(config)
@@ -45,6 +46,25 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     yield f"http://127.0.0.1:{port}"
     running.should_exit = True
     thread.join(timeout=10)
+
+
+@pytest.fixture(scope="module")
+def small_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return build_project(tmp_path_factory.mktemp("browser"))
+
+
+@pytest.fixture(scope="module")
+def server(small_root: Path) -> Iterator[str]:
+    """The small project served."""
+    with _serving(small_root) as address_:
+        yield address_
+
+
+@pytest.fixture(scope="module")
+def processed_server(processed_project: Path) -> Iterator[str]:
+    """The processed project (motion correction, cleaning, alignment, CTF) served."""
+    with _serving(processed_project) as address_:
+        yield address_
 
 
 @pytest.fixture(scope="module")
@@ -147,4 +167,175 @@ def test_a_step_launched_from_its_form_runs_and_the_page_shows_it_finish(server:
     run = page.request.get(f"{server}/api/runs/{label}").json()
     assert run["params"]["exclude"] == "TS_B:2" and run["params"]["auto"] is False
     assert run["inputs"] == ["002_clean"]
+    page.close()
+
+
+def _open_plots(browser, processed_server: str, path: str):
+    page = browser.new_page(viewport={"width": 1200, "height": 900})
+    errors: list[str] = []
+    page.on("pageerror", lambda error: errors.append(str(error)))
+    page.goto(f"{processed_server}/?token={TOKEN}")
+    page.goto(f"{processed_server}{path}")
+    page.wait_for_selector("#plots .plot svg .point")
+    return page, errors
+
+
+def _hover_each_chart(page, kind: str) -> list[str]:
+    """Hover the first point of each chart of ``kind``; the tooltips' texts."""
+    texts = []
+    charts = page.locator(f"#plots .kind-{kind} .plot")
+    for k in range(charts.count()):
+        chart = charts.nth(k)
+        chart.locator(".point").first.hover(force=True)  # points may overlap: the one on top answers
+        tooltip = chart.locator(".tooltip")
+        tooltip.wait_for(state="visible")
+        texts.append(tooltip.inner_text())
+    return texts
+
+
+@pytest.mark.parametrize(
+    ("path", "kind", "charts"),
+    [("/runs/002_motioncorr", "motion", 2), ("/series/TS_01", "motion", 2), ("/runs/004_align", "alignment", 2)],
+)
+def test_plots_show_the_tilt_of_a_hovered_point(processed_server: str, browser, path: str, kind: str,
+                                                charts: int) -> None:  # fmt: skip
+    page, errors = _open_plots(browser, processed_server, path)
+    assert page.locator(f"#plots .kind-{kind} .plot").count() == charts
+    texts = _hover_each_chart(page, kind)
+    assert all(re.search(r"tilt [+-]?\d+\.\d°, acquisition #\d+", text) for text in texts), texts
+    if path.startswith("/series/"):  # as the newest run left it: the tilt the cleaning excluded (+30°, #5) is hollow
+        hollow = page.locator(f"#plots .kind-{kind} circle.point[fill='#fff']")
+        assert hollow.count() >= 3  # on its trajectory and at its total
+        hollow.last.hover(force=True)
+        said = page.locator(f"#plots .kind-{kind} .tooltip:visible").inner_text()
+        assert "tilt +30.0°, acquisition #5" in said and "excluded: manual" in said
+    if kind == "alignment":
+        assert "Thickness: " in page.inner_text(f"#plots .kind-{kind} .facts")
+    if path != "/runs/002_motioncorr":  # the pictures of docs/web.md
+        page.locator(f"#plots .kind-{kind} .point").last.hover(force=True)
+        PICTURES.mkdir(parents=True, exist_ok=True)
+        page.locator(f"#plots .kind-{kind}").screenshot(path=str(PICTURES / f"plots-{kind}.png"))
+    assert not errors, errors
+    page.close()
+
+
+def test_clicking_a_ctf_point_draws_that_tilts_spectrum(processed_server: str, browser) -> None:
+    page, errors = _open_plots(browser, processed_server, "/runs/005_ctf")
+    page.wait_for_selector("#plots .plot-spectrum svg")
+    assert page.locator("#plots .kind-ctf .plot").count() == 4  # 3 charts and the spectrum of the tilt nearest 0°
+    assert "Spectrum of tilt 0.0° (#0)" in page.inner_text("#plots .plot-spectrum")
+    texts = _hover_each_chart(page, "ctf")
+    assert all("defocus" in text or "data at" in text for text in texts), texts
+    first = page.locator("#plots .kind-ctf .plot").first
+    points = first.locator(".point")
+    target = points.nth(points.count() - 1)  # the last acquired, whichever tilt it is
+    target.hover(force=True)
+    said = first.locator(".tooltip").inner_text()
+    index = int(re.search(r"acquisition #(\d+)", said).group(1))
+    angle = re.search(r"tilt ([+-]?\d+\.\d)°", said).group(1)
+    target.click(force=True)
+    page.wait_for_function(f"document.querySelector('#plots .plot-spectrum').innerText.includes('(#{index})')")
+    assert f"Spectrum of tilt {angle}° (#{index})" in page.inner_text("#plots .plot-spectrum")
+    chosen = page.locator("#plots .kind-ctf .point.chosen")
+    assert chosen.count() == 3 and {chosen.nth(k).get_attribute("data-tilt") for k in range(3)} == {str(index)}
+    page.locator("#plots .plot-spectrum .point").nth(5).hover(force=True)
+    PICTURES.mkdir(parents=True, exist_ok=True)
+    page.locator("#plots .kind-ctf").screenshot(path=str(PICTURES / "plots-ctf.png"))
+    assert not errors, errors
+    page.close()
+
+
+def test_a_run_launched_elsewhere_shows_up_live_on_the_project_page(server: str, browser) -> None:
+    """The project page follows the project by server-sent events: a run started by another client appears, and
+    its status changes, without the page being reloaded by hand or asking the API."""
+    page = browser.new_page(viewport={"width": 1200, "height": 900})
+    asked: list[str] = []
+    page.on("request", lambda request: asked.append(request.url))
+    page.goto(f"{server}/?token={TOKEN}")
+    page.wait_for_function("document.body.dataset.live === 'events'")
+    launch = {"params": {"auto": False, "exclude": "TS_A:3"}, "input_run": "002_clean"}
+    answer = page.request.post(f"{server}/api/steps/clean/runs", data=launch)
+    label = answer.json()["run"]
+    page.wait_for_function(f"document.body.innerText.includes('{label}')", timeout=60_000)
+    row = page.locator("table tr", has_text=label)
+    try:
+        page.wait_for_function(
+            f"Array.from(document.querySelectorAll('tr')).some(r => r.innerText.includes('{label}') "
+            "&& r.innerText.includes('SUCCEEDED'))", timeout=120_000)  # fmt: skip
+    except Exception:
+        raise AssertionError(page.inner_text("body")) from None
+    assert "SUCCEEDED" in row.inner_text()
+    assert any(url.endswith("/api/events") for url in asked)
+    assert not any(url.endswith("/api/runs") for url in asked)  # no polling: the stream did it
+    page.close()
+
+
+def test_a_running_runs_page_appends_its_log_lines_live_and_reloads_when_it_ends(server: str, small_root: Path,
+                                                                                browser) -> None:  # fmt: skip
+    """A run made by another process's runner (here a thread with a step of the tests): a line logged while a unit
+    works reaches its page by server-sent events without a reload; the page reloads once the run has ended."""
+    import importlib.util
+
+    from tomoprep.execution import run_step
+    from tomoprep.project import open_project
+
+    path = Path(__file__).parents[1] / "execution" / "toy_steps.py"
+    spec = importlib.util.spec_from_file_location("toy_steps_browser", path)
+    toy = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(toy)
+    page = browser.new_page(viewport={"width": 1200, "height": 900})
+    page.goto(f"{server}/?token={TOKEN}")
+    runs: list = []
+
+    def work() -> None:
+        with open_project(small_root) as project:
+            run_step(project, toy.TOY, {"names": ["TS_01", "TS_02"], "seconds_per_unit": 8.0},
+                     on_created=runs.append)  # fmt: skip
+
+    worker = threading.Thread(target=work)
+    worker.start()
+    deadline = time.monotonic() + 30
+    while not runs:
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
+    page.goto(f"{server}/runs/{runs[0].label}")
+    page.wait_for_function("document.body.dataset.live === 'events'")
+    fallback = browser.new_page(viewport={"width": 1200, "height": 900})  # a browser without EventSource
+    fallback.add_init_script("delete window.EventSource")
+    fallback.goto(f"{server}/?token={TOKEN}")
+    fallback.goto(f"{server}/runs/{runs[0].label}")
+    fallback.wait_for_function("document.body.dataset.live === 'polling'")
+    page.evaluate("window.notReloaded = true")
+    with open_project(small_root) as project:
+        project.log_event(runs[0].id, "a note written while TS_01 works", unit="TS_01")
+    page.wait_for_function("document.getElementById('log').textContent.includes('while TS_01 works')")
+    assert page.evaluate("window.notReloaded === true")  # the line came by the stream, into the page as it was
+    assert page.inner_text("#run-status") == "RUNNING"
+    page.wait_for_function("document.getElementById('run-status').textContent === 'SUCCEEDED' && "
+                           "window.notReloaded === undefined", timeout=60_000)  # fmt: skip
+    worker.join(timeout=30)
+    assert "made TS_02" in page.inner_text("#log")
+    fallback.wait_for_function("document.getElementById('run-status').textContent === 'SUCCEEDED'", timeout=30_000)
+    page.close()
+    fallback.close()
+
+
+def test_a_chart_draws_values_beyond_its_span_on_the_edge_and_says_so(server: str, browser) -> None:
+    """chart.js as the pages load it: a point above the fixed y limits is a triangle on the top edge whose
+    tooltip gives its value; the others are circles at their values, hollow where asked."""
+    page = browser.new_page()
+    page.goto(f"{server}/?token={TOKEN}")
+    page.set_content('<link rel="stylesheet" href="/static/style.css"><div id="box"></div>')
+    page.add_script_tag(url=f"{server}/static/chart.js")
+    page.evaluate("""() => drawChart(document.getElementById("box"), {title: "t", x: {label: "tilt angle (°)"},
+        y: {label: "defocus (µm)", range: [3, 5], clip: true}, series: [{colour: "#00f", line: "x", points: [
+          {x: -10, y: 4.0, tip: "a"}, {x: 0, y: 9.5, tip: "far off: 9.5 µm"},
+          {x: 10, y: 4.2, tip: "b", hollow: true}]}]})""")
+    assert page.locator("#box circle.point").count() == 2 and page.locator("#box circle[fill='#fff']").count() == 1
+    edge = page.locator("#box path.point")
+    assert edge.count() == 1
+    frame_top = page.locator("#box .axes rect").bounding_box()["y"]
+    assert abs(edge.bounding_box()["y"] + edge.bounding_box()["height"] / 2 - frame_top) < 6  # on the top edge
+    edge.hover(force=True)
+    assert page.inner_text("#box .tooltip") == "far off: 9.5 µm\n(beyond the plotted span)"
     page.close()

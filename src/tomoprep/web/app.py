@@ -3,11 +3,13 @@
 Every request opens the project's index read-only for its own duration, so pages and the API see what the
 command line and other browsers write while they do, and never hold the index. The routes come in groups: pages
 (:func:`_add_pages`), the tilt gallery and the tomogram viewer (:func:`_add_images`), running steps
-(:func:`_add_launching`) and the JSON API (:func:`_add_api`).
+(:func:`_add_launching`), the JSON API (:func:`_add_api`), the plots' data and scripts
+(:mod:`.plot_routes`) and the live updates (:mod:`.live`).
 """
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Awaitable, Callable
 from dataclasses import asdict
 from pathlib import Path
@@ -20,7 +22,7 @@ from pydantic import BaseModel
 from tomoprep.errors import TomoprepError
 from tomoprep.execution import run_step
 from tomoprep.model import TiltSeries
-from tomoprep.project import open_project
+from tomoprep.project import Project, open_project
 from tomoprep.report.summary import RunView, SeriesView
 from tomoprep.steps import all_steps, get_step
 from tomoprep.steps.tilt_series_set import load_tilt_series_set
@@ -29,6 +31,9 @@ from tomoprep.web.context import ProjectContext
 from tomoprep.web.forms import launch_page, step_links
 from tomoprep.web.gallery import cleaning_params, gallery_page, tilt_thumbnail
 from tomoprep.web.launch import LaunchError, field_errors
+from tomoprep.web.live import add_event_routes
+from tomoprep.web.plot_data import plot_kinds
+from tomoprep.web.plot_routes import add_plot_routes
 from tomoprep.web.security import COOKIE, inside_project, token_matches
 from tomoprep.web.tomograms import slice_png, viewer_page
 
@@ -65,6 +70,7 @@ def create_app(project_root: Path, *, token: str) -> FastAPI:
     request; :func:`tomoprep.web.serve.serve` allows that on a loopback address only)."""
     context = ProjectContext(Path(project_root).resolve())
     app = FastAPI(title="tomoprep", docs_url=None, redoc_url=None)  # their pages load assets from a CDN
+    app.state.stopping = threading.Event()  # set by the server as it stops: the event streams end (live.py)
 
     @app.middleware("http")
     async def check_token(request: Request, call_next: Callable[[Request], Awaitable[Response]]) -> Response:
@@ -82,6 +88,8 @@ def create_app(project_root: Path, *, token: str) -> FastAPI:
     _add_images(app, context)
     _add_launching(app, context)
     _add_api(app, context)
+    add_plot_routes(app, context)
+    add_event_routes(app, context)
     return app
 
 
@@ -108,7 +116,7 @@ def _add_pages(app: FastAPI, context: ProjectContext) -> None:
         with context.project() as opened:
             for view in context.views(opened)[1]:
                 if view.name == name:
-                    return pages.series_page(opened, view)
+                    return pages.series_page(opened, view, plots=_series_plot_kinds(context, opened, view))
         raise HTTPException(status_code=404, detail=f"no tilt series {name!r} in this project")
 
     @app.get("/files/{relative:path}")
@@ -241,6 +249,14 @@ def _add_api(app: FastAPI, context: ProjectContext) -> None:
     def api_series() -> list[dict[str, Any]]:
         with context.project() as opened:
             return [_series_dict(v) for v in context.views(opened)[1]]
+
+
+def _series_plot_kinds(context: ProjectContext, opened: Project, view: SeriesView) -> tuple[str, ...]:
+    """The plots a series' page draws: those its run holds records for; none where that run cannot be read."""
+    try:
+        return plot_kinds(context.run_series(opened, view.run_label, view.name)[1])
+    except (HTTPException, TomoprepError, OSError):
+        return ()
 
 
 def _run_dict(view: RunView) -> dict[str, Any]:

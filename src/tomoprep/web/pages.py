@@ -1,5 +1,6 @@
-"""Server-rendered pages of the web UI: the project, a run, a tilt series. Plain HTML, one stylesheet served by the
-package, no script but the small poller that refreshes a page while a run is running."""
+"""Server-rendered pages of the web UI: the project, a run, a tilt series. Plain HTML and one stylesheet; the
+scripts are small files of this package (``static/``): the plots, drawn as SVG from the API's JSON, and the live
+updates of running runs."""
 
 from __future__ import annotations
 
@@ -23,33 +24,48 @@ table { border-collapse: collapse; margin: .5em 0 1em; } td, th { border: 1px so
 img { max-width: 100%; border: 1px solid #ddd; } figure { margin: .5em 0; }
 pre { background: #f6f6f6; padding: .5em; white-space: pre-wrap; overflow-wrap: anywhere; }
 code { background: #f5f5f5; padding: 0 .2em; }
+.plots { display: flex; flex-wrap: wrap; gap: .5em 1.5em; } .plot { position: relative; }
+.plot svg { font: 11px system-ui, sans-serif; } .plot .title { font-weight: 600; font-size: 12px; }
+.plot .point { cursor: pointer; } .plot .point:hover, .plot .point.chosen { stroke: #000; stroke-width: 2; }
+.tooltip { position: absolute; pointer-events: none; background: #fff; border: 1px solid #888; padding: .2em .4em;
+  font-size: 12px; white-space: pre; box-shadow: 0 1px 3px #0003; z-index: 2; }
+.facts { margin: .3em 0; }
 """
 
-#: While a run shown on a page is running, the page asks the API every few seconds and reloads when the answer
-#: changes (a unit finished), or once nothing is running any more (the run may end before the first answer).
-POLLER = """<script>
-(function () {
-  const url = document.body.dataset.poll; if (!url) return;
-  let last = null;
-  setInterval(async () => {
-    const answer = await fetch(url, {credentials: "same-origin"}); if (!answer.ok) return;
-    const text = await answer.text();
-    if ((last !== null && text !== last) || !text.includes('"RUNNING"')) location.reload();
-    last = text;
-  }, 2000);
-})();
-</script>"""
 
+def layout(
+    title: str, body: str, *, project: Project, live: dict[str, str] | None = None, scripts: tuple[str, ...] = ()
+) -> str:
+    """A whole page: the header with the project's name, ``body``, and the scripts of this package it names.
 
-def layout(title: str, body: str, *, project: Project, poll: str | None = None) -> str:
-    """A whole page: the header with the project's name, ``body``, and the poller when ``poll`` names an API path."""
-    data = f' data-poll="{escape(poll)}"' if poll else ""
+    ``live`` makes the page follow changes (``static/live.js``): ``events`` the event stream, ``signature`` the
+    state the page shows, ``poll`` the API path asked every 2 s where the stream fails (none: no fallback), ``log``
+    how many log events the page holds.
+    """
+    data = "".join(f' data-{k}="{escape(v)}"' for k, v in (live or {}).items())
+    names = (*scripts, *(("live.js",) if live else ()))
+    tags = "".join(f'<script src="/static/{name}"></script>' for name in names)
     return (
         f'<!DOCTYPE html><html lang="en"><head><meta charset="utf-8"><title>{escape(title)} · tomoprep</title>'
-        f'<link rel="stylesheet" href="/static/style.css"></head><body{data}>'
+        f'<link rel="stylesheet" href="/static/style.css"><link rel="icon" href="data:,"></head><body{data}>'
         f'<header><a href="/"><b>tomoprep</b> · {escape(project.root.name)}</a></header>'
-        f"<main><h1>{escape(title)}</h1>{body}</main>{POLLER if poll else ''}</body></html>"
+        f"<main><h1>{escape(title)}</h1>{body}</main>{tags}</body></html>"
     )
+
+
+def project_signature(runs: list[RunRecord]) -> str:
+    """What the project page shows of its runs' progress; ``static/live.js`` computes the same from ``/api/runs``."""
+    return ";".join(f"{r.label}:{r.shown_status}" for r in runs)
+
+
+def run_signature(run: RunRecord) -> str:
+    """What a run's page shows of its progress; ``static/live.js`` computes the same from ``/api/runs/RUN``."""
+    return f"{run.status}|" + ",".join(f"{name}:{run.units[name].status}" for name in sorted(run.units))
+
+
+def log_line(time: str, level: str, unit: str | None, message: str) -> str:
+    """One line of a run's log as its page shows it."""
+    return f"{time[:19]} {level:7} {unit or '-':10} {message}"
 
 
 def run_link(label: str) -> str:
@@ -74,7 +90,8 @@ def project_page(project: Project, runs: list[RunView], series: list[SeriesView]
     running = any(v.record.status == "RUNNING" for v in runs)
     launch = f"<p>Run a step: {steps}</p>" if steps else ""
     body = f"<h2>Runs</h2>{launch}{table}<h2>Tilt series</h2><ul>{names or '<li>None yet.</li>'}</ul>"
-    return layout("Project", body, project=project, poll="/api/runs" if running else None)
+    live = {"events": "/api/events", "signature": project_signature([v.record for v in runs])}
+    return layout("Project", body, project=project, live={**live, "poll": "/api/runs"} if running else live)
 
 
 def _picture(project: Project, path: str) -> str:
@@ -127,27 +144,55 @@ def run_page(project: Project, view: RunView, events: list[tuple[str, str, str |
                     f'<td class="{u.status}">{u.status}</td>'
                     f"<td>{escape((u.error or '').strip().splitlines()[-1] if u.error else '')}</td></tr>"
                     for u in run.units.values())  # fmt: skip
-    log = "\n".join(f"{t[:19]} {level:7} {unit or '-':10} {message}" for t, level, unit, message in events
-                    if level != "DEBUG")  # fmt: skip
+    log = "\n".join(log_line(*event) for event in events if event[1] != "DEBUG")
     pictures = "".join(_picture(project, path) for _, kind, path in artifacts if kind == "png")
     outputs = "".join(f'<li><a href="/files/{quote(path)}">{escape(path)}</a></li>' for _, kind, path in artifacts
                       if kind != "png")  # fmt: skip
     inputs = ", ".join(run_link(label) for label in view.input_labels) or "files"
     body = (
-        f'<p>Step <b>{escape(run.step)}</b>, status <span class="{run.shown_status}">{run.shown_status}</span>; '
+        f'<p>Step <b>{escape(run.step)}</b>, status <span id="run-status" class="{run.shown_status}">'
+        f"{run.shown_status}</span>; "
         f"input {inputs}; took {duration_text(view.seconds)}; tomoprep {escape(run.package_version)} on "
         f"{escape(run.host)}; folder <code>{escape(run.directory)}</code>.</p>{actions}"
         + (f'<pre class="ERROR">{escape(run.error)}</pre>' if run.error else "")
         + f"<h2>Parameters</h2><table>{params}</table><h2>Tilt series</h2><table>{units}</table>"
-        f"<h2>Log</h2><pre>{escape(log)}</pre><h2>Pictures</h2>{pictures or '<p>None.</p>'}"
+        + (
+            plots_section(
+                run.label, PLOT_KINDS.get(run.step, ()), [u.name for u in run.units.values() if u.status == "SUCCEEDED"]
+            )
+            if run.status == "SUCCEEDED"
+            else ""
+        )
+        + f'<h2>Log</h2><pre id="log">{escape(log)}</pre><h2>Pictures</h2>{pictures or "<p>None.</p>"}'
         f"<h2>Outputs</h2><ul>{outputs or '<li>None.</li>'}</ul>"
     )
-    poll = f"/api/runs/{quote(run.label)}" if run.status == "RUNNING" else None
-    return layout(f"Run {run.label}", body, project=project, poll=poll)
+    live = None
+    if run.status == "RUNNING":
+        api = f"/api/runs/{quote(run.label)}"
+        live = {"events": f"{api}/events?after={len(events)}", "poll": api, "signature": run_signature(run)}
+    return layout(f"Run {run.label}", body, project=project, live=live, scripts=PLOT_SCRIPTS)
 
 
-def series_page(project: Project, view: SeriesView) -> str:
-    """A tilt series: its state, excluded tilts with reasons, and what the runs decided about it."""
+#: The interactive plots of each step's runs (``static/plots.js`` draws them from ``/api/runs/RUN/series/NAME/plots``).
+PLOT_KINDS = {"motioncorr": ("motion",), "align": ("alignment",), "ctf": ("ctf",)}
+PLOT_SCRIPTS = ("chart.js", "plots.js")
+
+
+def plots_section(label: str, kinds: tuple[str, ...], names: list[str]) -> str:
+    """The placeholder ``static/plots.js`` fills with the plots of ``kinds`` (``motion``, ``alignment``, ``ctf``)
+    of the series ``names`` of run ``label`` (which succeeded); empty where there is nothing to draw."""
+    if not kinds or not names:
+        return ""
+    return (
+        f'<h2>Plots</h2><p class="muted">Hover a point for its tilt; excluded or flagged tilts are drawn '
+        f'hollow.</p><section id="plots" data-run="{escape(label)}" data-kinds="{" ".join(kinds)}" '
+        f"data-series='{escape(json.dumps(names))}'></section>"
+    )
+
+
+def series_page(project: Project, view: SeriesView, *, plots: tuple[str, ...] = ()) -> str:
+    """A tilt series: its state, excluded tilts with reasons, the ``plots`` (kinds) of the run that left it so, and
+    what the runs decided about it."""
     facts = [
         ("state shown", f"as run {view.run_label} left it"),
         ("tilts", f"{view.n_tilts} from {view.tilt_range_deg[0]:+.1f}° to {view.tilt_range_deg[1]:+.1f}°"),
@@ -167,6 +212,7 @@ def series_page(project: Project, view: SeriesView) -> str:
         f"<table>{rows}</table><h2>Excluded tilts</h2>"
         + (f"<table><tr><th>acquisition index</th><th>tilt</th><th>reason</th></tr>{excluded}</table>"
            if excluded else "<p>None.</p>")
+        + plots_section(view.run_label, plots, [view.name])
         + f"<h2>What the runs decided, and why</h2><table>{notes}</table>"
     )  # fmt: skip
-    return layout(f"Tilt series {view.name}", body, project=project)
+    return layout(f"Tilt series {view.name}", body, project=project, scripts=PLOT_SCRIPTS)

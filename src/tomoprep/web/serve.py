@@ -3,10 +3,16 @@
 from __future__ import annotations
 
 import socket
+import threading
 from pathlib import Path
+from types import FrameType
+from typing import TYPE_CHECKING
 
 from tomoprep.errors import TomoprepError
 from tomoprep.web.security import is_local_host, new_token
+
+if TYPE_CHECKING:
+    import uvicorn
 
 
 class ServeError(TomoprepError):
@@ -39,6 +45,10 @@ def check_binding(host: str, token: str | None) -> str:
     return token
 
 
+#: Seconds the server waits, once interrupted, for open requests (event streams among them) before it stops.
+SHUTDOWN_S = 2
+
+
 def serve(project_root: Path, *, host: str, port: int, token: str | None) -> None:
     """Run the web UI of the project at ``project_root`` until interrupted, printing its address first."""
     import uvicorn
@@ -52,4 +62,18 @@ def serve(project_root: Path, *, host: str, port: int, token: str | None) -> Non
     port = port or free_port(host)
     app = create_app(project_root, token=token)
     print(address("127.0.0.1" if host in ("0.0.0.0", "::") else host, port, token), flush=True)
-    uvicorn.run(app, host=host, port=port, log_level="warning")
+    config = uvicorn.Config(app, host=host, port=port, log_level="warning", timeout_graceful_shutdown=SHUTDOWN_S)
+    _stopping_server(config, app.state.stopping).run()
+
+
+def _stopping_server(config: uvicorn.Config, stopping: threading.Event) -> uvicorn.Server:
+    """uvicorn's server, which first sets ``stopping`` (the app's event streams end) when asked to stop (Ctrl-C):
+    pages following runs hold their requests open, and a graceful stop waits for every request."""
+    import uvicorn
+
+    class Server(uvicorn.Server):
+        def handle_exit(self, sig: int, frame: FrameType | None) -> None:
+            stopping.set()
+            super().handle_exit(sig, frame)
+
+    return Server(config)
