@@ -37,9 +37,11 @@ def _kept(root: Path, name: str) -> Value | None:
     return next((settings[key] for key in _spellings(root, name)), None)
 
 
-def _forget(root: Path, name: str) -> None:
+def _forget(root: Path, name: str, *, keep: str | None = None) -> None:
+    """Remove option ``name``'s keys from the project's settings, all but ``keep``."""
     for key in _spellings(root, name):
-        change_setting(root, key, None)
+        if key != keep:
+            change_setting(root, key, None)
 
 
 def config_app() -> typer.Typer:
@@ -57,7 +59,7 @@ def config_app() -> typer.Typer:
         checked = check_option(name, value)
         with open_project(project) as proj:
             before = _kept(proj.root, name)
-            _forget(proj.root, name)
+            _forget(proj.root, name, keep=setting_name(name))
             change_setting(proj.root, setting_name(name), checked)
             proj.log_event(None, f"setting {setting_name(name)} = {checked!r}")
         was = f"{before!r} in the project" if before is not None else f"the default, {_shown(OPTIONS[name].default)}"

@@ -51,7 +51,7 @@ def pop_execution(values: dict[str, Any]) -> dict[str, Any]:
 def with_execution_options(command: Callable[..., None]) -> Callable[..., None]:
     """``command`` with the execution options added to its options; it receives what the command line gave of
     them as one mapping, ``execution``."""
-    own = [p for p in inspect.signature(command).parameters.values() if p.name != "execution"]
+    own = [p for p in inspect.signature(command, eval_str=True).parameters.values() if p.name != "execution"]
 
     @functools.wraps(command)
     def wrapper(*args: Any, **kwargs: Any) -> None:
