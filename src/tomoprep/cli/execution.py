@@ -25,7 +25,7 @@ PANEL = "Where units run"
 #: The command line's type of each option (the rules beyond the type are checked by the option's own parse).
 _TYPES: dict[str, Any] = {"executor": Literal["local", "dask"], "cluster": Literal["local", "slurm"]}
 
-__all__ = ["OPTIONS", "execution_parameters", "make_executor", "pop_execution", "project_executor",
+__all__ = ["OPTIONS", "execution_parameters", "executor_for", "make_executor", "pop_execution", "project_executor",
            "with_execution_options"]  # fmt: skip
 
 
@@ -61,7 +61,7 @@ def with_execution_options(command: Callable[..., None]) -> Callable[..., None]:
     return wrapper
 
 
-def make_executor(execution: Execution) -> AbstractContextManager[Executor]:
+def executor_for(execution: Execution) -> AbstractContextManager[Executor]:
     """The executor ``execution`` asks for, as a context manager."""
     from tomoprep.execution import local_executor
 
@@ -74,10 +74,16 @@ def make_executor(execution: Execution) -> AbstractContextManager[Executor]:
     return dask_executor(ClusterSettings(workers=values["jobs"], **settings))
 
 
+def make_executor(jobs: int | None, options: Mapping[str, Any]) -> AbstractContextManager[Executor]:
+    """The executor the command line's ``jobs`` and other ``options`` ask for, the defaults where not given (no
+    project settings: a command on a project takes :func:`project_executor`)."""
+    return executor_for(resolve_execution({**options, "jobs": jobs}, {}))
+
+
 @contextmanager
 def project_executor(project: Project, given: Mapping[str, Any]) -> Iterator[tuple[Executor, str]]:
     """The executor for a command on ``project``: the options the command line ``given``, else the project's
     settings, else the defaults; with the line that says where each came from, for the run's log."""
     execution = resolve_execution(given, read_settings(project.root), settings_file=str(settings_path(project.root)))
-    with make_executor(execution) as executor:
+    with executor_for(execution) as executor:
         yield executor, execution.note()
