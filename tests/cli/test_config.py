@@ -103,6 +103,10 @@ def test_a_bad_hand_edited_settings_file_is_refused_naming_the_file(project: Pat
     settings_path(project).write_text("executor = dask\n")
     done = tomoprep("config", "list", "-p", str(project))
     assert done.exit_code == 2 and "settings.toml" in done.output and "not valid TOML" in done.output
+    settings_path(project).unlink()
+    settings_path(project).mkdir()  # a file that cannot be read: a clear error, not a crash
+    done = tomoprep("config", "set", "jobs", "2", "-p", str(project))
+    assert done.exit_code == 2 and "settings.toml: cannot be read" in done.output, done.output
 
 
 def test_the_command_line_wins_over_the_project_setting_and_the_log_says_which_gave_what(

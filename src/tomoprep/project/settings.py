@@ -43,6 +43,9 @@ def read_settings(root: Path) -> dict[str, Value]:
         document = tomllib.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
         return {}
+    except OSError as exc:
+        raise InputError(path, f"cannot be read ({exc.strerror or exc}).", "make it a file you can read, or remove "
+                         "it (the settings then take their defaults).") from exc  # fmt: skip
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
         raise InputError(path, f"is not valid TOML ({exc}).", "correct it, or delete it and set the settings "
                          "again with `tomoprep config set KEY VALUE`.") from exc  # fmt: skip
@@ -68,12 +71,17 @@ def _locked(root: Path) -> Iterator[None]:
 
 def change_setting(root: Path, key: str, value: Value | None) -> dict[str, Value]:
     """Set ``key`` to ``value`` (``None`` removes it) in the settings of the project in ``root``; returns the
-    settings as they now are. The file is written through a temporary file and a rename."""
-    with _locked(root):
-        settings = read_settings(root)
-        if value is None:
-            settings.pop(key, None)
-        else:
-            settings[key] = value
-        write_text_atomic(settings_path(root), _settings_text(settings))
+    settings as they now are. The file is written through a temporary file and a rename; a folder it cannot be
+    written in is refused naming the file."""
+    try:
+        with _locked(root):
+            settings = read_settings(root)
+            if value is None:
+                settings.pop(key, None)
+            else:
+                settings[key] = value
+            write_text_atomic(settings_path(root), _settings_text(settings))
+    except OSError as exc:
+        fix = f"make {Path(root)} a folder you can write to (its permissions, free space)."
+        raise InputError(settings_path(root), f"cannot be written ({exc.strerror or exc}).", fix) from exc
     return settings
