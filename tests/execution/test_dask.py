@@ -145,3 +145,73 @@ def test_a_scheduler_and_workers_started_as_processes_run_a_step_from_the_comman
             process.terminate()
         for process in processes:
             process.wait(timeout=30)
+
+
+@pytest.fixture(scope="module")
+def cluster_and_worker_pids():
+    """A local Dask cluster of 2 worker processes, its scheduler's address, and its workers' process ids."""
+    cluster = distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None)
+    try:
+        with distributed.Client(cluster) as client:
+            pids = set(client.run(os.getpid).values())
+        yield cluster.scheduler_address, pids
+    finally:
+        cluster.close()
+
+
+def _where_units_ran(root: Path, run_id: int) -> tuple[list[str], dict[str, int]]:
+    """The run's lines on where its units run, and the process id each unit says it ran in."""
+    with open_project(root) as project:
+        events = project.events(run_id)
+    notes = [m for _, _, unit, m in events if unit is None and m.startswith("units run with:")]
+    ran = {unit: int(m.rsplit(" ", 1)[1].rstrip(")")) for _, _, unit, m in events if unit and m.startswith("ran on ")}
+    return notes, ran
+
+
+@pytest.mark.slow
+def test_a_resumed_run_goes_to_the_cluster_of_the_project_settings(tmp_path: Path, cluster_and_worker_pids) -> None:
+    import dataclasses
+
+    address, worker_pids = cluster_and_worker_pids
+    root = tmp_path / "project"
+    clean = get_step("clean")
+
+    def interrupted(payload, params, out_dir):
+        if out_dir.name == "TS_B":
+            raise KeyboardInterrupt  # as a Ctrl-C reaches a unit: TS_A is done, TS_B is not
+        return clean.run(payload, params, out_dir)
+
+    with init_project(root) as project:
+        imported = run_step(project, get_step("import"), import_params(write_stacks(tmp_path / "stacks")))
+        assert imported.status == "SUCCEEDED", imported.error
+        with pytest.raises(KeyboardInterrupt):
+            run_step(project, dataclasses.replace(clean, run=interrupted), {"exclude": EXCLUDED})
+    for key, value in (("executor", "dask"), ("scheduler", address)):
+        assert CliRunner().invoke(build_app("config"), ["config", "set", key, value, "-p", str(root)]).exit_code == 0
+    done = CliRunner().invoke(build_app("run"), ["run", "--resume", "2", "-p", str(root)])
+    assert done.exit_code == 0, done.output
+    notes, ran = _where_units_ran(root, 2)
+    assert notes == [f"units run with: executor dask (project setting), scheduler {address} (project setting), "
+                     "max-worker-losses 1 (default)"]  # fmt: skip
+    assert list(ran) == ["TS_B"] and ran["TS_B"] in worker_pids  # only the unit not done, on a worker of the cluster
+
+
+@pytest.mark.slow
+def test_a_workflow_run_goes_to_the_cluster_the_command_line_names(tmp_path: Path, cluster_and_worker_pids) -> None:
+    address, worker_pids = cluster_and_worker_pids
+    root = tmp_path / "project"
+    init_project(root).close()
+    set_local = ["config", "set", "executor", "local", "-p", str(root)]  # the command line wins over it
+    assert CliRunner().invoke(build_app("config"), set_local).exit_code == 0
+    workflow = tmp_path / "workflow.toml"
+    glob = write_stacks(tmp_path / "stacks")
+    workflow.write_text(f'[import]\nstack = "{glob}"\ntilt_axis_angle_deg = 85.0\ndose_per_tilt_e_per_angstrom2 = 3.0\n'
+                        f'[clean]\nexclude = "{EXCLUDED}"\n')  # fmt: skip
+    done = CliRunner().invoke(build_app("workflow"), ["workflow", "run", str(workflow), "-p", str(root),
+                                                      "--executor", "dask", "--scheduler", address])  # fmt: skip
+    assert done.exit_code == 0, done.output
+    for run_id in (1, 2):
+        notes, ran = _where_units_ran(root, run_id)
+        assert notes == [f"units run with: executor dask (command line), scheduler {address} (command line), "
+                         "max-worker-losses 1 (default)"]  # fmt: skip
+        assert sorted(ran) == ["TS_A", "TS_B"] and set(ran.values()) <= worker_pids

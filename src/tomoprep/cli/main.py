@@ -16,12 +16,12 @@ from rich.console import Console
 
 from tomoprep import __version__
 from tomoprep.cli.crash import crash_message, write_crash_log
-from tomoprep.cli.execution import execution_parameters, make_executor, pop_execution
+from tomoprep.cli.execution import execution_parameters, pop_execution, project_executor, with_execution_options
 from tomoprep.cli.help import StackedHelpCommand
 from tomoprep.cli.params import option_parameters
 from tomoprep.cli.render import runs_table, tilt_series_table
 from tomoprep.errors import TomoprepError, disk_full_message, is_disk_full
-from tomoprep.execution import local_executor, resume_run, run_step
+from tomoprep.execution import resume_run, run_step
 from tomoprep.project import Project, RunRecord, init_project, open_project, repair_project
 from tomoprep.project.records import MISSING_INPUT
 from tomoprep.project.store import DB_NAME, damaged_index_message
@@ -119,11 +119,12 @@ def repair(project: ProjectOption = Path(".")) -> None:
 def resume(
     resume: Annotated[str, typer.Option("--resume", help="Resume this run (number or folder name).")],
     project: ProjectOption = Path("."),
-    jobs: JobsOption = 1,
+    *,
+    execution: dict[str, Any],
 ) -> None:
     """Resume an interrupted or partly failed run without redoing the units already done."""
-    with open_project(project) as proj, local_executor(jobs) as executor:
-        _report(proj, resume_run(proj, resume, executor=executor))
+    with open_project(project) as proj, project_executor(proj, execution) as (executor, note):
+        _report(proj, resume_run(proj, resume, executor=executor, execution_note=note))
 
 
 def report(
@@ -204,12 +205,12 @@ def _report(project: Project, run: RunRecord) -> None:
 
 
 def step_command(step: Step) -> Callable[..., None]:
-    """The command of a step: one option per Params field, plus --project, --input and --jobs."""
+    """The command of a step: one option per Params field, plus --project, --input and where units run."""
 
-    def command(*, project: Path, input_run: str | None, jobs: int, **values: Any) -> None:
+    def command(*, project: Path, input_run: str | None, **values: Any) -> None:
         execution = pop_execution(values)
-        with open_project(project) as proj, make_executor(jobs, execution) as executor:
-            _report(proj, run_step(proj, step, values, input_run=input_run, executor=executor))
+        with open_project(project) as proj, project_executor(proj, execution) as (executor, note):
+            _report(proj, run_step(proj, step, values, input_run=input_run, executor=executor, execution_note=note))
 
     common = [
         inspect.Parameter("project", inspect.Parameter.KEYWORD_ONLY, default=Path("."), annotation=ProjectOption),
@@ -227,7 +228,6 @@ def step_command(step: Step) -> Callable[..., None]:
                 ),
             ],
         ),
-        inspect.Parameter("jobs", inspect.Parameter.KEYWORD_ONLY, default=1, annotation=JobsOption),
     ]
     parameters = [*common, *option_parameters(step.params), *execution_parameters()]
     command.__signature__ = inspect.Signature(parameters)  # type: ignore[attr-defined]
@@ -256,7 +256,7 @@ def _root(
     """tomoprep: cryo-ET preprocessing from raw tilt-series movies to RELION 5."""
 
 
-PROJECT_COMMANDS = ("init", "status", "repair", "run", "report", "serve", "simulate", "demo", "workflow")
+PROJECT_COMMANDS = ("init", "status", "repair", "run", "report", "serve", "simulate", "demo", "workflow", "config")
 
 
 def build_app(command: str | None = None) -> typer.Typer:
@@ -270,9 +270,12 @@ def build_app(command: str | None = None) -> typer.Typer:
     app.command(cls=StackedHelpCommand)(_clear_errors(init))
     app.command(cls=StackedHelpCommand)(_clear_errors(status))
     app.command(cls=StackedHelpCommand)(_clear_errors(repair))
-    app.command("run", cls=StackedHelpCommand)(_clear_errors(resume))
+    app.command("run", cls=StackedHelpCommand)(_clear_errors(with_execution_options(resume)))
     app.command("report", cls=StackedHelpCommand)(_clear_errors(report))
     app.command("serve", cls=StackedHelpCommand)(_clear_errors(serve))
+    from tomoprep.cli.config import config_app
+
+    app.add_typer(config_app(), name="config")
     if command in (None, "workflow") or command not in (*PROJECT_COMMANDS, *BUILTIN_STEP_MODULES):
         from tomoprep.cli.workflow import workflow_app
 

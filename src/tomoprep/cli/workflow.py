@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
+from tomoprep.cli.execution import project_executor, with_execution_options
 from tomoprep.cli.help import StackedHelpCommand
-from tomoprep.cli.main import JobsOption, ProjectOption, console
+from tomoprep.cli.main import ProjectOption, console
 from tomoprep.cli.main import _clear_errors as clear_errors
 
 
@@ -27,14 +28,15 @@ def workflow_app() -> typer.Typer:
 
     @app.command("run", cls=StackedHelpCommand)
     @clear_errors
+    @with_execution_options
     def run_command(
         file: Annotated[Path, typer.Argument(help="Workflow file (TOML), e.g. from `tomoprep workflow template`.")],
         project: ProjectOption = Path("."),
-        jobs: JobsOption = 1,
+        *,
+        execution: dict[str, Any],
     ) -> None:
         """Run the steps of a workflow file in order, skipping those already done with the same parameters and
         input and resuming interrupted ones."""
-        from tomoprep.execution import local_executor
         from tomoprep.execution.workflow import StepOutcome, read_workflow, run_workflow
         from tomoprep.project import init_project, open_project
         from tomoprep.project.store import DB_NAME
@@ -47,8 +49,8 @@ def workflow_app() -> typer.Typer:
             console.print(f"{outcome.name}: {verb}: run {outcome.run.label} {outcome.run.shown_status}",
                           highlight=False)  # fmt: skip
 
-        with opened as proj, local_executor(jobs) as executor:
-            outcomes = run_workflow(proj, steps, executor=executor, on_step=say)
+        with opened as proj, project_executor(proj, execution) as (executor, note):
+            outcomes = run_workflow(proj, steps, executor=executor, on_step=say, execution_note=note)
             last = outcomes[-1].run
             if last.status != "SUCCEEDED" or len(outcomes) < len(steps):
                 console.print(f"[red]The workflow stopped at {outcomes[-1].name}: {last.error or last.status}[/red]",

@@ -71,11 +71,14 @@ def run_step(
     input_run: int | str | None = None,
     executor: Executor | None = None,
     on_created: Callable[[RunRecord], None] | None = None,
+    execution_note: str | None = None,
 ) -> RunRecord:
     """Run ``step`` on the project: record the run, run every unit, and return the finished record.
 
     ``on_created`` is called with the run's record as soon as it exists, before any unit runs (a launcher that
-    shows the run while it works, such as the web UI's, learns its number there)."""
+    shows the run while it works, such as the web UI's, learns its number there). ``execution_note``, where the
+    caller says where the units run and why (:meth:`tomoprep.execution.options.Execution.note`), goes into the
+    run's log."""
     validated = validate_params(step, params)
     source = resolve_input(project, step, validated, input_run)
     units = step.plan(validated, _load_inputs(project, step, source))
@@ -84,15 +87,23 @@ def run_step(
     )
     source_text = "" if source is None else f" on run {source.label}"
     project.log_event(run.id, f"{step.name}{source_text}: {len(units)} units; params {validated.model_dump_json()}")
+    if execution_note:
+        project.log_event(run.id, execution_note)
     if on_created is not None:
         on_created(run)
     return _execute(project, step, run, validated, units, executor, skip=frozenset())
 
 
 def resume_run(
-    project: Project, run_ref: int | str, *, executor: Executor | None = None, step: Step | None = None
+    project: Project,
+    run_ref: int | str,
+    *,
+    executor: Executor | None = None,
+    step: Step | None = None,
+    execution_note: str | None = None,
 ) -> RunRecord:
-    """Finish an interrupted (or partly failed) run without redoing the units already done."""
+    """Finish an interrupted (or partly failed) run without redoing the units already done (``execution_note``: as
+    for :func:`run_step`)."""
     run = project.get_run(run_ref)
     step = step or get_step(run.step)
     params = validate_params(step, run.params)
@@ -106,6 +117,8 @@ def resume_run(
     done = frozenset(u.name for u in run.units.values() if u.status == "SUCCEEDED" and step.unit_saved(run_dir, u.name))
     project.set_run_status(run.id, "RUNNING")
     project.log_event(run.id, f"resumed: {len(done)} of {len(units)} units already done")
+    if execution_note:
+        project.log_event(run.id, execution_note)
     return _execute(project, step, run, params, units, executor, skip=done)
 
 

@@ -116,8 +116,10 @@ def run_workflow(
     *,
     executor: Executor | None = None,
     on_step: Callable[[StepOutcome], None] | None = None,
+    execution_note: str | None = None,
 ) -> list[StepOutcome]:
-    """Run the steps of a workflow in order (module notes); stop at the first run that fails as a whole."""
+    """Run the steps of a workflow in order (module notes); stop at the first run that fails as a whole.
+    ``execution_note`` goes into the log of each run that runs units (see :func:`run_step`)."""
     check_workflow(steps)
     outcomes: list[StepOutcome] = []
     for item in steps:
@@ -130,11 +132,13 @@ def run_workflow(
         if earlier is not None and earlier.status == "SUCCEEDED" and not earlier.failed_units:
             outcome = StepOutcome(item.name, "skipped", earlier)
         elif earlier is not None:
-            outcome = StepOutcome(item.name, "resumed", resume_run(project, earlier.id, executor=executor, step=step))
+            resumed = resume_run(project, earlier.id, executor=executor, step=step, execution_note=execution_note)
+            outcome = StepOutcome(item.name, "resumed", resumed)
         else:
             source_id = None if source is None else source.id
-            outcome = StepOutcome(item.name, "ran", run_step(project, step, params, input_run=source_id,
-                                                             executor=executor))  # fmt: skip
+            ran = run_step(project, step, params, input_run=source_id, executor=executor,
+                           execution_note=execution_note)  # fmt: skip
+            outcome = StepOutcome(item.name, "ran", ran)
         outcomes.append(outcome)
         if on_step is not None:
             on_step(outcome)
