@@ -4,8 +4,8 @@ Written apart from the estimator (:mod:`tomoprep.algorithms.ctf_thickness`, :mod
 is a stack of independent white-noise phase layers every ``layer_step`` Å of depth along the beam, each imaged
 with its own CTF. At image point ``r`` (Å from pixel ``N // 2``) the slab's mid-plane lies at depth
 ``-tan(tilt) (p · r)`` (``p = (cos axis, sin axis)``) and the slab covers ``thickness / cos(tilt)`` of depth
-around it; a layer at depth ``z`` is imaged with defocus ``centre + hand · z`` and counts at the pixel with the
-fraction of its step inside the slab there. The layers' images are summed, so a pixel's power spectrum is the
+around it; a layer at depth ``z`` is imaged with defocus ``centre + hand · z`` and adds power at the pixel in
+proportion to the fraction of its step inside the slab there. The layers' images are summed, so a pixel's power spectrum is the
 mean of the CTF's power over the depths it sees: nothing of the estimator's ``sinc`` model is written here.
 Conventions as ``ctf_tilts.py`` (RELION's); Poisson counts at the dose.
 """
@@ -77,6 +77,6 @@ def thick_tilt(
         noise = rng.standard_normal(phase0.shape) + 1j * rng.standard_normal(phase0.shape)
         ctf = -np.sin(phase0 + per_angstrom * (truth.hand * z)) * envelope
         image = np.fft.irfft2(noise * (spectral_rms * ctf), s=shape)
-        contrast += inside * image
+        contrast += np.sqrt(inside) * image  # power, not amplitude, in proportion to the mass inside
     intensity = np.clip(1.0 + 2.0 * contrast, 0.0, None)
     return rng.poisson(intensity * dose_e_per_angstrom2 * pixel * pixel).astype(np.float32)

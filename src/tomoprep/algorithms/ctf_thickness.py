@@ -35,7 +35,7 @@ import scipy.optimize
 
 from tomoprep.algorithms.ctf_fit import FitSettings, TiltCtfFit, TiltSpectra, _depth_sinc, prepare_tilt
 from tomoprep.algorithms.ctf_objective import RingObjective
-from tomoprep.algorithms.ctf_spectrum import Band, Optics, ctf_argument
+from tomoprep.algorithms.ctf_spectrum import TILE_TAPER, Band, Optics, ctf_argument, tukey_window
 from tomoprep.algorithms.ctf_tilt import _Point, fit_limit, ring_quality
 
 #: Ring decays ``b`` (Å²) tried with every thickness.
@@ -101,12 +101,65 @@ class ThicknessEstimate:
         return f"thickness not measurable from the CTF ({self.reason})"
 
 
+@dataclass(frozen=True)
+class WideSpectra:
+    """One tilt's strip spectra on the wide band and the ``(s, n)`` fading of each strip's rings by the depths
+    its tiles cover (the window-weighted footprint of every tile, not a uniform spread)."""
+
+    spectra: TiltSpectra
+    depth_fading: np.ndarray
+
+
 def prepare_wide(image: np.ndarray, *, tilt_deg: float, axis_deg: float, optics: Optics, tile_px: int,
-                 low_resolution_angstrom: float, settings: ThicknessSettings) -> TiltSpectra:  # fmt: skip
+                 low_resolution_angstrom: float, settings: ThicknessSettings) -> WideSpectra:  # fmt: skip
     """One tilt's strip spectra on the band out to ``settings.high_resolution_angstrom`` (clipped at 2.1 px)."""
     band = (low_resolution_angstrom, settings.high_resolution_angstrom)
-    return prepare_tilt(image, tilt_deg=tilt_deg, axis_deg=axis_deg, optics=optics,
-                        settings=FitSettings(tile_px=tile_px, resolution_range_angstrom=band))  # fmt: skip
+    spectra = prepare_tilt(image, tilt_deg=tilt_deg, axis_deg=axis_deg, optics=optics,
+                           settings=FitSettings(tile_px=tile_px, resolution_range_angstrom=band))  # fmt: skip
+    return WideSpectra(spectra, _depth_fading(spectra, np.shape(image), tilt_deg, axis_deg))
+
+
+def _footprint(tile_px: int, axis_deg: float) -> np.ndarray:
+    """``(2 tile_px + 1,)`` a tile's window power along ``p`` by whole pixels from its centre (sums to 1)."""
+    taper = tukey_window(tile_px, TILE_TAPER)
+    a = math.radians(axis_deg)
+    offsets = np.arange(tile_px) - (tile_px - 1) / 2
+    along = math.cos(a) * offsets[None, :] + math.sin(a) * offsets[:, None]
+    profile = np.bincount(np.rint(along).astype(int).ravel() + tile_px, (np.outer(taper, taper) ** 2).ravel(),
+                          minlength=2 * tile_px + 1)  # fmt: skip
+    return profile / profile.sum()
+
+
+def _depth_fading(spectra: TiltSpectra, shape_yx: tuple[int, ...], tilt_deg: float, axis_deg: float) -> np.ndarray:
+    """``(s, n)``: the mean of ``cos(2π λ k² δ)`` over the defocus offsets ``δ`` of the pixels a strip's tiles
+    cover, about the strip's own defocus (the strips as :func:`.ctf_spectrum.strip_spectra` makes them)."""
+    tile, band, px = spectra.settings.tile_px, spectra.band, spectra.optics.pixel_spacing_angstrom
+    ny, nx = shape_yx[-2:]
+    step = max(tile // 4, 1)
+    y0, x0 = np.meshgrid(np.arange(0, ny - tile + 1, step), np.arange(0, nx - tile + 1, step), indexing="ij")
+    a = math.radians(axis_deg)
+    across = (math.cos(a) * (x0.ravel() + (tile - 1) / 2 - nx // 2)
+              + math.sin(a) * (y0.ravel() + (tile - 1) / 2 - ny // 2))  # fmt: skip
+    labels = np.rint(across / (tile / 2)).astype(int)
+    strips = np.unique(labels)
+    if strips.size != spectra.strips.n_tiles.size:  # a strip of blank tiles left out: fall back to the uniform model
+        return _depth_sinc(band, spectra)
+    footprint = _footprint(tile, axis_deg)
+    slope = math.tan(math.radians(tilt_deg)) * px  # Å of depth per pixel across the axis
+    edges = np.linspace(band.k2.min(), band.k2.max(), _K2_BINS)
+    fading = []
+    for label in strips:
+        centres = np.rint(across[labels == label]).astype(int)
+        positions = np.arange(centres.min() - tile, centres.max() + tile + 1)
+        weights = np.zeros(positions.size)
+        for c in centres:
+            weights[c - centres.min() : c - centres.min() + footprint.size] += footprint
+        weights /= weights.sum()
+        depth = slope * (positions - float(weights @ positions))
+        wave = np.einsum("bu,u->b", np.cos(2.0 * math.pi * spectra.optics.wavelength_angstrom * edges[:, None]
+                                           * depth[None, :]), weights)  # fmt: skip
+        fading.append(np.interp(band.k2, edges, wave))
+    return np.stack(fading)
 
 
 def node_spacing_angstrom(thickness_angstrom: float, tilt_deg: float, wavelength_angstrom: float) -> float:
@@ -118,6 +171,37 @@ def node_spacing_angstrom(thickness_angstrom: float, tilt_deg: float, wavelength
 def _point(fit: TiltCtfFit, spread_angstrom: float = 0.0, decay_angstrom2: float = 0.0) -> _Point:
     return _Point(fit.defocus_angstrom, fit.astigmatism_xy_angstrom, math.radians(fit.phase_shift_deg),
                   spread_angstrom, decay_angstrom2)  # fmt: skip
+
+
+def window_envelope(spectra: TiltSpectra, band: Band, defocus_angstrom: np.ndarray,
+                    astigmatism_xy_angstrom: tuple[float, float]) -> np.ndarray:  # fmt: skip
+    """``(s, n)`` fading of the rings by the tiles' window, at each strip's defocus (Å, ``(s,)``).
+
+    A tile's periodogram is the spectrum convolved with the window's power spectrum; on rings
+    ``cos 2χ`` whose phase runs at ``∇(2χ) = 2π r`` (``r = 2 λ Δf k - 2 Cs λ³ k² k``, Å: twice the defocus
+    delocalisation) that convolution multiplies them by the window's autocorrelation at the lag ``r``. At 3 µm
+    and 4.5 Å that lag is 260 Å, two thirds of a 256-px tile of 1.5 Å: dense rings fade as a thick specimen's
+    would, and a fit blind to it finds the node too fine.
+    """
+    optics, tile = spectra.optics, spectra.settings.tile_px
+    taper = tukey_window(tile, TILE_TAPER)
+    autocorrelation = np.correlate(taper, taper, mode="full")[tile - 1 :] / float(taper @ taper)
+    lam, px = optics.wavelength_angstrom, optics.pixel_spacing_angstrom
+    a_x, a_y = astigmatism_xy_angstrom
+    k = np.sqrt(band.k2)
+    directional = (defocus_angstrom[:, None] + (a_x * band.cos2 + a_y * band.sin2)[None, :])
+    lag_px = np.abs(2.0 * lam * directional * k - 2.0 * optics.cs_mm * 1e7 * lam**3 * k**3) / px
+    along_x, along_y = np.sqrt(0.5 * (1.0 + band.cos2)), np.sqrt(0.5 * (1.0 - band.cos2))
+    lags = np.arange(tile)
+    return np.interp(lag_px * along_x, lags, autocorrelation, right=0.0) * np.interp(
+        lag_px * along_y, lags, autocorrelation, right=0.0)
+
+
+def _static(wide: WideSpectra, fit: TiltCtfFit, defocus_angstrom: float) -> np.ndarray:
+    """``(s, n)`` the fading held in the thickness fit: each strip's own depths and the tiles' window."""
+    spectra = wide.spectra
+    strips = defocus_angstrom + fit.hand * spectra.depth_angstrom
+    return wide.depth_fading * window_envelope(spectra, spectra.band, strips, fit.astigmatism_xy_angstrom)
 
 
 @dataclass(frozen=True)
@@ -140,12 +224,13 @@ class _BinnedTerms:
         return numerator / np.sqrt(np.maximum(model_norm, 1e-300) * self.data_norm)
 
 
-def _binned_terms(spectra: TiltSpectra, fit: TiltCtfFit, defocus_angstrom: float) -> _BinnedTerms:
+def _binned_terms(wide: WideSpectra, fit: TiltCtfFit, defocus_angstrom: float) -> _BinnedTerms:
+    spectra = wide.spectra
     band = spectra.band
     depth = fit.hand * spectra.depth_angstrom
     argument = ctf_argument(band, spectra.optics, depth + defocus_angstrom, fit.astigmatism_xy_angstrom,
                             math.radians(fit.phase_shift_deg))  # fmt: skip
-    rings = -np.cos(2.0 * argument) * _depth_sinc(band, spectra)
+    rings = -np.cos(2.0 * argument) * _static(wide, fit, defocus_angstrom)
     data = spectra.strips.log_residuals(band)
     weights = spectra.weights
     edges = np.linspace(band.k2.min(), band.k2.max(), _K2_BINS + 1)
@@ -167,22 +252,24 @@ def _envelopes(k2: np.ndarray, wavelength: float, spreads: np.ndarray, decays: n
     return (ice[:, None, :] * decay[None, :, :]).reshape(-1, k2.size)
 
 
-def tilt_profile(spectra: TiltSpectra, fit: TiltCtfFit, tilt_deg: float, thickness_grid_angstrom: np.ndarray,
+def tilt_profile(wide: WideSpectra, fit: TiltCtfFit, tilt_deg: float, thickness_grid_angstrom: np.ndarray,
                  defocus_angstrom: float | None = None) -> tuple[np.ndarray, np.ndarray]:  # fmt: skip
     """One tilt's best score over the decays for each thickness of the grid (Å, along the normal): ``(T,)``
     scores and ``(T,)`` decays (Å²)."""
-    terms = _binned_terms(spectra, fit, fit.defocus_angstrom if defocus_angstrom is None else defocus_angstrom)
+    terms = _binned_terms(wide, fit, fit.defocus_angstrom if defocus_angstrom is None else defocus_angstrom)
     spreads = thickness_grid_angstrom / (2.0 * math.cos(math.radians(tilt_deg)))
-    scores = terms.scores(_envelopes(terms.k2, spectra.optics.wavelength_angstrom, spreads, DECAY_GRID_ANGSTROM2))
+    wavelength = wide.spectra.optics.wavelength_angstrom
+    scores = terms.scores(_envelopes(terms.k2, wavelength, spreads, DECAY_GRID_ANGSTROM2))
     scores = scores.reshape(spreads.size, DECAY_GRID_ANGSTROM2.size)
     best = np.argmax(scores, axis=1)
     return scores[np.arange(spreads.size), best], DECAY_GRID_ANGSTROM2[best]
 
 
-def refine_defocus(spectra: TiltSpectra, fit: TiltCtfFit, spread_angstrom: float, decay_angstrom2: float) -> float:
-    """The centre defocus (Å) on the wide band at a spread and decay, within half a ring of ``fit``'s."""
+def refine_defocus(wide: WideSpectra, fit: TiltCtfFit, spread_angstrom: float, decay_angstrom2: float) -> float:
+    """The centre defocus (Å) on the wide band at a spread and decay, within a quarter ring of ``fit``'s."""
+    spectra = wide.spectra
     band = spectra.band
-    objective = RingObjective.build(spectra, band, fit.hand, _depth_sinc(band, spectra))
+    objective = RingObjective.build(spectra, band, fit.hand, _static(wide, fit, fit.defocus_angstrom))
     point = _point(fit, spread_angstrom, decay_angstrom2)
     start = np.array([point.defocus_angstrom, *point.astigmatism_xy_angstrom, point.phase_shift_rad,
                       spread_angstrom, decay_angstrom2])  # fmt: skip
@@ -209,10 +296,11 @@ def _peak(grid: np.ndarray, values: np.ndarray) -> float:
     return float(grid[i])
 
 
-def _beyond_rings_end(spectra: TiltSpectra, fit: TiltCtfFit, defocus_angstrom: float, spread_angstrom: float,
+def _beyond_rings_end(wide: WideSpectra, fit: TiltCtfFit, defocus_angstrom: float, spread_angstrom: float,
                       decay_angstrom2: float, threshold: float) -> tuple[float, float | None]:  # fmt: skip
     """The node-free rings' end (1/Å) and the correlation of data and fitted model beyond it (None: no band
     beyond it)."""
+    spectra = wide.spectra
     fit = dataclasses.replace(fit, defocus_u_angstrom=fit.defocus_u_angstrom + defocus_angstrom - fit.defocus_angstrom,
                               defocus_v_angstrom=fit.defocus_v_angstrom + defocus_angstrom - fit.defocus_angstrom)  # fmt: skip
     _, ring_outer, correlation = ring_quality(spectra, fit.hand, _point(fit, 0.0, decay_angstrom2))
@@ -226,7 +314,8 @@ def _beyond_rings_end(spectra: TiltSpectra, fit: TiltCtfFit, defocus_angstrom: f
                             point.astigmatism_xy_angstrom, point.phase_shift_rad)  # fmt: skip
     envelope = np.sinc(2.0 * spectra.optics.wavelength_angstrom * spread_angstrom * band.k2)
     envelope = envelope * np.exp(-decay_angstrom2 * band.k2)
-    model = band.project(-np.cos(2.0 * argument) * _depth_sinc(band, spectra) * envelope[None, :])[:, outer]
+    model = band.project(-np.cos(2.0 * argument) * _static(wide, fit, defocus_angstrom) * envelope[None, :])
+    model = model[:, outer]
     data = spectra.strips.log_residuals(band)[:, outer]
     w = spectra.weights
     numerator = float(np.einsum("s,sn,sn->", w, model, data))
@@ -245,7 +334,7 @@ def _jackknife(grid: np.ndarray, profiles: np.ndarray) -> float:
 
 
 def fit_thickness(
-    spectra: Sequence[TiltSpectra],
+    spectra: Sequence[WideSpectra],
     fits: Sequence[TiltCtfFit],
     tilts_deg: Sequence[float],
     settings: ThicknessSettings | None = None,
@@ -290,7 +379,7 @@ def fit_thickness(
         if correlation is not None:
             beyond.append(correlation)
     return _verdict(grid, stacked, best, np.array(ends), np.array(beyond), np.asarray(tilts_deg, dtype=float),
-                    spectra[0].optics.wavelength_angstrom, settings)  # fmt: skip
+                    spectra[0].spectra.optics.wavelength_angstrom, settings)  # fmt: skip
 
 
 def _verdict(grid: np.ndarray, profiles: np.ndarray, best: float, ends: np.ndarray, beyond: np.ndarray,
