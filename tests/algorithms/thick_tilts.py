@@ -47,9 +47,11 @@ def thick_tilt(
     cs_mm: float = 2.7,
     amplitude_contrast: float = 0.07,
     seed: int = 0,
+    layer_step_angstrom: float = LAYER_STEP_ANGSTROM,
 ) -> np.ndarray:
     """A ``shape`` image of counts (float32) of a slab ``thickness_angstrom`` thick (along its normal) at
-    ``truth.tilt_deg`` about ``truth.axis_deg``, centre defocus (mid-plane, image centre) ``truth``'s."""
+    ``truth.tilt_deg`` about ``truth.axis_deg``, centre defocus (mid-plane, image centre) ``truth``'s; layers every
+    ``layer_step_angstrom`` of depth (a coarser step is faster where the thickness is not what is tested)."""
     rng = np.random.default_rng(seed)
     ny, nx = shape
     pixel = pixel_spacing_angstrom
@@ -58,7 +60,7 @@ def thick_tilt(
     across = (math.cos(a) * (x - nx // 2) + math.sin(a) * (y - ny // 2)) * pixel
     middle = -math.tan(t) * across
     half_path = 0.5 * thickness_angstrom / math.cos(t)
-    step = LAYER_STEP_ANGSTROM
+    step = layer_step_angstrom
     layer_rms = phase_rms_per_1000_angstrom * math.sqrt(step / 1000.0)
     first = math.floor((middle.min() - half_path) / step)
     last = math.ceil((middle.max() + half_path) / step)

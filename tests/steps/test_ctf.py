@@ -108,6 +108,28 @@ def test_estimates_from_a_ctfplotter_file(tiny, real_data: Path, tmp_path: Path)
     assert (project.run_dir(run) / "TS_01" / "TS_01_ctf.png").is_file()
 
 
+@pytest.mark.slow
+def test_thickness_and_sample_tilt_are_cross_checks_written_beside_the_geometry(tiny, tmp_path: Path) -> None:
+    """The tiny session's 4 Å pixels end the band at 8.4 Å, before the first node of its 120-300 nm of ice: the
+    log says so, the STAR holds ``nan``; the sample tilt is reported, and the series' own geometry is kept."""
+    session, _ = tiny
+    project, imported_dir = _imported(tmp_path, session / "stacks" / "TS_01.st")
+    run = run_step(project, CTF, {**QUICK, "fit_thickness": True, "refine_sample_tilt": True})
+    assert run.status == "SUCCEEDED", run.error
+    run_dir = project.run_dir(run)
+    log = (run_dir / "log.txt").read_text()
+    assert "thickness not measurable from the CTF (rings end at" in log
+    assert "sample tilt from the CTF" in log and "the nominal geometry is kept" in log
+    row = starfile.read(run_dir / "tilt_series.star").iloc[0]
+    assert math.isnan(row["tpCtfThicknessAngst"]) and math.isfinite(row["tpCtfTiltAxisAngle"])
+    (series,) = load_tilt_series_set(run_dir)
+    (before,) = load_tilt_series_set(imported_dir)
+    assert series.ctf_sample is not None and series.ctf_sample.thickness_angstrom is None
+    assert series.ctf_sample.tilt_axis_deg == pytest.approx(row["tpCtfTiltAxisAngle"])
+    assert series.nominal_tilt_axis_angle_deg == before.nominal_tilt_axis_angle_deg
+    assert [t.acquisition for t in series.tilts] == [t.acquisition for t in before.tilts]
+
+
 def test_missing_voltage_names_the_import_option(estimated, tmp_path: Path) -> None:
     from tomoprep.steps.ctf.series import estimate_series
 

@@ -64,11 +64,11 @@ class SampleTilt:
     gradients: np.ndarray
 
     def describe(self, axis_given_deg: float, given: str) -> str:
-        """One line for the log, comparing with the geometry given (``given`` says whose it is)."""
+        """One line for the log, comparing with the geometry ``given`` (``"the alignment"``, ...)."""
         turn = (self.axis_deg - axis_given_deg + 180.0) % 360.0 - 180.0
         return (f"sample tilt from the CTF ({self.n_tilts} tilts): axis {self.axis_deg:.1f}° ± {self.axis_error_deg:.1f}°"
                 f" ({turn:+.1f}° from {given}'s {axis_given_deg:.1f}°), tilt offset {self.offset_deg:+.1f}° ± "
-                f"{self.offset_error_deg:.1f}° relative to {given}'s tilts; {given}'s geometry is kept")  # fmt: skip
+                f"{self.offset_error_deg:.1f}° on {given}'s tilts; {given} is kept (a cross-check)")  # fmt: skip
 
 
 def cell_periodograms(image: np.ndarray, *, tile_px: int, band_mask: np.ndarray

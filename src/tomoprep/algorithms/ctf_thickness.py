@@ -17,10 +17,11 @@ Fit
     Its error is the jackknife over tilts.
 Measurable?
     The decay alone fades the rings as well as a node does before it; what only a node gives is the rings
-    *inverted* beyond it. The rings' end without a node (:func:`.ctf_tilt.fit_limit` on the node-free model)
-    stops at the node; the series' evidence is the mean correlation of each tilt's data with the fitted model
-    beyond that end, over its standard error across the tilts. Below ``min_confidence`` (or where no tilt's
-    band reaches past the first node) the thickness is not claimed.
+    *inverted* beyond it. The series' evidence is the mean correlation of each tilt's data with the fitted model
+    beyond the model's first node (where it predicts inverted rings), over its standard error across the tilts.
+    Below ``min_confidence``, or where fewer than three tilts' bands reach past the node, the thickness is not
+    claimed; the log then gives the rings' end without a node (:func:`.ctf_tilt.fit_limit` on the node-free
+    model) and the thickness below which every tilt's first node lies finer than it.
 """
 
 from __future__ import annotations
@@ -41,7 +42,9 @@ from tomoprep.algorithms.ctf_tilt import _Point, fit_limit, ring_quality
 #: Ring decays ``b`` (Å²) tried with every thickness.
 DECAY_GRID_ANGSTROM2 = np.concatenate([[0.0], np.geomspace(4.0, 2000.0, 13)])
 #: ``k²`` bins over which the envelopes are taken as constant.
-_K2_BINS = 400
+_K2_BINS = 300
+#: Thickness step (Å) of the first search over the whole range; the peak is then refined on the finer grid.
+_COARSE_STEP_ANGSTROM = 50.0
 
 
 @dataclass(frozen=True)
@@ -50,7 +53,7 @@ class ThicknessSettings:
     clipped at 2.1 pixels), the evidence needed to claim a thickness, the ring-correlation threshold."""
 
     max_thickness_angstrom: float = 6000.0
-    thickness_step_angstrom: float = 20.0
+    thickness_step_angstrom: float = 10.0
     high_resolution_angstrom: float = 2.0
     min_confidence: float = 4.0
     ring_correlation_threshold: float = 0.5
@@ -69,7 +72,7 @@ class ThicknessEstimate:
     best_fit_angstrom
         The thickness that maximised the score, claimed or not, Å.
     confidence
-        Mean correlation beyond the node-free rings' end over its standard error across tilts.
+        Mean correlation beyond the fitted first node over its standard error across tilts.
     rings_end_angstrom
         Finest end of the node-free rings over the tilts, Å.
     measurable_from_angstrom
@@ -296,27 +299,27 @@ def _peak(grid: np.ndarray, values: np.ndarray) -> float:
     return float(grid[i])
 
 
-def _beyond_rings_end(wide: WideSpectra, fit: TiltCtfFit, defocus_angstrom: float, spread_angstrom: float,
-                      decay_angstrom2: float, threshold: float) -> tuple[float, float | None]:  # fmt: skip
-    """The node-free rings' end (1/Å) and the correlation of data and fitted model beyond it (None: no band
-    beyond it)."""
+def _beyond_node(wide: WideSpectra, fit: TiltCtfFit, defocus_angstrom: float, spread_angstrom: float,
+                 decay_angstrom2: float, threshold: float) -> tuple[float, float | None]:  # fmt: skip
+    """The node-free rings' end (1/Å), and the correlation of data and fitted model beyond the model's first
+    node, where its rings are inverted (None where the band holds too little beyond the node)."""
     spectra = wide.spectra
-    fit = dataclasses.replace(fit, defocus_u_angstrom=fit.defocus_u_angstrom + defocus_angstrom - fit.defocus_angstrom,
-                              defocus_v_angstrom=fit.defocus_v_angstrom + defocus_angstrom - fit.defocus_angstrom)  # fmt: skip
+    shift = defocus_angstrom - fit.defocus_angstrom
+    fit = dataclasses.replace(fit, defocus_u_angstrom=fit.defocus_u_angstrom + shift,
+                              defocus_v_angstrom=fit.defocus_v_angstrom + shift)  # fmt: skip
     _, ring_outer, correlation = ring_quality(spectra, fit.hand, _point(fit, 0.0, decay_angstrom2))
     end = fit_limit(ring_outer, correlation, threshold)
-    band = spectra.band
-    outer = band.k2 > end * end
-    if end <= 0 or outer.sum() < 50:
+    band, lam = spectra.band, spectra.optics.wavelength_angstrom
+    beyond = 2.0 * lam * spread_angstrom * band.k2 > 1.0  # past the first node, sinc(2 λ w k²) = 0
+    if spread_angstrom <= 0 or beyond.sum() < 50:
         return end, None
     point = _point(fit, spread_angstrom, decay_angstrom2)
     argument = ctf_argument(band, spectra.optics, fit.hand * spectra.depth_angstrom + defocus_angstrom,
                             point.astigmatism_xy_angstrom, point.phase_shift_rad)  # fmt: skip
-    envelope = np.sinc(2.0 * spectra.optics.wavelength_angstrom * spread_angstrom * band.k2)
-    envelope = envelope * np.exp(-decay_angstrom2 * band.k2)
+    envelope = np.sinc(2.0 * lam * spread_angstrom * band.k2) * np.exp(-decay_angstrom2 * band.k2)
     model = band.project(-np.cos(2.0 * argument) * _static(wide, fit, defocus_angstrom) * envelope[None, :])
-    model = model[:, outer]
-    data = spectra.strips.log_residuals(band)[:, outer]
+    model = model[:, beyond]
+    data = spectra.strips.log_residuals(band)[:, beyond]
     w = spectra.weights
     numerator = float(np.einsum("s,sn,sn->", w, model, data))
     norm = float(np.einsum("s,sn,sn->", w, model, model)) * float(np.einsum("s,sn,sn->", w, data, data))
@@ -355,25 +358,27 @@ def fit_thickness(
     settings = settings or ThicknessSettings()
     if not len(spectra) == len(fits) == len(tilts_deg) or not fits:
         raise ValueError(f"{len(spectra)} spectra, {len(fits)} fits and {len(tilts_deg)} tilts: one of each needed")
-    grid = np.arange(0.0, settings.max_thickness_angstrom + settings.thickness_step_angstrom / 2,
-                     settings.thickness_step_angstrom)  # fmt: skip
-    profiles, defoci, decays = [], [], []
+    coarse = np.arange(0.0, settings.max_thickness_angstrom + _COARSE_STEP_ANGSTROM / 2, _COARSE_STEP_ANGSTROM)
+    coarse_profiles, defoci = [], []
     for sp, fit, tilt in zip(spectra, fits, tilts_deg, strict=True):
-        cos_tilt = math.cos(math.radians(tilt))
-        scores, decay = tilt_profile(sp, fit, tilt, grid)
+        scores, decay = tilt_profile(sp, fit, tilt, coarse)
         j = int(np.argmax(scores))
-        defocus = refine_defocus(sp, fit, grid[j] / (2.0 * cos_tilt), float(decay[j]))
-        scores, decay = tilt_profile(sp, fit, tilt, grid, defocus)
-        profiles.append(scores)
+        defocus = refine_defocus(sp, fit, coarse[j] / (2.0 * math.cos(math.radians(tilt))), float(decay[j]))
+        coarse_profiles.append(tilt_profile(sp, fit, tilt, coarse, defocus)[0])
         defoci.append(defocus)
-        decays.append(decay)
-    stacked = np.stack(profiles)
+    # The peak on a grid as fine as asked, around the coarse one (wide enough for the jackknife's peaks).
+    centre = float(coarse[int(np.argmax(np.sum(coarse_profiles, axis=0)))])
+    step = settings.thickness_step_angstrom
+    grid = np.arange(max(centre - 4 * _COARSE_STEP_ANGSTROM, 0.0), centre + 4 * _COARSE_STEP_ANGSTROM + step / 2, step)
+    fine = [tilt_profile(sp, fit, tilt, grid, defocus)
+            for sp, fit, tilt, defocus in zip(spectra, fits, tilts_deg, defoci, strict=True)]  # fmt: skip
+    stacked = np.stack([scores for scores, _ in fine])
     best = _peak(grid, stacked.sum(axis=0))
     index = int(np.argmin(np.abs(grid - best)))
     ends, beyond = [], []
-    for sp, fit, tilt, defocus, decay in zip(spectra, fits, tilts_deg, defoci, decays, strict=True):
+    for sp, fit, tilt, defocus, (_, decay) in zip(spectra, fits, tilts_deg, defoci, fine, strict=True):
         spread = best / (2.0 * math.cos(math.radians(tilt)))
-        end, correlation = _beyond_rings_end(sp, fit, defocus, spread, float(decay[index]),
+        end, correlation = _beyond_node(sp, fit, defocus, spread, float(decay[index]),
                                              settings.ring_correlation_threshold)  # fmt: skip
         ends.append(end)
         if correlation is not None:
@@ -399,8 +404,8 @@ def _verdict(grid: np.ndarray, profiles: np.ndarray, best: float, ends: np.ndarr
         confidence = 0.0
     error = _jackknife(grid, profiles)
     reason = ""
-    if best >= grid[-1] - settings.thickness_step_angstrom:
-        reason = f"the best fit lies at the end of the range searched, {grid[-1] / 10:.0f} nm"
+    if best >= settings.max_thickness_angstrom - _COARSE_STEP_ANGSTROM:
+        reason = f"the best fit lies at the end of the range searched, {settings.max_thickness_angstrom / 10:.0f} nm"
     elif beyond.size < 3 or confidence < settings.min_confidence:
         reason = (f"rings end at {rings_end:.1f} Å, first node finer than that for t<{measurable_from / 10:.0f} nm; "
                   f"best fit {best / 10:.0f} nm with its first node at {node:.1f} Å, evidence of inverted rings "
