@@ -5,8 +5,9 @@ is a stack of independent white-noise phase layers every ``layer_step`` Å of de
 with its own CTF. At image point ``r`` (Å from pixel ``N // 2``) the slab's mid-plane lies at depth
 ``-tan(tilt) (p · r)`` (``p = (cos axis, sin axis)``) and the slab covers ``thickness / cos(tilt)`` of depth
 around it; a layer at depth ``z`` is imaged with defocus ``centre + hand · z`` and adds power at the pixel in
-proportion to the fraction of its step inside the slab there. The layers' images are summed, so a pixel's power spectrum is the
-mean of the CTF's power over the depths it sees: nothing of the estimator's ``sinc`` model is written here.
+proportion to the fraction of its step inside the slab there. The layers' images are summed, so a pixel's power
+spectrum is the mean of the CTF's power over the depths it sees: nothing of the estimator's ``sinc`` model is
+written here.
 Conventions as ``ctf_tilts.py`` (RELION's); Poisson counts at the dose.
 """
 

@@ -28,7 +28,6 @@ import scipy.fft
 import scipy.optimize
 
 from tomoprep.algorithms.ctf_fit import TiltCtfFit
-from tomoprep.algorithms.ctf_objective import RingObjective
 from tomoprep.algorithms.ctf_spectrum import TILE_TAPER, Band, Optics, tukey_window
 
 
@@ -66,9 +65,9 @@ class SampleTilt:
     def describe(self, axis_given_deg: float, given: str) -> str:
         """One line for the log, comparing with the geometry ``given`` (``"the alignment"``, ...)."""
         turn = (self.axis_deg - axis_given_deg + 180.0) % 360.0 - 180.0
-        return (f"sample tilt from the CTF ({self.n_tilts} tilts): axis {self.axis_deg:.1f}° ± {self.axis_error_deg:.1f}°"
-                f" ({turn:+.1f}° from {given}'s {axis_given_deg:.1f}°), tilt offset {self.offset_deg:+.1f}° ± "
-                f"{self.offset_error_deg:.1f}° on {given}'s tilts; {given} is kept (a cross-check)")  # fmt: skip
+        axis = f"axis {self.axis_deg:.1f}° ± {self.axis_error_deg:.1f}° ({turn:+.1f}° from {given}'s {axis_given_deg:.1f}°)"
+        offset = f"tilt offset {self.offset_deg:+.1f}° ± {self.offset_error_deg:.1f}° on {given}'s tilts"
+        return f"sample tilt from the CTF ({self.n_tilts} tilts): {axis}, {offset}; {given} is kept (a cross-check)"
 
 
 def cell_periodograms(image: np.ndarray, *, tile_px: int, band_mask: np.ndarray
@@ -138,8 +137,10 @@ class _PlaneObjective:
         return numerator * scale, np.array([per_cell.sum(), *(per_cell @ self.positions)])
 
 
-def tilt_gradient(image: np.ndarray, fit: TiltCtfFit, *, tilt_deg: float, axis_deg: float, hand: int,
-                  optics: Optics, low_resolution_angstrom: float, settings: SampleTiltSettings) -> np.ndarray:  # fmt: skip
+def tilt_gradient(
+    image: np.ndarray, fit: TiltCtfFit, *, tilt_deg: float, axis_deg: float, hand: int, optics: Optics,
+    low_resolution_angstrom: float, settings: SampleTiltSettings,
+) -> np.ndarray:  # fmt: skip
     """One tilt's defocus gradient ``(∂/∂x, ∂/∂y)`` (Å per Å): the plane of defocus over its cells that best
     fits their rings, from the gradient of the geometry given and ``fit``'s centre defocus."""
     px = optics.pixel_spacing_angstrom

@@ -192,12 +192,12 @@ def window_envelope(spectra: TiltSpectra, band: Band, defocus_angstrom: np.ndarr
     lam, px = optics.wavelength_angstrom, optics.pixel_spacing_angstrom
     a_x, a_y = astigmatism_xy_angstrom
     k = np.sqrt(band.k2)
-    directional = (defocus_angstrom[:, None] + (a_x * band.cos2 + a_y * band.sin2)[None, :])
+    directional = defocus_angstrom[:, None] + (a_x * band.cos2 + a_y * band.sin2)[None, :]
     lag_px = np.abs(2.0 * lam * directional * k - 2.0 * optics.cs_mm * 1e7 * lam**3 * k**3) / px
     along_x, along_y = np.sqrt(0.5 * (1.0 + band.cos2)), np.sqrt(0.5 * (1.0 - band.cos2))
     lags = np.arange(tile)
-    return np.interp(lag_px * along_x, lags, autocorrelation, right=0.0) * np.interp(
-        lag_px * along_y, lags, autocorrelation, right=0.0)
+    fading_x = np.interp(lag_px * along_x, lags, autocorrelation, right=0.0)
+    return fading_x * np.interp(lag_px * along_y, lags, autocorrelation, right=0.0)
 
 
 def _static(wide: WideSpectra, fit: TiltCtfFit, defocus_angstrom: float) -> np.ndarray:
@@ -242,8 +242,9 @@ def _binned_terms(wide: WideSpectra, fit: TiltCtfFit, defocus_angstrom: float) -
     k2 = np.bincount(which, band.k2, minlength=_K2_BINS) / counts
     cross = np.bincount(which, np.einsum("s,sn,sn->n", weights, rings, data), minlength=_K2_BINS)
     power = np.bincount(which, np.einsum("s,sn,sn->n", weights, rings, rings), minlength=_K2_BINS)
-    basis = np.stack([np.stack([np.bincount(which, rings[s] * band.basis[:, d], minlength=_K2_BINS)
-                                for d in range(band.basis.shape[1])], axis=1) for s in range(rings.shape[0])])  # fmt: skip
+    degrees = range(band.basis.shape[1])
+    basis = np.stack([np.stack([np.bincount(which, strip * band.basis[:, d], minlength=_K2_BINS) for d in degrees],
+                               axis=1) for strip in rings])  # fmt: skip
     data_norm = float(np.einsum("s,sn,sn->", weights, data, data))
     return _BinnedTerms(k2, cross, power, basis, weights, data_norm)
 

@@ -7,7 +7,8 @@ Per tilt: ``rlnDefocusU``, ``rlnDefocusV`` (Å, positive for underfocus), ``rlnD
 not). Per series: ``tpCtfHand`` (``+1``/``-1``, ``0`` undetermined) and ``tpCtfHandConfidence``; the hand used
 downstream is ``rlnTomoHand``. Where asked for, the specimen the rings show (:class:`CtfSample`):
 ``tpCtfThicknessAngst`` with ``tpCtfThicknessErrorAngst`` (Å; ``nan`` where not measurable), ``tpCtfTiltAxisAngle``
-and ``tpCtfTiltOffset`` with ``tpCtfTiltAxisAngleError`` and ``tpCtfTiltOffsetError`` (degrees). A table without ``rlnDefocusU`` has no CTF stage (runs before the CTF step).
+and ``tpCtfTiltOffset`` with ``tpCtfTiltAxisAngleError`` and ``tpCtfTiltOffsetError`` (degrees). A table without
+``rlnDefocusU`` has no CTF stage (runs before the CTF step).
 """
 
 from __future__ import annotations
