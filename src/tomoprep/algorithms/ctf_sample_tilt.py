@@ -65,7 +65,8 @@ class SampleTilt:
     def describe(self, axis_given_deg: float, given: str) -> str:
         """One line for the log, comparing with the geometry ``given`` (``"the alignment"``, ...)."""
         turn = (self.axis_deg - axis_given_deg + 180.0) % 360.0 - 180.0
-        axis = f"axis {self.axis_deg:.1f}° ± {self.axis_error_deg:.1f}° ({turn:+.1f}° from {given}'s {axis_given_deg:.1f}°)"
+        axis = f"axis {self.axis_deg:.1f}° ± {self.axis_error_deg:.1f}°"
+        axis += f" ({turn:+.1f}° from {given}'s {axis_given_deg:.1f}°)"
         offset = f"tilt offset {self.offset_deg:+.1f}° ± {self.offset_error_deg:.1f}° on {given}'s tilts"
         return f"sample tilt from the CTF ({self.n_tilts} tilts): {axis}, {offset}; {given} is kept (a cross-check)"
 
