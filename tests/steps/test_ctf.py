@@ -241,3 +241,19 @@ def test_defocus_is_searched_around_the_nominal_or_in_the_range_given() -> None:
     assert defocus_ranges(tilts, given) == [(10000.0, 60000.0)] * 3
     with pytest.raises(ValueError, match="both"):
         CtfParams(min_defocus_um=1.0)
+
+
+def test_the_ctf_thickness_is_compared_with_the_alignments_in_the_log() -> None:
+    from tomoprep.algorithms.ctf_thickness import ThicknessEstimate
+    from tomoprep.steps.ctf.sample import thickness_note
+
+    measured = ThicknessEstimate(1980.0, 30.0, 1980.0, 9.0, 6.1, 1500.0, 6.2, 7, "")
+    aligned = replace(_series(-1, aligned=True), specimen_thickness_angstrom=1850.0)
+    line = thickness_note(measured, aligned)
+    assert line.startswith("specimen thickness from the CTF: 198 ± 3 nm (7 tilts")
+    assert line.endswith("the alignment's slab is 185 nm (CTF +13 nm, 4.3 standard errors)")
+    assert "alignment" not in thickness_note(measured, _series(-1, aligned=False))
+    unmeasurable = replace(measured, thickness_angstrom=None, reason="rings end at 6.3 Å, first node finer ...")
+    assert thickness_note(unmeasurable, aligned) == (
+        "thickness not measurable from the CTF (rings end at 6.3 Å, first node finer ...)"
+    )
