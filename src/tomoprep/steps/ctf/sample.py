@@ -38,16 +38,20 @@ def sample_tilt(images: Sequence[np.ndarray], result: SeriesCtf, tilts_deg: np.n
 
 
 def thickness(images: Sequence[np.ndarray], result: SeriesCtf, tilts_deg: np.ndarray, *, axis_deg: float,
-              optics: Optics, params: CtfParams) -> ThicknessEstimate | None:  # fmt: skip
-    """The specimen's thickness from the rings' nodes over the tilts with a fit of their own."""
+              optics: Optics, params: CtfParams) -> tuple[ThicknessEstimate | None, str]:  # fmt: skip
+    """The specimen's thickness from the rings' nodes over the tilts with a fit of their own, or None and why
+    not."""
     good = _good(result)
-    if not good:
-        return None
     settings = ThicknessSettings(max_thickness_angstrom=params.max_thickness_nm * 10.0)
-    spectra = [prepare_wide(np.asarray(images[i]), tilt_deg=float(tilts_deg[i]), axis_deg=axis_deg, optics=optics,
-                            tile_px=params.tile_px, low_resolution_angstrom=params.low_resolution_angstrom,
-                            settings=settings) for i in good]  # fmt: skip
-    return fit_thickness(spectra, [result.fits[i] for i in good], [float(tilts_deg[i]) for i in good], settings)
+    try:
+        spectra = [prepare_wide(np.asarray(images[i]), tilt_deg=float(tilts_deg[i]), axis_deg=axis_deg,
+                                optics=optics, tile_px=params.tile_px,
+                                low_resolution_angstrom=params.low_resolution_angstrom, settings=settings)
+                   for i in good]  # fmt: skip
+        found = fit_thickness(spectra, [result.fits[i] for i in good], [float(tilts_deg[i]) for i in good], settings)
+    except ValueError as error:  # no good tilt, or a band with too few frequencies for the tiles
+        return None, f"{WARNING_PREFIX} thickness not measured: {error}"
+    return found, ""
 
 
 def thickness_note(estimate: ThicknessEstimate, ts: TiltSeries) -> str:
@@ -78,8 +82,8 @@ def measure_sample(images: Sequence[np.ndarray], result: SeriesCtf, ts: TiltSeri
         offset = tilt.offset_deg if tilt is not None else 0.0
     estimate = None
     if params.fit_thickness:
-        estimate = thickness(images, result, tilts_deg + offset, axis_deg=axis_deg, optics=optics, params=params)
-        notes.append(thickness_note(estimate, ts) if estimate is not None else "thickness not measured: no tilt fits")
+        estimate, why = thickness(images, result, tilts_deg + offset, axis_deg=axis_deg, optics=optics, params=params)
+        notes.append(thickness_note(estimate, ts) if estimate is not None else why)
     measured = estimate is not None and estimate.thickness_angstrom is not None
     sample = CtfSample(
         thickness_angstrom=estimate.thickness_angstrom if measured else None,  # type: ignore[union-attr]
