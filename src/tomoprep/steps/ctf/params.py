@@ -46,7 +46,7 @@ class CtfParams(Params):
     refine_sample_tilt: bool = Field(
         False, description="Also measure the specimen's tilt axis and tilt offset from the defocus across each tilt "
         "(one axis and one offset for the series, with their errors) and compare them with the alignment's in the "
-        "log; the alignment's geometry is kept. About 2.5 CPU seconds a 2048² tilt.",
+        "log; the alignment's geometry is kept. About 1.5 CPU seconds a 2048² tilt.",
     )  # fmt: skip
     fit_thickness: bool = Field(
         False, description="Also measure the specimen's thickness from the Thon rings' nodes (CTFFIND5's model; needs "
