@@ -51,6 +51,28 @@ def test_the_node_model_is_the_mean_of_the_ctf_power_over_the_depths() -> None:
     assert np.all(np.abs(mean[near] - 0.5) < 0.01)
 
 
+def test_the_plane_objectives_gradient_matches_central_differences() -> None:
+    """The sample tilt's search follows the analytic gradient of the score in ``(c, g_x, g_y)``."""
+    from tomoprep.algorithms.ctf_sample_tilt import _PlaneObjective
+    from tomoprep.algorithms.ctf_spectrum import Band
+
+    rng = np.random.default_rng(3)
+    band = Band.build(128, 1.5, (1 / 30.0, 1 / 5.0))
+    cells, n = 6, band.k2.size
+    lam = wavelength_angstrom(300.0)
+    objective = _PlaneObjective(band, band.project(rng.standard_normal((cells, n))),
+                                rng.uniform(0.2, 1.0, (cells, n)), rng.uniform(0.5, 1.5, cells) / cells,
+                                rng.uniform(-400.0, 400.0, (cells, 2)), rng.uniform(0, 3, n),
+                                math.pi * lam * band.k2)  # fmt: skip
+    params = np.array([20000.0, 0.3, -0.5])
+    _, gradient = objective.score_and_gradient(params)
+    for j, h in enumerate((0.5, 1e-4, 1e-4)):
+        step = np.zeros(3)
+        step[j] = h
+        numeric = (objective.score_and_gradient(params + step)[0] - objective.score_and_gradient(params - step)[0])
+        assert gradient[j] == pytest.approx(numeric / (2 * h), rel=1e-4, abs=1e-9)
+
+
 def _given_fits(truths: list[TiltTruth]) -> list[TiltCtfFit]:
     """The true CTF of each tilt as a fit (what the series fit would give, without its errors)."""
     return [TiltCtfFit(t.defocus_u_angstrom, t.defocus_v_angstrom, t.astigmatism_angle_deg, 0.0, 6.0, 0.5, 0.0,
