@@ -16,6 +16,9 @@ from tomoprep.model import CtfSample, TiltSeries
 from tomoprep.steps.base import WARNING_PREFIX
 from tomoprep.steps.ctf.params import CtfParams
 
+#: The CTF's tilt offset sets the path through the slab for the thickness only where its error is below this (°).
+MAX_OFFSET_ERROR_DEG = 1.0
+
 
 def _good(result: SeriesCtf) -> list[int]:
     """The tilts with a fit of their own (not flagged)."""
@@ -78,8 +81,10 @@ def measure_sample(images: Sequence[np.ndarray], result: SeriesCtf, ts: TiltSeri
     if params.refine_sample_tilt:
         tilt, why = sample_tilt(images, result, tilts_deg, axis_deg=axis_deg, optics=optics, params=params)
         notes.append(tilt.describe(axis_deg, given) if tilt is not None else why)
-        # The path through the slab is t / cos of the specimen's tilt: the CTF's own offset, where it found one.
-        offset = tilt.offset_deg if tilt is not None else 0.0
+        # The path through the slab is t / cos of the specimen's tilt: the CTF's own offset where it is sure of it
+        # (an offset known to ±1° changes the path at 45° by under 2 %), else the geometry given.
+        if tilt is not None and tilt.offset_error_deg <= MAX_OFFSET_ERROR_DEG:
+            offset = tilt.offset_deg
     estimate = None
     if params.fit_thickness:
         estimate, why = thickness(images, result, tilts_deg + offset, axis_deg=axis_deg, optics=optics, params=params)
