@@ -15,6 +15,7 @@ from tomoprep.io.star import read_star, write_star
 from tomoprep.io.tilt_series_star import set_row, tilt_series_from_tables, tilt_series_table
 from tomoprep.model import (
     CtfHand,
+    CtfSample,
     GainReference,
     Optics,
     TiltAcquisition,
@@ -168,6 +169,19 @@ def test_ctf_record_and_hand_round_trip_under_relion_labels(tmp_path: Path) -> N
     assert back.ctf_hand == CtfHand(None, 2.5)
     plain = tilt_series_table(_series())
     assert "rlnDefocusU" not in plain.columns and _round_trip(_series(), tmp_path / "plain").ctf_hand is None
+
+
+def test_ctf_sample_thickness_and_tilt_round_trip_in_the_set_table(tmp_path: Path) -> None:
+    ts = replace(_series(), ctf_sample=CtfSample(1985.0, 31.5, 87.25, 0.75, 2.5, 0.4))
+    row = set_row(ts, tilt_series_star_file="ts.star")
+    assert (row["tpCtfThicknessAngst"], row["tpCtfTiltOffset"]) == (1985.0, 2.5)
+    assert _round_trip(ts, tmp_path / "measured").ctf_sample == ts.ctf_sample
+    # Thickness asked for but not measurable, tilt not refined: written as nan, read back as not measured.
+    unmeasured = replace(ts, ctf_sample=CtfSample(None, None, 87.25, 0.75, 2.5, 0.4))
+    assert math.isnan(set_row(unmeasured, tilt_series_star_file="ts.star")["tpCtfThicknessAngst"])
+    assert _round_trip(unmeasured, tmp_path / "unmeasured").ctf_sample == unmeasured.ctf_sample
+    assert "tpCtfThicknessAngst" not in set_row(_series(), tilt_series_star_file="ts.star")
+    assert _round_trip(_series(), tmp_path / "plain").ctf_sample is None
 
 
 def test_local_alignment_file_and_per_tilt_rms_round_trip(tmp_path: Path) -> None:

@@ -108,6 +108,28 @@ def test_estimates_from_a_ctfplotter_file(tiny, real_data: Path, tmp_path: Path)
     assert (project.run_dir(run) / "TS_01" / "TS_01_ctf.png").is_file()
 
 
+@pytest.mark.slow
+def test_thickness_and_sample_tilt_are_cross_checks_written_beside_the_geometry(tiny, tmp_path: Path) -> None:
+    """The tiny session's 4 Å pixels end the band at 8.4 Å, before the first node of its 120-300 nm of ice: the
+    log says so, the STAR holds ``nan``; the sample tilt is reported, and the series' own geometry is kept."""
+    session, _ = tiny
+    project, imported_dir = _imported(tmp_path, session / "stacks" / "TS_01.st")
+    run = run_step(project, CTF, {**QUICK, "fit_thickness": True, "refine_sample_tilt": True})
+    assert run.status == "SUCCEEDED", run.error
+    run_dir = project.run_dir(run)
+    log = (run_dir / "log.txt").read_text()
+    assert "thickness not measurable from the CTF (rings end at" in log
+    assert "sample tilt from the CTF" in log and "the nominal geometry is kept" in log
+    row = starfile.read(run_dir / "tilt_series.star").iloc[0]
+    assert math.isnan(row["tpCtfThicknessAngst"]) and math.isfinite(row["tpCtfTiltAxisAngle"])
+    (series,) = load_tilt_series_set(run_dir)
+    (before,) = load_tilt_series_set(imported_dir)
+    assert series.ctf_sample is not None and series.ctf_sample.thickness_angstrom is None
+    assert series.ctf_sample.tilt_axis_deg == pytest.approx(row["tpCtfTiltAxisAngle"])
+    assert series.nominal_tilt_axis_angle_deg == before.nominal_tilt_axis_angle_deg
+    assert [t.acquisition for t in series.tilts] == [t.acquisition for t in before.tilts]
+
+
 def test_missing_voltage_names_the_import_option(estimated, tmp_path: Path) -> None:
     from tomoprep.steps.ctf.series import estimate_series
 
@@ -219,3 +241,19 @@ def test_defocus_is_searched_around_the_nominal_or_in_the_range_given() -> None:
     assert defocus_ranges(tilts, given) == [(10000.0, 60000.0)] * 3
     with pytest.raises(ValueError, match="both"):
         CtfParams(min_defocus_um=1.0)
+
+
+def test_the_ctf_thickness_is_compared_with_the_alignments_in_the_log() -> None:
+    from tomoprep.algorithms.ctf_thickness import ThicknessEstimate
+    from tomoprep.steps.ctf.sample import thickness_note
+
+    measured = ThicknessEstimate(1980.0, 30.0, 1980.0, 9.0, 6.1, 1500.0, 6.2, 7, "")
+    aligned = replace(_series(-1, aligned=True), specimen_thickness_angstrom=1850.0)
+    line = thickness_note(measured, aligned)
+    assert line.startswith("specimen thickness from the CTF: 198 ± 3 nm (7 tilts")
+    assert line.endswith("the alignment's slab is 185 nm (CTF +13 nm, 4.3 standard errors)")
+    assert "alignment" not in thickness_note(measured, _series(-1, aligned=False))
+    unmeasurable = replace(measured, thickness_angstrom=None, reason="rings end at 6.3 Å, first node finer ...")
+    assert thickness_note(unmeasurable, aligned) == (
+        "thickness not measurable from the CTF (rings end at 6.3 Å, first node finer ...)"
+    )

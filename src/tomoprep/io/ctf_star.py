@@ -5,7 +5,10 @@ Per tilt: ``rlnDefocusU``, ``rlnDefocusV`` (Å, positive for underfocus), ``rlnD
 ``rlnCtfMaxResolution`` (Å; ``inf`` for a tilt repaired from the series), ``rlnCtfFigureOfMerit``, ``rlnCtfImage``
 (``<section + 1>@<power-spectra stack>``) and ``tpCtfFlag`` (why the tilt's own fit failed, ``None`` when it did
 not). Per series: ``tpCtfHand`` (``+1``/``-1``, ``0`` undetermined) and ``tpCtfHandConfidence``; the hand used
-downstream is ``rlnTomoHand``. A table without ``rlnDefocusU`` has no CTF stage (runs before the CTF step).
+downstream is ``rlnTomoHand``. Where asked for, the specimen the rings show (:class:`CtfSample`):
+``tpCtfThicknessAngst`` with ``tpCtfThicknessErrorAngst`` (Å; ``nan`` where not measurable), ``tpCtfTiltAxisAngle``
+and ``tpCtfTiltOffset`` with ``tpCtfTiltAxisAngleError`` and ``tpCtfTiltOffsetError`` (degrees). A table without
+``rlnDefocusU`` has no CTF stage (runs before the CTF step).
 """
 
 from __future__ import annotations
@@ -14,7 +17,7 @@ import math
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, cast
 
-from tomoprep.model.tilt_series import CtfHand, Hand, TiltCtf, TiltImage
+from tomoprep.model.tilt_series import CtfHand, CtfSample, Hand, TiltCtf, TiltImage
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -33,6 +36,15 @@ IMAGE_LABEL = "rlnCtfImage"
 FLAG_LABEL = "tpCtfFlag"
 HAND_LABEL = "tpCtfHand"
 HAND_CONFIDENCE_LABEL = "tpCtfHandConfidence"
+#: The set table's labels of :class:`CtfSample` and the fields they hold.
+SAMPLE_LABELS = {
+    "tpCtfThicknessAngst": "thickness_angstrom",
+    "tpCtfThicknessErrorAngst": "thickness_error_angstrom",
+    "tpCtfTiltAxisAngle": "tilt_axis_deg",
+    "tpCtfTiltAxisAngleError": "tilt_axis_error_deg",
+    "tpCtfTiltOffset": "tilt_offset_deg",
+    "tpCtfTiltOffsetError": "tilt_offset_error_deg",
+}
 _NONE = "None"
 
 
@@ -104,3 +116,18 @@ def hand_from_row(row: pd.Series) -> CtfHand | None:
         return None
     confidence = _number(row.get(HAND_CONFIDENCE_LABEL))
     return CtfHand(None if hand == 0 else cast(Hand, int(hand)), math.nan if confidence is None else confidence)
+
+
+def sample_fields(sample: CtfSample | None) -> dict[str, object]:
+    """The set-table fields of what the CTF showed of the specimen (none where it was not asked for); a value
+    not measured is ``nan``."""
+    if sample is None:
+        return {}
+    values = {label: getattr(sample, attribute) for label, attribute in SAMPLE_LABELS.items()}
+    return {label: math.nan if value is None else float(value) for label, value in values.items()}
+
+
+def sample_from_row(row: pd.Series) -> CtfSample | None:
+    """What the CTF showed of the specimen from the series' set-table row; ``None`` where it has no value."""
+    values = {attribute: _number(row.get(label)) for label, attribute in SAMPLE_LABELS.items()}
+    return None if all(v is None for v in values.values()) else CtfSample(**values)

@@ -29,7 +29,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, cast
 
 from tomoprep.errors import InputError
-from tomoprep.io.ctf_star import ctf_columns, ctf_from_row, hand_fields, hand_from_row
+from tomoprep.io.ctf_star import ctf_columns, ctf_from_row, hand_fields, hand_from_row, sample_fields, sample_from_row
 from tomoprep.io.tomogram_star import primary_fields, tomograms_from_star
 from tomoprep.model.tilt_series import (
     GainFlip,
@@ -109,6 +109,7 @@ def set_row(ts: TiltSeries, *, tilt_series_star_file: str) -> dict[str, object]:
     if ts.local_alignment_path is not None:
         row["tpLocalAlignmentFile"] = str(ts.local_alignment_path)
     row.update(hand_fields(ts.ctf_hand))
+    row.update(sample_fields(ts.ctf_sample))
     row.update(primary_fields(ts))
     return row
 
@@ -312,5 +313,6 @@ def tilt_series_from_tables(
         specimen_thickness_angstrom=_opt_float(set_row_.get("tpSpecimenThicknessAngst")),
         local_alignment_path=None if local is None else Path(local),
         ctf_hand=hand_from_row(set_row_),
+        ctf_sample=sample_from_row(set_row_),
         tomograms=tomograms_from_star(set_row_, tomograms, tilt_series_pixel_spacing_angstrom=spacing),
     )

@@ -2,6 +2,7 @@
 
 from tomoprep.model.tilt_series import (
     CtfHand,
+    CtfSample,
     GainReference,
     Optics,
     TiltAcquisition,
@@ -16,6 +17,7 @@ from tomoprep.model.tilt_series import (
 
 __all__ = [
     "CtfHand",
+    "CtfSample",
     "GainReference",
     "Optics",
     "TiltAcquisition",

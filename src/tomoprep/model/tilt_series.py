@@ -153,6 +153,24 @@ class CtfHand:
 
 
 @dataclass(frozen=True)
+class CtfSample:
+    """The specimen as the CTF estimation's Thon rings show it, a cross-check of the alignment's geometry.
+
+    ``thickness_angstrom`` is the slab's thickness along its normal from the rings' nodes, with its standard
+    error, ``None`` where not measured or not measurable. ``tilt_axis_deg`` and ``tilt_offset_deg`` are the
+    axis (``rlnTomoZRot``'s convention) and the offset added to the tilts used, from the defocus gradients, with
+    their standard errors, ``None`` where not refined. The alignment's geometry is never replaced by them.
+    """
+
+    thickness_angstrom: float | None = None
+    thickness_error_angstrom: float | None = None
+    tilt_axis_deg: float | None = None
+    tilt_axis_error_deg: float | None = None
+    tilt_offset_deg: float | None = None
+    tilt_offset_error_deg: float | None = None
+
+
+@dataclass(frozen=True)
 class Tomogram:
     """A volume reconstructed from a tilt series, as RELION 5's tomogram set describes it.
 
@@ -212,7 +230,8 @@ class TiltSeries:
     of the specimen slab (lamella or ice) measured by alignment, along its normal; ``None`` until measured.
     ``local_alignment_path`` is the STAR file of patch tracking's local shifts (patch by patch, tilt by tilt;
     :mod:`tomoprep.io.local_alignment`), ``None`` when the series was not patch-tracked. ``ctf_hand`` is the
-    defocus hand the CTF estimation found (with its confidence), ``None`` before it ran. ``tomograms`` are the
+    defocus hand the CTF estimation found (with its confidence), ``None`` before it ran; ``ctf_sample`` the
+    thickness and sample tilt it measured when asked (:class:`CtfSample`). ``tomograms`` are the
     volumes reconstructed from it (one per binning), empty before reconstruction.
     """
 
@@ -227,6 +246,7 @@ class TiltSeries:
     specimen_thickness_angstrom: float | None = None
     local_alignment_path: Path | None = None
     ctf_hand: CtfHand | None = None
+    ctf_sample: CtfSample | None = None
     tomograms: tuple[Tomogram, ...] = ()
 
     def __post_init__(self) -> None:

@@ -81,4 +81,4 @@ def series_from_file(ts: TiltSeries, pattern: str) -> tuple[TiltSeries, list[str
         notes.append(f"{path} gives dfHand {ctf_file.hand:+d} (AreTomo's: -1 means its tilt axis is 180° off); "
                      f"the series' hand {ts.hand:+d} is kept")  # fmt: skip
     # The file's estimates replace any earlier ones, and with them any hand measured from them.
-    return replace(ts, tilts=tilts, ctf_hand=None), notes
+    return replace(ts, tilts=tilts, ctf_hand=None, ctf_sample=None), notes

@@ -43,6 +43,19 @@ class CtfParams(Params):
         20.0, gt=0, le=200, description="A tilt whose rings fit only coarser than this (Å) is flagged 'no rings' and "
         "repaired from the series.",
     )  # fmt: skip
+    refine_sample_tilt: bool = Field(
+        False, description="Also measure the specimen's tilt axis and tilt offset from the defocus across each tilt "
+        "(one axis and one offset for the series, with their errors) and compare them with the alignment's in the "
+        "log; the alignment's geometry is kept. About 1.5 CPU seconds a 2048² tilt.",
+    )  # fmt: skip
+    fit_thickness: bool = Field(
+        False, description="Also measure the specimen's thickness from the Thon rings' nodes (CTFFIND5's model; needs "
+        "rings past the first node, e.g. 4.4 Å for 100 nm at 300 kV), written as tpCtfThicknessAngst and compared "
+        "with the alignment's in the log. About 1.5 CPU seconds a 2048² tilt.",
+    )  # fmt: skip
+    max_thickness_nm: float = Field(
+        600.0, gt=0, le=3000, description="Thickest specimen (nm, along its normal) searched by --fit-thickness."
+    )
     from_files: str | None = Field(
         None, description="Read estimates made elsewhere instead of fitting: a file or glob of CTFFIND4/5 text, IMOD "
         "ctfplotter .defocus or AreTomo _CTF.txt files, each named after its tilt series (TS_01.defocus, "

@@ -19,6 +19,7 @@ from tomoprep.steps.base import WARNING_PREFIX, UnitOutput
 from tomoprep.steps.ctf.files import series_from_file
 from tomoprep.steps.ctf.params import CtfParams
 from tomoprep.steps.ctf.plots import write_ctf_plot
+from tomoprep.steps.ctf.sample import measure_sample
 from tomoprep.steps.ctf.spectra import power_spectrum
 from tomoprep.steps.device import device_for
 from tomoprep.steps.tilt_images import has_image, read_tilt_stack
@@ -157,8 +158,11 @@ def estimate_series(ts: TiltSeries, params: CtfParams, output_dir: Path) -> Unit
     fitted = replace(ts, tilts=tuple(replace(t, ctf=by_order.get(t.acquisition.acquisition_index)) for t in ts.tilts))
     found = CtfHand(result.hand.hand, float(result.hand.confidence))  # type: ignore[arg-type]
     fitted, hand_note = reconcile_hand(fitted, found, aligned=source.startswith("the alignment"))
+    sample, sample_notes = measure_sample(images, result, ts, tilts_deg, axis_deg=axis_deg, source=source,
+                                          optics=optics, params=params)  # fmt: skip
+    fitted = replace(fitted, ctf_sample=sample)
     write_ctf_plot(fitted, output_dir / f"{ts.name}_ctf.png", spectra=spectra, pixel_spacing_angstrom=spacing)
-    return UnitOutput(fitted, tuple(_notes(fitted, tilts, result, source, spacing, hand_note)))
+    return UnitOutput(fitted, tuple(_notes(fitted, tilts, result, source, spacing, hand_note) + sample_notes))
 
 
 def stack_source(ts: TiltSeries) -> Path | None:
