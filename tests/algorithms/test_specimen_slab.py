@@ -9,7 +9,7 @@ import pytest
 import torch
 from scipy.special import ndtr
 
-from tomoprep.algorithms.specimen_slab import fit_box_centre, measure_slab
+from tomoprep.algorithms.specimen_slab import fit_box, fit_box_centre, measure_slab
 
 
 def _slab_slices(*, thickness: float, centre: float, slope_x: float, slope_y: float, seed: int) -> torch.Tensor:
@@ -88,3 +88,12 @@ def test_tilt_error_separates_a_slab_from_a_sparse_layer_of_particles():
         assert dense.tilt_offset_error_deg < 0.5 * MAX_TILT_OFFSET_ERROR_DEG
         sparse = measure_slab(_sparse_layer_slices(n_particles=12, thickness=40.0, seed=seed))
         assert sparse.tilt_offset_error_deg > MAX_TILT_OFFSET_ERROR_DEG
+
+
+@pytest.mark.parametrize("nz", [3, 5, 7])
+def test_a_profile_a_few_voxels_deep_is_fitted_not_refused(nz):
+    """A reconstruction only a few voxels deep (a 64-px working size) still gets a box, within the profile."""
+    profile = np.zeros(nz)
+    profile[nz // 2] = 1.0
+    fit = fit_box(profile)
+    assert -nz / 2 <= fit.z_low <= fit.z_high <= nz / 2

@@ -214,7 +214,9 @@ def fit_box(profile: np.ndarray) -> SlabFit:
     low0 = z[int(np.searchsorted(cumulative, 0.05))]
     high0 = z[min(int(np.searchsorted(cumulative, 0.95)), nz - 1)]
     height0 = float(np.percentile(profile, 90)) - floor0
-    start = np.array([low0, high0, 2.0, floor0, max(height0, 1e-12)])
+    # A blur of up to a quarter of the profile; a profile only a few voxels deep starts within that bound.
+    blur_max = max(nz / 4, 0.6)
+    start = np.array([low0, high0, min(2.0, 0.5 * (0.3 + blur_max)), floor0, max(height0, 1e-12)])
     scale = max(float(np.abs(profile).max()), 1e-30)
     # An analytic Jacobian, and a bound on the iterations: a profile holding a slab converges in a few dozen,
     # one holding none wandered for hundreds (a fit is then judged by what it found, not by converging).
@@ -222,7 +224,7 @@ def fit_box(profile: np.ndarray) -> SlabFit:
         lambda p: (_model(p, z) - profile) / scale,
         start,
         jac=lambda p: _model_jacobian(p, z) / scale,
-        bounds=([z[0], z[0], 0.3, -np.inf, 0.0], [z[-1], z[-1], nz / 4, np.inf, np.inf]),
+        bounds=([z[0], z[0], 0.3, -np.inf, 0.0], [z[-1], z[-1], blur_max, np.inf, np.inf]),
         max_nfev=FIT_MAX_EVALUATIONS,
     )
     z_low, z_high, blur, floor, height = result.x
