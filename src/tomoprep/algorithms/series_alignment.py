@@ -38,7 +38,7 @@ from tomoprep.algorithms.slab_alignment import (
 )
 from tomoprep.algorithms.slab_attenuation import tilt_offset_from_attenuation
 from tomoprep.algorithms.specimen_slab import SlabMeasurement
-from tomoprep.algorithms.tilt_axis import AxisSearch, search_axis
+from tomoprep.algorithms.tilt_axis import AxisSearch, search_axis, why_common_lines_fail
 from tomoprep.algorithms.tilt_xcorr import CoarseAlignment, coarse_align
 
 #: Common lines replace the imported axis only beyond this distance from it (degrees): nearer, the search by
@@ -139,6 +139,11 @@ def _find_axis(images: torch.Tensor, tilts: Sequence[float], axis0: float, optio
     if abs(found - axis0) <= COMMON_LINE_TRUST_DEG:
         notes.append(f"common lines: {found:.1f}°, within {COMMON_LINE_TRUST_DEG:g}° of the imported {axis0:.2f}°, "
                      "which is searched around")  # fmt: skip
+        return axis0, coarse, wide
+    doubt = why_common_lines_fail(wide, tilts, axis0)
+    if doubt is not None:
+        notes.append(f"common lines put the axis at {found:.1f}°, {abs(found - axis0):.1f}° from the imported "
+                     f"{axis0:.2f}°, but {doubt}: the imported angle is searched around")  # fmt: skip
         return axis0, coarse, wide
     coarse = _coarse(images, tilts, found, options)
     fine = _search(images, tilts, coarse.shifts_px, found, 2.5, 0.25)

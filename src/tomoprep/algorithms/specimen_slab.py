@@ -262,9 +262,10 @@ def fit_box_centre(profile: np.ndarray, *, thickness: float, blur: float) -> flo
 def _block_profiles(weights: torch.Tensor, axis: int) -> tuple[np.ndarray, list[np.ndarray]]:
     """Content profiles of blocks along ``axis`` (0 = y, 2 = x) of a content map, and the blocks' positions."""
     n = weights.shape[axis]
-    edges = np.linspace(0, n, N_BLOCKS + 1).round().astype(int)
-    positions = np.array([0.5 * (a + b - 1) - n // 2 for a, b in itertools.pairwise(edges)])
-    profiles = [weights.narrow(axis, int(a), int(b - a)).mean(dim=(0, 2)).numpy() for a, b in itertools.pairwise(edges)]
+    # Fewer columns than blocks (a small working size) leaves some blocks empty: they are not blocks.
+    spans = [(int(a), int(b)) for a, b in itertools.pairwise(np.linspace(0, n, N_BLOCKS + 1).round()) if b > a]
+    positions = np.array([0.5 * (a + b - 1) - n // 2 for a, b in spans])
+    profiles = [weights.narrow(axis, a, b - a).mean(dim=(0, 2)).numpy() for a, b in spans]
     return positions, profiles
 
 

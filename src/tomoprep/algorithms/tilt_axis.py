@@ -21,6 +21,13 @@ from tomoprep.algorithms.backprojection import EDGE_TAPER_FRACTION, align_images
 BAND_FRACTION = 0.35
 #: Profiles are high-passed along the axis at this many cycles per pixel (Gaussian sigma).
 PROFILE_HIGHPASS = 0.01
+#: Common lines are believed only where the tilts reach this far on both sides of 0° (degrees): within ±30-45°
+#: every tilt sees nearly the same projection whatever the axis, and on 128-px blob stacks with noise as strong
+#: as the signal the best angle lay 6-36° from the truth (±30°), 1-37° (±40-45°), 0.3-7° (±60°).
+COMMON_LINE_MIN_TILT_DEG = 45.0
+#: ... and only where the best angle scores above the imported one by this fraction of the scores' range: with
+#: the imported axis true, the best lay 0-7 % of the range above it (±60°); 30° off, 20-58 % below.
+COMMON_LINE_MIN_GAIN = 0.15
 
 
 @dataclass(frozen=True)
@@ -84,6 +91,25 @@ def common_line_score(
     others = (total - profiles) / max(n - 1, 1)
     others = others / others.norm(dim=-1, keepdim=True).clamp_min(1e-12)
     return float((profiles * others).sum(dim=-1).mean())
+
+
+def why_common_lines_fail(search: AxisSearch, tilts_deg: Sequence[float], imported_deg: float) -> str | None:
+    """Why the common lines' best angle should not replace the imported one, or None when it may.
+
+    ``search`` must hold ``imported_deg`` within its angles (a search centred there).
+    """
+    low, high = -min(min(tilts_deg), 0.0), max(max(tilts_deg), 0.0)
+    if min(low, high) < COMMON_LINE_MIN_TILT_DEG:
+        return (f"the tilts reach {-low:.0f}° and {high:+.0f}°, and common lines need ±{COMMON_LINE_MIN_TILT_DEG:g}° "
+                "to tell axes apart")  # fmt: skip
+    order = np.argsort(search.angles_deg)
+    angles, scores = search.angles_deg[order], search.scores[order]
+    spread = float(scores.max() - scores.min())
+    gain = float(np.interp(search.best_deg, angles, scores) - np.interp(imported_deg, angles, scores))
+    if spread <= 0 or gain < COMMON_LINE_MIN_GAIN * spread:
+        return (f"the imported angle scores within {COMMON_LINE_MIN_GAIN:.0%} of their range of the best "
+                f"({gain / spread if spread > 0 else 0:.0%})")  # fmt: skip
+    return None
 
 
 def search_axis(
