@@ -273,6 +273,9 @@ def build_app(command: str | None = None) -> typer.Typer:
     app.command("run", cls=StackedHelpCommand)(_clear_errors(resume))
     app.command("report", cls=StackedHelpCommand)(_clear_errors(report))
     app.command("serve", cls=StackedHelpCommand)(_clear_errors(serve))
+    from tomoprep.cli.watch import watch_command  # a project command; its module imports this one
+
+    app.command("watch", cls=StackedHelpCommand)(_clear_errors(watch_command()))
     if command in (None, "workflow") or command not in (*PROJECT_COMMANDS, *BUILTIN_STEP_MODULES):
         from tomoprep.cli.workflow import workflow_app
 

@@ -1,0 +1,122 @@
+"""The watch on a real project with an import-only workflow and a clock of its own: which series it takes, that
+it takes each once, and that a new watch goes on from what the project records (quick)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from live_session import movie_names, write_movie, write_series
+
+from tomoprep.errors import InputError
+from tomoprep.execution.workflow import WorkflowStep
+from tomoprep.live.chains import chain_state, chain_template, default_workflow
+from tomoprep.live.session import mdoc_glob_of
+from tomoprep.live.watch import STATE_FILE, Watcher, WatchSettings, read_state
+from tomoprep.project import Project, init_project, open_project
+
+IMPORT_ONLY = [WorkflowStep("import", {"dose_per_tilt_e_per_angstrom2": 3.0})]
+
+
+class Clock:
+    """A monotonic clock that only a sleep moves on."""
+
+    def __init__(self) -> None:
+        self.now_s = 0.0
+
+    def __call__(self) -> float:
+        return self.now_s
+
+    def sleep(self, seconds: float) -> None:
+        self.now_s += seconds
+
+
+def _watch(project: Project, session: Path, settings: WatchSettings) -> Watcher:
+    template = chain_template(IMPORT_ONLY, mdoc_glob=mdoc_glob_of(session, "*.mdoc"), movies_dir=None,
+                              project_root=project.root, source=None)  # fmt: skip
+    clock = Clock()
+    watcher = Watcher(project, template, settings, clock=clock, sleep=clock.sleep)
+    watcher.watch()
+    return watcher
+
+
+def _imports_by_series(project: Project) -> dict[str, list[str]]:
+    runs: dict[str, list[str]] = {}
+    for run in project.list_runs(step="import"):
+        (name,) = run.params["series"]
+        runs.setdefault(name, []).append(run.status)
+    return runs
+
+
+def test_each_complete_series_is_imported_alone_once_and_the_incomplete_one_waits(tmp_path: Path) -> None:
+    session = tmp_path / "session"
+    write_series(session, "TS_01")
+    write_series(session, "TS_02")
+    write_series(session, "TS_03", leave_out=1)
+    settings = WatchSettings(settle_s=3.0, poll_s=1.0, until_idle_s=10.0)
+    with init_project(tmp_path / "project") as project:
+        watcher = _watch(project, session, settings)
+        assert _imports_by_series(project) == {"TS_01": ["SUCCEEDED"], "TS_02": ["SUCCEEDED"]}
+        for run in project.list_runs(step="import"):
+            assert list(run.units) == run.params["series"]  # the run imported its series and no other
+        assert watcher.counts() == {"waiting": 1, "queued": 0, "running": 0, "done": 2, "failed": 0}
+        state = read_state(project.root)
+        assert state["active"] is False and state["series"]["TS_03"]["state"] == "waiting"
+        assert movie_names("TS_03")[-1] in state["series"]["TS_03"]["note"]
+        # A second watch finds both done in the project and runs nothing.
+        again = _watch(project, session, settings)
+        assert _imports_by_series(project) == {"TS_01": ["SUCCEEDED"], "TS_02": ["SUCCEEDED"]}
+        assert {n: s.note for n, s in again.series.items() if s.state == "done"} == {
+            "TS_01": "done before this watch", "TS_02": "done before this watch"}  # fmt: skip
+
+
+def test_a_failed_series_fails_alone_and_the_next_watch_resumes_its_run(tmp_path: Path) -> None:
+    session = tmp_path / "session"
+    write_series(session, "TS_01")
+    write_series(session, "TS_02", leave_out=1)
+    # Taken with its movie missing: its import fails, TS_01's does not.
+    settings = WatchSettings(settle_s=2.0, poll_s=1.0, until_idle_s=6.0, missing_timeout_s=4.0)
+    with init_project(tmp_path / "project") as project:
+        watcher = _watch(project, session, settings)
+        assert _imports_by_series(project) == {"TS_01": ["SUCCEEDED"], "TS_02": ["FAILED"]}
+        assert watcher.series["TS_02"].state == "failed" and "import failed" in watcher.series["TS_02"].note
+        assert chain_state(project, watcher.template.for_series("TS_02")).status == "failed"
+    write_movie(session / movie_names("TS_02")[-1], seed=2)
+    with open_project(tmp_path / "project") as project:
+        again = _watch(project, session, WatchSettings(settle_s=2.0, poll_s=1.0, until_idle_s=6.0))
+        # The same run, resumed by the project's resume machinery: still one import of TS_02, now done.
+        assert _imports_by_series(project) == {"TS_01": ["SUCCEEDED"], "TS_02": ["SUCCEEDED"]}
+        assert again.series["TS_02"].state == "done"
+        assert any("resumed" in m for *_, m in project.events(project.list_runs(step="import")[-1].id))
+
+
+def test_the_state_file_is_whole_json_with_the_counts(tmp_path: Path) -> None:
+    session = tmp_path / "session"
+    write_series(session, "TS_01")
+    with init_project(tmp_path / "project") as project:
+        _watch(project, session, WatchSettings(settle_s=1.0, poll_s=1.0, until_idle_s=3.0))
+        state = json.loads((project.root / STATE_FILE).read_text())
+        assert state["counts"]["done"] == 1 and state["series"]["TS_01"]["runs"] == ["001_import"]
+        assert "TS_01" in state["newest_event"] or "idle" in state["newest_event"]
+
+
+def test_workflows_the_watch_cannot_chain_are_refused_naming_the_file(tmp_path: Path) -> None:
+    def refuse(steps: list[WorkflowStep], expected: str) -> None:
+        with pytest.raises(InputError) as raised:
+            chain_template(steps, mdoc_glob=str(tmp_path / "*.mdoc"), movies_dir=None, project_root=tmp_path,
+                           source=tmp_path / "workflow.toml")  # fmt: skip
+        assert "workflow.toml" in str(raised.value) and expected in str(raised.value)
+
+    refuse([WorkflowStep("motioncorr", {})], "does not start with [import]")
+    refuse([WorkflowStep("import", {"stack": "stacks/*.mrc"})], "stack")
+    refuse([WorkflowStep("import", {}), WorkflowStep("align", {})], "[align]")  # movies, no tilt images yet
+
+
+def test_the_default_workflow_chains_every_step_and_exports_each_series_to_its_own_folder(tmp_path: Path) -> None:
+    template = chain_template(default_workflow(), mdoc_glob=str(tmp_path / "*.mdoc"), movies_dir=None,
+                              project_root=tmp_path, source=None)  # fmt: skip
+    chain = template.for_series("TS_07")
+    assert [s.name for s in chain][:2] == ["import", "motioncorr"] and chain[-1].name == "export"
+    assert chain[0].values["series"] == ["TS_07"] and chain[0].values["mdoc"] == str(tmp_path / "*.mdoc")
+    assert chain[-1].values["out"] == str(tmp_path.resolve() / "export" / "TS_07")
