@@ -120,3 +120,19 @@ def test_the_default_workflow_chains_every_step_and_exports_each_series_to_its_o
     assert [s.name for s in chain][:2] == ["import", "motioncorr"] and chain[-1].name == "export"
     assert chain[0].values["series"] == ["TS_07"] and chain[0].values["mdoc"] == str(tmp_path / "*.mdoc")
     assert chain[-1].values["out"] == str(tmp_path.resolve() / "export" / "TS_07")
+
+
+def test_the_web_ui_gives_the_watch_state_as_json(tmp_path: Path) -> None:
+    from fastapi.testclient import TestClient
+
+    from tomoprep.web.app import create_app
+
+    session = tmp_path / "session"
+    write_series(session, "TS_01", leave_out=1)
+    with init_project(tmp_path / "project") as project:
+        client = TestClient(create_app(project.root, token="t"))
+        headers = {"Authorization": "Bearer t"}
+        assert client.get("/api/watch", headers=headers).json() == {"active": False, "series": {}}  # never watched
+        _watch(project, session, WatchSettings(settle_s=1.0, poll_s=1.0, until_idle_s=2.0))
+        shown = client.get("/api/watch", headers=headers).json()
+        assert shown["series"]["TS_01"]["state"] == "waiting" and shown["counts"]["waiting"] == 1

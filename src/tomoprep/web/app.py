@@ -242,6 +242,13 @@ def _add_api(app: FastAPI, context: ProjectContext) -> None:
         with context.project() as opened:
             return [_series_dict(v) for v in context.views(opened)[1]]
 
+    @app.get("/api/watch")
+    def api_watch() -> dict[str, Any]:
+        """What `tomoprep watch` last wrote of its series (docs/live.md)."""
+        from tomoprep.live.watch import read_state
+
+        return read_state(context.root)
+
 
 def _run_dict(view: RunView) -> dict[str, Any]:
     run = view.record
