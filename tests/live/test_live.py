@@ -93,10 +93,19 @@ def _wait_for_running(project_root: Path, *, steps_done: int, timeout_s: float) 
     raise AssertionError(f"no run was in progress after {steps_done} runs within {timeout_s} s")
 
 
-@pytest.mark.slow
-def test_a_watch_killed_half_way_and_started_again_processes_each_complete_series_once(tmp_path: Path) -> None:
-    source = tmp_path / "simulated"
+@pytest.fixture(scope="module")
+def simulated(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A simulated session of three tiny series (movies, mdocs, gain), written once for the module."""
+    source = tmp_path_factory.mktemp("live") / "simulated"
     simulate_session(source, SimulateParams(preset="tiny", n_tilt_series=3, n_tilts=7, frames_per_tilt=3, seed=3))
+    return source
+
+
+@pytest.mark.slow
+def test_a_watch_killed_half_way_and_started_again_processes_each_complete_series_once(
+    simulated: Path, tmp_path: Path
+) -> None:
+    source = simulated
     session, root, workflow = tmp_path / "session", tmp_path / "project", tmp_path / "workflow.toml"
     workflow.write_text(WORKFLOW.format(movies=session / "frames"))
     written: dict[str, float] = {}
@@ -137,3 +146,32 @@ def test_a_watch_killed_half_way_and_started_again_processes_each_complete_serie
     state = read_state(root)
     assert state["series"][INCOMPLETE]["state"] == "waiting" and "waiting for" in state["series"][INCOMPLETE]["note"]
     assert state["counts"] == {"waiting": 1, "queued": 0, "running": 0, "done": 2, "failed": 0}
+
+
+@pytest.mark.slow
+def test_ctrl_c_stops_the_run_in_progress_and_the_next_watch_resumes_it(simulated: Path, tmp_path: Path) -> None:
+    session, root, workflow = tmp_path / "session", tmp_path / "project", tmp_path / "workflow.toml"
+    shutil.copytree(simulated, session)
+    for name in ("TS_02", "TS_03"):  # one series is enough here
+        (session / f"{name}.mrc.mdoc").unlink()
+    workflow.write_text('[import]\nmovies = "{movies}"\n[motioncorr]\n'.format(movies=session / "frames"))
+    first = _watch(session, root, workflow)
+    try:
+        interrupted = _wait_for_running(root, steps_done=1, timeout_s=120)  # the motion correction
+        first.send_signal(signal.SIGINT)
+        output, _ = first.communicate(timeout=120)
+    finally:
+        first.kill()
+    assert first.returncode == 130 and "Run the same command again" in output, output
+    with open_project(root, read_only=True) as project:
+        stopped = project.get_run(interrupted.id)
+        assert stopped.status == "FAILED" and "KeyboardInterrupt" in (stopped.error or "")
+    assert read_state(root)["active"] is False
+
+    second = _watch(session, root, workflow, "--until-idle", "1")
+    output, _ = second.communicate(timeout=300)
+    assert second.returncode == 0, output
+    with open_project(root, read_only=True) as project:
+        assert [(r.step, r.status) for r in project.list_runs()] == [("import", "SUCCEEDED"),
+                                                                      ("motioncorr", "SUCCEEDED")]  # fmt: skip
+        assert project.get_run(interrupted.id).status == "SUCCEEDED"

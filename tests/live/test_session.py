@@ -48,7 +48,7 @@ def test_a_complete_series_is_taken_only_after_its_files_stayed_unchanged_for_th
     with open(movies[1], "ab") as handle:
         handle.write(b"\0" * 64)
     (series,) = scan_session(mdoc_glob_of(tmp_path, "*.mdoc"), None)
-    assert tracker.update([series], 12.0)
+    assert tracker.update([series], 12.0) == {"TS_01"}
     assert not tracker.is_complete(series, 21.9)
     assert not tracker.update([series], 22.0) and tracker.is_complete(series, 22.0)
 
@@ -59,7 +59,7 @@ def test_a_rewrite_of_the_same_size_counts_as_a_change(tmp_path: Path) -> None:
     tracker.update(scan_session(mdoc_glob_of(tmp_path, "*.mdoc"), None), 0.0)
     stat = movies[0].stat()
     os.utime(movies[0], ns=(stat.st_atime_ns, stat.st_mtime_ns + 1_000_000_000))
-    assert tracker.update(scan_session(mdoc_glob_of(tmp_path, "*.mdoc"), None), 8.0)
+    assert tracker.update(scan_session(mdoc_glob_of(tmp_path, "*.mdoc"), None), 8.0) == {"TS_01"}
 
 
 def test_a_series_with_a_missing_movie_waits_unless_a_time_limit_is_given(tmp_path: Path) -> None:

@@ -136,3 +136,59 @@ def test_the_web_ui_gives_the_watch_state_as_json(tmp_path: Path) -> None:
         _watch(project, session, WatchSettings(settle_s=1.0, poll_s=1.0, until_idle_s=2.0))
         shown = client.get("/api/watch", headers=headers).json()
         assert shown["series"]["TS_01"]["state"] == "waiting" and shown["counts"]["waiting"] == 1
+
+
+def test_files_that_change_after_their_series_was_taken_are_warned_of_once(tmp_path: Path) -> None:
+    session = tmp_path / "session"
+    movies = write_series(session, "TS_01")
+    template = chain_template(IMPORT_ONLY, mdoc_glob=mdoc_glob_of(session, "*.mdoc"), movies_dir=None,
+                              project_root=tmp_path / "project", source=None)  # fmt: skip
+    clock, events = Clock(), []
+
+    class EnoughError(Exception):
+        """Ends the watch: its session never goes quiet."""
+
+    def sleep(seconds: float) -> None:  # the microscope goes on writing into the series after it was imported
+        clock.sleep(seconds)
+        if watcher.series["TS_01"].state == "done":
+            with open(movies[0], "ab") as handle:
+                handle.write(b"\0" * 16)
+        if clock.now_s > 30.0:
+            raise EnoughError
+
+    with init_project(tmp_path / "project") as project:
+        settings = WatchSettings(settle_s=2.0, poll_s=1.0)
+        watcher = Watcher(project, template, settings, clock=clock, sleep=sleep,
+                          say=lambda text, status: None if status else events.append(text))  # fmt: skip
+        with pytest.raises(EnoughError):
+            watcher.watch()
+        warnings = [text for text in events if "changed after it was taken" in text]
+        assert len(warnings) == 1 and "TS_01" in warnings[0] and "--settle" in warnings[0]
+        assert len(project.list_runs(step="import")) == 1
+
+
+def test_on_a_terminal_the_status_line_is_rewritten_in_place(capsys: pytest.CaptureFixture[str]) -> None:
+    from tomoprep.cli.watch import _say
+
+    say = _say(on_terminal=True)
+    say("1 waiting, 0 queued", True)
+    say("10:00:00 TS_01: complete, queued", False)
+    say("0 waiting, 1 queued", True)
+    out = capsys.readouterr().out
+    assert out == ("\r\x1b[2K1 waiting, 0 queued" "\r\x1b[2K10:00:00 TS_01: complete, queued\n"
+                   "\r\x1b[2K0 waiting, 1 queued")  # fmt: skip
+
+
+def test_the_command_refuses_a_bad_workflow_naming_the_file(tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from tomoprep.cli.main import build_app
+
+    (tmp_path / "session").mkdir()
+    workflow = tmp_path / "workflow.toml"
+    workflow.write_text("[align]\n")
+    command = ["watch", str(tmp_path / "session"), "-p", str(tmp_path / "project"), "--workflow", str(workflow)]
+    result = CliRunner().invoke(build_app("watch"), command)
+    assert result.exit_code == 2 and "workflow.toml" in result.output and "[import]" in result.output
+    missing = CliRunner().invoke(build_app("watch"), ["watch", str(tmp_path / "nowhere")])
+    assert missing.exit_code == 2 and "nowhere" in missing.output

@@ -13,6 +13,7 @@ from typing import Annotated, Any, NoReturn
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 
 from tomoprep import __version__
 from tomoprep.cli.crash import crash_message, write_crash_log
@@ -50,8 +51,8 @@ def _clear_errors(command: Callable[..., None]) -> Callable[..., None]:
     def wrapper(*args: Any, **kwargs: Any) -> None:
         try:
             command(*args, **kwargs)
-        except TomoprepError as exc:
-            console.print(f"[red]error:[/red] {exc}", highlight=False, soft_wrap=True)
+        except TomoprepError as exc:  # escaped: a message may name a workflow table, [import], which is no markup
+            console.print(f"[red]error:[/red] {escape(str(exc))}", highlight=False, soft_wrap=True)
             raise typer.Exit(code=2) from None
         except (sqlite3.DatabaseError, OSError) as exc:
             root = Path(kwargs.get("project") or kwargs.get("path") or ".").resolve()

@@ -113,14 +113,15 @@ class CompletenessTracker:
     missing_timeout_s: float | None = None
     _seen: dict[str, _Seen] = field(default_factory=dict)
 
-    def update(self, scan: list[SeriesFiles], now_s: float) -> bool:
-        """Take a scan made at ``now_s`` (a monotonic clock, s); return whether any file changed since the last."""
-        changed = False
+    def update(self, scan: list[SeriesFiles], now_s: float) -> set[str]:
+        """Take a scan made at ``now_s`` (a monotonic clock, s); return the series whose files changed since the
+        last (all of them at the first)."""
+        changed = set()
         for series in scan:
             seen = self._seen.get(series.name)
             if seen is None or seen.files != series.files:
                 self._seen[series.name] = _Seen(series.files, now_s)
-                changed = True
+                changed.add(series.name)
         return changed
 
     def is_complete(self, series: SeriesFiles, now_s: float) -> bool:

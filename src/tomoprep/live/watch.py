@@ -56,6 +56,8 @@ class _Series:
     state: SeriesState
     note: str = ""
     runs: list[str] = field(default_factory=list)
+    taken: bool = False  # by this watch, when it was complete
+    warned: bool = False
 
 
 class Watcher:
@@ -123,11 +125,15 @@ class Watcher:
         """Scan the session, learn new series from the project, and queue those complete."""
         scan = scan_session(self.template.mdoc_glob, self.template.movies_dir)
         now_s = self.clock()
-        self.tracker.update(scan, now_s)
+        changed = self.tracker.update(scan, now_s)
         for files in scan:
             known = self.series.get(files.name)
             if known is None:
                 known = self.series[files.name] = self._first_sight(files)
+            elif files.name in changed and known.taken and not known.warned:
+                known.warned = True  # once: its files may go on changing
+                self._event(f"warning: {files.name}: its files changed after it was taken; the runs use the files "
+                            "as they were (a --settle shorter than the time between two tilts?)")  # fmt: skip
             if known.state == "waiting":
                 if self.tracker.is_complete(files, now_s):
                     self._take(files.name, "complete" if not files.missing else "taken with movies missing")
@@ -148,6 +154,7 @@ class Watcher:
 
     def _take(self, name: str, why: str) -> None:
         self.series[name].state, self.series[name].note = "queued", why
+        self.series[name].taken = True
         self.queue.append(name)
         self._event(f"{name}: {why}, queued")
 
