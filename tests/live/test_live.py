@@ -122,6 +122,7 @@ def test_a_watch_killed_half_way_and_started_again_processes_each_complete_serie
         feeder.join()
     with open_project(root, read_only=True) as project:
         assert project.get_run(interrupted.id).status == "RUNNING"  # killed: nothing could record its end
+    assert read_state(root)["gone"] is True  # the state file it left says it is no longer there
 
     second = _watch(session, root, workflow, "--until-idle", "3")
     output, _ = second.communicate(timeout=900)

@@ -192,3 +192,22 @@ def test_the_command_refuses_a_bad_workflow_naming_the_file(tmp_path: Path) -> N
     assert result.exit_code == 2 and "workflow.toml" in result.output and "[import]" in result.output
     missing = CliRunner().invoke(build_app("watch"), ["watch", str(tmp_path / "nowhere")])
     assert missing.exit_code == 2 and "nowhere" in missing.output
+
+
+def test_the_state_of_a_watch_whose_process_is_gone_says_so(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    from tomoprep.live.watch import write_state
+
+    ended = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    dead_pid = int(ended.stdout)
+    session = tmp_path / "session"
+    write_series(session, "TS_01", leave_out=1)
+    with init_project(tmp_path / "project") as project:
+        watcher = _watch(project, session, WatchSettings(settle_s=1.0, poll_s=1.0, until_idle_s=2.0))
+        write_state(project.root, watcher.state_dict(active=True))  # as a watch leaves it while it runs
+        assert read_state(project.root)["active"] is True  # this process: alive
+        write_state(project.root, {**watcher.state_dict(active=True), "pid": dead_pid})  # as a killed one leaves it
+        state = read_state(project.root)
+        assert state["active"] is False and state["gone"] is True and state["series"]["TS_01"]["state"] == "waiting"

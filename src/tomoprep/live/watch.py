@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import json
 import os
+import socket
 import time
 from collections.abc import Callable
 from concurrent.futures import Executor
@@ -222,6 +223,7 @@ class Watcher:
         return {
             "active": active,
             "pid": os.getpid(),
+            "host": socket.gethostname(),
             "session": self.template.mdoc_glob,
             "updated_at": now(),
             "counts": self.counts(),
@@ -236,8 +238,24 @@ def write_state(project_root: Path, state: dict[str, Any]) -> None:
 
 
 def read_state(project_root: Path) -> dict[str, Any]:
-    """The last state a watch wrote in the project, or ``{"active": False, "series": {}}`` if none ever did."""
+    """The last state a watch wrote in the project, or ``{"active": False, "series": {}}`` if none ever did.
+
+    A watch killed (SIGKILL, a lost machine) could not say it ended: where its process, on this host, is gone,
+    the state says ``"active": false`` and ``"gone": true``."""
     try:
-        return dict(json.loads((project_root / STATE_FILE).read_text()))
+        state = dict(json.loads((project_root / STATE_FILE).read_text()))
     except (OSError, ValueError):
         return {"active": False, "series": {}}
+    if state.get("active") and state.get("host") == socket.gethostname() and not _alive(int(state.get("pid", 0))):
+        state.update(active=False, gone=True)
+    return state
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)  # no signal sent: only whether the process exists
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's process
+        return True
+    return pid > 0
