@@ -211,3 +211,35 @@ def test_the_state_of_a_watch_whose_process_is_gone_says_so(tmp_path: Path) -> N
         write_state(project.root, {**watcher.state_dict(active=True), "pid": dead_pid})  # as a killed one leaves it
         state = read_state(project.root)
         assert state["active"] is False and state["gone"] is True and state["series"]["TS_01"]["state"] == "waiting"
+
+
+def test_a_series_of_one_mdoc_per_movie_is_taken_once_its_last_movie_has_settled(tmp_path: Path) -> None:
+    """SerialEM's frame-set mdocs: each movie arrives with its own mdoc, one per tick of the test's clock."""
+    from tomoprep.steps.tilt_series_set import load_tilt_series_set
+
+    session = tmp_path / "session"
+    session.mkdir()
+    template = chain_template(IMPORT_ONLY, mdoc_glob=mdoc_glob_of(session, "*.mdoc"), movies_dir=None,
+                              project_root=tmp_path / "project", source=None)  # fmt: skip
+    clock, written = Clock(), []
+
+    def microscope(seconds: float) -> None:
+        clock.sleep(seconds)
+        if len(written) < 4:
+            z = len(written)
+            name = f"TS_03_{z:03d}_{3 * z}.0.mrc"
+            write_movie(session / name, seed=z)
+            (session / f"{name}.mdoc").write_text(
+                "T = SerialEM: test scope\nVoltage = 300\n\n[FrameSet = 0]\n"
+                f"TiltAngle = {3.0 * z}\nExposureDose = 2.5\nPixelSpacing = 1.2\nRotationAngle = 175\n"
+                f"SubFramePath = D:\\frames\\{name}\nNumSubFrames = 2\nDateTime = 01-Jan-24  10:00:{10 + z}\n"
+            )
+            written.append(clock.now_s)
+
+    with init_project(tmp_path / "project") as project:
+        settings = WatchSettings(settle_s=2.5, poll_s=1.0, until_idle_s=5.0)
+        watcher = Watcher(project, template, settings, clock=clock, sleep=microscope)
+        watcher.watch()
+        (run,) = project.list_runs(step="import")
+        (series,) = load_tilt_series_set(project.run_dir(run))
+        assert series.name == "TS_03" and series.n_tilts == 4
