@@ -243,3 +243,23 @@ def test_a_series_of_one_mdoc_per_movie_is_taken_once_its_last_movie_has_settled
         (run,) = project.list_runs(step="import")
         (series,) = load_tilt_series_set(project.run_dir(run))
         assert series.name == "TS_03" and series.n_tilts == 4
+
+
+def test_a_movie_mdoc_caught_while_being_written_is_no_series_of_its_own(tmp_path: Path) -> None:
+    session = tmp_path / "session"
+    session.mkdir()
+    name = "TS_04_000_0.0.mrc"
+    text = ("T = SerialEM: test scope\nVoltage = 300\n\n[FrameSet = 0]\nTiltAngle = 0.0\nExposureDose = 2.5\n"
+            f"PixelSpacing = 1.2\nRotationAngle = 175\nSubFramePath = D:\\frames\\{name}\nNumSubFrames = 2\n"
+            "DateTime = 01-Jan-24  10:00:10\n")  # fmt: skip
+    (session / f"{name}.mdoc").write_text(text[: text.index("TiltAngle")] + "Tilt")  # cut mid-line
+    write_movie(session / name)
+    template = chain_template(IMPORT_ONLY, mdoc_glob=mdoc_glob_of(session, "*.mdoc"), movies_dir=None,
+                              project_root=tmp_path / "project", source=None)  # fmt: skip
+    with init_project(tmp_path / "project") as project:
+        watcher = Watcher(project, template, WatchSettings(settle_s=2.0))
+        watcher.poll()
+        assert watcher.series["TS_04_000_0.0"].note == "its mdoc cannot be read yet"
+        (session / f"{name}.mdoc").write_text(text)
+        watcher.poll()
+        assert list(watcher.series) == ["TS_04"] and watcher.counts()["waiting"] == 1

@@ -12,7 +12,7 @@ from typing import Annotated, Any
 import typer
 
 from tomoprep.cli.execution import execution_parameters, make_executor, pop_execution
-from tomoprep.cli.main import JobsOption, ProjectOption, console
+from tomoprep.cli.main import ProjectOption, console
 
 
 def _say(on_terminal: bool) -> Callable[[str, bool], None]:
@@ -108,7 +108,8 @@ def watch_command() -> Callable[..., None]:
                "subfolders too)."),
         option(Path | None, None, "--movies", text="Folder of the movies, relative to SESSION_DIR; default: the "
                "workflow's [import] movies, else each mdoc's folder."),
-        inspect.Parameter("jobs", inspect.Parameter.KEYWORD_ONLY, default=1, annotation=JobsOption),
+        option(int, 1, "--jobs", "-j", text="Worker processes (or Dask workers) for the runs' units; the series "
+               "themselves run one after another.", min=1),
         *execution_parameters(),
     ]  # fmt: skip
 

@@ -140,6 +140,10 @@ class Watcher:
                     self._take(files.name, "complete" if not files.missing else "taken with movies missing")
                 else:
                     known.note = describe_wait(files)
+        # A series no longer there while it waited was no series: a movie's mdoc read while being written, say.
+        present = {files.name for files in scan}
+        for name in [n for n, s in self.series.items() if s.state == "waiting" and n not in present]:
+            del self.series[name]
         self._show()
 
     def _first_sight(self, files: SeriesFiles) -> _Series:
