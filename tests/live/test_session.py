@@ -85,3 +85,15 @@ def test_a_session_folder_with_glob_characters_in_its_name_is_scanned(tmp_path: 
     session = tmp_path / "grid[1] *"
     write_series(session, "TS_01")
     assert [s.name for s in scan_session(mdoc_glob_of(session, "*.mdoc"), None)] == ["TS_01"]
+
+
+def test_the_mdoc_cache_reads_again_an_mdoc_that_grew(tmp_path: Path) -> None:
+    from tomoprep.live.session import MdocCache
+
+    write_series(tmp_path, "TS_01")
+    cache, glob = MdocCache(), mdoc_glob_of(tmp_path, "*.mdoc")
+    (before,) = scan_session(glob, None, cache)
+    assert before.missing == ()
+    write_mdoc_of(tmp_path, "TS_01", (0.0, 3.0, -3.0, 6.0))  # SerialEM adds the next tilt's section
+    (after,) = scan_session(glob, None, cache)
+    assert after.missing == (movie_names("TS_01", (0.0, 3.0, -3.0, 6.0))[-1],)

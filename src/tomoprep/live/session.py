@@ -17,8 +17,8 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from tomoprep.errors import InputError
-from tomoprep.io.mdoc import read_mdocs
+from tomoprep.errors import InputError, MdocError
+from tomoprep.io.mdoc import MdocSeries, read_mdocs
 from tomoprep.steps.import_.movies import index_movies, match_movie
 
 #: A file's state: its path, size in bytes and modification time in ns (a rewrite of equal size shows in the time).
@@ -51,7 +51,23 @@ def _states(paths: list[Path]) -> tuple[FileState, ...]:
     return tuple(sorted(s for s in map(_state, paths) if s is not None))
 
 
-def scan_session(mdoc_glob: str, movies_dir: Path | None) -> list[SeriesFiles]:
+class MdocCache:
+    """The series of the last set of mdoc files read, kept while none of the files changes: a session of a hundred
+    series is parsed again only when one of its mdocs changes, not at every look."""
+
+    def __init__(self) -> None:
+        self._key: tuple[FileState, ...] | None = None
+        self._read: tuple[list[MdocSeries], list[MdocError]] = ([], [])
+
+    def read(self, paths: list[Path]) -> tuple[list[MdocSeries], list[MdocError]]:
+        """:func:`tomoprep.io.mdoc.read_mdocs` of ``paths``, from the last call where no file changed since."""
+        key = _states(paths)
+        if key != self._key:
+            self._key, self._read = key, read_mdocs(paths)
+        return self._read
+
+
+def scan_session(mdoc_glob: str, movies_dir: Path | None, cache: MdocCache | None = None) -> list[SeriesFiles]:
     """The tilt series the mdoc files of ``mdoc_glob`` describe now, sorted by name.
 
     Parameters
@@ -60,12 +76,14 @@ def scan_session(mdoc_glob: str, movies_dir: Path | None) -> list[SeriesFiles]:
         Glob of the session's mdoc files (absolute), as the import's ``--mdoc``.
     movies_dir
         Folder of the movies, as the import's ``--movies``; ``None``: each series' mdoc folder.
+    cache
+        Where the mdocs read at the last call are kept (a watch passes the same one each time); ``None``: read all.
     """
     from tomoprep.steps.import_.movies import _series_name_of
 
     paths = sorted(Path(p).resolve() for p in glob.glob(mdoc_glob, recursive=True))
     paths = [p for p in paths if p.is_file()]
-    series, errors = read_mdocs(paths)
+    series, errors = (cache or MdocCache()).read(paths)
     found = []
     folders: dict[Path, dict[str, Path]] = {}
     for item in series:

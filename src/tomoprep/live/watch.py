@@ -27,7 +27,7 @@ from typing import Any, Literal
 from tomoprep.errors import TomoprepError
 from tomoprep.execution.workflow import StepOutcome, run_workflow
 from tomoprep.live.chains import ChainTemplate, chain_state
-from tomoprep.live.session import CompletenessTracker, SeriesFiles, describe_wait, scan_session
+from tomoprep.live.session import CompletenessTracker, MdocCache, SeriesFiles, describe_wait, scan_session
 from tomoprep.project import Project
 from tomoprep.project.records import now, write_text_atomic
 
@@ -95,6 +95,7 @@ class Watcher:
         self.executor, self.clock, self.sleep = executor, clock, sleep
         self.say = say or (lambda text, status: None)
         self.tracker = CompletenessTracker(settings.settle_s, settings.missing_timeout_s)
+        self.mdocs = MdocCache()
         self.series: dict[str, _Series] = {}
         self.queue: list[str] = []
         self.newest_event = "watching"
@@ -124,7 +125,7 @@ class Watcher:
 
     def poll(self) -> None:
         """Scan the session, learn new series from the project, and queue those complete."""
-        scan = scan_session(self.template.mdoc_glob, self.template.movies_dir)
+        scan = scan_session(self.template.mdoc_glob, self.template.movies_dir, self.mdocs)
         now_s = self.clock()
         changed = self.tracker.update(scan, now_s)
         for files in scan:
