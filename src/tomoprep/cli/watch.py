@@ -65,7 +65,8 @@ def watch(
     say = _say(sys.stdout.isatty())
     with opened as proj, make_executor(jobs, pop_execution(execution)) as executor:
         watcher = Watcher(proj, template, settings, executor=executor, say=say)
-        say(f"Watching {template.mdoc_glob} into {proj.root} (settle {settle:g} s); Ctrl-C stops.", False)
+        where = f"movies in {movies_dir}" if movies_dir is not None else "movies beside their mdoc"
+        say(f"Watching {template.mdoc_glob} ({where}) into {proj.root}, settle {settle:g} s; Ctrl-C stops.", False)
         try:
             watcher.watch()
         except KeyboardInterrupt:
