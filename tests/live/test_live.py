@@ -176,3 +176,22 @@ def test_ctrl_c_stops_the_run_in_progress_and_the_next_watch_resumes_it(simulate
         assert [(r.step, r.status) for r in project.list_runs()] == [("import", "SUCCEEDED"),
                                                                       ("motioncorr", "SUCCEEDED")]  # fmt: skip
         assert project.get_run(interrupted.id).status == "SUCCEEDED"
+
+
+@pytest.mark.slow
+def test_with_parallel_chains_two_series_are_processed_at_once_each_once(simulated: Path, tmp_path: Path) -> None:
+    session, root, workflow = tmp_path / "session", tmp_path / "project", tmp_path / "workflow.toml"
+    shutil.copytree(simulated, session)
+    (session / f"{INCOMPLETE}.mrc.mdoc").unlink()
+    workflow.write_text(WORKFLOW.format(movies=session / "frames"))
+    watch = _watch(session, root, workflow, "--parallel", "2", "--jobs", "2", "--until-idle", "2")
+    output, _ = watch.communicate(timeout=900)
+    assert watch.returncode == 0, output
+    with open_project(root, read_only=True) as project:
+        chains = _chains(project)
+    assert sorted(chains) == list(COMPLETE)
+    for name, chain in chains.items():
+        assert [r.step for r in chain] == list(STEPS) and all(r.status == "SUCCEEDED" for r in chain), name
+    first, second = (chains[name] for name in COMPLETE)
+    # The chains overlap in time: each began before the other ended.
+    assert first[0].started_at < (second[-1].finished_at or "") and second[0].started_at < (first[-1].finished_at or "")

@@ -263,3 +263,16 @@ def test_a_movie_mdoc_caught_while_being_written_is_no_series_of_its_own(tmp_pat
         (session / f"{name}.mdoc").write_text(text)
         watcher.poll()
         assert list(watcher.series) == ["TS_04"] and watcher.counts()["waiting"] == 1
+
+
+def test_chains_run_in_parallel_threads_import_each_series_once(tmp_path: Path) -> None:
+    session = tmp_path / "session"
+    for name in ("TS_01", "TS_02", "TS_03"):
+        write_series(session, name)
+    write_series(session, "TS_04", leave_out=1)
+    settings = WatchSettings(settle_s=2.0, poll_s=1.0, until_idle_s=4.0, parallel=2)
+    with init_project(tmp_path / "project") as project:
+        watcher = _watch(project, session, settings)
+        assert _imports_by_series(project) == {name: ["SUCCEEDED"] for name in ("TS_01", "TS_02", "TS_03")}
+        assert watcher.counts() == {"waiting": 1, "queued": 0, "running": 0, "done": 3, "failed": 0}
+        assert read_state(project.root)["active"] is False

@@ -40,6 +40,7 @@ def watch(
     missing_timeout: float | None,
     mdoc: str,
     movies: Path | None,
+    parallel: int,
     jobs: int,
     **execution: Any,
 ) -> None:
@@ -60,7 +61,8 @@ def watch(
     movies_dir = None if movies_dir is None else movies_dir.expanduser().resolve()
     template = chain_template(steps, mdoc_glob=mdoc_glob_of(session, mdoc), movies_dir=movies_dir,
                               project_root=project, source=workflow)  # fmt: skip
-    settings = WatchSettings(settle_s=settle, poll_s=poll, until_idle_s=until_idle, missing_timeout_s=missing_timeout)
+    settings = WatchSettings(settle_s=settle, poll_s=poll, until_idle_s=until_idle, missing_timeout_s=missing_timeout,
+                             parallel=parallel)  # fmt: skip
     opened = open_project(project) if (project / DB_NAME).is_file() else init_project(project)
     say = _say(sys.stdout.isatty())
     with opened as proj, make_executor(jobs, pop_execution(execution)) as executor:
@@ -109,8 +111,9 @@ def watch_command() -> Callable[..., None]:
                "subfolders too)."),
         option(Path | None, None, "--movies", text="Folder of the movies, relative to SESSION_DIR; default: the "
                "workflow's [import] movies, else each mdoc's folder."),
-        option(int, 1, "--jobs", "-j", text="Worker processes (or Dask workers) for the runs' units; the series "
-               "themselves run one after another.", min=1),
+        option(int, 1, "--parallel", text="Series whose chains run at once (each run's unit on the executor: give "
+               "as many --jobs); Ctrl-C then lets the steps in progress finish.", min=1),
+        option(int, 1, "--jobs", "-j", text="Worker processes (or Dask workers) for the runs' units.", min=1),
         *execution_parameters(),
     ]  # fmt: skip
 

@@ -17,6 +17,7 @@ from __future__ import annotations
 import json
 import os
 import socket
+import threading
 import time
 from collections.abc import Callable
 from concurrent.futures import Executor
@@ -34,6 +35,9 @@ from tomoprep.project.records import now, write_text_atomic
 #: The file in the project folder where a watch shows what it is doing (read by ``/api/watch`` of the web UI).
 STATE_FILE = "watch.json"
 
+#: Asked after each step of a chain: whether to stop the chain there.
+StopCheck = Callable[[], bool]
+
 SeriesState = Literal["waiting", "queued", "running", "done", "failed"]
 STATES: tuple[SeriesState, ...] = ("waiting", "queued", "running", "done", "failed")
 
@@ -44,12 +48,18 @@ class WatchSettings:
 
     ``until_idle_s``: end once nothing is queued or running and no file has changed for this long (``None``:
     until stopped). ``settle_s`` and ``missing_timeout_s`` as :class:`~tomoprep.live.session.CompletenessTracker`.
+    ``parallel``: how many series' chains run at once.
     """
 
     settle_s: float = 120.0
     poll_s: float = 5.0
     until_idle_s: float | None = None
     missing_timeout_s: float | None = None
+    parallel: int = 1
+
+
+class StopRequestedError(Exception):
+    """A chain stopped after a step, at the watch's request (its next steps run at the next watch)."""
 
 
 @dataclass
@@ -101,6 +111,8 @@ class Watcher:
         self.newest_event = "watching"
         self.started_s = clock()
         self._last_status = ""
+        #: Held while the series and the state file change: chains may run in threads (live/parallel.py).
+        self.lock = threading.RLock()
 
     def counts(self) -> dict[str, int]:
         """How many series are in each state."""
@@ -111,21 +123,28 @@ class Watcher:
         counts = ", ".join(f"{n} {state}" for state, n in self.counts().items())
         return f"{counts} | {self.newest_event}"
 
-    def _event(self, text: str) -> None:
-        self.newest_event = f"{time.strftime('%H:%M:%S', time.gmtime())} {text}"
-        self.say(self.newest_event, False)
-        self._show()
+    def event(self, text: str) -> None:
+        """Tell ``text`` as the newest event: printed, and in the status line and the state file."""
+        with self.lock:
+            self.newest_event = f"{time.strftime('%H:%M:%S', time.gmtime())} {text}"
+            self.say(self.newest_event, False)
+            self._show()
 
     def _show(self) -> None:
-        line = self.status_line()
-        if line != self._last_status:
-            self._last_status = line
-            self.say(line, True)
-        write_state(self.project.root, self.state_dict(active=True))
+        with self.lock:
+            line = self.status_line()
+            if line != self._last_status:
+                self._last_status = line
+                self.say(line, True)
+            write_state(self.project.root, self.state_dict(active=True))
 
     def poll(self) -> None:
         """Scan the session, learn new series from the project, and queue those complete."""
         scan = scan_session(self.template.mdoc_glob, self.template.movies_dir, self.mdocs)
+        with self.lock:
+            self._learn(scan)
+
+    def _learn(self, scan: list[SeriesFiles]) -> None:
         now_s = self.clock()
         changed = self.tracker.update(scan, now_s)
         for files in scan:
@@ -134,7 +153,7 @@ class Watcher:
                 known = self.series[files.name] = self._first_sight(files)
             elif files.name in changed and known.taken and not known.warned:
                 known.warned = True  # once: its files may go on changing
-                self._event(f"warning: {files.name}: its files changed after it was taken; the runs use the files "
+                self.event(f"warning: {files.name}: its files changed after it was taken; the runs use the files "
                             "as they were (a --settle shorter than the time between two tilts?)")  # fmt: skip
             if known.state == "waiting":
                 if self.tracker.is_complete(files, now_s):
@@ -154,7 +173,7 @@ class Watcher:
             return _Series("done", "done before this watch", runs)
         if state.status in ("started", "failed"):
             self.queue.append(files.name)
-            self._event(f"{files.name}: chain found unfinished at {runs[-1]}, queued to finish it")
+            self.event(f"{files.name}: chain found unfinished at {runs[-1]}, queued to finish it")
             return _Series("queued", "to be finished", runs)
         return _Series("waiting", describe_wait(files))
 
@@ -162,43 +181,63 @@ class Watcher:
         self.series[name].state, self.series[name].note = "queued", why
         self.series[name].taken = True
         self.queue.append(name)
-        self._event(f"{name}: {why}, queued")
+        self.event(f"{name}: {why}, queued")
 
     def run_next(self) -> bool:
-        """Run the chain of the first queued series; return whether there was one."""
-        if not self.queue:
+        """Run the chain of the first queued series here; return whether there was one."""
+        name = self.start_next()
+        if name is None:
             return False
-        name = self.queue.pop(0)
+        self.run_chain(self.project, name, poll_between=True)
+        return True
+
+    def start_next(self) -> str | None:
+        """Take the first queued series off the queue, marked running; ``None`` when none is queued."""
+        with self.lock:
+            if not self.queue:
+                return None
+            name = self.queue.pop(0)
+            self.series[name].state, self.series[name].note = "running", "starting"
+            self.event(f"{name}: running its chain")
+            return name
+
+    def run_chain(self, project: Project, name: str, *, poll_between: bool, stop: StopCheck | None = None) -> None:
+        """Run the chain of series ``name`` in ``project`` (this thread's connection to it), scanning the session
+        after each step where ``poll_between``; ``stop`` is asked after each step whether to stop there."""
         entry = self.series[name]
-        entry.state, entry.note = "running", "starting"
-        self._event(f"{name}: running its chain")
 
         def after_step(outcome: StepOutcome) -> None:
-            entry.runs = [*dict.fromkeys([*entry.runs, outcome.run.label])]
-            entry.note = f"{outcome.name} {outcome.action} ({outcome.run.label} {outcome.run.shown_status})"
-            self._event(f"{name}: {entry.note}")
-            self.poll()
+            with self.lock:
+                entry.runs = [*dict.fromkeys([*entry.runs, outcome.run.label])]
+                entry.note = f"{outcome.name} {outcome.action} ({outcome.run.label} {outcome.run.shown_status})"
+                self.event(f"{name}: {entry.note}")
+            if poll_between:
+                self.poll()
+            if stop is not None and stop() and outcome.run.status == "SUCCEEDED":
+                raise StopRequestedError
 
         chain = self.template.for_series(name)
         try:
-            outcomes = run_workflow(self.project, chain, executor=self.executor, on_step=after_step)
+            outcomes = run_workflow(project, chain, executor=self.executor, on_step=after_step)
+        except StopRequestedError:
+            return self.set_state(entry, name, "queued", "stopped between two steps: the next watch goes on")
         except TomoprepError as exc:
-            entry.state, entry.note = "failed", str(exc).splitlines()[0]
-            self._event(f"{name}: failed: {entry.note}")
-            return True
+            return self.set_state(entry, name, "failed", str(exc).splitlines()[0])
         except KeyboardInterrupt:
             # The runner has recorded the run stopped; the next watch finds the chain unfinished and resumes it.
-            entry.state, entry.note = "failed", "interrupted: the next watch resumes it"
-            self._event(f"{name}: {entry.note}")
+            self.set_state(entry, name, "failed", "interrupted: the next watch resumes it")
             raise
         last = outcomes[-1].run
         if last.status == "SUCCEEDED" and not last.failed_units and len(outcomes) == len(chain):
-            entry.state, entry.note = "done", f"done ({last.label})"
-        else:
-            entry.state = "failed"
-            entry.note = f"{outcomes[-1].name} failed ({last.label}): {(last.error or last.status).splitlines()[0]}"
-        self._event(f"{name}: {entry.note}")
-        return True
+            return self.set_state(entry, name, "done", f"done ({last.label})")
+        error = (last.error or last.status).splitlines()[0]
+        return self.set_state(entry, name, "failed", f"{outcomes[-1].name} failed ({last.label}): {error}")
+
+    def set_state(self, entry: _Series, name: str, state: SeriesState, note: str) -> None:
+        """Set a series' state and note, and tell it as an event."""
+        with self.lock:
+            entry.state, entry.note = state, note
+            self.event(f"{name}: {note}")
 
     def idle(self) -> bool:
         """Whether the watch is to end: nothing queued, and no file changed for ``until_idle_s``."""
@@ -209,19 +248,27 @@ class Watcher:
         return quiet_s >= self.settings.until_idle_s
 
     def watch(self) -> None:
-        """Poll, run what is queued, and sleep when there is nothing to do, until idle (or interrupted)."""
+        """Poll, run what is queued, and sleep when there is nothing to do, until idle (or interrupted); with
+        ``settings.parallel`` above 1, several chains at once (:func:`tomoprep.live.parallel.watch_in_parallel`)."""
+        if self.settings.parallel > 1:
+            from tomoprep.live.parallel import watch_in_parallel
+
+            return watch_in_parallel(self)
         try:
             while True:
                 self.poll()
                 if self.run_next():
                     continue
                 if self.idle():
-                    waiting = [n for n, s in self.series.items() if s.state == "waiting"]
-                    self._event("idle: ending" + (f" ({', '.join(waiting)} still incomplete)" if waiting else ""))
-                    return
+                    return self.end()
                 self.sleep(self.settings.poll_s)
         finally:
             write_state(self.project.root, self.state_dict(active=False))
+
+    def end(self) -> None:
+        """Say that the watch ends, naming the series still incomplete."""
+        waiting = [n for n, s in self.series.items() if s.state == "waiting"]
+        self.event("idle: ending" + (f" ({', '.join(waiting)} still incomplete)" if waiting else ""))
 
     def state_dict(self, *, active: bool) -> dict[str, Any]:
         """What the watch shows: counts, newest event and each series' state, note and runs."""
