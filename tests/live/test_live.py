@@ -195,3 +195,34 @@ def test_with_parallel_chains_two_series_are_processed_at_once_each_once(simulat
     first, second = (chains[name] for name in COMPLETE)
     # The chains overlap in time: each began before the other ended.
     assert first[0].started_at < (second[-1].finished_at or "") and second[0].started_at < (first[-1].finished_at or "")
+
+
+@pytest.mark.slow
+def test_ctrl_c_with_parallel_chains_lets_the_steps_finish_and_the_next_watch_goes_on(
+    simulated: Path, tmp_path: Path
+) -> None:
+    session, root, workflow = tmp_path / "session", tmp_path / "project", tmp_path / "workflow.toml"
+    shutil.copytree(simulated, session)
+    (session / f"{INCOMPLETE}.mrc.mdoc").unlink()
+    workflow.write_text('[import]\nmovies = "{movies}"\n[motioncorr]\n[clean]\n'.format(movies=session / "frames"))
+    first = _watch(session, root, workflow, "--parallel", "2")
+    try:
+        in_progress = _wait_for_running(root, steps_done=1, timeout_s=120)
+        first.send_signal(signal.SIGINT)
+        output, _ = first.communicate(timeout=300)
+    finally:
+        first.kill()
+    assert first.returncode == 130 and "steps in progress finish first" in output, output
+    with open_project(root, read_only=True) as project:
+        assert project.get_run(in_progress.id).status == "SUCCEEDED"  # finished, not cut short
+        assert not [r for r in project.list_runs() if r.status != "SUCCEEDED"]
+        assert len(project.list_runs()) < 2 * 3  # the chains stopped after their steps
+
+    second = _watch(session, root, workflow, "--parallel", "2", "--until-idle", "1")
+    output, _ = second.communicate(timeout=600)
+    assert second.returncode == 0, output
+    with open_project(root, read_only=True) as project:
+        chains = _chains(project)
+    assert sorted(chains) == list(COMPLETE)
+    for name, chain in chains.items():
+        assert [(r.step, r.status) for r in chain] == [(s, "SUCCEEDED") for s in STEPS[:3]], name

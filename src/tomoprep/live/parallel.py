@@ -48,5 +48,7 @@ def _chain(watcher: Watcher, name: str, stop: StopCheck) -> None:
     try:
         with open_project(watcher.project.root) as project:
             watcher.run_chain(project, name, poll_between=False, stop=stop)
+    except KeyboardInterrupt:
+        pass  # a Ctrl-C that reached a worker process stopped the unit: the run and the series say so already
     except Exception as exc:
         watcher.set_state(watcher.series[name], name, "failed", f"{type(exc).__name__}: {exc}")
