@@ -314,3 +314,14 @@ def test_import_runs_in_worker_processes(project, session: Path) -> None:
         )
     assert run.status == "SUCCEEDED", run.error
     assert load_tilt_series_set(project.run_dir(run))[0].n_tilts == 41
+
+
+def test_series_imports_only_the_series_named_and_a_name_not_there_fails_saying_so(project, session: Path) -> None:
+    text = (session / "mdoc" / "TS_01.mrc.mdoc").read_text()
+    (session / "mdoc" / "TS_02.mrc.mdoc").write_text(text.replace("TS_01", "TS_02"))
+    write_movies_for(text.replace("TS_01", "TS_02"), session / "frames")
+    run = _import(project, session, series=["TS_02", "TS_09"], **RELION_OPTIONS)
+    assert run.units["TS_02"].status == "SUCCEEDED" and "TS_01" not in run.units, run.units["TS_02"].error
+    error = run.units["TS_09"].error or ""
+    assert run.units["TS_09"].status == "FAILED" and "'TS_09'" in error and "TS_01, TS_02" in error
+    assert [ts.name for ts in load_tilt_series_set(project.run_dir(run))] == ["TS_02"]

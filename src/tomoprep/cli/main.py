@@ -13,6 +13,7 @@ from typing import Annotated, Any, NoReturn
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 
 from tomoprep import __version__
 from tomoprep.cli.crash import crash_message, write_crash_log
@@ -50,8 +51,8 @@ def _clear_errors(command: Callable[..., None]) -> Callable[..., None]:
     def wrapper(*args: Any, **kwargs: Any) -> None:
         try:
             command(*args, **kwargs)
-        except TomoprepError as exc:
-            console.print(f"[red]error:[/red] {exc}", highlight=False, soft_wrap=True)
+        except TomoprepError as exc:  # escaped: a message may name a workflow table, [import], which is no markup
+            console.print(f"[red]error:[/red] {escape(str(exc))}", highlight=False, soft_wrap=True)
             raise typer.Exit(code=2) from None
         except (sqlite3.DatabaseError, OSError) as exc:
             root = Path(kwargs.get("project") or kwargs.get("path") or ".").resolve()
@@ -256,7 +257,8 @@ def _root(
     """tomoprep: cryo-ET preprocessing from raw tilt-series movies to RELION 5."""
 
 
-PROJECT_COMMANDS = ("init", "status", "repair", "run", "report", "serve", "simulate", "demo", "workflow", "config")
+PROJECT_COMMANDS = ("init", "status", "repair", "run", "report", "serve", "simulate", "demo", "workflow", "config",
+                    "watch")
 
 
 def build_app(command: str | None = None) -> typer.Typer:
@@ -276,6 +278,10 @@ def build_app(command: str | None = None) -> typer.Typer:
     from tomoprep.cli.config import config_app
 
     app.add_typer(config_app(), name="config")
+
+    from tomoprep.cli.watch import watch_command  # a project command; its module imports this one
+
+    app.command("watch", cls=StackedHelpCommand)(_clear_errors(watch_command()))
     if command in (None, "workflow") or command not in (*PROJECT_COMMANDS, *BUILTIN_STEP_MODULES):
         from tomoprep.cli.workflow import workflow_app
 

@@ -250,6 +250,13 @@ def _add_api(app: FastAPI, context: ProjectContext) -> None:
         with context.project() as opened:
             return [_series_dict(v) for v in context.views(opened)[1]]
 
+    @app.get("/api/watch")
+    def api_watch() -> dict[str, Any]:
+        """What `tomoprep watch` last wrote of its series (docs/live.md)."""
+        from tomoprep.live.watch import read_state
+
+        return read_state(context.root)
+
 
 def _series_plot_kinds(context: ProjectContext, opened: Project, view: SeriesView) -> tuple[str, ...]:
     """The plots a series' page draws: those its run holds records for; none where that run cannot be read."""

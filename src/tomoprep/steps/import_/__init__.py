@@ -22,18 +22,35 @@ if TYPE_CHECKING:
 
 
 def plan_import(params: ImportParams, inputs: Sequence[TiltSeries]) -> list[Unit]:
-    """Units of an import: one per stack, or one per tilt series described by the mdoc files."""
+    """Units of an import: one per stack, or one per tilt series described by the mdoc files (only those that
+    ``params.series`` names, when it names some)."""
     if params.relion5 is not None:
         from tomoprep.steps.import_.relion5 import plan_relion5_import
 
-        return plan_relion5_import(params)
-    if params.is_stack_import:
+        units = plan_relion5_import(params)
+    elif params.is_stack_import:
         from tomoprep.steps.import_.stack import plan_stack_import
 
-        return plan_stack_import(params)
-    from tomoprep.steps.import_.movies import plan_movie_import
+        units = plan_stack_import(params)
+    else:
+        from tomoprep.steps.import_.movies import plan_movie_import
 
-    return plan_movie_import(params)
+        units = plan_movie_import(params)
+    return units if params.series is None else _only_series(units, params)
+
+
+def _only_series(units: list[Unit], params: ImportParams) -> list[Unit]:
+    """The units of the series ``params.series`` names; a name no unit has becomes a failing unit that says so
+    (a series asked for by name and silently left out would look imported)."""
+    wanted = list(dict.fromkeys(params.series or ()))
+    found = {unit.name for unit in units}
+    source = params.mdoc or params.stack or params.relion5
+    missing = [
+        Unit(name=name, error=f"no tilt series named {name!r} in {source}: the files there describe "
+             f"{', '.join(sorted(found)) or 'none'}. Fix: check the name, or wait until its files are there.")
+        for name in wanted if name not in found
+    ]  # fmt: skip
+    return [unit for unit in units if unit.name in wanted] + missing
 
 
 def run_import(

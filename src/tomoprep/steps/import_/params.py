@@ -34,6 +34,11 @@ class ImportParams(Params):
         description="A RELION 5 tomogram or tilt-series set to import instead (a job folder, a tomoprep export "
         "folder, or its global STAR file), with RELION's alignment and CTF.",
     )
+    series: list[str] | None = Field(
+        None,
+        description="Import only the tilt series of these names (repeat the option); default: every series the "
+        "files describe. A name none of them describes fails as a unit of its own.",
+    )
     tilt_angles: Path | None = Field(
         None, description="Tilt-angle file (.rawtlt or .tlt, one angle per line) for a single --stack."
     )
