@@ -4,7 +4,8 @@ Images from ``thick_tilts.py`` (independent noise layers every 60 Å through a t
 the estimator's ``sinc`` is not written there). Quick tests: the node model against a numerical mean over depth;
 one series with its true CTF given; a specimen too thin for its pixel. Slow tests (``-m slow``): whole series
 (7 tilts from -45° to 45°, 512², 10 e⁻/Å² per tilt, 20 for 100 nm) through the series fit and the thickness fit,
-100-300 nm at 1-3 µm, 1-1.5 Å/px, three seeds each; the sample tilt of 9 tilts of 1024² at 2 Å/px. Figures in docs/ctf.md.
+100-300 nm at 1-3 µm, 1-1.5 Å/px, three seeds each; the sample tilt of 9 tilts of 1024² at 2 Å/px. Figures in
+docs/ctf.md.
 """
 
 from __future__ import annotations

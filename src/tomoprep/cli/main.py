@@ -257,8 +257,19 @@ def _root(
     """tomoprep: cryo-ET preprocessing from raw tilt-series movies to RELION 5."""
 
 
-PROJECT_COMMANDS = ("init", "status", "repair", "run", "report", "serve", "simulate", "demo", "workflow", "config",
-                    "watch")
+PROJECT_COMMANDS = (
+    "init",
+    "status",
+    "repair",
+    "run",
+    "report",
+    "serve",
+    "simulate",
+    "demo",
+    "workflow",
+    "config",
+    "watch",
+)
 
 
 def build_app(command: str | None = None) -> typer.Typer:

@@ -222,8 +222,9 @@ class Watcher:
 
         chain = self.template.for_series(name)
         try:
-            outcomes = run_workflow(project, chain, executor=self.executor, on_step=after_step,
-                                    execution_note=self.execution_note)
+            outcomes = run_workflow(
+                project, chain, executor=self.executor, on_step=after_step, execution_note=self.execution_note
+            )
         except StopRequestedError:
             return self.set_state(entry, name, "queued", "stopped between two steps: the next watch goes on")
         except TomoprepError as exc:
