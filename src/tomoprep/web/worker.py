@@ -11,8 +11,9 @@ import json
 import sys
 from pathlib import Path
 
+from tomoprep.cli.execution import project_executor
 from tomoprep.errors import TomoprepError
-from tomoprep.execution import local_executor, resume_run, run_step
+from tomoprep.execution import resume_run, run_step
 from tomoprep.project import RunRecord, open_project
 from tomoprep.steps import get_step
 
@@ -22,17 +23,18 @@ def _announce(run: RunRecord) -> None:
 
 
 def main(argv: list[str]) -> int:
-    """Run or resume as ``argv`` says; the exit status is 0 when the run succeeded, 1 otherwise."""
+    """Run or resume as ``argv`` says, where the project's settings say units run (``tomoprep config``); the exit
+    status is 0 when the run succeeded, 1 otherwise."""
     root, action, *rest = argv
-    with open_project(Path(root)) as project, local_executor(1) as executor:
+    with open_project(Path(root)) as project, project_executor(project, {}) as (executor, note):
         if action == "run":
             step_name, params_file, *input_run = rest
             params = json.loads(Path(params_file).read_text())
             run = run_step(project, get_step(step_name), params, input_run=input_run[0] if input_run else None,
-                           executor=executor, on_created=_announce)  # fmt: skip
+                           executor=executor, on_created=_announce, execution_note=note)  # fmt: skip
         else:
             _announce(project.get_run(rest[0]))
-            run = resume_run(project, rest[0], executor=executor)
+            run = resume_run(project, rest[0], executor=executor, execution_note=note)
     return 0 if run.status == "SUCCEEDED" else 1
 
 
