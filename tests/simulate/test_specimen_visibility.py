@@ -41,14 +41,14 @@ MIN_CONTRAST, MIN_OUTER_OVER_MIDDLE = 2.0, 0.7
 THICKNESS_FRACTION, CENTRE_VOXELS = 0.10, 2.0
 #: The slab's tilt is checked on these specimens (the three above and three more, pretilts alike).
 TILT_CASES = [*CASES, (4, 0.0), (5, 8.0), (6, -6.0)]
-#: Its error (measured tilt minus pretilt) over 12 seeds at each pretilt (0, +8, -6°), at 12 and 9 Å, where the
-#: measurement's own standard error is within MAX_TILT_OFFSET_ERROR_DEG (63 of 64): 0.95° RMS, at most 2.6° (1.00° and
-#: 2.6° with the ice textures of before, which left each specimen's error within 0.5° of where it is: the content,
-#: not the ice, sets it). The standard error the measurement states (the blocks' scatter about their line) is
-#: smaller than that scatter (the error over it: 1.3 RMS, up to 5.0; four cases beyond 3): the blocks' centres are
-#: correlated over tens of voxels, where the particles at the slab's faces lie. So the tilt is held to the measured
-#: scatter, over the cases together (the RMS of six, about its 95th percentile) and each (3.5 RMS), not to its own
-#: error.
+#: Its error (measured tilt minus pretilt) over 32 specimens (seeds 1-11 at pretilts 0, +8, -6°), at 12 and 9 Å,
+#: where the measurement's own standard error is within MAX_TILT_OFFSET_ERROR_DEG (63 of 64): 0.95° RMS, at most
+#: 2.6°; with the ice textures of before 1.00° and 2.6°, each specimen's error moving by 0.2° (median, at most 1.3°):
+#: the content, not the ice, sets it. The standard error the measurement states (the blocks' scatter about their
+#: line) is smaller than that scatter (the error over it: 1.3 RMS, up to 5.0; four cases beyond 3): the blocks'
+#: centres are correlated over tens of voxels, where the particles at the slab's faces lie. So the tilt is held to
+#: the measured scatter, over the cases together (the RMS of six, about its 95th percentile) and each (about 3.5
+#: times the RMS), not to its own error.
 TILT_RMS_DEG, TILT_MAX_DEG = 1.5, 3.5
 
 
