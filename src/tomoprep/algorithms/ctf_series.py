@@ -37,7 +37,7 @@ DARK = "dark"
 NO_RINGS = "no rings"
 OUTLIER = "outlier"
 #: Standard deviations of the noise's coarse scores above their mean that a tilt's score must reach to show rings.
-#: Blank images (512², 600 draws) exceed 2.5 in 2.7 % (3.0 in 0.5 %): such a tilt is fitted, and its defocus, drawn
+#: Blank images (512², 600 draws) exceed 2.5 in 2.7 % (3.0 in 0.5 %): such a tilt is fitted, and its defocus, found
 #: at random from the range, is mostly an outlier. The demo's weakest tilt (4.5 µm, thin ice, motion-corrected)
 #: scores 2.7; the simulator's tilts at 1.5-6 µm in 600-3000 Å of ice 4-10 (docs/ctf.md).
 MIN_RING_SIGNIFICANCE = 2.5
@@ -195,7 +195,7 @@ def _significance(
     ranges: list[tuple[float, float]],
 ) -> float:  # fmt: skip
     """The fit's coarse score against noise of the tilt's shape searched over the series' whole range (a few
-    more models than the tilt's own range would try: a little stricter, and one noise draw per series)."""
+    more models than the tilt's own range would try: a little stricter, and one set of noise draws a series)."""
     whole = (min(low for low, _ in ranges), max(high for _, high in ranges))
     noise = noise_scores((int(shape_yx[0]), int(shape_yx[1])), axis_deg=float(axis_deg), optics=optics,
                          settings=settings.tilt, defocus_range_angstrom=whole)  # fmt: skip
