@@ -51,18 +51,22 @@ def test_a_blank_tilt_is_flagged_and_tilts_with_rings_are_not(seed: int) -> None
     assert result.flags == [NO_RINGS if i == blank else "" for i in range(len(tilts))]
 
 
-def test_blank_images_stay_below_the_threshold() -> None:
-    """Twenty more blank images, each scored against the noise draws (which they are not among)."""
-    noise = _noise((256, 256))
+def test_blank_images_score_as_the_noise_draws_and_rarely_pass() -> None:
+    """Twenty more blank images (Poisson counts, not among the draws), each against the noise draws: their
+    significances are distributed as the draws' own (mean 0, standard deviation 1, within what 20 allow), and at
+    most one passes the threshold (measured at 512²: 2.7 % of blank images do)."""
     from tomoprep.algorithms.ctf_fit import coarse_search, prepare_tilt
 
+    noise = _noise((256, 256))
     significances = []
     for seed in range(20):
         image = np.random.default_rng(1000 + seed).poisson(27.0, (256, 256)).astype(np.float32)
         spectra = prepare_tilt(image, tilt_deg=0.0, axis_deg=85.0, optics=OPTICS, settings=SETTINGS)
         score = coarse_search(spectra, hand=0, defocus_range_angstrom=RANGE_ANGSTROM)[4]
         significances.append(ring_significance(score, noise))
-    assert max(significances) < MIN_RING_SIGNIFICANCE, np.round(significances, 2)
+    said = np.round(significances, 2)
+    assert abs(np.mean(significances)) < 0.7 and 0.6 < np.std(significances, ddof=1) < 1.5, said
+    assert sum(z >= MIN_RING_SIGNIFICANCE for z in significances) <= 1, said
 
 
 def _simulated_series(tmp_path, seed: int, defocus_um: tuple[float, float], ice_angstrom: tuple[float, float],
