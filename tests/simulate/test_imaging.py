@@ -359,3 +359,20 @@ def test_bad_arguments_fail_early() -> None:
         _image(slab, g, dataclasses.replace(ctf, hand=0), shape=64, pixel=2.0)
     with pytest.raises(InputError, match="layer_thickness_angstrom"):
         _image(slab, g, ctf, shape=64, pixel=2.0, layer_thickness_angstrom=-1.0)
+
+
+def test_ice_texture_layers_are_independent() -> None:
+    """Each depth layer's texture is its own draw: the layers' periodograms are uncorrelated frequency by
+    frequency (shifted copies of one field would share one periodogram and leave fringes across the rings)."""
+    from tomoprep.simulate.projection import ICE_TEXTURE_PSD_RAD2_ANGSTROM, layer_phases
+
+    slab, g = empty_phantom(thickness_angstrom=1000.0), TiltGeometry(0.0, 85.0)
+    layers = [phase.copy() for _, phase in layer_phases(
+        slab, g, image_shape_yx=(128, 128), pixel_spacing_angstrom=4.0, layer_thickness_angstrom=200.0,
+        exposure_e_per_angstrom2=0.0, voltage_kv=300.0, ice_texture_psd_rad2_angstrom=ICE_TEXTURE_PSD_RAD2_ANGSTROM,
+        seed=3)]  # fmt: skip
+    full = [layer for layer in layers if np.all(layer != 0)]  # layers the slab fills everywhere
+    assert len(full) >= 3
+    periodograms = [np.abs(np.fft.rfft2(layer))[8:-8, 8:].ravel() ** 2 for layer in full]
+    for i in range(len(periodograms) - 1):
+        assert abs(np.corrcoef(periodograms[i], periodograms[i + 1])[0, 1]) < 0.1

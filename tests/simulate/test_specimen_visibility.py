@@ -3,7 +3,9 @@
 A series of the demo's specimen (its 1536 Å field and 500-800 Å of ice, at 6 Å pixels to be quick) is
 reconstructed with the true geometry at the demo's working pixel (12 Å, 128 px) and at the alignment's default
 (about 9 Å); the ice's content must stand out from the empty depth around it all through the slab, and
-:func:`~tomoprep.algorithms.specimen_slab.measure_slab` must find the true slab.
+:func:`~tomoprep.algorithms.specimen_slab.measure_slab` must find the true slab. The slab's tilt scatters with
+the specimen's content (docs/align.md), so it is checked over more specimens than the rest, against the scatter
+measured over many.
 """
 
 from __future__ import annotations
@@ -35,14 +37,37 @@ WORKING_PIXELS_ANGSTROM = (12.0, 9.0)
 #: Content of the ice over that of the empty depth (beyond the contamination), everywhere in the slab; and of the
 #: slab's outer halves over its middle (a texture all through the depth, not a layer of particles in the middle).
 MIN_CONTRAST, MIN_OUTER_OVER_MIDDLE = 2.0, 0.7
-#: The slab's thickness, its centre, and its tilt (in standard errors of the measurement's own, which must be small
-#: enough for the alignment to take it).
-THICKNESS_FRACTION, CENTRE_VOXELS, TILT_ERRORS = 0.10, 2.0, 3.0
+#: The slab's thickness and its centre.
+THICKNESS_FRACTION, CENTRE_VOXELS = 0.10, 2.0
+#: The slab's tilt is checked on these specimens (the three above and three more, pretilts alike).
+TILT_CASES = [*CASES, (4, 0.0), (5, 8.0), (6, -6.0)]
+#: Its error (measured tilt minus pretilt) over 32 specimens (seeds 1-11 at pretilts 0, +8, -6°), at 12 and 9 Å,
+#: where the measurement's own standard error is within MAX_TILT_OFFSET_ERROR_DEG (63 of 64): 0.95° RMS, at most
+#: 2.6°; with the ice textures of before 1.00° and 2.6°, each specimen's error moving by 0.2° (median, at most 1.3°):
+#: the content, not the ice, sets it. The standard error the measurement states (the blocks' scatter about their
+#: line) is smaller than that scatter (the error over it: 1.3 RMS, up to 5.0; four cases beyond 3): the blocks'
+#: centres are correlated over tens of voxels, where the particles at the slab's faces lie. So the tilt is held to
+#: the measured scatter, over the cases together (the RMS of six, about its 95th percentile) and each (about 3.5
+#: times the RMS), not to its own error.
+TILT_RMS_DEG, TILT_MAX_DEG = 1.5, 3.5
 
 
 @pytest.fixture(scope="module", params=CASES, ids=[f"seed{s}_pretilt{p:+g}" for s, p in CASES])
 def series(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory):
-    seed, pretilt = request.param
+    return _series(*request.param, tmp_path_factory)
+
+
+_SERIES: dict[tuple[int, float], tuple] = {}
+
+
+def _series(seed: int, pretilt: float, tmp_path_factory: pytest.TempPathFactory):
+    """The series' truth and its reconstruction at a working pixel (cached: the tests share them)."""
+    if (seed, pretilt) not in _SERIES:
+        _SERIES[seed, pretilt] = _simulate(seed, pretilt, tmp_path_factory)
+    return _SERIES[seed, pretilt]
+
+
+def _simulate(seed: int, pretilt: float, tmp_path_factory: pytest.TempPathFactory):
     folder = tmp_path_factory.mktemp(f"demo_specimen_{seed}") / "session"
     params = demo_simulation(seed).model_copy(
         update={"n_tilt_series": 1, "write_tilt_stack": True, "frames_per_tilt": 2, "pixel_spacing_angstrom": 6.0,
@@ -109,6 +134,18 @@ def test_measure_slab_finds_the_true_slab(series, working_px: float) -> None:
     assert slab.is_plausible(), found
     assert slab.fit.thickness * voxel == pytest.approx(truth.thickness_angstrom, rel=THICKNESS_FRACTION), found
     assert abs(slab.fit.centre * voxel - truth.z_offset_angstrom) <= CENTRE_VOXELS * voxel, found
-    # The tilt that makes the slab flat is its pretilt (the reconstruction already has the stage's offset).
     assert slab.tilt_offset_error_deg <= MAX_TILT_OFFSET_ERROR_DEG, found
-    assert abs(slab.tilt_offset_deg - truth.pretilt_deg) <= TILT_ERRORS * slab.tilt_offset_error_deg, found
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("working_px", WORKING_PIXELS_ANGSTROM)
+def test_the_slabs_tilt_is_its_pretilt_within_the_contents_scatter(tmp_path_factory, working_px: float) -> None:
+    # The tilt that makes the slab flat is its pretilt (the reconstruction already has the stage's offset).
+    errors, found = [], []
+    for seed, pretilt in TILT_CASES:
+        truth, reconstruction = _series(seed, pretilt, tmp_path_factory)
+        slab = measure_slab(reconstruction(working_px)[0])
+        errors.append(slab.tilt_offset_deg - truth.pretilt_deg)
+        found.append(f"seed {seed}: {slab.tilt_offset_deg:+.2f} ± {slab.tilt_offset_error_deg:.2f}° for {pretilt:+g}°")
+    assert math.sqrt(float(np.mean(np.square(errors)))) <= TILT_RMS_DEG, found
+    assert max(abs(e) for e in errors) <= TILT_MAX_DEG, found

@@ -80,6 +80,9 @@ class TiltCtfFit:
         The gradient's sense used (``rlnTomoHand``; 0: no gradient).
     ring_decay_angstrom2
         ``b`` of the ``exp(-b k²)`` fading of the rings in the log power that the fit found, Å².
+    coarse_score
+        Correlation of the coarse search's best model with the strips' rotational averages: the evidence of rings,
+        weighed against noise by :mod:`.ctf_significance` (``nan`` where not fitted).
     """
 
     defocus_u_angstrom: float
@@ -91,6 +94,7 @@ class TiltCtfFit:
     spread_angstrom: float
     hand: int
     ring_decay_angstrom2: float = 0.0
+    coarse_score: float = math.nan
 
     @property
     def defocus_angstrom(self) -> float:

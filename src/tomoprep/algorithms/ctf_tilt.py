@@ -172,7 +172,7 @@ def _refine(
     return point, float(-result.fun)
 
 
-def _to_result(point: _Point, *, hand: int, limit_k: float, figure_of_merit: float) -> TiltCtfFit:
+def _to_result(point: _Point, *, hand: int, limit_k: float, figure_of_merit: float, coarse_score: float) -> TiltCtfFit:
     a_x, a_y = point.astigmatism_xy_angstrom
     half = math.hypot(a_x, a_y)
     angle = 0.5 * math.degrees(math.atan2(a_y, a_x))
@@ -182,6 +182,7 @@ def _to_result(point: _Point, *, hand: int, limit_k: float, figure_of_merit: flo
         astigmatism_angle_deg=angle if angle > -90.0 else angle + 180.0, phase_shift_deg=phase,
         fit_resolution_angstrom=1.0 / limit_k if limit_k > 0 else math.inf, figure_of_merit=figure_of_merit,
         spread_angstrom=point.spread_angstrom, hand=hand, ring_decay_angstrom2=point.decay_angstrom2,
+        coarse_score=coarse_score,
     )  # fmt: skip
 
 
@@ -208,7 +209,8 @@ def fit_spectra(
     """
     if hand not in (-1, 0, 1):
         raise ValueError(f"hand must be +1, -1 or 0 (no gradient), got {hand}")
-    defocus, spread, decay, phase, _ = coarse_search(spectra, hand=hand, defocus_range_angstrom=defocus_range_angstrom)
+    coarse = coarse_search(spectra, hand=hand, defocus_range_angstrom=defocus_range_angstrom)
+    defocus, spread, decay, phase, coarse_score = coarse
     point = _Point(defocus, astigmatism_xy_angstrom or (0.0, 0.0), phase, spread, decay)
     threshold = spectra.settings.ring_correlation_threshold
     k_low, k_high = float(np.sqrt(spectra.band.k2.min())), float(np.sqrt(spectra.band.k2.max()))
@@ -229,7 +231,7 @@ def fit_spectra(
         refined_k_max = k_max
         ring_k, ring_outer, correlation = ring_quality(spectra, hand, point)
     limit = fit_limit(ring_outer, correlation, threshold)
-    return _to_result(point, hand=hand, limit_k=limit, figure_of_merit=figure_of_merit)
+    return _to_result(point, hand=hand, limit_k=limit, figure_of_merit=figure_of_merit, coarse_score=coarse_score)
 
 
 def fit_tilt(

@@ -187,40 +187,42 @@ class _IceSlab:
 
 
 class _IceTexture:
-    """The ice texture of one tilt: a white phase field (above its cut-on) with unit variance per Å of path.
+    """The ice texture of one tilt: per depth layer, a white phase field (above its cut-on) with unit variance per
+    Å of path, drawn independently of every other layer's.
 
-    Every depth layer takes a differently offset window of one field: windows at different offsets of white
-    noise are uncorrelated, so the layers' textures are independent in effect at the cost of one draw per tilt.
+    Independent draws, not offset windows of one field: shifted copies of one field stay correlated frequency by
+    frequency (their cross-spectrum is the field's power times a phase ramp), so their sum through the layers'
+    CTFs would carry fringes across the Thon rings, fixed in direction and the same in every tilt.
     """
-
-    _MARGIN = 64  # pixels of field beyond the image, so offsets need no wrapping
 
     def __init__(
         self, image_shape_yx: tuple[int, int], *, rms_per_root_angstrom: float, cut_on_pixels: float, seed: int
     ) -> None:
-        shape = (image_shape_yx[0] + self._MARGIN, image_shape_yx[1] + self._MARGIN)
-        k_y, k_x = rfft2_frequencies(shape, pixel_spacing_angstrom=1.0)
+        self.shape = image_shape_yx
+        self.rms = rms_per_root_angstrom
+        k_y, k_x = rfft2_frequencies(image_shape_yx, pixel_spacing_angstrom=1.0)
+        self.cut_on = -np.expm1(-((k_x * k_x + k_y * k_y) * np.float32(cut_on_pixels**2)))
+        self.seed = seed
+
+    def _field(self, layer: int) -> np.ndarray:
         # Drawn in Fourier space, so the cut-on costs nothing; uniform draws are cheaper than normal ones, and
         # a sum over many coefficients is Gaussian anyway. E|c|² = 6 N var(uniform) = N gives unit variance.
-        rng = np.random.default_rng(seed)
-        spectrum = np.empty(k_y.shape[:1] + k_x.shape[1:], dtype=np.complex64)
+        rng = np.random.default_rng((self.seed, layer % 2**32))
+        spectrum = np.empty(self.cut_on.shape, dtype=np.complex64)
         spectrum.real = rng.random(spectrum.shape, dtype=np.float32)
         spectrum.imag = rng.random(spectrum.shape, dtype=np.float32)
         spectrum -= np.complex64(0.5 + 0.5j)
-        spectrum *= np.float32(rms_per_root_angstrom * math.sqrt(6.0 * shape[0] * shape[1]))
-        spectrum *= -np.expm1(-((k_x * k_x + k_y * k_y) * np.float32(cut_on_pixels**2)))
-        self.field = scipy.fft.irfft2(spectrum, s=shape, workers=-1)
+        spectrum *= np.float32(self.rms * math.sqrt(6.0 * self.shape[0] * self.shape[1]))
+        spectrum *= self.cut_on
+        return scipy.fft.irfft2(spectrum, s=self.shape, workers=-1)
 
     def add(self, image: np.ndarray, slab: _IceSlab, layer: int, low: float, high: float) -> None:
         """Add the texture of the ice between depths ``low`` and ``high`` (Å) to a layer's phase (in place)."""
         box = slab.box(image.shape, low, high)
         if box is None:
             return
-        # Offsets (37 L, 23 L) mod 64 differ for any two of 64 consecutive layers.
-        dy, dx = (37 * layer) % self._MARGIN, (23 * layer) % self._MARGIN
-        window = self.field[box[0].start + dy : box[0].stop + dy, box[1].start + dx : box[1].stop + dx]
         amplitude = slab.root_overlap(box, low, high)
-        amplitude *= window
+        amplitude *= self._field(layer)[box]
         image[box] += amplitude
 
 

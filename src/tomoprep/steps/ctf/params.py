@@ -40,8 +40,12 @@ class CtfParams(Params):
         "is undetermined.",
     )  # fmt: skip
     max_fit_resolution_angstrom: float = Field(
-        20.0, gt=0, le=200, description="A tilt whose rings fit only coarser than this (Å) is flagged 'no rings' and "
-        "repaired from the series.",
+        20.0, gt=0, le=200, description="A tilt whose refit with the series' hand and astigmatism holds only coarser "
+        "than this (Å) keeps its own fit.",
+    )  # fmt: skip
+    min_ring_significance: float = Field(
+        2.5, gt=0, le=20, description="A tilt whose Thon-ring score is less than this many standard deviations above "
+        "the same search's scores on white noise of its size is flagged 'no rings' and repaired from the series.",
     )  # fmt: skip
     refine_sample_tilt: bool = Field(
         False, description="Also measure the specimen's tilt axis and tilt offset from the defocus across each tilt "

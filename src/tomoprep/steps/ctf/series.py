@@ -96,7 +96,8 @@ def _settings(params: CtfParams) -> SeriesSettings:
     tilt = FitSettings(tile_px=params.tile_px, fit_phase_shift=params.fit_phase_shift, resolution_range_angstrom=band)
     return SeriesSettings(tilt=tilt, shared_astigmatism=params.shared_astigmatism,
                           min_abs_tilt_deg=params.min_hand_tilt_deg, hand_threshold=params.min_hand_confidence,
-                          max_fit_resolution_angstrom=params.max_fit_resolution_angstrom)  # fmt: skip
+                          max_fit_resolution_angstrom=params.max_fit_resolution_angstrom,
+                          min_ring_significance=params.min_ring_significance)  # fmt: skip
 
 
 def _records(result: SeriesCtf, spectra_path: Path) -> list[TiltCtf]:
