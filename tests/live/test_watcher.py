@@ -122,7 +122,7 @@ def test_the_default_workflow_chains_every_step_and_exports_each_series_to_its_o
     assert chain[-1].values["out"] == str(tmp_path.resolve() / "export" / "TS_07")
 
 
-def test_the_web_ui_gives_the_watch_state_as_json(tmp_path: Path) -> None:
+def test_the_web_ui_gives_the_watch_state_as_json_and_on_the_project_page(tmp_path: Path) -> None:
     from fastapi.testclient import TestClient
 
     from tomoprep.web.app import create_app
@@ -133,9 +133,13 @@ def test_the_web_ui_gives_the_watch_state_as_json(tmp_path: Path) -> None:
         client = TestClient(create_app(project.root, token="t"))
         headers = {"Authorization": "Bearer t"}
         assert client.get("/api/watch", headers=headers).json() == {"active": False, "series": {}}  # never watched
+        assert "Live session" not in client.get("/", headers=headers).text
         _watch(project, session, WatchSettings(settle_s=1.0, poll_s=1.0, until_idle_s=2.0))
         shown = client.get("/api/watch", headers=headers).json()
         assert shown["series"]["TS_01"]["state"] == "waiting" and shown["counts"]["waiting"] == 1
+        page = client.get("/", headers=headers).text  # the project page shows the same
+        assert "Live session" in page and "<b>ended</b>" in page
+        assert '<td>TS_01</td><td class="watch-waiting">waiting</td>' in page
 
 
 def test_files_that_change_after_their_series_was_taken_are_warned_of_once(tmp_path: Path) -> None:

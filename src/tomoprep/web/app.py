@@ -100,7 +100,10 @@ def _add_pages(app: FastAPI, context: ProjectContext) -> None:
     def project_page() -> str:
         with context.project() as opened:
             runs, series = context.views(opened)
-            return pages.project_page(opened, runs, series, steps=step_links(list(all_steps())))
+            from tomoprep.live.watch import read_state
+
+            watch = pages.watch_section(read_state(context.root))
+            return pages.project_page(opened, runs, series, steps=step_links(list(all_steps())), watch=watch)
 
     @app.get("/runs/{ref}", response_class=HTMLResponse)
     def run_page(ref: str) -> str:

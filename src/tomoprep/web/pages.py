@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 from html import escape
+from typing import Any
 from urllib.parse import quote
 
 from tomoprep.project import Project, RunRecord
@@ -73,8 +74,30 @@ def run_link(label: str) -> str:
     return f'<a href="/runs/{quote(label)}">{escape(label)}</a>'
 
 
-def project_page(project: Project, runs: list[RunView], series: list[SeriesView], *, steps: str = "") -> str:
-    """The project: its runs, newest first, and its tilt series; ``steps`` links to the steps' forms."""
+def watch_section(state: dict[str, Any]) -> str:
+    """What ``tomoprep watch`` last said of its session (:func:`tomoprep.live.watch.read_state`); empty where no
+    watch ever ran in the project."""
+    if not state.get("series") and not state.get("session"):
+        return ""
+    shown = "watching" if state.get("active") else "ended (its process is gone)" if state.get("gone") else "ended"
+    counts = ", ".join(f"{n} {what}" for what, n in state.get("counts", {}).items())
+    rows = "".join(
+        f'<tr><td>{escape(name)}</td><td class="watch-{escape(s.get("state", ""))}">{escape(s.get("state", ""))}</td>'
+        f"<td>{escape(s.get('note') or '')}</td><td>{' '.join(run_link(r) for r in s.get('runs', []))}</td></tr>"
+        for name, s in sorted(state.get("series", {}).items())
+    )
+    newest = state.get("newest_event") or ""
+    return (f"<h2>Live session</h2><p>{escape(str(state.get('session', '')))}: <b>{shown}</b>"
+            f"{' · ' + escape(counts) if counts else ''}{' · ' + escape(newest) if newest else ''}</p>"
+            "<table><tr><th>tilt series</th><th>state</th><th>note</th><th>runs</th></tr>"
+            f"{rows}</table>")  # fmt: skip
+
+
+def project_page(
+    project: Project, runs: list[RunView], series: list[SeriesView], *, steps: str = "", watch: str = ""
+) -> str:
+    """The project: its runs, newest first, and its tilt series; ``steps`` links to the steps' forms, ``watch`` is
+    :func:`watch_section`'s."""
     rows = "".join(
         f"<tr><td>{run_link(v.record.label)}</td><td>{escape(v.record.step)}</td>"
         f'<td class="{v.record.shown_status}">{v.record.shown_status}</td>'
@@ -89,7 +112,7 @@ def project_page(project: Project, runs: list[RunView], series: list[SeriesView]
                     for s in series)  # fmt: skip
     running = any(v.record.status == "RUNNING" for v in runs)
     launch = f"<p>Run a step: {steps}</p>" if steps else ""
-    body = f"<h2>Runs</h2>{launch}{table}<h2>Tilt series</h2><ul>{names or '<li>None yet.</li>'}</ul>"
+    body = f"{watch}<h2>Runs</h2>{launch}{table}<h2>Tilt series</h2><ul>{names or '<li>None yet.</li>'}</ul>"
     live = {"events": "/api/events", "signature": project_signature([v.record for v in runs])}
     return layout("Project", body, project=project, live={**live, "poll": "/api/runs"} if running else live)
 
