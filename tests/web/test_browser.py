@@ -226,9 +226,9 @@ def _check_axis_searches(page) -> None:
     (the final one the refined axis the facts give) and a tooltip giving the angle and score of a point."""
     searches = page.locator("#plots .kind-alignment .plot.axis-search")
     assert searches.count() == 2
-    titles = [searches.nth(k).locator(".title").inner_text() for k in range(2)]
+    titles = [searches.nth(k).locator(".title").text_content() for k in range(2)]
     assert titles == ["Axis search: common lines", "Axis search: cross-prediction (final)"]
-    chosen = searches.nth(1).locator(".mark-label").inner_text()
+    chosen = searches.nth(1).locator(".mark-label").text_content()
     refined = re.search(r"refined (-?\d+\.\d\d)°", page.inner_text("#plots .kind-alignment .facts"))
     assert refined and chosen == f"chosen {refined.group(1)}°", (chosen, refined)
     searches.nth(1).locator(".point").first.hover(force=True)

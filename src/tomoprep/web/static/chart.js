@@ -90,14 +90,16 @@ function marker(g, px, py, point, colour, edge) {
   return svgElement("circle", {...style, cx: px, cy: py, r: point.r || 3.5}, g);
 }
 
-// A vertical line at x with its label at the top (a chosen value), inside the plotting area.
+// A vertical line at x (a chosen value) with its label just above the plotting area, where no point can hide it
+// (the legend's row: a chart with marks names no series).
 function drawMark(svg, x, mark, inner) {
   const at = x(mark.x), colour = mark.colour || "#d62728";
-  svgElement("line", {x1: at, x2: at, y1: MARGIN.top, y2: MARGIN.top + inner.height, stroke: colour,
+  svgElement("line", {x1: at, x2: at, y1: MARGIN.top - 3, y2: MARGIN.top + inner.height, stroke: colour,
                       "stroke-width": 1.2, "stroke-dasharray": "4 3", class: "mark"}, svg);
-  const right = at > MARGIN.left + inner.width * 0.6;  // the label on the side with room
-  svgElement("text", {x: right ? at - 4 : at + 4, y: MARGIN.top + 12, fill: colour,
-                      "text-anchor": right ? "end" : "start", class: "mark-label"}, svg).textContent = mark.label;
+  const anchor = at > MARGIN.left + inner.width * 0.7 ? "end" : at < MARGIN.left + inner.width * 0.3 ? "start"
+    : "middle";
+  svgElement("text", {x: at, y: MARGIN.top - 6, fill: colour, "text-anchor": anchor, class: "mark-label"}, svg)
+    .textContent = mark.label;
 }
 
 // spec: {title, width, height, x: {label, range?}, y: {label, range?, reversed?, clip?}, equal?, onClick?(point),

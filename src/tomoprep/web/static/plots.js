@@ -61,7 +61,7 @@ function matchPlot(box, aligned) {
   const points = matched.map(t => ({x: t.tilt_deg, y: t.match_score, hollow: t.excluded, tip: tiltTip(t,
     [`match score ${t.match_score.toFixed(3)}`, `last correction ${t.match_correction_angstrom.toFixed(2)} Å`])}));
   drawChart(box, {title: "Projection matching: score per tilt", x: {label: "tilt angle (°)"},
-                  y: {label: "correlation with the others' reprojection"},
+                  y: {label: "match score (correlation)"},
                   series: [{colour: BLUE, line: "x", points}]});
 }
 
