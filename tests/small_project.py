@@ -50,7 +50,7 @@ def build_project(folder: Path) -> Path:
 PROCESSING = (
     ("motioncorr", {"local_motion": False, "odd_even": False, "dose_weighting": False}),
     ("clean", {"auto": False, "exclude": "TS_01:5"}),
-    ("align", {"working_size_px": 128, "matching_iterations": 0, "refine_axis": False}),
+    ("align", {"working_size_px": 128, "matching_iterations": 1}),
     ("ctf", {"tile_px": 128}),
 )
 

@@ -205,6 +205,27 @@ def test_local_alignment_file_and_per_tilt_rms_round_trip(tmp_path: Path) -> Non
     assert plain.local_alignment_path is None
 
 
+def test_matching_scores_corrections_and_axis_scores_file_round_trip(tmp_path: Path) -> None:
+    ts = _series()
+    poses = [TiltAlignment(-3.0 * i, -95.0, match_score=0.4125 - 0.5 * i, match_correction_angstrom=1.75 * i)
+             for i in range(3)]  # fmt: skip
+    tilts = tuple(t if t.excluded else replace(t, alignment=pose) for t, pose in zip(ts.tilts, poses, strict=True))
+    ts = replace(ts, tilts=tilts, axis_scores_path=Path("/p/runs/003_align/01/01_axis_scores.star"))
+    table = tilt_series_table(ts)
+    assert table["tpMatchScore"].tolist()[::2] == [0.4125, -0.5875]
+    assert table["tpMatchCorrectionAngst"].isna().tolist() == [False, True, False]
+    assert set_row(ts, tilt_series_star_file="ts.star")["tpAxisScoresFile"] == str(ts.axis_scores_path)
+    back = _round_trip(ts, tmp_path)
+    assert back.tilts == ts.tilts
+    assert back.axis_scores_path == ts.axis_scores_path
+    # An alignment without matching (read from files) writes neither column and reads back without them.
+    plain = replace(ts, tilts=tuple(t if t.alignment is None else replace(t, alignment=TiltAlignment(0.0, -95.0))
+                                    for t in ts.tilts), axis_scores_path=None)  # fmt: skip
+    assert not {"tpMatchScore", "tpMatchCorrectionAngst"} & set(tilt_series_table(plain).columns)
+    again = _round_trip(plain, tmp_path / "plain")
+    assert again.tilts[0].alignment == TiltAlignment(0.0, -95.0) and again.axis_scores_path is None
+
+
 def test_tilts_that_disagree_on_the_axis_are_refused_naming_the_file(tmp_path: Path) -> None:
     ts = _series()
     table = tilt_series_table(ts)

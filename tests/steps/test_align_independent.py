@@ -21,6 +21,7 @@ import torch
 from tomoprep.algorithms.series_alignment import AlignmentOptions, align_series
 from tomoprep.algorithms.tilt_geometry import projection_rotation
 from tomoprep.execution import run_step
+from tomoprep.io.axis_scores import read_axis_scores
 from tomoprep.project import init_project
 from tomoprep.simulate.blob_stack import BlobStackSpec, BlobStackTruth, make_blob_stack, write_blob_stack
 from tomoprep.steps import get_step
@@ -61,6 +62,22 @@ def test_a_small_stack_aligns_and_says_its_hand_is_undetermined(tmp_path: Path, 
     table = starfile.read(project.run_dir(run) / "tilt_series.star")
     assert int(table["rlnTomoHand"].iloc[0]) == imported_hand
     assert all(t.alignment is not None for t in series.tilts)
+    _assert_matching_and_axis_scores_recorded(series, project.run_dir(run) / series.name)
+
+
+def _assert_matching_and_axis_scores_recorded(series, folder: Path) -> None:
+    """Each tilt's last matching score (a correlation) and correction, and the axis searches' curves beside the
+    step's picture, the cross-prediction's choice being the axis the tilts carry."""
+    scores = np.array([t.alignment.match_score for t in series.tilts])
+    corrections = np.array([t.alignment.match_correction_angstrom for t in series.tilts])
+    assert np.all(np.abs(scores) <= 1.0) and np.median(scores) > 0.5  # the blobs' reprojections match
+    assert np.all(np.isfinite(corrections)) and np.all(corrections >= 0)
+    assert series.axis_scores_path == folder / f"{series.name}_axis_scores.star"
+    assert (folder / f"{series.name}_align.png").is_file()
+    common, cross = read_axis_scores(series.axis_scores_path)
+    assert (common.method, cross.method) == ("common_lines", "cross_prediction")
+    assert cross.chosen_deg == pytest.approx(series.tilts[0].alignment.z_rot_deg, abs=1e-5)
+    assert cross.angles_deg[0] <= cross.chosen_deg <= cross.angles_deg[-1] and len(cross.scores) >= 7
 
 
 def _working_factor(spec: BlobStackSpec, working_size_px: int = 256, min_spacing_angstrom: float = 8.0) -> int:

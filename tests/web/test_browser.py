@@ -181,9 +181,9 @@ def _open_plots(browser, processed_server: str, path: str):
 
 
 def _hover_each_chart(page, kind: str) -> list[str]:
-    """Hover the first point of each chart of ``kind``; the tooltips' texts."""
+    """Hover the first point of each chart of ``kind`` drawn per tilt; the tooltips' texts."""
     texts = []
-    charts = page.locator(f"#plots .kind-{kind} .plot")
+    charts = page.locator(f"#plots .kind-{kind} .plot:not(.axis-search)")
     for k in range(charts.count()):
         chart = charts.nth(k)
         chart.locator(".point").first.hover(force=True)  # points may overlap: the one on top answers
@@ -195,12 +195,12 @@ def _hover_each_chart(page, kind: str) -> list[str]:
 
 @pytest.mark.parametrize(
     ("path", "kind", "charts"),
-    [("/runs/002_motioncorr", "motion", 2), ("/series/TS_01", "motion", 2), ("/runs/004_align", "alignment", 2)],
+    [("/runs/002_motioncorr", "motion", 2), ("/series/TS_01", "motion", 2), ("/runs/004_align", "alignment", 3)],
 )
 def test_plots_show_the_tilt_of_a_hovered_point(processed_server: str, browser, path: str, kind: str,
                                                 charts: int) -> None:  # fmt: skip
     page, errors = _open_plots(browser, processed_server, path)
-    assert page.locator(f"#plots .kind-{kind} .plot").count() == charts
+    assert page.locator(f"#plots .kind-{kind} .plot:not(.axis-search)").count() == charts
     texts = _hover_each_chart(page, kind)
     assert all(re.search(r"tilt [+-]?\d+\.\d°, acquisition #\d+", text) for text in texts), texts
     if path.startswith("/series/"):  # as the newest run left it: the tilt the cleaning excluded (+30°, #5) is hollow
@@ -211,12 +211,28 @@ def test_plots_show_the_tilt_of_a_hovered_point(processed_server: str, browser, 
         assert "tilt +30.0°, acquisition #5" in said and "excluded: manual" in said
     if kind == "alignment":
         assert "Thickness: " in page.inner_text(f"#plots .kind-{kind} .facts")
+        assert any(text.startswith("tilt") and re.search(r"match score -?\d\.\d{3}", text) for text in texts), texts
+        _check_axis_searches(page)
     if path != "/runs/002_motioncorr":  # the pictures of docs/web.md
         page.locator(f"#plots .kind-{kind} .point").last.hover(force=True)
         PICTURES.mkdir(parents=True, exist_ok=True)
         page.locator(f"#plots .kind-{kind}").screenshot(path=str(PICTURES / f"plots-{kind}.png"))
     assert not errors, errors
     page.close()
+
+
+def _check_axis_searches(page) -> None:
+    """The axis searches' curves: common lines, then the final cross-prediction, each with its chosen angle marked
+    (the final one the refined axis the facts give) and a tooltip giving the angle and score of a point."""
+    searches = page.locator("#plots .kind-alignment .plot.axis-search")
+    assert searches.count() == 2
+    titles = [searches.nth(k).locator(".title").text_content() for k in range(2)]
+    assert titles == ["Axis search: common lines", "Axis search: cross-prediction (final)"]
+    chosen = searches.nth(1).locator(".mark-label").text_content()
+    refined = re.search(r"refined (-?\d+\.\d\d)°", page.inner_text("#plots .kind-alignment .facts"))
+    assert refined and chosen == f"chosen {refined.group(1)}°", (chosen, refined)
+    searches.nth(1).locator(".point").first.hover(force=True)
+    assert re.match(r"axis -?\d+\.\d\d°: score -?\d\.\d{4}", searches.nth(1).locator(".tooltip").inner_text())
 
 
 def test_clicking_a_ctf_point_draws_that_tilts_spectrum(processed_server: str, browser) -> None:

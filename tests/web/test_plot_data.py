@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 
 from built_series import ANGLES, EXCLUDED, PIXEL_SPACING, built_series
+from tomoprep.io.axis_scores import AxisScores, write_axis_scores
 from tomoprep.io.mrc import write_mrc
 from tomoprep.io.relion_motion import MovieMotion, write_motion_star
 from tomoprep.model import TiltCtf, TiltMotion
@@ -86,6 +87,40 @@ def test_alignment_gives_the_shifts_the_axes_and_the_thickness_or_why_there_is_n
     assert "no reason" in alignment_data(thin, [])["thickness_reason"]
     unaligned = replace(ts, tilts=tuple(replace(t, alignment=None) for t in ts.tilts))
     assert alignment_data(unaligned, []) is None
+
+
+def test_alignment_gives_each_tilts_matching_score_and_the_axis_searches_from_their_file(tmp_path: Path) -> None:
+    ts = built_series(tmp_path)
+    tilts = tuple(
+        t
+        if t.alignment is None
+        else replace(t, alignment=replace(t.alignment, match_score=0.5 + 0.01 * k, match_correction_angstrom=0.25 * k))
+        for k, t in enumerate(ts.tilts)
+    )
+    path = tmp_path / "TS_07_axis_scores.star"
+    cross = AxisScores("cross_prediction", np.array([-94.5, -94.25, -94.0]), np.array([0.31, 0.3325, 0.32]), -94.2)
+    write_axis_scores(path, [AxisScores("common_lines", np.array([-96.0, -94.0]), np.array([0.9, 0.95]), -94.4),
+                             cross])  # fmt: skip
+    data = alignment_data(replace(ts, tilts=tilts, axis_scores_path=path), [])
+    assert data is not None
+    for row, tilt in zip(data["tilts"], tilts, strict=True):
+        expected = (
+            (None, None)
+            if tilt.alignment is None
+            else (tilt.alignment.match_score, tilt.alignment.match_correction_angstrom)
+        )
+        assert (row["match_score"], row["match_correction_angstrom"]) == pytest.approx(expected)
+    assert [s["method"] for s in data["axis_scores"]] == ["common_lines", "cross_prediction"]
+    assert data["axis_scores"][1] == {
+        "method": "cross_prediction",
+        "angles_deg": [-94.5, -94.25, -94.0],
+        "scores": pytest.approx([0.31, 0.3325, 0.32]),
+        "chosen_deg": -94.2,
+    }
+    # Not searched (or read from files), or its file gone: no curve, and no score without matching.
+    assert alignment_data(ts, [])["axis_scores"] is None
+    assert alignment_data(replace(ts, axis_scores_path=tmp_path / "gone.star"), [])["axis_scores"] is None
+    assert all(row["match_score"] is None for row in alignment_data(ts, [])["tilts"])
 
 
 def test_ctf_gives_defocus_in_um_on_a_span_around_the_median_of_the_tilts_fitted_on_their_own(tmp_path: Path) -> None:

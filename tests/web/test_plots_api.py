@@ -81,6 +81,20 @@ def test_alignment_and_its_thickness_status_come_from_the_aligned_star(
     assert data["axis_notes"]  # the final note says the axis, whether refined or kept
     downstream = _plots(client, "005_ctf")["alignment"]  # the reason follows the series into later runs
     assert downstream["thickness_reason"] == data["thickness_reason"]
+    np.testing.assert_allclose([r["match_score"] for r in got], aligned["tpMatchScore"], atol=1e-6)
+    np.testing.assert_allclose([r["match_correction_angstrom"] for r in got], aligned["tpMatchCorrectionAngst"],
+                               atol=1e-6)  # fmt: skip
+    # The axis searches' curves: the file the set table names, and they too follow the series downstream.
+    blocks = starfile.read(processed_project / series["tpAxisScoresFile"].iloc[0], always_dict=True)
+    scores = blocks["axis_scores"]
+    assert [s["method"] for s in data["axis_scores"]] == blocks["axis_searches"]["tpAxisSearch"].tolist()
+    for search, chosen in zip(data["axis_scores"], blocks["axis_searches"]["tpTiltAxisAngle"], strict=True):
+        rows_of = scores[scores["tpAxisSearch"] == search["method"]].sort_values("tpTiltAxisAngle")
+        np.testing.assert_allclose(search["angles_deg"], rows_of["tpTiltAxisAngle"], atol=1e-6)
+        np.testing.assert_allclose(search["scores"], rows_of["tpAxisScore"], atol=1e-6)
+        assert search["chosen_deg"] == pytest.approx(chosen)
+    assert data["axis_scores"][-1]["chosen_deg"] == pytest.approx(data["refined_axis_deg"], abs=1e-5)
+    assert downstream["axis_scores"] == data["axis_scores"]
 
 
 def test_ctf_and_a_clicked_tilts_spectrum_come_from_the_ctf_star_and_spectra(

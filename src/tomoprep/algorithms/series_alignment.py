@@ -84,6 +84,9 @@ class SeriesAlignment:
         Depth of the reconstruction the last matching used (the slab's, or the whole depth without one).
     coarse, axis_search, matching
         What the stages found (coarse shifts, the last axis search's curve, the last matching pass).
+    common_lines
+        The common-line search's curve (``None`` where the axis was not refined); ``axis_search`` is the final
+        cross-prediction's then.
     notes
         What was decided, in words.
     thickness_reason
@@ -103,6 +106,7 @@ class SeriesAlignment:
     matching: MatchingResult
     notes: tuple[str, ...]
     thickness_reason: str = ""
+    common_lines: AxisSearch | None = None
 
 
 def nearest_equivalent_axis(axis_deg: float, reference_deg: float) -> float:
@@ -234,6 +238,7 @@ def align_series(images: torch.Tensor, nominal_tilts_deg: Sequence[float], *, ax
     start, options = _offset_from_attenuation(images, nominal_tilts_deg, exposures, options, notes)
     started = [float(t) + start for t in nominal_tilts_deg]
     axis, coarse, search = _find_axis(images, started, axis_deg, options, notes)
+    common_lines = search
     slab, tilts, shifts, offset, found, depth, axis = _axis_and_slab(images, started, axis, coarse, options, notes)
     offset += start
     nz, limit = _slab_nz(images, options), _matching_limit(images)
@@ -263,4 +268,4 @@ def align_series(images: torch.Tensor, nominal_tilts_deg: Sequence[float], *, ax
     reason = thickness_unreported(final, slab if found else None)
     notes.append(f"thickness {final.thickness:.1f} px" if not reason else f"no thickness: {reason}")
     return SeriesAlignment(axis, offset + residual, np.array(tilts), shifts.numpy(), final, not reason, slices, depth,
-                           coarse, search, matching, tuple(notes), reason)  # fmt: skip
+                           coarse, search, matching, tuple(notes), reason, common_lines)  # fmt: skip

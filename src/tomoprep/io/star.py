@@ -39,6 +39,8 @@ STRING_LABELS = [
     "tpDateTime",
     "tpExclusionReason",
     "tpLocalAlignmentFile",
+    "tpAxisScoresFile",
+    "tpAxisSearch",
 ]
 
 

@@ -15,7 +15,8 @@ This module is the only place that knows the labels and the files' units; the mo
   motion-corrected sum otherwise (motion record); a row with a plain micrograph name has a motion record.
 - A tilt's stage records are spread over columns: the motion record over ``rlnMicrographName*``,
   ``rlnMicrographMetadata`` and ``rlnAccumMotion*``; the exclusion over ``tpExcluded`` and ``tpExclusionReason``;
-  the alignment over RELION's five pose labels and ``tpLocalShiftRmsAngst``; the CTF over RELION's CTF labels
+  the alignment over RELION's five pose labels, ``tpLocalShiftRmsAngst`` and the projection matching's
+  ``tpMatchScore`` and ``tpMatchCorrectionAngst``; the CTF over RELION's CTF labels
   (:mod:`tomoprep.io.ctf_star`). The optional columns are written only when some tilt has a value.
 
 pandas is imported where a table is built, so that importing the labels costs nothing.
@@ -108,6 +109,8 @@ def set_row(ts: TiltSeries, *, tilt_series_star_file: str) -> dict[str, object]:
         row["tpSpecimenThicknessAngst"] = ts.specimen_thickness_angstrom
     if ts.local_alignment_path is not None:
         row["tpLocalAlignmentFile"] = str(ts.local_alignment_path)
+    if ts.axis_scores_path is not None:
+        row[AXIS_SCORES_FILE_LABEL] = str(ts.axis_scores_path)
     row.update(hand_fields(ts.ctf_hand))
     row.update(sample_fields(ts.ctf_sample))
     row.update(primary_fields(ts))
@@ -164,6 +167,10 @@ ALIGNMENT_LABELS = {
 }
 #: RMS of a tilt's patch-tracking local shifts, Å.
 LOCAL_SHIFT_LABEL = "tpLocalShiftRmsAngst"
+#: The projection matching's last pass, per tilt: correlation with the others' reprojection, and its shift (Å).
+MATCH_LABELS = {"tpMatchScore": "match_score", "tpMatchCorrectionAngst": "match_correction_angstrom"}
+#: The set table's label of a series' axis-search scores (:mod:`tomoprep.io.axis_scores`).
+AXIS_SCORES_FILE_LABEL = "tpAxisScoresFile"
 
 
 def _motion_columns(tilts: list[TiltImage]) -> dict[str, list[object]]:
@@ -186,9 +193,10 @@ def _alignment_columns(tilts: list[TiltImage]) -> dict[str, list[object]]:
     if any(p is not None for p in poses):
         for label, attribute in ALIGNMENT_LABELS.items():
             columns[label] = [math.nan if p is None else getattr(p, attribute) for p in poses]
-    rms = [None if p is None else p.local_shift_rms_angstrom for p in poses]
-    if any(r is not None for r in rms):
-        columns[LOCAL_SHIFT_LABEL] = [_number(r) for r in rms]
+    for label, attribute in {LOCAL_SHIFT_LABEL: "local_shift_rms_angstrom", **MATCH_LABELS}.items():
+        values = [None if p is None else getattr(p, attribute) for p in poses]
+        if any(v is not None for v in values):
+            columns[label] = [_number(v) for v in values]
     return columns
 
 
@@ -253,7 +261,8 @@ def _alignment_from_row(row: pd.Series) -> TiltAlignment | None:
     pose = {attribute: _opt_float(row.get(label)) for label, attribute in ALIGNMENT_LABELS.items()}
     if any(v is None for v in pose.values()):
         return None
-    return TiltAlignment(**pose, local_shift_rms_angstrom=_opt_float(row.get(LOCAL_SHIFT_LABEL)))  # type: ignore[arg-type]
+    extra = {attribute: _opt_float(row.get(label)) for label, attribute in MATCH_LABELS.items()}
+    return TiltAlignment(**pose, local_shift_rms_angstrom=_opt_float(row.get(LOCAL_SHIFT_LABEL)), **extra)  # type: ignore[arg-type]
 
 
 def _tilt_from_row(row: pd.Series) -> TiltImage:
@@ -300,6 +309,7 @@ def tilt_series_from_tables(
     )
     sources = _opt_text(set_row_.get("tpSources"))
     local = _opt_text(set_row_.get("tpLocalAlignmentFile"))
+    axis_scores = _opt_text(set_row_.get(AXIS_SCORES_FILE_LABEL))
     spacing = _opt_float(set_row_.get("rlnTomoTiltSeriesPixelSize"))
     return TiltSeries(
         name=name,
@@ -312,6 +322,7 @@ def tilt_series_from_tables(
         sources=() if sources is None else tuple(Path(p) for p in sources.split(";")),
         specimen_thickness_angstrom=_opt_float(set_row_.get("tpSpecimenThicknessAngst")),
         local_alignment_path=None if local is None else Path(local),
+        axis_scores_path=None if axis_scores is None else Path(axis_scores),
         ctf_hand=hand_from_row(set_row_),
         ctf_sample=sample_from_row(set_row_),
         tomograms=tomograms_from_star(set_row_, tomograms, tilt_series_pixel_spacing_angstrom=spacing),

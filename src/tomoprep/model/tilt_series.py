@@ -98,6 +98,9 @@ class TiltAlignment:
     specimen x axis (``rlnTomoXTilt``), and the shifts move the projected specimen centre from the image centre
     (``rlnTomoXShiftAngst``, ``rlnTomoYShiftAngst``), in Å. ``local_shift_rms_angstrom`` is the RMS over the
     patches of their local shifts in this tilt once the series is patch-tracked, ``None`` before.
+    ``match_score`` is the normalised correlation (-1 to 1) of the tilt with the reprojection of the others in the
+    alignment's last projection-matching pass, and ``match_correction_angstrom`` the length of the shift that pass
+    made (Å of the specimen); both ``None`` where no matching ran (an alignment read from files).
     """
 
     y_tilt_deg: float
@@ -106,6 +109,8 @@ class TiltAlignment:
     shift_x_angstrom: float = 0.0
     shift_y_angstrom: float = 0.0
     local_shift_rms_angstrom: float | None = None
+    match_score: float | None = None
+    match_correction_angstrom: float | None = None
 
 
 @dataclass(frozen=True)
@@ -229,7 +234,9 @@ class TiltSeries:
     once they exist, ``None`` while there are only movies. ``specimen_thickness_angstrom`` is the thickness
     of the specimen slab (lamella or ice) measured by alignment, along its normal; ``None`` until measured.
     ``local_alignment_path`` is the STAR file of patch tracking's local shifts (patch by patch, tilt by tilt;
-    :mod:`tomoprep.io.local_alignment`), ``None`` when the series was not patch-tracked. ``ctf_hand`` is the
+    :mod:`tomoprep.io.local_alignment`), ``None`` when the series was not patch-tracked. ``axis_scores_path`` is
+    the STAR file of the alignment's tilt-axis searches (every angle tried and its score;
+    :mod:`tomoprep.io.axis_scores`), ``None`` when the axis was not searched. ``ctf_hand`` is the
     defocus hand the CTF estimation found (with its confidence), ``None`` before it ran; ``ctf_sample`` the
     thickness and sample tilt it measured when asked (:class:`CtfSample`). ``tomograms`` are the
     volumes reconstructed from it (one per binning), empty before reconstruction.
@@ -245,6 +252,7 @@ class TiltSeries:
     sources: tuple[Path, ...] = field(default=())
     specimen_thickness_angstrom: float | None = None
     local_alignment_path: Path | None = None
+    axis_scores_path: Path | None = None
     ctf_hand: CtfHand | None = None
     ctf_sample: CtfSample | None = None
     tomograms: tuple[Tomogram, ...] = ()

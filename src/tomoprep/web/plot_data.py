@@ -14,6 +14,7 @@ from typing import Any
 
 import numpy as np
 
+from tomoprep.io.axis_scores import read_axis_scores
 from tomoprep.io.mrc import read_mrc, read_mrc_header
 from tomoprep.io.relion_motion import read_motion_shifts
 from tomoprep.io.star import read_star
@@ -95,17 +96,30 @@ def _thickness_reason(ts: TiltSeries, notes: list[str]) -> str:
     return "the run's log gives no reason"
 
 
+def axis_scores_data(ts: TiltSeries) -> list[dict[str, Any]] | None:
+    """The alignment's axis searches as its run wrote them (:mod:`tomoprep.io.axis_scores`): per search its
+    ``method``, ``angles_deg``, ``scores`` and ``chosen_deg``, in the order they ran; ``None`` where the series
+    has no such file (the axis not searched, an alignment read from files) or it is gone."""
+    path = ts.axis_scores_path
+    if path is None or not path.is_file():
+        return None
+    return [{"method": s.method, "angles_deg": np.round(s.angles_deg, 6).tolist(),
+             "scores": [_number(float(v)) for v in s.scores], "chosen_deg": float(s.chosen_deg)}
+            for s in read_axis_scores(path)]  # fmt: skip
+
+
 def alignment_data(ts: TiltSeries, notes: list[str]) -> dict[str, Any] | None:
-    """Per tilt: the alignment's shifts (Å), tilt about the axis, axis angle and patch tracking's local-shift RMS;
-    the axis (nominal, as imported, and refined: the median of the tilts' ``rlnTomoZRot``) and the thickness with
-    its status; the alignment's notes about the axis (``axis_notes``: how it went from the nominal to the refined
-    one); ``None`` when no tilt is aligned. ``notes`` are the alignment's log messages about this series (they say
-    why a thickness is missing). The axis search's score curve is not among a run's outputs: ``axis_scores`` is
-    ``None``."""
+    """Per tilt: the alignment's shifts (Å), tilt about the axis, axis angle, patch tracking's local-shift RMS,
+    and the projection matching's last score and correction (Å); the axis (nominal, as imported, and refined: the
+    median of the tilts' ``rlnTomoZRot``) and the thickness with its status; the alignment's notes about the axis
+    (``axis_notes``: how it went from the nominal to the refined one) and its searches' score curves
+    (``axis_scores``, :func:`axis_scores_data`); ``None`` when no tilt is aligned. ``notes`` are the alignment's
+    log messages about this series (they say why a thickness is missing)."""
     aligned = [t.alignment for t in ts.tilts if t.alignment is not None]
     if not aligned:
         return None
-    fields = ("y_tilt_deg", "z_rot_deg", "shift_x_angstrom", "shift_y_angstrom", "local_shift_rms_angstrom")
+    fields = ("y_tilt_deg", "z_rot_deg", "shift_x_angstrom", "shift_y_angstrom", "local_shift_rms_angstrom",
+              "match_score", "match_correction_angstrom")  # fmt: skip
     rows = [{**_tilt(t), "aligned": t.alignment is not None,
              **{f: None if t.alignment is None else _number(getattr(t.alignment, f)) for f in fields}}
             for t in _ordered(ts)]  # fmt: skip
@@ -118,7 +132,7 @@ def alignment_data(ts: TiltSeries, notes: list[str]) -> dict[str, Any] | None:
         "thickness_status": "measured" if thickness is not None else "none",
         "thickness_reason": "" if thickness is not None else _thickness_reason(ts, notes),
         "axis_notes": [note for note in notes if note.startswith(AXIS_NOTE)],
-        "axis_scores": None,
+        "axis_scores": axis_scores_data(ts),
         "tilts": rows,
     }
 

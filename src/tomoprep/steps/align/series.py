@@ -14,6 +14,7 @@ from tomoprep.algorithms.patch_tracking import track_patches
 from tomoprep.algorithms.series_alignment import AlignmentOptions, SeriesAlignment, align_series
 from tomoprep.conventions import normalise_angle_deg
 from tomoprep.errors import InputError
+from tomoprep.io.axis_scores import AxisScores, write_axis_scores
 from tomoprep.io.local_alignment import LocalAlignment, write_local_alignment
 from tomoprep.io.mrc import write_mrc
 from tomoprep.model import TiltAlignment, TiltImage, TiltSeries
@@ -25,9 +26,13 @@ from tomoprep.steps.device import device_for
 from tomoprep.steps.tilt_images import TiltStack, has_image, read_tilt_image, read_tilt_stack, rebin
 
 
-def _aligned_series(ts: TiltSeries, result: SeriesAlignment, tilts: Sequence[TiltImage], spacing: float) -> TiltSeries:
-    """``ts`` with every aligned tilt's pose (shifts converted to Å) and the slab's thickness."""
+def _aligned_series(ts: TiltSeries, result: SeriesAlignment, tilts: Sequence[TiltImage], spacing: float, *,
+                    matched: bool) -> TiltSeries:  # fmt: skip
+    """``ts`` with every aligned tilt's pose (shifts converted to Å), its last projection-matching score and
+    correction where a matching pass ran (``matched``), and the slab's thickness."""
     poses = {}
+    scores = result.matching.scores.numpy()
+    corrections = result.matching.corrections_px.norm(dim=1).numpy() * spacing
     for k, tilt in enumerate(tilts):
         shift = result.shifts_px[k] * spacing
         poses[tilt.acquisition.acquisition_index] = TiltAlignment(
@@ -35,6 +40,8 @@ def _aligned_series(ts: TiltSeries, result: SeriesAlignment, tilts: Sequence[Til
             z_rot_deg=float(result.axis_deg),
             shift_x_angstrom=float(shift[0]),
             shift_y_angstrom=float(shift[1]),
+            match_score=float(scores[k]) if matched else None,
+            match_correction_angstrom=float(corrections[k]) if matched else None,
         )
     updated = tuple(replace(t, alignment=poses.get(t.acquisition.acquisition_index)) for t in ts.tilts)
     thickness = result.slab.thickness * spacing if result.slab_found else None
@@ -72,6 +79,19 @@ def _track_patches(ts: TiltSeries, stack: TiltStack, result: SeriesAlignment, ti
     note = (f"patch tracking: {len(tracks.grid_xyz_px)} patches of {size:.0f} Å, local shifts {overall:.1f} Å RMS, "
             f"largest {rms[worst]:.1f} Å at {tilts[worst].acquisition.nominal_tilt_angle_deg:+.1f}°")  # fmt: skip
     return replace(ts, tilts=updated, local_alignment_path=path), rms, note
+
+
+def _write_axis_scores(ts: TiltSeries, result: SeriesAlignment, output_dir: Path) -> TiltSeries:
+    """Write ``<name>_axis_scores.star`` with the axis searches' curves (common lines, then the final
+    cross-prediction); ``ts`` naming it, or ``ts`` as it is where the axis was not searched."""
+    searches = [AxisScores(method, np.asarray(found.angles_deg), np.asarray(found.scores), float(found.best_deg))
+                for method, found in (("common_lines", result.common_lines), ("cross_prediction", result.axis_search))
+                if found is not None]  # fmt: skip
+    if not searches:
+        return ts
+    path = output_dir / f"{ts.name}_axis_scores.star"
+    write_axis_scores(path, searches)
+    return replace(ts, axis_scores_path=path)
 
 
 #: Fewest tilts an alignment is made from.
@@ -170,7 +190,9 @@ def align_tilt_series(ts: TiltSeries, params: AlignParams, output_dir: Path) -> 
     exposures = [float(d) for d in doses if d is not None] if all(d is not None for d in doses) else None
     result = align_series(stack.images.cpu(), [t.acquisition.nominal_tilt_angle_deg for t in tilts], axis_deg=axis,
                           options=options, exposures=exposures)  # fmt: skip
-    aligned = _aligned_series(ts, result, tilts, spacing)
+    # Matching ran unless it was asked for no pass and the axis was not refined (its refinement ends with one).
+    matched = params.refine_axis or params.matching_iterations > 0
+    aligned = _write_axis_scores(_aligned_series(ts, result, tilts, spacing, matched=matched), result, output_dir)
     local_rms = None
     if params.patch_tracking:
         aligned, local_rms, local_note = _track_patches(aligned, stack, result, tilts, params, output_dir)

@@ -90,21 +90,35 @@ function marker(g, px, py, point, colour, edge) {
   return svgElement("circle", {...style, cx: px, cy: py, r: point.r || 3.5}, g);
 }
 
+// A vertical line at x (a chosen value) with its label just above the plotting area, where no point can hide it
+// (the legend's row: a chart with marks names no series).
+function drawMark(svg, x, mark, inner) {
+  const at = x(mark.x), colour = mark.colour || "#d62728";
+  svgElement("line", {x1: at, x2: at, y1: MARGIN.top - 3, y2: MARGIN.top + inner.height, stroke: colour,
+                      "stroke-width": 1.2, "stroke-dasharray": "4 3", class: "mark"}, svg);
+  const anchor = at > MARGIN.left + inner.width * 0.7 ? "end" : at < MARGIN.left + inner.width * 0.3 ? "start"
+    : "middle";
+  svgElement("text", {x: at, y: MARGIN.top - 6, fill: colour, "text-anchor": anchor, class: "mark-label"}, svg)
+    .textContent = mark.label;
+}
+
 // spec: {title, width, height, x: {label, range?}, y: {label, range?, reversed?, clip?}, equal?, onClick?(point),
+//        marks?: [{x, label, colour?}] (vertical lines), className? (of the chart's box, beside "plot"),
 //        series: [{name?, colour, line?: "x" | "given" | false,
 //                  points: [{x, y, tip, hollow?, skipLine?, hidden?, r?, tilt?: {acquisition_index}}]}]}
 function drawChart(container, spec) {
   const width = spec.width || 380, height = spec.height || 270;
   const inner = {width: width - MARGIN.left - MARGIN.right, height: height - MARGIN.top - MARGIN.bottom};
   const all = spec.series.flatMap(s => s.points).filter(p => p.y !== null && p.x !== null);
-  let xRange = extent(all.map(p => p.x), spec.x.range), yRange = extent(all.map(p => p.y), spec.y.range);
+  const marks = spec.marks || [];
+  let xRange = extent([...all.map(p => p.x), ...marks.map(m => m.x)], spec.x.range), yRange = extent(all.map(p => p.y), spec.y.range);
   if (spec.equal) [xRange, yRange] = equalise(xRange, yRange, inner.width, inner.height);
   const x = v => MARGIN.left + (v - xRange[0]) / (xRange[1] - xRange[0]) * inner.width;
   const yUp = v => MARGIN.top + (yRange[1] - v) / (yRange[1] - yRange[0]) * inner.height;
   const y = spec.y.reversed ? v => 2 * MARGIN.top + inner.height - yUp(v) : yUp;
   [x.low, x.high, y.low, y.high] = [xRange[0], xRange[1], yRange[0], yRange[1]];
   const box = document.createElement("div");
-  box.className = "plot";
+  box.className = spec.className ? `plot ${spec.className}` : "plot";
   const svg = svgElement("svg", {width, height, viewBox: `0 0 ${width} ${height}`, role: "img",
                                  "aria-label": spec.title});
   box.appendChild(svg);
@@ -114,6 +128,7 @@ function drawChart(container, spec) {
   box.appendChild(tooltip);
   drawAxes(svg, x, y, spec, inner);
   drawLegend(svg, spec.series, MARGIN.left);
+  for (const mark of marks) drawMark(svg, x, mark, inner);
   const clipped = v => Math.min(Math.max(v, yRange[0]), yRange[1]);
   for (const s of spec.series) {
     const points = s.points.filter(p => p.y !== null && p.x !== null);

@@ -51,7 +51,30 @@ function alignmentFacts(data) {
     : `none: ${data.thickness_reason}`;
   return `Tilt axis: nominal ${data.nominal_axis_deg.toFixed(2)}°, refined ${data.refined_axis_deg.toFixed(2)}° ` +
     `(${turn >= 0 ? "+" : ""}${turn.toFixed(2)}°). Thickness: ${thickness}.` +
-    (data.axis_scores ? "" : " (The axis search's score curve is not among the run's outputs.)");
+    (data.axis_scores ? "" : " (No axis search in this run: the axis was kept, or read from files.)");
+}
+
+// Each tilt's correlation with the reprojection of the others in the last projection-matching pass.
+function matchPlot(box, aligned) {
+  const matched = aligned.filter(t => t.match_score !== null);
+  if (!matched.length) return;
+  const points = matched.map(t => ({x: t.tilt_deg, y: t.match_score, hollow: t.excluded, tip: tiltTip(t,
+    [`match score ${t.match_score.toFixed(3)}`, `last correction ${t.match_correction_angstrom.toFixed(2)} Å`])}));
+  drawChart(box, {title: "Projection matching: score per tilt", x: {label: "tilt angle (°)"},
+                  y: {label: "match score (correlation)"},
+                  series: [{colour: BLUE, line: "x", points}]});
+}
+
+const SEARCHES = {common_lines: "Axis search: common lines", cross_prediction: "Axis search: cross-prediction (final)"};
+
+// A search's score against the axis angle tried, the angle it chose marked.
+function axisPlot(box, search) {
+  const points = search.angles_deg.map((a, i) => ({x: a, y: search.scores[i], r: 2.5,
+    tip: `axis ${a.toFixed(2)}°: score ${search.scores[i]?.toFixed(4)}`}));
+  drawChart(box, {title: SEARCHES[search.method] || search.method, className: "axis-search",
+                  x: {label: "tilt-axis angle (°)"},
+                  y: {label: "score"}, marks: [{x: search.chosen_deg, label: `chosen ${search.chosen_deg.toFixed(2)}°`}],
+                  series: [{colour: GREEN, line: "x", points}]});
 }
 
 function alignmentPlots(box, data, facts) {
@@ -71,6 +94,7 @@ function alignmentPlots(box, data, facts) {
   drawChart(box, {title: "Tilt-angle correction", x: {label: "nominal tilt angle (°)"},
                   y: {label: "refined − nominal tilt (°)"},
                   series: [{colour: GREEN, line: "x", points: correction}]});
+  matchPlot(box, aligned);
   const local = aligned.filter(t => t.local_shift_rms_angstrom !== null);
   if (local.length) {
     drawChart(box, {title: "Patch tracking: local shifts", x: {label: "tilt angle (°)"},
@@ -78,6 +102,7 @@ function alignmentPlots(box, data, facts) {
       series: [{colour: BLUE, line: "x", points: local.map(t => ({x: t.tilt_deg, y: t.local_shift_rms_angstrom,
         hollow: t.excluded, tip: tiltTip(t, [`local shifts ${t.local_shift_rms_angstrom.toFixed(1)} Å RMS`])}))}]});
   }
+  for (const search of data.axis_scores || []) axisPlot(box, search);
 }
 
 function ctfTip(t) {
