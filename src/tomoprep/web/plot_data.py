@@ -27,7 +27,7 @@ from tomoprep.steps.tilt_images import series_pixel_spacing
 NO_THICKNESS_NOTE = "no thickness: "
 #: Start of the alignment's log notes about the tilt axis: each way it was found (common lines, cross-prediction,
 #: refinement) says its angle.
-AXIS_NOTE = "tilt axis "
+AXIS_NOTE = ("tilt axis ", "common lines")
 #: Coarse end of the band a spectrum's 1-D fit is drawn over (Å), as the CTF step's picture draws it.
 SPECTRUM_COARSE_ANGSTROM = 30.0
 

@@ -67,13 +67,15 @@ function matchPlot(box, aligned) {
 
 const SEARCHES = {common_lines: "Axis search: common lines", cross_prediction: "Axis search: cross-prediction (final)"};
 
-// A search's score against the axis angle tried, the angle it chose marked.
+// A search's score against the axis angle tried, the angle it chose marked (common lines: their best, which the
+// alignment takes only where it believes them; the log notes say).
 function axisPlot(box, search) {
   const points = search.angles_deg.map((a, i) => ({x: a, y: search.scores[i], r: 2.5,
     tip: `axis ${a.toFixed(2)}°: score ${search.scores[i]?.toFixed(4)}`}));
   drawChart(box, {title: SEARCHES[search.method] || search.method, className: "axis-search",
                   x: {label: "tilt-axis angle (°)"},
-                  y: {label: "score"}, marks: [{x: search.chosen_deg, label: `chosen ${search.chosen_deg.toFixed(2)}°`}],
+                  y: {label: "score"}, marks: [{x: search.chosen_deg,
+                    label: `${search.method === "common_lines" ? "best" : "chosen"} ${search.chosen_deg.toFixed(2)}°`}],
                   series: [{colour: GREEN, line: "x", points}]});
 }
 
