@@ -19,6 +19,7 @@ import threading
 import time
 from dataclasses import dataclass
 from datetime import datetime
+from itertools import pairwise
 from pathlib import Path
 
 LIVE_STEPS = ("import", "motioncorr", "align", "reconstruct", "export")
@@ -76,7 +77,8 @@ def run_watch(session: Path, project: Path, workflow: Path, *, settle_s: float, 
 
     env = os.environ | {"PYTHONPATH": str(Path(tomoprep.__file__).parents[1])}
     command = [sys.executable, "-m", "tomoprep", "watch", str(session), "-p", str(project), "--workflow",
-               str(workflow), "--settle", f"{settle_s:g}", "--poll", f"{poll_s:g}", "--until-idle", f"{idle_s:g}"]  # fmt: skip
+               str(workflow), "--settle", f"{settle_s:g}", "--poll", f"{poll_s:g}",
+               "--until-idle", f"{idle_s:g}"]  # fmt: skip
     with log.open("wb") as out:
         return subprocess.Popen(command, env=env, stdout=out, stderr=subprocess.STDOUT)
 
@@ -132,7 +134,7 @@ def measure_live(source: Path, folder: Path, *, pace_s: float, settle_s: float, 
 def kept_up(lags: list[SeriesLag], settle_s: float) -> bool:
     """Whether no series waited behind another: each chain ended (its export) before the next series was complete
     (its last movie and a settle time); then the lag cannot grow along the session."""
-    return all(before.export_s <= after.last_movie_s + settle_s for before, after in zip(lags, lags[1:]))
+    return all(before.export_s <= after.last_movie_s + settle_s for before, after in pairwise(lags))
 
 
 def print_live_table(lags: list[SeriesLag], *, settle_s: float) -> None:
@@ -142,9 +144,9 @@ def print_live_table(lags: list[SeriesLag], *, settle_s: float) -> None:
     for lag in lags:
         print(f"{lag.series:<10} {lag.last_movie_s:>14.1f} {lag.taken_s:>9.1f} {lag.tomogram_s:>12.1f} "
               f"{lag.lag_s:>7.1f} {lag.export_s:>10.1f} {lag.export_lag_s:>13.1f}")  # fmt: skip
-    values = [lag.lag_s for lag in lags]
+    values, exports = [lag.lag_s for lag in lags], [lag.export_lag_s for lag in lags]
     growth = (values[-1] - values[0]) / (len(values) - 1) if len(values) > 1 else 0.0
-    print(f"\nlag to tomogram: median {statistics.median(values):.1f} s, max {max(values):.1f} s; to export: median "
-          f"{statistics.median(lag.export_lag_s for lag in lags):.1f} s, max {max(l.export_lag_s for l in lags):.1f} s")  # fmt: skip
+    print(f"\nlag to tomogram: median {statistics.median(values):.1f} s, max {max(values):.1f} s; "
+          f"to export: median {statistics.median(exports):.1f} s, max {max(exports):.1f} s")  # fmt: skip
     print(f"lag change per series, first to last: {growth:+.1f} s; kept up (each chain done before the next series "
           f"was complete): {'yes' if kept_up(lags, settle_s) else 'NO'}")  # fmt: skip
