@@ -6,8 +6,8 @@ project (:func:`tomoprep.live.chains.chain_state`): one done is left alone, one 
 step left, a run failed in an earlier watch) is queued at once to be finished, and a new one waits until it is
 complete. Queued series run one after another in the order they were taken, each chain with
 :func:`~tomoprep.execution.workflow.run_workflow`, and the session is scanned again after every step, and
-every poll during a step for when files change (or several at once in threads, :mod:`tomoprep.live.parallel`). A chain that fails marks its series failed for the rest of
-this watch and the others carry on.
+every poll during a step for when files change (or several at once in threads, :mod:`tomoprep.live.parallel`).
+A chain that fails marks its series failed for the rest of this watch and the others carry on.
 
 What the watch knows of each series lives in the project; the state file it writes for others to read
 (``watch.json`` in the project, :func:`write_state`) is never read back by a watch.
