@@ -25,6 +25,17 @@ workers).
     python benchmarks/scale.py                   # 8 series; local, Dask 1 and 2 workers
     python benchmarks/scale.py --series 2        # a quick check that everything runs
     python benchmarks/scale.py --workers 1 2 4   # other worker counts
+
+With ``--live``, the live mode instead (``live_lag.py``): the session is copied into a watched folder movie by
+movie, one every ``--pace`` seconds, series after series, while ``tomoprep watch --settle S --until-idle`` runs
+as a process on a new project (import -> motioncorr -> align -> reconstruct -> export, one series after another,
+the local executor). Per series: when its last movie was written, when its chain was taken (its import began),
+when its tomogram (the reconstruct run's end) and its export (the export run's end) were there, and the lags from
+the last movie to both, in seconds; then the median and largest lags, the lag's change per series along the
+session, and whether the watch kept up (each series' chain done before the next series was complete, so that no
+series waits behind another and the lag does not grow).
+
+    python benchmarks/scale.py --live --series 3 --pace 2 --settle 5
 """
 
 from __future__ import annotations
@@ -142,6 +153,10 @@ def main() -> None:
     parser.add_argument("--detector-size-px", type=int, default=None, help="Image size (default: 256).")
     parser.add_argument("--threads", type=int, default=1, help="Torch threads of each process.")
     parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument("--live", action="store_true", help="Measure the live mode's lag instead.")
+    parser.add_argument("--pace", type=float, default=2.0, help="Live: seconds between two movies.")
+    parser.add_argument("--settle", type=float, default=5.0, help="Live: the watch's --settle, s.")
+    parser.add_argument("--poll", type=float, default=1.0, help="Live: the watch's --poll, s.")
     args = parser.parse_args()
     os.environ["OMP_NUM_THREADS"] = str(args.threads)  # before torch starts here, and inherited by the workers
     import torch
@@ -156,7 +171,10 @@ def main() -> None:
         session = simulate(folder, n_series=args.series, n_tilts=args.n_tilts, size_px=args.detector_size_px,
                            seed=args.seed)  # fmt: skip
         print(f"{args.series} simulated tilt series (tiny preset, seed {args.seed}) in "
-              f"{time.perf_counter() - began:.0f} s; steps: {' -> '.join(STEPS)}\n")  # fmt: skip
+              f"{time.perf_counter() - began:.0f} s")  # fmt: skip
+        if args.live:
+            return live(session, folder, args)
+        print(f"steps: {' -> '.join(STEPS)}\n")
         configurations = [
             ("local, 1 job", None),
             *((f"Dask local, {w} worker{'s' * (w > 1)}", w) for w in args.workers),
@@ -172,6 +190,16 @@ def main() -> None:
         print_table(scores)
     if any(s.same_outputs is False for s in scores):
         sys.exit("The outputs differ with where units ran.")
+
+
+def live(session: Path, folder: Path, args: argparse.Namespace) -> None:
+    """The live mode's table (``live_lag.py``) for the simulated ``session``."""
+    from live_lag import LIVE_STEPS, measure_live, print_live_table
+
+    print(f"live: one movie every {args.pace:g} s, series after series; tomoprep watch --settle {args.settle:g} "
+          f"--poll {args.poll:g}; steps: {' -> '.join(LIVE_STEPS)}; times in s since the first file\n")  # fmt: skip
+    lags = measure_live(session, folder, pace_s=args.pace, settle_s=args.settle, poll_s=args.poll)
+    print_live_table(lags, settle_s=args.settle)
 
 
 def _dask_version() -> str:

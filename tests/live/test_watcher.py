@@ -4,7 +4,11 @@ it takes each once, and that a new watch goes on from what the project records (
 from __future__ import annotations
 
 import json
+import time
+from collections.abc import Callable
+from concurrent.futures import Executor, Future
 from pathlib import Path
+from typing import Any
 
 import pytest
 from live_session import movie_names, write_movie, write_series
@@ -280,3 +284,52 @@ def test_chains_run_in_parallel_threads_import_each_series_once(tmp_path: Path) 
         assert _imports_by_series(project) == {name: ["SUCCEEDED"] for name in ("TS_01", "TS_02", "TS_03")}
         assert watcher.counts() == {"waiting": 1, "queued": 0, "running": 0, "done": 3, "failed": 0}
         assert read_state(project.root)["active"] is False
+
+
+class _LongStep(Executor):
+    """Runs each unit here as a step of ``step_s`` seconds of ``clock``, begun once ``ready()`` (or after 5 s of
+    real time, where it never is)."""
+
+    def __init__(self, clock: Clock, step_s: float, ready: Callable[[], bool]) -> None:
+        self.clock, self.step_s, self.ready = clock, step_s, ready
+
+    def submit(self, fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> Future[Any]:
+        deadline = time.monotonic() + 5.0
+        while not self.ready() and time.monotonic() < deadline:
+            time.sleep(0.01)
+        self.clock.sleep(self.step_s)
+        future: Future[Any] = Future()
+        try:
+            future.set_result(fn(*args, **kwargs))
+        except Exception as exc:
+            future.set_exception(exc)
+        return future
+
+
+def test_a_series_completed_during_a_long_step_settles_from_its_last_change_not_from_the_step_end(
+    tmp_path: Path,
+) -> None:
+    """TS_02 is written whole as TS_01's import begins, and that import takes 60 s: TS_02 has been still for
+    longer than the settle time when it ends, so it is taken at once, not a settle time later."""
+    session = tmp_path / "session"
+    write_series(session, "TS_01")
+    template = chain_template(IMPORT_ONLY, mdoc_glob=mdoc_glob_of(session, "*.mdoc"), movies_dir=None,
+                              project_root=tmp_path / "project", source=None)  # fmt: skip
+    clock, taken_s = Clock(), {}
+    settings = WatchSettings(settle_s=3.0, poll_s=0.25, until_idle_s=5.0)
+
+    def say(text: str, status: bool) -> None:
+        if not status and "TS_01: running its chain" in text:
+            write_series(session, "TS_02")  # the microscope writes the next series during the step
+        if not status and ": complete, queued" in text:
+            taken_s[text.split()[1].rstrip(":")] = clock.now_s
+
+    with init_project(tmp_path / "project") as project:
+        # The step begins once a scan has seen TS_02, which is first seen when TS_01 is taken (at 3 s).
+        step = _LongStep(clock, 60.0, ready=lambda: (watcher.tracker.quiet_since_s() or 0.0) >= 3.0)
+        watcher = Watcher(project, template, settings, executor=step, clock=clock, sleep=clock.sleep, say=say)
+        watcher.watch()
+        assert _imports_by_series(project) == {"TS_01": ["SUCCEEDED"], "TS_02": ["SUCCEEDED"]}
+    assert taken_s["TS_01"] == pytest.approx(3.0)
+    # TS_01's import ends at 63 s; TS_02, still since 3 s, is taken by the poll after that step.
+    assert taken_s["TS_02"] < 63.0 + settings.settle_s

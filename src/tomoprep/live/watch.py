@@ -5,9 +5,9 @@ Each poll scans the session (:mod:`tomoprep.live.session`); a series seen for th
 project (:func:`tomoprep.live.chains.chain_state`): one done is left alone, one started (a run interrupted, a
 step left, a run failed in an earlier watch) is queued at once to be finished, and a new one waits until it is
 complete. Queued series run one after another in the order they were taken, each chain with
-:func:`~tomoprep.execution.workflow.run_workflow`, and the session is scanned again after every step (or several
-at once in threads, :mod:`tomoprep.live.parallel`). A chain that fails marks its series failed for the rest of
-this watch and the others carry on.
+:func:`~tomoprep.execution.workflow.run_workflow`, and the session is scanned again after every step, and
+every poll during a step for when files change (or several at once in threads, :mod:`tomoprep.live.parallel`).
+A chain that fails marks its series failed for the rest of this watch and the others carry on.
 
 What the watch knows of each series lives in the project; the state file it writes for others to read
 (``watch.json`` in the project, :func:`write_state`) is never read back by a watch.
@@ -20,8 +20,9 @@ import os
 import socket
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from concurrent.futures import Executor
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -117,6 +118,10 @@ class Watcher:
         self._last_status = ""
         #: Held while the series and the state file change: chains may run in threads (live/parallel.py).
         self.lock = threading.RLock()
+        #: Held from a scan of the session to its update of the tracker: a scan taken during a step
+        #: (:meth:`observe`) must not land after a newer one.
+        self._scanning = threading.Lock()
+        self._changed: set[str] = set()  # series whose files a scan during a step saw change
 
     def counts(self) -> dict[str, int]:
         """How many series are in each state."""
@@ -144,13 +149,22 @@ class Watcher:
 
     def poll(self) -> None:
         """Scan the session, learn new series from the project, and queue those complete."""
-        scan = scan_session(self.template.mdoc_glob, self.template.movies_dir, self.mdocs)
-        with self.lock:
-            self._learn(scan)
+        with self._scanning:
+            scan = scan_session(self.template.mdoc_glob, self.template.movies_dir, self.mdocs)
+            with self.lock:
+                self._learn(scan)
+
+    def observe(self) -> None:
+        """Scan the session and note when each series' files changed, without the project: from any thread."""
+        with self._scanning:
+            scan = scan_session(self.template.mdoc_glob, self.template.movies_dir, self.mdocs)
+            with self.lock:
+                self._changed |= self.tracker.update(scan, self.clock())
 
     def _learn(self, scan: list[SeriesFiles]) -> None:
         now_s = self.clock()
-        changed = self.tracker.update(scan, now_s)
+        changed = self.tracker.update(scan, now_s) | self._changed
+        self._changed = set()
         for files in scan:
             known = self.series.get(files.name)
             if known is None:
@@ -192,8 +206,28 @@ class Watcher:
         name = self.start_next()
         if name is None:
             return False
-        self.run_chain(self.project, name, poll_between=True)
+        with self._observing():
+            self.run_chain(self.project, name, poll_between=True)
         return True
+
+    @contextmanager
+    def _observing(self) -> Iterator[None]:
+        """Scan the session every poll while this thread runs a chain: the settle time of a series whose last
+        file came during a long step then counts from when its files stopped changing, not from the step's end."""
+        done = threading.Event()
+
+        def observe_until_done() -> None:
+            while not done.wait(self.settings.poll_s):
+                with suppress(OSError, TomoprepError):  # the poll after the step meets them and tells what is wrong
+                    self.observe()
+
+        thread = threading.Thread(target=observe_until_done, daemon=True)
+        thread.start()
+        try:
+            yield
+        finally:
+            done.set()
+            thread.join()
 
     def start_next(self) -> str | None:
         """Take the first queued series off the queue, marked running; ``None`` when none is queued."""
