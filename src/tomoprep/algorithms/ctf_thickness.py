@@ -58,6 +58,7 @@ class ThicknessSettings:
     high_resolution_angstrom: float = 2.0
     min_confidence: float = 4.0
     fit_significance_z: float = 3.0
+    fit_start_significance_z: float = 5.0
 
 
 @dataclass(frozen=True)
@@ -302,7 +303,7 @@ def _peak(grid: np.ndarray, values: np.ndarray) -> float:
 
 
 def _beyond_node(wide: WideSpectra, fit: TiltCtfFit, defocus_angstrom: float, spread_angstrom: float,
-                 decay_angstrom2: float, threshold: float) -> tuple[float, float | None]:  # fmt: skip
+                 decay_angstrom2: float, thresholds: tuple[float, float]) -> tuple[float, float | None]:  # fmt: skip
     """The node-free rings' end (1/Å), and the correlation of data and fitted model beyond the model's first
     node, where its rings are inverted (None where the band holds too little beyond the node)."""
     spectra = wide.spectra
@@ -310,7 +311,7 @@ def _beyond_node(wide: WideSpectra, fit: TiltCtfFit, defocus_angstrom: float, sp
     fit = dataclasses.replace(fit, defocus_u_angstrom=fit.defocus_u_angstrom + shift,
                               defocus_v_angstrom=fit.defocus_v_angstrom + shift)  # fmt: skip
     rings = ring_bins(spectra, fit.hand, _point(fit, 0.0, decay_angstrom2))
-    end = fit_limit(np.array([r[1] for r in rings]), windowed_significance(rings), threshold)
+    end = fit_limit(np.array([r[1] for r in rings]), windowed_significance(rings), *thresholds)
     band, lam = spectra.band, spectra.optics.wavelength_angstrom
     beyond = 2.0 * lam * spread_angstrom * band.k2 > 1.0  # past the first node, sinc(2 λ w k²) = 0
     if spread_angstrom <= 0 or beyond.sum() < 50:
@@ -380,8 +381,8 @@ def fit_thickness(
     ends, beyond = [], []
     for sp, fit, tilt, defocus, (_, decay) in zip(spectra, fits, tilts_deg, defoci, fine, strict=True):
         spread = best / (2.0 * math.cos(math.radians(tilt)))
-        end, correlation = _beyond_node(sp, fit, defocus, spread, float(decay[index]),
-                                             settings.fit_significance_z)  # fmt: skip
+        thresholds = settings.fit_significance_z, settings.fit_start_significance_z
+        end, correlation = _beyond_node(sp, fit, defocus, spread, float(decay[index]), thresholds)
         ends.append(end)
         if correlation is not None:
             beyond.append(correlation)

@@ -146,12 +146,20 @@ def windowed_significance(
     return z
 
 
-def fit_limit(ring_k_outer: np.ndarray, significance: np.ndarray, threshold: float) -> float:
+def fit_limit(ring_k_outer: np.ndarray, significance: np.ndarray, threshold: float, start_threshold: float) -> float:
     """The outer edge (1/Å) of the last ring before the first whose ``significance`` is below ``threshold``; 0 if
-    the first ring's is."""
-    below = np.flatnonzero(np.asarray(significance) < threshold)
-    last = (below[0] if below.size else len(significance)) - 1
-    return float(ring_k_outer[last]) if last >= 0 else 0.0
+    none of the rings before it reaches ``start_threshold``.
+
+    The start's threshold is the higher: the model was fitted to these rings, and on pure noise a fitted model's
+    first window reaches ``z`` of 3 (median) to 5; beyond the rings that pinned the fit, a window correlates with
+    a wrong model as with any other, and ``threshold`` is the ordinary one.
+    """
+    significance = np.asarray(significance)
+    below = np.flatnonzero(significance < threshold)
+    held = below[0] if below.size else significance.size
+    if held == 0 or significance[:held].max() < start_threshold:
+        return 0.0
+    return float(ring_k_outer[held - 1])
 
 
 def _envelope(ring_k: np.ndarray, correlation: np.ndarray) -> Callable[[np.ndarray], np.ndarray]:
@@ -254,13 +262,13 @@ def fit_spectra(
     coarse = coarse_search(spectra, hand=hand, defocus_range_angstrom=defocus_range_angstrom)
     defocus, spread, decay, phase, coarse_score = coarse
     point = _Point(defocus, astigmatism_xy_angstrom or (0.0, 0.0), phase, spread, decay)
-    threshold = spectra.settings.fit_significance_z
+    thresholds = spectra.settings.fit_significance_z, spectra.settings.fit_start_significance_z
     k_low, k_high = float(np.sqrt(spectra.band.k2.min())), float(np.sqrt(spectra.band.k2.max()))
     figure_of_merit = 0.0
     rings = ring_bins(spectra, hand, point)
     refined_k_max = 0.0
     for _ in range(2):  # the second pass only where the first moved the fit resolution
-        limit = fit_limit(np.array([r[1] for r in rings]), windowed_significance(rings), threshold)
+        limit = fit_limit(np.array([r[1] for r in rings]), windowed_significance(rings), *thresholds)
         # Refine where the rings hold, and at least over the first third of the band.
         k_max = min(k_high, max(1.05 * limit, k_low + (k_high - k_low) / 3))
         if abs(k_max - refined_k_max) <= 0.03 * k_max:
@@ -274,7 +282,7 @@ def fit_spectra(
                                          defocus_range_angstrom=defocus_range_angstrom)  # fmt: skip
         refined_k_max = k_max
         rings = ring_bins(spectra, hand, point)
-    limit = fit_limit(np.array([r[1] for r in rings]), windowed_significance(rings), threshold)
+    limit = fit_limit(np.array([r[1] for r in rings]), windowed_significance(rings), *thresholds)
     return _to_result(point, hand=hand, limit_k=limit, figure_of_merit=figure_of_merit, coarse_score=coarse_score)
 
 
