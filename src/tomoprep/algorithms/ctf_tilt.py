@@ -242,6 +242,7 @@ def fit_spectra(
     hand: int,
     defocus_range_angstrom: tuple[float, float],
     astigmatism_xy_angstrom: tuple[float, float] | None = None,
+    rings_significant: bool = False,
 ) -> TiltCtfFit:
     """Fit one tilt's strip spectra (see :mod:`.ctf_fit` for the method).
 
@@ -256,13 +257,19 @@ def fit_spectra(
         Centre defocus searched, Å (positive = underfocus).
     astigmatism_xy_angstrom
         ``(a_x, a_y)`` (Å) to hold fixed (a series' shared astigmatism), or None to fit it.
+    rings_significant
+        The tilt's rings passed the test against noise (:mod:`.ctf_significance`), which allows for the search
+        having been fitted to them: the fit resolution then needs no window of rings above
+        :attr:`.FitSettings.fit_start_significance_z`, only the ordinary threshold.
     """
     if hand not in (-1, 0, 1):
         raise ValueError(f"hand must be +1, -1 or 0 (no gradient), got {hand}")
     coarse = coarse_search(spectra, hand=hand, defocus_range_angstrom=defocus_range_angstrom)
     defocus, spread, decay, phase, coarse_score = coarse
     point = _Point(defocus, astigmatism_xy_angstrom or (0.0, 0.0), phase, spread, decay)
-    thresholds = spectra.settings.fit_significance_z, spectra.settings.fit_start_significance_z
+    settings = spectra.settings
+    thresholds = settings.fit_significance_z, (settings.fit_significance_z if rings_significant
+                                               else settings.fit_start_significance_z)  # fmt: skip
     k_low, k_high = float(np.sqrt(spectra.band.k2.min())), float(np.sqrt(spectra.band.k2.max()))
     figure_of_merit = 0.0
     rings = ring_bins(spectra, hand, point)
