@@ -58,7 +58,6 @@ class ThicknessSettings:
     high_resolution_angstrom: float = 2.0
     min_confidence: float = 4.0
     fit_significance_z: float = 3.0
-    fit_start_significance_z: float = 5.0
 
 
 @dataclass(frozen=True)
@@ -381,7 +380,8 @@ def fit_thickness(
     ends, beyond = [], []
     for sp, fit, tilt, defocus, (_, decay) in zip(spectra, fits, tilts_deg, defoci, fine, strict=True):
         spread = best / (2.0 * math.cos(math.radians(tilt)))
-        thresholds = settings.fit_significance_z, settings.fit_start_significance_z
+        # The series' good tilts, whose rings passed the test against noise: no higher start is needed.
+        thresholds = settings.fit_significance_z, settings.fit_significance_z
         end, correlation = _beyond_node(sp, fit, defocus, spread, float(decay[index]), thresholds)
         ends.append(end)
         if correlation is not None:
