@@ -13,7 +13,8 @@ strips far from the axis sharpen the fit instead of blurring it.
    rings (at least 60 bins) correlates with the model below 3 standard deviations of noise (Fisher's z,
    :func:`.ctf_tilt.windowed_significance`; as CTFFIND reports "the spacing up to which CTF rings were fit
    successfully"), provided a window before it reached 5 (a model fitted to noise reaches 3–5 there); the
-   single rings' correlations, clipped at 0, weight the model in the refinement (a matched filter: rings the data do not show do not count).
+   single rings' correlations, clipped at 0, weight the model in the refinement (a matched filter: rings the
+   data do not show do not count).
 3. Refinement: the 2-D spectra within the fit resolution, defocus, astigmatism ``(a_x, a_y)`` (grid of
    magnitudes and directions, then L-BFGS on the score's analytic gradient, :mod:`.ctf_objective`), the phase
    shift when asked, spread and decay; once more where that moved the fit resolution.

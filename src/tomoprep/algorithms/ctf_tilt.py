@@ -136,11 +136,11 @@ def windowed_significance(
     z = np.zeros(len(rings))
     for centre in range(len(rings)):
         low = high = centre
-        while dof[low:high + 1].sum() < min_samples and (low > 0 or high < len(rings) - 1):
+        while dof[low : high + 1].sum() < min_samples and (low > 0 or high < len(rings) - 1):
             low, high = max(low - 1, 0), min(high + 1, len(rings) - 1)
-        d = np.concatenate([r[2] for r in rings[low:high + 1]])
-        m = np.concatenate([r[3] for r in rings[low:high + 1]])
-        n = int(dof[low:high + 1].sum())
+        window = rings[low : high + 1]
+        d, m = np.concatenate([r[2] for r in window]), np.concatenate([r[3] for r in window])
+        n = int(dof[low : high + 1].sum())
         r = min(max(_correlation(d, m), -0.999999), 0.999999)
         z[centre] = math.atanh(r) * math.sqrt(max(n - 2, 1))
     return z
