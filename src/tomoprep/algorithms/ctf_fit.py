@@ -9,10 +9,12 @@ strips far from the axis sharpen the fit instead of blurring it.
    the phase shift on a grid when it is fitted.
 2. Ring quality (:func:`.ctf_tilt.ring_quality`): the pixels are binned by CTF phase (``χ + asin A + φ``, each at
    its strip's defocus), data and model averaged per bin (an equiphase average), and each ring's bins
-   correlated. The fit resolution is the outer edge of
-   the last ring before two rings in a row fall below :attr:`FitSettings.ring_correlation_threshold` (as
-   CTFFIND reports "the spacing up to which CTF rings were fit successfully"); the ring correlations, clipped at
-   0, weight the model in the refinement (a matched filter: rings the data do not show do not count).
+   correlated. The fit resolution is the outer edge of the last ring before the first whose running window of
+   rings (at least 60 bins) correlates with the model below 3 standard deviations of noise (Fisher's z,
+   :func:`.ctf_tilt.windowed_significance`; as CTFFIND reports "the spacing up to which CTF rings were fit
+   successfully"), provided a window before it reached 5 (a model fitted to noise reaches 3–5 there); the
+   single rings' correlations, clipped at 0, weight the model in the refinement (a matched filter: rings the
+   data do not show do not count).
 3. Refinement: the 2-D spectra within the fit resolution, defocus, astigmatism ``(a_x, a_y)`` (grid of
    magnitudes and directions, then L-BFGS on the score's analytic gradient, :mod:`.ctf_objective`), the phase
    shift when asked, spread and decay; once more where that moved the fit resolution.
@@ -48,14 +50,19 @@ class FitSettings:
         Band fitted (Å, low then high resolution); the high end is clipped at 2.1 pixels.
     fit_phase_shift
         Fit a phase-plate shift (0–180°) as well.
-    ring_correlation_threshold
-        Ring correlation below which the fit no longer holds (fit resolution).
+    fit_significance_z
+        Significance (noise standard deviations, :func:`.ctf_tilt.windowed_significance`) below which the rings no
+        longer fit: the fit resolution.
+    fit_start_significance_z
+        Significance that one window of the rings before must reach for the fit to hold at all (above what a
+        model fitted to pure noise reaches there).
     """
 
     tile_px: int = 256
     resolution_range_angstrom: tuple[float, float] = (30.0, 5.0)
     fit_phase_shift: bool = False
-    ring_correlation_threshold: float = 0.5
+    fit_significance_z: float = 3.0
+    fit_start_significance_z: float = 5.0
 
 
 @dataclass(frozen=True)

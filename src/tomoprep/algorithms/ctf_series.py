@@ -310,7 +310,8 @@ def fit_series(
         window = (max(ranges[i][0], own - settings.refit_window_angstrom),
                   min(ranges[i][1], own + settings.refit_window_angstrom))  # fmt: skip
         fit = fit_spectra(prepared, hand=hand, defocus_range_angstrom=window,  # type: ignore[arg-type]
-                          astigmatism_xy_angstrom=shared if settings.shared_astigmatism else None)  # fmt: skip
+                          astigmatism_xy_angstrom=shared if settings.shared_astigmatism else None,
+                          rings_significant=True)  # fmt: skip
         # Whether a tilt shows rings is its own fit's verdict: held to the series' astigmatism, a weak tilt's
         # rings may fit a little less far, and then its own fit stands.
         final[i] = fit if not _fails(fit, settings) else neutral[i]

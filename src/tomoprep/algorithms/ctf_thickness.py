@@ -37,7 +37,7 @@ import scipy.optimize
 from tomoprep.algorithms.ctf_fit import FitSettings, TiltCtfFit, TiltSpectra, _depth_sinc, prepare_tilt
 from tomoprep.algorithms.ctf_objective import RingObjective
 from tomoprep.algorithms.ctf_spectrum import TILE_TAPER, Band, Optics, ctf_argument, tukey_window
-from tomoprep.algorithms.ctf_tilt import _Point, fit_limit, ring_quality
+from tomoprep.algorithms.ctf_tilt import _Point, fit_limit, ring_bins, windowed_significance
 
 #: Ring decays ``b`` (Å²) tried with every thickness.
 DECAY_GRID_ANGSTROM2 = np.concatenate([[0.0], np.geomspace(4.0, 2000.0, 13)])
@@ -50,13 +50,14 @@ _COARSE_STEP_ANGSTROM = 50.0
 @dataclass(frozen=True)
 class ThicknessSettings:
     """Choices of the thickness fit: the thickness grid (Å, along the slab's normal), the band's fine end (Å,
-    clipped at 2.1 pixels), the evidence needed to claim a thickness, the ring-correlation threshold."""
+    clipped at 2.1 pixels), the evidence needed to claim a thickness, the rings' significance that ends them
+    (:func:`.ctf_tilt.windowed_significance`)."""
 
     max_thickness_angstrom: float = 6000.0
     thickness_step_angstrom: float = 10.0
     high_resolution_angstrom: float = 2.0
     min_confidence: float = 4.0
-    ring_correlation_threshold: float = 0.5
+    fit_significance_z: float = 3.0
 
 
 @dataclass(frozen=True)
@@ -301,15 +302,15 @@ def _peak(grid: np.ndarray, values: np.ndarray) -> float:
 
 
 def _beyond_node(wide: WideSpectra, fit: TiltCtfFit, defocus_angstrom: float, spread_angstrom: float,
-                 decay_angstrom2: float, threshold: float) -> tuple[float, float | None]:  # fmt: skip
+                 decay_angstrom2: float, thresholds: tuple[float, float]) -> tuple[float, float | None]:  # fmt: skip
     """The node-free rings' end (1/Å), and the correlation of data and fitted model beyond the model's first
     node, where its rings are inverted (None where the band holds too little beyond the node)."""
     spectra = wide.spectra
     shift = defocus_angstrom - fit.defocus_angstrom
     fit = dataclasses.replace(fit, defocus_u_angstrom=fit.defocus_u_angstrom + shift,
                               defocus_v_angstrom=fit.defocus_v_angstrom + shift)  # fmt: skip
-    _, ring_outer, correlation = ring_quality(spectra, fit.hand, _point(fit, 0.0, decay_angstrom2))
-    end = fit_limit(ring_outer, correlation, threshold)
+    rings = ring_bins(spectra, fit.hand, _point(fit, 0.0, decay_angstrom2))
+    end = fit_limit(np.array([r[1] for r in rings]), windowed_significance(rings), *thresholds)
     band, lam = spectra.band, spectra.optics.wavelength_angstrom
     beyond = 2.0 * lam * spread_angstrom * band.k2 > 1.0  # past the first node, sinc(2 λ w k²) = 0
     if spread_angstrom <= 0 or beyond.sum() < 50:
@@ -379,8 +380,9 @@ def fit_thickness(
     ends, beyond = [], []
     for sp, fit, tilt, defocus, (_, decay) in zip(spectra, fits, tilts_deg, defoci, fine, strict=True):
         spread = best / (2.0 * math.cos(math.radians(tilt)))
-        end, correlation = _beyond_node(sp, fit, defocus, spread, float(decay[index]),
-                                             settings.ring_correlation_threshold)  # fmt: skip
+        # The series' good tilts, whose rings passed the test against noise: no higher start is needed.
+        thresholds = settings.fit_significance_z, settings.fit_significance_z
+        end, correlation = _beyond_node(sp, fit, defocus, spread, float(decay[index]), thresholds)
         ends.append(end)
         if correlation is not None:
             beyond.append(correlation)

@@ -27,6 +27,8 @@ _ASTIGMATISM_DIRECTIONS = 8
 _MIN_RING_PIXELS = 40
 #: Equal-phase bins per ring in :func:`ring_quality`.
 _BINS_PER_RING = 12
+#: Degrees of freedom (equal-phase bins) a window of rings holds at least in :func:`windowed_significance`.
+_WINDOW_MIN_SAMPLES = 60
 
 
 @dataclass(frozen=True)
@@ -56,19 +58,18 @@ def _models(
     return band.project(-np.cos(2.0 * arguments) * envelopes[None])
 
 
-def ring_quality(spectra: TiltSpectra, hand: int, point: _Point) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Correlation of data and model ring by ring over the full band, on equal-phase averages.
+def ring_bins(spectra: TiltSpectra, hand: int, point: _Point) -> list[tuple[float, float, np.ndarray, np.ndarray]]:
+    """Equal-phase averages of data and model, ring by ring over the full band.
 
     The pixels of all strips are binned by their CTF phase ``(χ + asin A + φ) / π`` (at the strip's defocus and
-    the astigmatism of ``point``) in :data:`_BINS_PER_RING` bins per ring, data and model averaged per bin (as
-    CTFFIND's equiphase average), and each ring's bins correlated (Pearson).
+    the astigmatism of ``point``) in :data:`_BINS_PER_RING` bins per ring and data and model averaged per bin (as
+    CTFFIND's equiphase average). Rings cut by the band's edge are left out.
 
     Returns
     -------
-    ring_k, ring_k_outer
-        ``(m,)`` mean and 95th-percentile ``|k|`` of each ring's pixels, 1/Å, ascending.
-    correlation
-        ``(m,)`` each ring's correlation of the background-free log power with the model.
+    list
+        Per ring, ascending: mean and 95th-percentile ``|k|`` of its pixels (1/Å), and its bins' data and model
+        averages ``(b,)``, each less its ring's mean.
     """
     band = spectra.band
     data = spectra.strips.log_residuals(band)
@@ -85,7 +86,7 @@ def ring_quality(spectra: TiltSpectra, hand: int, point: _Point) -> tuple[np.nda
     ring_of_bin = np.flatnonzero(occupied) // _BINS_PER_RING
     k = np.broadcast_to(np.sqrt(band.k2)[None, :], data.shape).ravel()
     ring_of_pixel = phase_bin // _BINS_PER_RING
-    ring_k, ring_outer, correlation = [], [], []
+    rings = []
     for ring in np.unique(ring_of_bin):
         in_ring = ring_of_bin == ring
         pixels = ring_of_pixel == ring
@@ -93,23 +94,72 @@ def ring_quality(spectra: TiltSpectra, hand: int, point: _Point) -> tuple[np.nda
             continue  # a ring cut by the band's edge
         d = data_mean[in_ring] - data_mean[in_ring].mean()
         m = model_mean[in_ring] - model_mean[in_ring].mean()
-        correlation.append(float(d @ m) / math.sqrt(max(float(d @ d) * float(m @ m), 1e-300)))
-        ring_k.append(float(k[pixels].mean()))
-        ring_outer.append(float(np.percentile(k[pixels], 95)))
-    return np.array(ring_k), np.array(ring_outer), np.array(correlation)
+        rings.append((float(k[pixels].mean()), float(np.percentile(k[pixels], 95)), d, m))
+    return rings
 
 
-def fit_limit(ring_k_outer: np.ndarray, correlation: np.ndarray, threshold: float) -> float:
-    """The outer edge (1/Å) of the last ring before two consecutive rings fall below ``threshold``; 0 if none.
+def _correlation(d: np.ndarray, m: np.ndarray) -> float:
+    return float(d @ m) / math.sqrt(max(float(d @ d) * float(m @ m), 1e-300))
 
-    One ring below it is let pass (noise in a ring of a few hundred pixels), two in a row end the fit.
+
+def ring_quality(spectra: TiltSpectra, hand: int, point: _Point) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Correlation of data and model ring by ring over the full band, on equal-phase averages (``ring_bins``).
+
+    Returns
+    -------
+    ring_k, ring_k_outer
+        ``(m,)`` mean and 95th-percentile ``|k|`` of each ring's pixels, 1/Å, ascending.
+    correlation
+        ``(m,)`` each ring's correlation (Pearson, over its bins) of the background-free log power with the model.
     """
-    below = correlation < threshold
-    ends = np.flatnonzero(below[:-1] & below[1:]) if below.size > 1 else np.flatnonzero(below)
-    last = (ends[0] if ends.size else correlation.size) - 1
-    while last >= 0 and below[last]:  # the ring before the pair failed alone: the fit ends before it
-        last -= 1
-    return float(ring_k_outer[last]) if last >= 0 else 0.0
+    rings = ring_bins(spectra, hand, point)
+    return (np.array([r[0] for r in rings]), np.array([r[1] for r in rings]),
+            np.array([_correlation(r[2], r[3]) for r in rings]))  # fmt: skip
+
+
+def windowed_significance(
+    rings: list[tuple[float, float, np.ndarray, np.ndarray]], min_samples: int = _WINDOW_MIN_SAMPLES
+) -> np.ndarray:
+    """Significance of the data's correlation with the model in a running window of rings, noise standard deviations.
+
+    The window about each ring grows by whole rings on both sides (on one where the band ends) until its bins hold
+    ``min_samples`` degrees of freedom (bins less one per ring, as each ring's mean is removed). Its correlation
+    ``r`` over those bins becomes Fisher's ``z = atanh(r) · sqrt(dof - 2)``: on noise, whatever the rings' signal
+    elsewhere, about standard normal, so one threshold serves every ring density, image size and band.
+
+    Returns
+    -------
+    numpy.ndarray
+        ``(m,)`` ``z`` of the window centred on each ring.
+    """
+    dof = np.array([r[2].size - 1 for r in rings])
+    z = np.zeros(len(rings))
+    for centre in range(len(rings)):
+        low = high = centre
+        while dof[low : high + 1].sum() < min_samples and (low > 0 or high < len(rings) - 1):
+            low, high = max(low - 1, 0), min(high + 1, len(rings) - 1)
+        window = rings[low : high + 1]
+        d, m = np.concatenate([r[2] for r in window]), np.concatenate([r[3] for r in window])
+        n = int(dof[low : high + 1].sum())
+        r = min(max(_correlation(d, m), -0.999999), 0.999999)
+        z[centre] = math.atanh(r) * math.sqrt(max(n - 2, 1))
+    return z
+
+
+def fit_limit(ring_k_outer: np.ndarray, significance: np.ndarray, threshold: float, start_threshold: float) -> float:
+    """The outer edge (1/Å) of the last ring before the first whose ``significance`` is below ``threshold``; 0 if
+    none of the rings before it reaches ``start_threshold``.
+
+    The start's threshold is the higher: the model was fitted to these rings, and on pure noise a fitted model's
+    first window reaches ``z`` of 3 (median) to 5; beyond the rings that pinned the fit, a window correlates with
+    a wrong model as with any other, and ``threshold`` is the ordinary one.
+    """
+    significance = np.asarray(significance)
+    below = np.flatnonzero(significance < threshold)
+    held = below[0] if below.size else significance.size
+    if held == 0 or significance[:held].max() < start_threshold:
+        return 0.0
+    return float(ring_k_outer[held - 1])
 
 
 def _envelope(ring_k: np.ndarray, correlation: np.ndarray) -> Callable[[np.ndarray], np.ndarray]:
@@ -192,6 +242,7 @@ def fit_spectra(
     hand: int,
     defocus_range_angstrom: tuple[float, float],
     astigmatism_xy_angstrom: tuple[float, float] | None = None,
+    rings_significant: bool = False,
 ) -> TiltCtfFit:
     """Fit one tilt's strip spectra (see :mod:`.ctf_fit` for the method).
 
@@ -206,31 +257,39 @@ def fit_spectra(
         Centre defocus searched, Å (positive = underfocus).
     astigmatism_xy_angstrom
         ``(a_x, a_y)`` (Å) to hold fixed (a series' shared astigmatism), or None to fit it.
+    rings_significant
+        The tilt's rings passed the test against noise (:mod:`.ctf_significance`), which allows for the search
+        having been fitted to them: the fit resolution then needs no window of rings above
+        :attr:`.FitSettings.fit_start_significance_z`, only the ordinary threshold.
     """
     if hand not in (-1, 0, 1):
         raise ValueError(f"hand must be +1, -1 or 0 (no gradient), got {hand}")
     coarse = coarse_search(spectra, hand=hand, defocus_range_angstrom=defocus_range_angstrom)
     defocus, spread, decay, phase, coarse_score = coarse
     point = _Point(defocus, astigmatism_xy_angstrom or (0.0, 0.0), phase, spread, decay)
-    threshold = spectra.settings.ring_correlation_threshold
+    settings = spectra.settings
+    thresholds = settings.fit_significance_z, (settings.fit_significance_z if rings_significant
+                                               else settings.fit_start_significance_z)  # fmt: skip
     k_low, k_high = float(np.sqrt(spectra.band.k2.min())), float(np.sqrt(spectra.band.k2.max()))
     figure_of_merit = 0.0
-    ring_k, ring_outer, correlation = ring_quality(spectra, hand, point)
+    rings = ring_bins(spectra, hand, point)
     refined_k_max = 0.0
     for _ in range(2):  # the second pass only where the first moved the fit resolution
-        limit = fit_limit(ring_outer, correlation, threshold)
+        limit = fit_limit(np.array([r[1] for r in rings]), windowed_significance(rings), *thresholds)
         # Refine where the rings hold, and at least over the first third of the band.
         k_max = min(k_high, max(1.05 * limit, k_low + (k_high - k_low) / 3))
         if abs(k_max - refined_k_max) <= 0.03 * k_max:
             break
         band = Band.build(spectra.settings.tile_px, spectra.optics.pixel_spacing_angstrom, (k_low, k_max))
+        ring_k = np.array([r[0] for r in rings])
+        correlation = np.array([_correlation(r[2], r[3]) for r in rings])
         envelope = _envelope(ring_k, correlation)(np.sqrt(band.k2))
         point, figure_of_merit = _refine(spectra, hand, point, band, envelope,
                                          fit_astigmatism=astigmatism_xy_angstrom is None,
                                          defocus_range_angstrom=defocus_range_angstrom)  # fmt: skip
         refined_k_max = k_max
-        ring_k, ring_outer, correlation = ring_quality(spectra, hand, point)
-    limit = fit_limit(ring_outer, correlation, threshold)
+        rings = ring_bins(spectra, hand, point)
+    limit = fit_limit(np.array([r[1] for r in rings]), windowed_significance(rings), *thresholds)
     return _to_result(point, hand=hand, limit_k=limit, figure_of_merit=figure_of_merit, coarse_score=coarse_score)
 
 
