@@ -27,9 +27,10 @@ shifted
     tilt ``q`` to tilt ``p``, by ``z sin(p - q) / cos q`` across the axis beyond that model, and which depth
     dominates a correlation changes from pair to pair (a dense layer, a membrane, contamination on a surface). A
     displacement counts only beyond what content anywhere in a slab ``specimen_thickness_angstrom`` thick can
-    make across the axis (:func:`beyond_parallax`); along the axis depth moves nothing. On a large field that
-    allowance is a few % of the field; on a field narrower than the ice is thick it is most of it, and only a
-    jump along the axis or beyond the parallax is found there.
+    make across the axis (:mod:`tomoprep.algorithms.parallax`; by default the thickness from the series'
+    brightness); along the axis depth moves nothing. On a large field that allowance is a few % of the field; on
+    a field narrower than the ice is thick it is most of it, and only a jump along the axis or beyond the
+    parallax is found there.
 blurred
     *sharpness*, the power of the band of periods 80 to 40 Å above the noise floor (the band from 0.4 to
     0.5 cycles/px, where shot noise dominates), over that floor: a signal-to-noise ratio, blind to the scale of
@@ -53,6 +54,12 @@ import torch
 
 from tomoprep.algorithms.brightness import dark_fractions, is_absolute, mean_ratios
 from tomoprep.algorithms.fourier import fourier_bin, rfft_frequencies, taper_edges
+from tomoprep.algorithms.parallax import (
+    DEFAULT_THICKNESS_ANGSTROM,
+    beyond_parallax,
+    parallax_px,
+    slab_thickness_angstrom,
+)
 from tomoprep.algorithms.tilt_xcorr import frame_change, pair_shift
 
 #: Detail band of the sharpness measure, as periods (Å): coarse enough that the specimen's signal stands above the
@@ -85,7 +92,8 @@ MIN_LOG_SPREAD = 0.02
 @dataclass(frozen=True)
 class QualityThresholds:
     """When a tilt is bad (module notes); fractions are of 1. ``specimen_thickness_angstrom``: the thickest the
-    specimen slab may be (Å), whose parallax across the tilt axis is no displacement."""
+    specimen slab may be (Å), whose parallax across the tilt axis is no displacement; ``None``: from the series'
+    brightness (:func:`~tomoprep.algorithms.parallax.slab_thickness_angstrom`)."""
 
     shift_fraction: float = 0.15
     dark_ratio: float = 0.5
@@ -93,7 +101,7 @@ class QualityThresholds:
     dark_level: float = 0.3
     blur_ratio: float = 0.5
     blur_z_score: float = 4.0
-    specimen_thickness_angstrom: float = 3000.0
+    specimen_thickness_angstrom: float | None = None
 
 
 @dataclass(frozen=True)
@@ -274,7 +282,7 @@ class NeighbourShifts:
         ``(n,)`` bool: the two references lie on one side (the first and last usable tilts).
     beyond_parallax_px
         ``(n, 3)`` the three displacements, less across the axis what content at any depth of the slab can make
-        (:func:`beyond_parallax`); equal to ``from_sides_px`` for a thickness of 0.
+        (:func:`~tomoprep.algorithms.parallax.beyond_parallax`); equal to ``from_sides_px`` for a thickness of 0.
     """
 
     from_sides_px: np.ndarray
@@ -333,38 +341,18 @@ def neighbour_shifts_px(
         # Content at depth z moves across the axis by z sin(p - q) / cos q between two tilts (module notes); the
         # line adds its references' parallax, carried to the tilt's frame and scaled as the line is.
         half = 0.5 * thickness_px / scale
-        reach_a, reach_b = (_parallax(half, angles[p], angles[r]) for r in (a, b))
-        reach_ba = _parallax(half, angles[b], angles[a]) * _cos(angles[p]) / _cos(angles[b])
+        reach_a, reach_b = (parallax_px(half, angles[p], angles[r]) for r in (a, b))
+        reach_ba = parallax_px(half, angles[b], angles[a]) * _cosine(angles[p]) / _cosine(angles[b])
         reach_line = reach_a + abs((angles[p] - angles[a]) / (angles[b] - angles[a])) * reach_ba
-        out.beyond_parallax_px[index] = [beyond_parallax(v, reach, axis_deg=axis_deg) * scale
-                                         for v, reach in ((from_a, reach_a), (from_b, reach_b), (from_line, reach_line))]  # fmt: skip
+        pairs = ((from_a, reach_a), (from_b, reach_b), (from_line, reach_line))
+        out.beyond_parallax_px[index] = [beyond_parallax(v, reach, axis_deg=axis_deg) * scale for v, reach in pairs]
         out.closure_px[index] = float((from_a - from_b - references).norm()) * scale
         out.outermost[index] = p in (0, last)
     return out
 
 
-def _cos(tilt_deg: float) -> float:
+def _cosine(tilt_deg: float) -> float:
     return max(math.cos(math.radians(tilt_deg)), 1e-3)
-
-
-def _parallax(half_thickness_px: float, tilt_deg: float, reference_tilt_deg: float) -> float:
-    """Largest displacement across the axis (pixels, in the frame of ``tilt_deg``) that content at most
-    ``half_thickness_px`` from the tilt axis's height makes beyond the stretch from ``reference_tilt_deg``."""
-    return half_thickness_px * abs(math.sin(math.radians(tilt_deg - reference_tilt_deg))) / _cos(reference_tilt_deg)
-
-
-def beyond_parallax(displacement_px: torch.Tensor, reach_px: float, *, axis_deg: float) -> float:
-    """Length (pixels) of a displacement ``(x, y)`` less ``reach_px`` of its component across the tilt axis.
-
-    Depth moves content only across the axis (along ``(cos a, sin a)`` for an axis ``a`` degrees counter-clockwise
-    from image Y), so that component may be parallax up to ``reach_px``; the component along the axis is all
-    displacement.
-    """
-    across_direction = torch.tensor([math.cos(math.radians(axis_deg)), math.sin(math.radians(axis_deg))],
-                                    dtype=displacement_px.dtype)  # fmt: skip
-    across = float(displacement_px @ across_direction)
-    along = float((displacement_px - across * across_direction).norm())
-    return math.hypot(along, max(abs(across) - reach_px, 0.0))
 
 
 def _pairwise(small: torch.Tensor, angles: list[float], *, axis_deg: float):
@@ -420,7 +408,10 @@ def measure_tilt_quality(
     area = dark_fractions(images, absolute=absolute, dark_level=thresholds.dark_level)
     usual = float(np.median(area))
     dark = ((area - usual) / max(1.0 - usual, 1e-6) > thresholds.dark_area_fraction) | (ratio < thresholds.dark_ratio)
-    thickness_px = thresholds.specimen_thickness_angstrom / pixel_spacing_angstrom
+    thickness = thresholds.specimen_thickness_angstrom
+    if thickness is None:
+        thickness = slab_thickness_angstrom(means, tilts, doses_e_per_angstrom2) if absolute else None
+    thickness_px = (DEFAULT_THICKNESS_ANGSTROM if thickness is None else thickness) / pixel_spacing_angstrom
     shifts = neighbour_shifts_px(images, tilts, axis_deg=axis_deg, usable=~dark, thickness_px=thickness_px)
     field_px = min(images.shape[-2:])
     evidence = shifts.beyond_parallax_px.min(axis=1) / field_px  # nan unless measured on both sides

@@ -28,13 +28,14 @@ class CleanParams(Params):
         description="A tilt is shifted when displaced by more than this fraction of the field of view from its "
         "neighbours in angle on both sides.",
     )
-    specimen_thickness_angstrom: float = Field(
-        3000.0,
+    specimen_thickness_angstrom: float | None = Field(
+        None,
         ge=0,
         le=100000,
         description="The thickest the specimen (ice, lamella) may be, in Å: content at different depths moves "
         "apart across the tilt axis from tilt to tilt, which is no stage jump; only a displacement beyond that "
-        "parallax counts as shifted (0: none allowed).",
+        "parallax counts as shifted. Default: from the series' fall of brightness with tilt (3000 for "
+        "normalised images); 0: none allowed.",
     )
     dark_ratio: float = Field(
         0.5,
