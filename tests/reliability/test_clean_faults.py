@@ -23,7 +23,8 @@ SMALL = {"detector_size_px": 128, "n_tilts": 7, "frames_per_tilt": 2, "write_til
 
 def true_displacements(series: SeriesTruth) -> np.ndarray:
     """Each tilt's true displacement from its two neighbours in angle and the line through them (the smallest of
-    the three), as a fraction of the field: what the shift test measures."""
+    the three), as a fraction of the field: what the shift test measures. The stage shifts move content at every
+    depth alike; the parallax of content off the tilt axis's height, which the test leaves out, is not in it."""
     tilts = sorted(series.tilts, key=lambda t: t.nominal_tilt_deg)
     angles = np.array([t.nominal_tilt_deg for t in tilts])
     xy = np.array([[t.shift_x_angstrom, t.shift_y_angstrom] for t in tilts])

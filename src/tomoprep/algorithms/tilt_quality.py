@@ -23,6 +23,14 @@ shifted
     as the series' median tilt. Where either fails, the tilt is not judged shifted and the cleaning says so
     (``shift_unsure``): a wrong peak, or the ordinary wander of a series on a small field, must not exclude a
     good tilt.
+    The stretched correlation takes the specimen for flat; content at depth ``z`` from the tilt axis moves, from
+    tilt ``q`` to tilt ``p``, by ``z sin(p - q) / cos q`` across the axis beyond that model, and which depth
+    dominates a correlation changes from pair to pair (a dense layer, a membrane, contamination on a surface). A
+    displacement counts only beyond what content anywhere in a slab ``specimen_thickness_angstrom`` thick can
+    make across the axis (:mod:`tomoprep.algorithms.parallax`; by default the thickness from the series'
+    brightness); along the axis depth moves nothing. On a large field that allowance is a few % of the field; on
+    a field narrower than the ice is thick it is most of it, and only a jump along the axis or beyond the
+    parallax is found there.
 blurred
     *sharpness*, the power of the band of periods 80 to 40 Å above the noise floor (the band from 0.4 to
     0.5 cycles/px, where shot noise dominates), over that floor: a signal-to-noise ratio, blind to the scale of
@@ -46,6 +54,12 @@ import torch
 
 from tomoprep.algorithms.brightness import dark_fractions, is_absolute, mean_ratios
 from tomoprep.algorithms.fourier import fourier_bin, rfft_frequencies, taper_edges
+from tomoprep.algorithms.parallax import (
+    DEFAULT_THICKNESS_ANGSTROM,
+    beyond_parallax,
+    parallax_px,
+    slab_thickness_angstrom,
+)
 from tomoprep.algorithms.tilt_xcorr import frame_change, pair_shift
 
 #: Detail band of the sharpness measure, as periods (Å): coarse enough that the specimen's signal stands above the
@@ -77,7 +91,9 @@ MIN_LOG_SPREAD = 0.02
 
 @dataclass(frozen=True)
 class QualityThresholds:
-    """When a tilt is bad (module notes); fractions are of 1."""
+    """When a tilt is bad (module notes); fractions are of 1. ``specimen_thickness_angstrom``: the thickest the
+    specimen slab may be (Å), whose parallax across the tilt axis is no displacement; ``None``: from the series'
+    brightness (:func:`~tomoprep.algorithms.parallax.slab_thickness_angstrom`)."""
 
     shift_fraction: float = 0.15
     dark_ratio: float = 0.5
@@ -85,6 +101,7 @@ class QualityThresholds:
     dark_level: float = 0.3
     blur_ratio: float = 0.5
     blur_z_score: float = 4.0
+    specimen_thickness_angstrom: float | None = None
 
 
 @dataclass(frozen=True)
@@ -95,7 +112,8 @@ class TiltQuality:
     ----------
     shift_angstrom
         ``(n, 3)`` displacement (Å) from the neighbour below and above in angle (the outermost: from its
-        neighbour, and from the tilt beyond it), and from the line through their positions.
+        neighbour, and from the tilt beyond it), and from the line through their positions, beyond what the
+        parallax of the specimen's depth can make (:class:`NeighbourShifts` ``beyond_parallax_px``).
     shift_fraction
         ``(n,)`` the smallest of the three, as a fraction of the field of view: how far the tilt is from both
         sides and from where they put it.
@@ -262,11 +280,15 @@ class NeighbourShifts:
         leaves it open.
     outermost
         ``(n,)`` bool: the two references lie on one side (the first and last usable tilts).
+    beyond_parallax_px
+        ``(n, 3)`` the three displacements, less across the axis what content at any depth of the slab can make
+        (:func:`~tomoprep.algorithms.parallax.beyond_parallax`); equal to ``from_sides_px`` for a thickness of 0.
     """
 
     from_sides_px: np.ndarray
     closure_px: np.ndarray
     outermost: np.ndarray
+    beyond_parallax_px: np.ndarray
 
 
 def _references(p: int, last: int) -> tuple[int, int]:
@@ -279,20 +301,26 @@ def _references(p: int, last: int) -> tuple[int, int]:
 
 
 def neighbour_shifts_px(
-    images: torch.Tensor, tilts_deg: Sequence[float] | np.ndarray, *, axis_deg: float, usable: np.ndarray
+    images: torch.Tensor,
+    tilts_deg: Sequence[float] | np.ndarray,
+    *,
+    axis_deg: float,
+    usable: np.ndarray,
+    thickness_px: float = 0.0,
 ) -> NeighbourShifts:
     """Displacement (pixels) of each usable tilt from its usable neighbours below and above in angle.
 
     Each pair of tilts at most two apart in angle is correlated once (:func:`pair_shift`, stretched); a tilt's
     displacement from either reference and the references' from each other make a triangle, whose closure says
-    whether the three correlations found the same content (:class:`NeighbourShifts`). Fewer than three usable
-    tilts: everything ``nan``.
+    whether the three correlations found the same content (:class:`NeighbourShifts`). ``thickness_px``: the
+    specimen slab's thickness in pixels of ``images``, whose parallax ``beyond_parallax_px`` leaves out. Fewer
+    than three usable tilts: everything ``nan``.
     """
     all_angles = np.asarray(tilts_deg, dtype=float)
     indices = np.flatnonzero(usable)
     indices = indices[np.argsort(all_angles[indices], kind="stable")]
     out = NeighbourShifts(np.full((len(all_angles), 3), np.nan), np.full(len(all_angles), np.nan),
-                          np.zeros(len(all_angles), dtype=bool))  # fmt: skip
+                          np.zeros(len(all_angles), dtype=bool), np.full((len(all_angles), 3), np.nan))  # fmt: skip
     if len(indices) < 3:
         return out
     # A jump of a tenth of the field is plain at a few hundred pixels: bin to that first, and correlate on the CPU
@@ -310,9 +338,21 @@ def neighbour_shifts_px(
         references = frame_change(axis_deg, angles[b], angles[p]) @ relative(b, a)
         from_line = from_a - references * ((angles[p] - angles[a]) / (angles[b] - angles[a]))
         out.from_sides_px[index] = [float(v.norm()) * scale for v in (from_a, from_b, from_line)]
+        # Content at depth z moves across the axis by z sin(p - q) / cos q between two tilts (module notes); the
+        # line adds its references' parallax, carried to the tilt's frame and scaled as the line is.
+        half = 0.5 * thickness_px / scale
+        reach_a, reach_b = (parallax_px(half, angles[p], angles[r]) for r in (a, b))
+        reach_ba = parallax_px(half, angles[b], angles[a]) * _cosine(angles[p]) / _cosine(angles[b])
+        reach_line = reach_a + abs((angles[p] - angles[a]) / (angles[b] - angles[a])) * reach_ba
+        pairs = ((from_a, reach_a), (from_b, reach_b), (from_line, reach_line))
+        out.beyond_parallax_px[index] = [beyond_parallax(v, reach, axis_deg=axis_deg) * scale for v, reach in pairs]
         out.closure_px[index] = float((from_a - from_b - references).norm()) * scale
         out.outermost[index] = p in (0, last)
     return out
+
+
+def _cosine(tilt_deg: float) -> float:
+    return max(math.cos(math.radians(tilt_deg)), 1e-3)
 
 
 def _pairwise(small: torch.Tensor, angles: list[float], *, axis_deg: float):
@@ -368,9 +408,13 @@ def measure_tilt_quality(
     area = dark_fractions(images, absolute=absolute, dark_level=thresholds.dark_level)
     usual = float(np.median(area))
     dark = ((area - usual) / max(1.0 - usual, 1e-6) > thresholds.dark_area_fraction) | (ratio < thresholds.dark_ratio)
-    shifts = neighbour_shifts_px(images, tilts, axis_deg=axis_deg, usable=~dark)
+    thickness = thresholds.specimen_thickness_angstrom
+    if thickness is None:
+        thickness = slab_thickness_angstrom(means, tilts, doses_e_per_angstrom2) if absolute else None
+    thickness_px = (DEFAULT_THICKNESS_ANGSTROM if thickness is None else thickness) / pixel_spacing_angstrom
+    shifts = neighbour_shifts_px(images, tilts, axis_deg=axis_deg, usable=~dark, thickness_px=thickness_px)
     field_px = min(images.shape[-2:])
-    evidence = shifts.from_sides_px.min(axis=1) / field_px  # nan unless measured on both sides
+    evidence = shifts.beyond_parallax_px.min(axis=1) / field_px  # nan unless measured on both sides
     closure = shifts.closure_px / field_px
     # The series' wander, from the tilts whose correlations agree (a peak of noise says nothing about it).
     tolerance = closure_tolerance(evidence, shifts.outermost, thresholds.shift_fraction)
@@ -384,7 +428,7 @@ def measure_tilt_quality(
     blurred = (sharp_ratio < thresholds.blur_ratio) & (sharp_z < -thresholds.blur_z_score)
     sharp_ratio, sharp_z = neighbour_trend(sharp, ranks, judged=judged, reference=judged & ~blurred)
     quality = TiltQuality(
-        shift_angstrom=shifts.from_sides_px * pixel_spacing_angstrom,
+        shift_angstrom=shifts.beyond_parallax_px * pixel_spacing_angstrom,
         shift_fraction=evidence,
         shift_closure_fraction=closure,
         shift_closure_tolerance_fraction=tolerance,

@@ -28,6 +28,15 @@ class CleanParams(Params):
         description="A tilt is shifted when displaced by more than this fraction of the field of view from its "
         "neighbours in angle on both sides.",
     )
+    specimen_thickness_angstrom: float | None = Field(
+        None,
+        ge=0,
+        le=100000,
+        description="The thickest the specimen (ice, lamella) may be, in Å: content at different depths moves "
+        "apart across the tilt axis from tilt to tilt, which is no stage jump; only a displacement beyond that "
+        "parallax counts as shifted. Default: from the series' fall of brightness with tilt (3000 for "
+        "normalised images); 0: none allowed.",
+    )
     dark_ratio: float = Field(
         0.5,
         ge=0,
@@ -92,6 +101,7 @@ class CleanParams(Params):
 
         return QualityThresholds(
             shift_fraction=self.shift_fraction,
+            specimen_thickness_angstrom=self.specimen_thickness_angstrom,
             dark_ratio=self.dark_ratio,
             dark_area_fraction=self.dark_area_fraction,
             dark_level=self.dark_level,
