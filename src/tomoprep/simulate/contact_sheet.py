@@ -17,6 +17,8 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from scipy import ndimage
 
+from tomoprep.figures import one_at_a_time
+
 #: Tiles are binned to at most this many pixels across.
 TILE_PX = 192
 _GAP_PX = 6
@@ -139,6 +141,7 @@ def _stretch(spectrum: np.ndarray) -> np.ndarray:
     return np.where(radius > 0.06 * n, shown, 0.5)
 
 
+@one_at_a_time
 def _render(path: Path, mosaic: np.ndarray, labels: list[tuple[int, int, str]], title: str) -> None:
     dpi = 100
     title_px = 30

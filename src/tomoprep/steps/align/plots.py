@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from tomoprep.algorithms.thumbnail import stretch
+from tomoprep.figures import one_at_a_time
 
 if TYPE_CHECKING:
     from matplotlib.axes import Axes
@@ -90,6 +91,7 @@ def alignment_figure(result: SeriesAlignment, *, title: str, pixel_spacing_angst
     return fig
 
 
+@one_at_a_time
 def write_alignment_plot(result: SeriesAlignment, *, title: str, pixel_spacing_angstrom: float, path: Path,
                          local_rms_angstrom: np.ndarray | None = None) -> Path:  # fmt: skip
     """Write :func:`alignment_figure` as a PNG at ``path``."""

@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from tomoprep.algorithms.thumbnail import thumbnail
+from tomoprep.figures import one_at_a_time
 from tomoprep.model import TiltImage, TiltSeries
 
 if TYPE_CHECKING:
@@ -55,6 +56,7 @@ def _plot_measures(axes: Sequence[Axes], quality: TiltQuality, angles: np.ndarra
     axes[-1].set_xlabel("tilt angle (°)")
 
 
+@one_at_a_time
 def write_clean_plot(
     ts: TiltSeries,
     stack: TiltStack,

@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from tomoprep.figures import one_at_a_time
 from tomoprep.model import TiltImage, TiltSeries
 from tomoprep.steps.ctf.spectra import radial_fit
 
@@ -89,6 +90,7 @@ def _profiles_panel(ax: Axes, ts: TiltSeries, tilts: list[TiltImage], spectra: n
     ax.legend(fontsize=7, loc="upper right")
 
 
+@one_at_a_time
 def write_ctf_plot(
     ts: TiltSeries, path: Path, *, spectra: np.ndarray | None, pixel_spacing_angstrom: float | None
 ) -> None:

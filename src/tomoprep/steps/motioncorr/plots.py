@@ -10,11 +10,13 @@ from pathlib import Path
 import numpy as np
 
 from tomoprep.algorithms.thumbnail import thumbnail
+from tomoprep.figures import one_at_a_time
 from tomoprep.io.mrc import read_mrc
 from tomoprep.model import TiltSeries
 from tomoprep.steps.motioncorr.output import THUMBNAIL_PX
 
 
+@one_at_a_time
 def write_motion_plot(
     ts: TiltSeries, trajectories: dict[int, np.ndarray], thumbnails: dict[int, np.ndarray], path: Path
 ) -> Path:

@@ -9,6 +9,8 @@ from pathlib import Path
 
 import numpy as np
 
+from tomoprep.figures import one_at_a_time
+
 #: Each slice is the mean of the voxels within this depth of the centre (Å; at least one voxel): a single voxel of
 #: a fine tomogram is mostly noise.
 SLICE_DEPTH_ANGSTROM = 30.0
@@ -33,6 +35,7 @@ def central_slices(volume_zyx: np.ndarray, *, voxel_spacing_angstrom: float) -> 
     return xy, xz, yz, depth
 
 
+@one_at_a_time
 def write_slices_png(path: Path, volume_zyx: np.ndarray, *, voxel_spacing_angstrom: float, title: str) -> Path:
     """Draw the central slices of ``volume_zyx`` into ``path`` (PNG): XY top left, YZ on its right (z across), XZ
     below it (z down), axes in Å from the volume's centre, dense matter dark as in the images."""
