@@ -38,7 +38,7 @@ def _plot_measures(axes: Sequence[Axes], quality: TiltQuality, angles: np.ndarra
     """Three panels against tilt angle: shift, darkness, sharpness; bad tilts in red, thresholds dashed."""
     colours = np.where(bad, EXCLUDED_COLOUR, "tab:blue")
     panels = [
-        (quality.shift_fraction, thresholds.shift_fraction, "shift from neighbours\n(fraction of field)", False),
+        (quality.shift_fraction, thresholds.shift_fraction, "shift beyond parallax\n(fraction of field)", False),
         (quality.mean_ratio, thresholds.dark_ratio, "mean / expected (dots)\ndark area (crosses)", False),
         (quality.sharpness_ratio, thresholds.blur_ratio, "high-frequency signal /\nneighbours' trend", True),
     ]
