@@ -94,7 +94,7 @@ def check_workflow(steps: list[WorkflowStep]) -> None:
         raise StepError("the workflow has invalid parameters:\n" + "\n".join(problems))
 
 
-def _same_run(project: Project, step: Step, params: dict[str, Any], source: RunRecord | None) -> RunRecord | None:
+def same_run(project: Project, step: Step, params: dict[str, Any], source: RunRecord | None) -> RunRecord | None:
     """The newest run of ``step`` with these parameters (as stored) on this input run, if any."""
     inputs = () if source is None else (source.id,)
     runs = [r for r in project.list_runs(step=step.name) if r.params == params and tuple(r.inputs) == inputs]
@@ -128,7 +128,7 @@ def run_workflow(
         stored = params.model_dump(mode="json")
         source = input_among(project, step, params, [o.run for o in outcomes])
         source = source or resolve_input(project, step, params, None)
-        earlier = _same_run(project, step, stored, source)
+        earlier = same_run(project, step, stored, source)
         if earlier is not None and earlier.status == "SUCCEEDED" and not earlier.failed_units:
             outcome = StepOutcome(item.name, "skipped", earlier)
         elif earlier is not None:

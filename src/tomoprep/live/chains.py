@@ -16,7 +16,7 @@ from typing import Any, Literal
 from tomoprep.errors import InputError
 from tomoprep.execution.inputs import input_among, made, needed
 from tomoprep.execution.runner import validate_params
-from tomoprep.execution.workflow import WorkflowStep, _same_run, check_workflow
+from tomoprep.execution.workflow import WorkflowStep, check_workflow, same_run
 from tomoprep.project import Project, RunRecord
 from tomoprep.steps import BUILTIN_STEP_MODULES, get_step
 
@@ -116,7 +116,7 @@ def chain_state(project: Project, chain: list[WorkflowStep]) -> ChainState:
         source = input_among(project, step, params, runs)
         if step.needs and source is None:
             break
-        earlier = _same_run(project, step, params.model_dump(mode="json"), source)
+        earlier = same_run(project, step, params.model_dump(mode="json"), source)
         if earlier is None:
             break
         runs.append(earlier)

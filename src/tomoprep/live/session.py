@@ -79,7 +79,7 @@ def scan_session(mdoc_glob: str, movies_dir: Path | None, cache: MdocCache | Non
     cache
         Where the mdocs read at the last call are kept (a watch passes the same one each time); ``None``: read all.
     """
-    from tomoprep.steps.import_.movies import _series_name_of
+    from tomoprep.steps.import_.movies import series_name_of
 
     paths = sorted(Path(p).resolve() for p in glob.glob(mdoc_glob, recursive=True))
     paths = [p for p in paths if p.is_file()]
@@ -102,7 +102,7 @@ def scan_session(mdoc_glob: str, movies_dir: Path | None, cache: MdocCache | Non
         found.append(SeriesFiles(item.name, _states([*item.sources, *movies]), tuple(missing)))
     for error in errors:
         path = error.path if error.path is not None else Path(mdoc_glob)
-        name = _series_name_of(path)
+        name = series_name_of(path)
         if name not in {s.name for s in found}:
             found.append(SeriesFiles(name, _states([path]), error=str(error)))
     return sorted(found, key=lambda s: s.name)

@@ -65,7 +65,7 @@ def plan_movie_import(params: ImportParams) -> list[Unit]:
         name = payload.series.name
         units.append(Unit(name=name, error=shared[name]) if name in shared else Unit(name=name, payload=payload))
     for error in errors:
-        name = _series_name_of(error.path) if error.path is not None else "mdoc"
+        name = series_name_of(error.path) if error.path is not None else "mdoc"
         units.append(Unit(name=name, error=str(error)))
     return units
 
@@ -97,7 +97,7 @@ def _movies_in_several_series(payloads: Sequence[MovieSeriesPayload]) -> dict[st
     return errors
 
 
-def _series_name_of(path: Path) -> str:
+def series_name_of(path: Path) -> str:
     name = path.name
     for suffix in (".mdoc", ".mrc", ".st", ".tif", ".tiff", ".eer", ".mrcs"):
         name = name.removesuffix(suffix)
