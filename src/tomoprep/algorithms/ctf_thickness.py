@@ -36,7 +36,7 @@ import scipy.optimize
 
 from tomoprep.algorithms.ctf_fit import FitSettings, TiltCtfFit, TiltSpectra, _depth_sinc, prepare_tilt
 from tomoprep.algorithms.ctf_objective import RingObjective
-from tomoprep.algorithms.ctf_spectrum import TILE_TAPER, Band, Optics, ctf_argument, tukey_window
+from tomoprep.algorithms.ctf_spectrum import TILE_TAPER, Band, Optics, ctf_argument, tukey_window, window_fading
 from tomoprep.algorithms.ctf_tilt import _Point, fit_limit, ring_bins, windowed_significance
 
 #: Ring decays ``b`` (Å²) tried with every thickness.
@@ -179,26 +179,10 @@ def _point(fit: TiltCtfFit, spread_angstrom: float = 0.0, decay_angstrom2: float
 
 def window_envelope(spectra: TiltSpectra, band: Band, defocus_angstrom: np.ndarray,
                     astigmatism_xy_angstrom: tuple[float, float]) -> np.ndarray:  # fmt: skip
-    """``(s, n)`` fading of the rings by the tiles' window, at each strip's defocus (Å, ``(s,)``).
-
-    A tile's periodogram is the spectrum convolved with the window's power spectrum; on rings
-    ``cos 2χ`` whose phase runs at ``∇(2χ) = 2π r`` (``r = 2 λ Δf k - 2 Cs λ³ k² k``, Å: twice the defocus
-    delocalisation) that convolution multiplies them by the window's autocorrelation at the lag ``r``. At 3 µm
-    and 4.5 Å that lag is 260 Å, two thirds of a 256-px tile of 1.5 Å: dense rings fade as a thick specimen's
-    would, and a fit blind to it finds the node too fine.
-    """
-    optics, tile = spectra.optics, spectra.settings.tile_px
-    taper = tukey_window(tile, TILE_TAPER)
-    autocorrelation = np.correlate(taper, taper, mode="full")[tile - 1 :] / float(taper @ taper)
-    lam, px = optics.wavelength_angstrom, optics.pixel_spacing_angstrom
-    a_x, a_y = astigmatism_xy_angstrom
-    k = np.sqrt(band.k2)
-    directional = defocus_angstrom[:, None] + (a_x * band.cos2 + a_y * band.sin2)[None, :]
-    lag_px = np.abs(2.0 * lam * directional * k - 2.0 * optics.cs_mm * 1e7 * lam**3 * k**3) / px
-    along_x, along_y = np.sqrt(0.5 * (1.0 + band.cos2)), np.sqrt(0.5 * (1.0 - band.cos2))
-    lags = np.arange(tile)
-    fading_x = np.interp(lag_px * along_x, lags, autocorrelation, right=0.0)
-    return fading_x * np.interp(lag_px * along_y, lags, autocorrelation, right=0.0)
+    """``(s, n)`` fading of the rings by the tiles' window, at each strip's defocus (Å, ``(s,)``)
+    (:func:`.ctf_spectrum.window_fading`). At 3 µm and 4.5 Å its lag is 260 Å, two thirds of a 256-px tile of
+    1.5 Å: a fit blind to it finds the node too fine."""
+    return window_fading(band, spectra.optics, spectra.settings.tile_px, defocus_angstrom, astigmatism_xy_angstrom)
 
 
 def _static(wide: WideSpectra, fit: TiltCtfFit, defocus_angstrom: float) -> np.ndarray:
