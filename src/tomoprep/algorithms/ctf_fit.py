@@ -29,7 +29,15 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from tomoprep.algorithms.ctf_spectrum import Band, Optics, StripSpectra, rings, spread_envelope, strip_spectra
+from tomoprep.algorithms.ctf_spectrum import (
+    BACKGROUND_DEGREE,
+    Band,
+    Optics,
+    StripSpectra,
+    rings,
+    spread_envelope,
+    strip_spectra,
+)
 
 #: Half-widths (Å) of the uniform defocus spread tried in the coarse search: the ice's depth blurs the rings.
 SPREAD_GRID_ANGSTROM = np.arange(0.0, 3001.0, 500.0)
@@ -176,7 +184,7 @@ def _radial_profiles(spectra: TiltSpectra) -> tuple[Band, np.ndarray]:
     profiles = np.stack([np.bincount(which, r) / counts for r in residuals])
     k2 = np.bincount(which, band.k2) / counts
     x = (labels - labels.mean()) / max(float(np.ptp(labels)), 1.0)
-    basis, _ = np.linalg.qr(np.vander(x, band.basis.shape[1], increasing=True))
+    basis, _ = np.linalg.qr(np.vander(x, BACKGROUND_DEGREE + 1, increasing=True))
     zeros = np.zeros_like(k2)
     radial = Band(mask=band.mask, k2=k2, cos2=zeros, sin2=zeros, basis=basis)
     return radial, radial.project(profiles)

@@ -7,9 +7,13 @@ Spectra
     axis, hence at the same depth ``z' = -tan(tilt) · s`` for a flat specimen (RELION's geometry, see
     :mod:`tomoprep.algorithms.defocus_gradient`). A strip's defocus is ``defocus_centre + hand · z'``.
 Background
-    ``log`` of each strip's power, with a polynomial in ``|k|`` (degree :data:`BACKGROUND_DEGREE`) projected
-    out: the background is a nuisance fitted jointly with the rings, not subtracted beforehand, so the rings'
-    own low-order content does not bias the fit (the same projection is applied to the model).
+    ``log`` of each strip's power, with a polynomial in ``|k|`` (degree :data:`BACKGROUND_DEGREE`) and that of
+    degree :data:`ANISOTROPIC_DEGREE` times ``cos 2θ`` and ``sin 2θ`` projected out: the background is a nuisance
+    fitted jointly with the rings, not subtracted beforehand, so the rings' own low-order content does not bias
+    the fit (the same projection is applied to the model). The anisotropic terms take up a background that is
+    stronger along one direction (the specimen's texture, a gradient of ice or of contrast across the field):
+    left in, a few low rings faded fast could only fit it with a large astigmatism, and the mean defocus went
+    with it.
 Model
     ``-cos 2(χ + asin A + φ)`` with ``χ = π λ Δf(θ) k² - π/2 Cs λ³ k⁴``, ``Δf(θ) = Δf + a_x cos 2θ + a_y sin 2θ``
     (``θ`` from image X towards image Y: RELION's ``rlnDefocusAngle`` convention of
@@ -30,6 +34,8 @@ from tomoprep.physics import electron_wavelength_angstrom
 
 #: Degree of the polynomial in ``|k|`` taken as the background of ``log P``.
 BACKGROUND_DEGREE = 5
+#: Degree of the polynomials in ``|k|`` that multiply ``cos 2θ`` and ``sin 2θ`` in the background.
+ANISOTROPIC_DEGREE = 2
 #: Fraction of each tile side inside the Tukey window's cosine edges.
 TILE_TAPER = 0.3
 #: Effective width of a Tukey-windowed tile, as a fraction of its side (for its depth spread).
@@ -86,7 +92,8 @@ class Band:
     cos2, sin2
         ``(n,)`` ``cos 2θ`` and ``sin 2θ`` of their direction ``θ`` (from image X towards image Y).
     basis
-        ``(n, BACKGROUND_DEGREE + 1)`` orthonormal polynomial basis in ``|k|``.
+        ``(n, BACKGROUND_DEGREE + 2 ANISOTROPIC_DEGREE + 3)`` orthonormal basis of the background: polynomials in
+        ``|k|``, and in ``|k|`` times ``cos 2θ`` and ``sin 2θ``.
     """
 
     mask: np.ndarray
@@ -109,8 +116,11 @@ class Band:
         kx, ky = np.broadcast_to(k_x, mask.shape)[mask], np.broadcast_to(k_y, mask.shape)[mask]
         radius = np.sqrt(k2)
         x = (radius - 0.5 * (low + high)) / (0.5 * (high - low))
-        basis, _ = np.linalg.qr(np.vander(x, BACKGROUND_DEGREE + 1, increasing=True))
-        return cls(mask=mask, k2=k2, cos2=(kx * kx - ky * ky) / k2, sin2=2 * kx * ky / k2, basis=basis)
+        cos2, sin2 = (kx * kx - ky * ky) / k2, 2 * kx * ky / k2
+        along = np.vander(x, ANISOTROPIC_DEGREE + 1, increasing=True)
+        terms = [np.vander(x, BACKGROUND_DEGREE + 1, increasing=True), along * cos2[:, None], along * sin2[:, None]]
+        basis, _ = np.linalg.qr(np.concatenate(terms, axis=1))
+        return cls(mask=mask, k2=k2, cos2=cos2, sin2=sin2, basis=basis)
 
     def project(self, values: np.ndarray) -> np.ndarray:
         """``values`` ``(..., n)`` with the background basis projected out."""
