@@ -29,6 +29,59 @@ _MIN_RING_PIXELS = 40
 _BINS_PER_RING = 12
 #: Degrees of freedom (equal-phase bins) a window of rings holds at least in :func:`windowed_significance`.
 _WINDOW_MIN_SAMPLES = 60
+#: First zero of ``J0``: astigmatism ``a`` (half of U - V) averages round rings at ``|k|`` by ``J0(2π λ a k²)``, so
+#: rings seen in the astigmatism-free average out to ``k`` bound ``λ |a| k²`` below this over ``2π``.
+_J0_FIRST_ZERO = 2.404826
+
+
+@dataclass(frozen=True)
+class Basin:
+    """Where the 2-D refinement may go from the 1-D (coarse) fit: the centre defocus within
+    ``defocus_angstrom`` (low, high; Å) and the astigmatism's half ``|(a_x, a_y)|`` below
+    ``max_astigmatism_angstrom`` (Å; inf: unbounded)."""
+
+    defocus_angstrom: tuple[float, float]
+    max_astigmatism_angstrom: float = math.inf
+
+
+def basin(
+    spectra: TiltSpectra, coarse_defocus_angstrom: float, rings_k: float, defocus_range_angstrom: tuple[float, float]
+) -> Basin:
+    """The 1-D fit's basin: what its rings on the full band and out to ``rings_k`` (1/Å) leave possible.
+
+    The coarse search scored round rings over the whole band, at steps of π/8 at its edge: a centre defocus half
+    a ring (at that edge) or more from its best would have scored as another ring's, so the refinement keeps within
+    that of it (and within ``defocus_range_angstrom``). Rings that the astigmatism-free model finds to ``rings_k``
+    mean an astigmatism whose ``J0`` fading had not yet erased them there: ``2π λ |a| k² < 2.405``.
+    """
+    lam = spectra.optics.wavelength_angstrom
+    half_ring = 1.0 / (2.0 * lam * float(spectra.band.k2.max()))
+    low, high = defocus_range_angstrom
+    bounds = (max(low, coarse_defocus_angstrom - half_ring), min(high, coarse_defocus_angstrom + half_ring))
+    if bounds[0] > bounds[1]:  # a coarse defocus at the range's edge
+        bounds = (low, high)
+    return Basin(bounds, _J0_FIRST_ZERO / (2.0 * math.pi * lam * rings_k * rings_k))
+
+
+def _squash(v: np.ndarray, radius: float) -> tuple[np.ndarray, np.ndarray]:
+    """``v`` ``(2,)`` mapped into the open disk of ``radius`` (``v · radius tanh(|v|/radius) / |v|``), and the
+    map's ``(2, 2)`` Jacobian: the search runs on the whole plane and the astigmatism stays in the disk."""
+    if not math.isfinite(radius):
+        return v, np.eye(2)
+    r = float(np.hypot(*v))
+    if r < 1e-9 * radius:
+        return v, np.eye(2)
+    f = radius * math.tanh(r / radius) / r
+    slope = (1.0 / math.cosh(r / radius) ** 2 - f) / r  # df/dr
+    return f * v, f * np.eye(2) + slope * np.outer(v, v) / r
+
+
+def _unsquash(a: np.ndarray, radius: float) -> np.ndarray:
+    """The inverse of :func:`_squash` (``|a| < radius``)."""
+    r = float(np.hypot(*a))
+    if not math.isfinite(radius) or r < 1e-9 * radius:
+        return a
+    return a * radius * math.atanh(min(r / radius, 1.0 - 1e-12)) / r
 
 
 @dataclass(frozen=True)
@@ -169,10 +222,10 @@ def _envelope(ring_k: np.ndarray, correlation: np.ndarray) -> Callable[[np.ndarr
 
 def _refine(
     spectra: TiltSpectra, hand: int, start: _Point, band: Band, envelope: np.ndarray, *, fit_astigmatism: bool,
-    defocus_range_angstrom: tuple[float, float],
+    within: Basin,
 ) -> tuple[_Point, float]:  # fmt: skip
-    """2-D refinement of defocus (within ``defocus_range_angstrom``, Å), astigmatism (unless fixed) and phase
-    shift (when fitted) on ``band``."""
+    """2-D refinement of defocus, astigmatism (unless fixed) and phase shift (when fitted) on ``band``, ``within``
+    the 1-D fit's basin."""
     step = 1.0 / (8.0 * spectra.optics.wavelength_angstrom * float(band.k2.max()))
     objective = RingObjective.build(spectra, band, hand, _depth_sinc(band, spectra) * envelope[None, :])
 
@@ -181,8 +234,9 @@ def _refine(
                          point.spread_angstrom, point.decay_angstrom2])  # fmt: skip
 
     candidates = [start.astigmatism_xy_angstrom]
+    radius = within.max_astigmatism_angstrom if fit_astigmatism else math.inf
     if fit_astigmatism and start.astigmatism_xy_angstrom == (0.0, 0.0):  # not yet searched
-        for magnitude in _ASTIGMATISM_GRID_ANGSTROM:
+        for magnitude in [m for m in _ASTIGMATISM_GRID_ANGSTROM if m < 0.9 * radius]:
             for j in range(_ASTIGMATISM_DIRECTIONS):
                 angle = 2 * math.pi * j / _ASTIGMATISM_DIRECTIONS
                 candidates.append((magnitude * math.cos(angle), magnitude * math.sin(angle)))
@@ -200,23 +254,30 @@ def _refine(
     # spread, and a spread too large inverts the model's fine rings.
     free = [0] + ([1, 2] if fit_astigmatism else []) + ([3] if spectra.settings.fit_phase_shift else []) + [4, 5]
     origin = params(best)
+    # The astigmatism is searched as ``v``, squashed into the basin's disk (:func:`_squash`).
+    origin[1:3] = _unsquash(origin[1:3], radius)
     scale = np.array([step, step, step, 0.2, 200.0, 50.0])[free]
 
-    def negative(x: np.ndarray) -> tuple[float, np.ndarray]:
+    def full_params(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         full = origin.copy()
         full[free] += x * scale
+        full[1:3], jacobian = _squash(full[1:3], radius)
+        return full, jacobian
+
+    def negative(x: np.ndarray) -> tuple[float, np.ndarray]:
+        full, jacobian = full_params(x)
         value, gradient = objective.score_and_gradient(full)
+        gradient[1:3] = jacobian.T @ gradient[1:3]
         return -value, -gradient[free] * scale
 
-    # The defocus stays in the range searched (on a narrow band a weak tilt's score may rise rings away), the
-    # spread and the decay are not negative.
-    low, high = defocus_range_angstrom
+    # The defocus stays in the 1-D fit's basin (on a narrow band, a weak tilt's score may rise rings away, or
+    # astigmatism trade against the defocus), the spread and the decay are not negative.
+    low, high = within.defocus_angstrom
     bounds = [((low - origin[0]) / step, (high - origin[0]) / step)]  # a start beyond them is moved inside
     bounds += [(None, None)] * (len(free) - 3) + [(-origin[4] / scale[-2], None), (-origin[5] / scale[-1], None)]
     result = scipy.optimize.minimize(negative, np.zeros(len(free)), jac=True, method="L-BFGS-B", bounds=bounds,
                                      options={"maxiter": 200, "ftol": 1e-10, "gtol": 1e-8})  # fmt: skip
-    refined = origin.copy()
-    refined[free] += result.x * scale
+    refined, _ = full_params(result.x)
     point = _Point(float(refined[0]), (float(refined[1]), float(refined[2])), float(refined[3]),
                    float(refined[4]), float(refined[5]))  # fmt: skip
     return point, float(-result.fun)
@@ -274,19 +335,21 @@ def fit_spectra(
     figure_of_merit = 0.0
     rings = ring_bins(spectra, hand, point)
     refined_k_max = 0.0
+    within: Basin | None = None
     for _ in range(2):  # the second pass only where the first moved the fit resolution
         limit = fit_limit(np.array([r[1] for r in rings]), windowed_significance(rings), *thresholds)
         # Refine where the rings hold, and at least over the first third of the band.
         k_max = min(k_high, max(1.05 * limit, k_low + (k_high - k_low) / 3))
         if abs(k_max - refined_k_max) <= 0.03 * k_max:
             break
+        # Both passes keep to the basin of the 1-D fit (its rings, astigmatism-free, reach k_max at first).
+        within = within or basin(spectra, defocus, k_max, defocus_range_angstrom)
         band = Band.build(spectra.settings.tile_px, spectra.optics.pixel_spacing_angstrom, (k_low, k_max))
         ring_k = np.array([r[0] for r in rings])
         correlation = np.array([_correlation(r[2], r[3]) for r in rings])
         envelope = _envelope(ring_k, correlation)(np.sqrt(band.k2))
         point, figure_of_merit = _refine(spectra, hand, point, band, envelope,
-                                         fit_astigmatism=astigmatism_xy_angstrom is None,
-                                         defocus_range_angstrom=defocus_range_angstrom)  # fmt: skip
+                                         fit_astigmatism=astigmatism_xy_angstrom is None, within=within)  # fmt: skip
         refined_k_max = k_max
         rings = ring_bins(spectra, hand, point)
     limit = fit_limit(np.array([r[1] for r in rings]), windowed_significance(rings), *thresholds)
