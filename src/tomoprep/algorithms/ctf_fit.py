@@ -17,7 +17,8 @@ strips far from the axis sharpen the fit instead of blurring it.
    data do not show do not count).
 3. Refinement: the 2-D spectra within the fit resolution, defocus, astigmatism ``(a_x, a_y)`` (grid of
    magnitudes and directions, then L-BFGS on the score's analytic gradient, :mod:`.ctf_objective`), the phase
-   shift when asked, spread and decay; once more where that moved the fit resolution.
+   shift when asked, spread and decay; once more where that moved the fit resolution. Both keep to the basin of
+   the coarse fit (:func:`.ctf_tilt.basin`): on a narrow band a free astigmatism could trade against the defocus.
 
 The figure of merit is the weighted correlation of data and model over the refined band (0 to 1).
 """
