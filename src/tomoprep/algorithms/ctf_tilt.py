@@ -52,7 +52,8 @@ def basin(
     The coarse search scored round rings over the whole band, at steps of π/8 at its edge: a centre defocus half
     a ring (at that edge) or more from its best would have scored as another ring's, so the refinement keeps within
     that of it (and within ``defocus_range_angstrom``). Rings that the astigmatism-free model finds to ``rings_k``
-    mean an astigmatism whose ``J0`` fading had not yet erased them there: ``2π λ |a| k² < 2.405``.
+    (the first refinement band's edge: where they hold, at least the band's first third) mean an astigmatism whose
+    ``J0`` fading had not yet erased them there: ``2π λ |a| k² < 2.405``.
     """
     lam = spectra.optics.wavelength_angstrom
     half_ring = 1.0 / (2.0 * lam * float(spectra.band.k2.max()))
