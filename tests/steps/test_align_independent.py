@@ -119,7 +119,10 @@ CASES = {
 
 #: Goals not yet met, with the figures measured (the tolerances stay the goal; a pass here fails the test, so
 #: the entry must then go). The axis: cross-prediction's score peaks 0.0-0.5° from the truth, by an amount that
-#: depends on the content, even without noise and with the true shifts (docs/align.md). The thin slab: its blocks'
+#: depends on the content, even without noise and with the true shifts (docs/align.md); at these stacks' noise
+#: their data determine the axis only to about half a degree (a specimen in the slab takes up most of what a wrong
+#: axis makes inconsistent: benchmarks/axis_determinacy.py), so 0.1° rests on what a method assumes of the
+#: specimen. The thin slab: its blocks'
 #: boxes, fitted with their blur measured apart from them, have a median within 4 % of the truth but scatter by more
 #: than the 5 % standard error a reported thickness must have, so none is reported.
 KNOWN_GAPS = {
