@@ -29,6 +29,12 @@ def _session(folder: Path, **options: object) -> dict:
     return json.loads((folder / "truth.json").read_text())
 
 
+def _ten_frame_session(folder: Path, **options: object) -> dict:
+    """Three tilt movies 20° apart of 10 frames each (detector, pixels, dose and motion as ``options`` say), the
+    sessions of the precision tests; returns the truth."""
+    return _session(folder, frames_per_tilt=10, n_tilts=3, tilt_step_deg=20, **options)
+
+
 def _imported(tmp_path: Path, session: Path, **options: object):
     project = init_project(tmp_path / "project")
     run = run_step(project, IMPORT, {"mdoc": str(session / "*.mdoc"), "movies": session / "frames", **options})
@@ -60,15 +66,8 @@ def _rms_px(trajectory_px: np.ndarray) -> float:
 def test_global_trajectories_within_a_tenth_of_a_pixel_at_tomography_dose(tmp_path: Path) -> None:
     """3 e/Å² per tilt over 10 frames at 2 Å/px (1.2 e/px per frame), 1024² movies."""
     session = tmp_path / "session"
-    truth = _session(
-        session,
-        detector_size_px=1024,
-        pixel_spacing_angstrom=2.0,
-        frames_per_tilt=10,
-        n_tilts=3,
-        tilt_step_deg=20,
-        dose_per_tilt_e_per_angstrom2=3.0,
-        seed=11,
+    truth = _ten_frame_session(
+        session, detector_size_px=1024, pixel_spacing_angstrom=2.0, dose_per_tilt_e_per_angstrom2=3.0, seed=11
     )
     project = _imported(tmp_path, session)
     run = run_step(project, MOTIONCORR, {"local_motion": False})
@@ -81,13 +80,10 @@ def test_global_trajectories_within_a_tenth_of_a_pixel_at_tomography_dose(tmp_pa
 def _jittery_session(session: Path, *, detector_size_px: int, seed: int) -> dict:
     """Three tilt movies of 10 frames at 3.8 e/Å² (1.1 e/px per frame at 1.7 Å) whose motion jitters by a random
     walk of 1 Å per axis and frame on top of the settling and drift; returns the truth."""
-    return _session(
+    return _ten_frame_session(
         session,
         detector_size_px=detector_size_px,
         pixel_spacing_angstrom=1.7,
-        frames_per_tilt=10,
-        n_tilts=3,
-        tilt_step_deg=20,
         dose_per_tilt_e_per_angstrom2=3.8,
         jitter_step_angstrom=1.0,
         seed=seed,
@@ -314,15 +310,8 @@ def test_local_motion_is_recovered_where_the_simulator_applies_it(tmp_path: Path
     from tomoprep.simulate.frames import LocalMotion
 
     session = tmp_path / "session"
-    truth = _session(
-        session,
-        detector_size_px=1024,
-        pixel_spacing_angstrom=2.0,
-        frames_per_tilt=10,
-        n_tilts=3,
-        tilt_step_deg=20,
-        local_motion_angstrom=8.0,
-        seed=7,
+    truth = _ten_frame_session(
+        session, detector_size_px=1024, pixel_spacing_angstrom=2.0, local_motion_angstrom=8.0, seed=7
     )
     project = _imported(tmp_path, session)
     run = run_step(project, MOTIONCORR, {"local_motion": True})
