@@ -37,7 +37,8 @@ def test_refined_axis_lies_within_two_degrees_of_the_planted_axis(seed, blob_ser
     assert abs(search.best_deg - axis) < 2.0
 
 
-@pytest.mark.parametrize("seed", [0, 1, 2])
+#: Seeds 1 and 2 cost 2-5 s each on two cores: the quick tier checks the score's peak on seed 0, the full suite on all.
+@pytest.mark.parametrize("seed", [0, pytest.param(1, marks=pytest.mark.slow), pytest.param(2, marks=pytest.mark.slow)])
 def test_the_two_halves_predict_each_other_worse_a_few_degrees_off(seed, blob_series):
     axis = float(np.random.default_rng(seed).uniform(-180, 180))
     images, shifts = blob_series(axis, TILTS_DEG, seed)

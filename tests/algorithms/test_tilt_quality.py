@@ -126,7 +126,8 @@ def test_a_steady_drift_is_no_jump() -> None:
     assert not quality.shifted.any()
 
 
-@pytest.mark.parametrize("seed", [0, 1, 2])
+#: The further seeds (1.5-3 s each on two cores) run in the full suite; the quick tier keeps the first.
+@pytest.mark.parametrize("seed", [0, pytest.param(1, marks=pytest.mark.slow), pytest.param(2, marks=pytest.mark.slow)])
 def test_correlations_that_disagree_exclude_no_tilt(seed: int) -> None:
     """Seven tilts of independent noise: every correlation peaks somewhere, the triangles stay open, and no tilt
     is called shifted; the same tilts with one moved by 60 px of 256 still show the jump."""
@@ -174,7 +175,8 @@ def test_dark_area_of_counts_and_of_normalised_images() -> None:
     assert fractions[0] < 0.01 and fractions[1] == pytest.approx(80 / 128, abs=0.05)
 
 
-@pytest.mark.parametrize("seed", [0, 1, 2])
+#: The further seeds (1.5-3 s each on two cores) run in the full suite; the quick tier keeps the first.
+@pytest.mark.parametrize("seed", [0, pytest.param(1, marks=pytest.mark.slow), pytest.param(2, marks=pytest.mark.slow)])
 def test_dark_ground_of_a_dark_field_series_is_no_dark_tilt(seed: int) -> None:
     """Sparse bright particles on a dark ground in every tilt (dark-field STEM): only the tilt mostly behind a
     bar is dark."""

@@ -64,6 +64,40 @@ def _watch(session: Path, project: Path, workflow: Path, *extra: str) -> subproc
     return subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
 
 
+def _stop_a_watch_mid_run(
+    session: Path, root: Path, workflow: Path, *extra: str, stop: signal.Signals, steps_done: int, timeout_s: float
+) -> tuple[RunRecord, int, str]:
+    """Start a watch, send it ``stop`` (SIGINT for a Ctrl-C) once ``steps_done`` runs have succeeded and another is
+    in progress, and wait for it to end: ``(the run that was in progress, exit status, output)``. Each wait lasts
+    ``timeout_s`` at most; the watch is killed whatever happens, so that no test leaves it running."""
+    watch = _watch(session, root, workflow, *extra)
+    try:
+        in_progress = _wait_for_running(root, steps_done=steps_done, timeout_s=timeout_s)
+        watch.send_signal(stop)
+        output, _ = watch.communicate(timeout=timeout_s)
+    finally:
+        watch.kill()
+    return in_progress, watch.returncode, output
+
+
+def _watch_until_idle(session: Path, root: Path, workflow: Path, *extra: str, idle_s: int, timeout_s: float) -> None:
+    """Run a watch that ends after ``idle_s`` seconds with nothing to do; it must end well."""
+    watch = _watch(session, root, workflow, *extra, "--until-idle", str(idle_s))
+    output, _ = watch.communicate(timeout=timeout_s)
+    assert watch.returncode == 0, output
+
+
+def _one_session(simulated: Path, tmp_path: Path, workflow_text: str, series: tuple[str, ...]) -> tuple[Path, ...]:
+    """A copy of the simulated session holding only ``series`` (the others' mdocs removed), a project folder, and
+    a workflow file of ``workflow_text`` (``{movies}`` standing for the session's movie folder)."""
+    session, root, workflow = tmp_path / "session", tmp_path / "project", tmp_path / "workflow.toml"
+    shutil.copytree(simulated, session)
+    for name in {*COMPLETE, INCOMPLETE} - set(series):
+        (session / f"{name}.mrc.mdoc").unlink()
+    workflow.write_text(workflow_text.format(movies=session / "frames"))
+    return session, root, workflow
+
+
 def _chains(project: Project) -> dict[str, list[RunRecord]]:
     """Each series' runs, found by following the inputs from its import."""
     runs = project.list_runs()
@@ -112,21 +146,16 @@ def test_a_watch_killed_half_way_and_started_again_processes_each_complete_serie
     feeder = threading.Thread(target=_feed, args=(source, session, written))
     session.mkdir()
     feeder.start()
-    first = _watch(session, root, workflow)
-    try:
-        interrupted = _wait_for_running(root, steps_done=3, timeout_s=300)  # TS_01's alignment, say
-        first.send_signal(signal.SIGKILL)
-        first.wait(timeout=30)
+    try:  # TS_01's alignment, say
+        interrupted, *_ = _stop_a_watch_mid_run(session, root, workflow, stop=signal.SIGKILL, steps_done=3,
+                                                timeout_s=300)  # fmt: skip
     finally:
-        first.kill()
         feeder.join()
     with open_project(root, read_only=True) as project:
         assert project.get_run(interrupted.id).status == "RUNNING"  # killed: nothing could record its end
     assert read_state(root)["gone"] is True  # the state file it left says it is no longer there
 
-    second = _watch(session, root, workflow, "--until-idle", "3")
-    output, _ = second.communicate(timeout=900)
-    assert second.returncode == 0, output
+    _watch_until_idle(session, root, workflow, idle_s=3, timeout_s=900)
 
     with open_project(root, read_only=True) as project:
         chains = _chains(project)
@@ -151,27 +180,18 @@ def test_a_watch_killed_half_way_and_started_again_processes_each_complete_serie
 
 @pytest.mark.slow
 def test_ctrl_c_stops_the_run_in_progress_and_the_next_watch_resumes_it(simulated: Path, tmp_path: Path) -> None:
-    session, root, workflow = tmp_path / "session", tmp_path / "project", tmp_path / "workflow.toml"
-    shutil.copytree(simulated, session)
-    for name in ("TS_02", "TS_03"):  # one series is enough here
-        (session / f"{name}.mrc.mdoc").unlink()
-    workflow.write_text('[import]\nmovies = "{movies}"\n[motioncorr]\n'.format(movies=session / "frames"))
-    first = _watch(session, root, workflow)
-    try:
-        interrupted = _wait_for_running(root, steps_done=1, timeout_s=120)  # the motion correction
-        first.send_signal(signal.SIGINT)
-        output, _ = first.communicate(timeout=120)
-    finally:
-        first.kill()
-    assert first.returncode == 130 and "Run the same command again" in output, output
+    # One series is enough here.
+    paths = _one_session(simulated, tmp_path, '[import]\nmovies = "{movies}"\n[motioncorr]\n', ("TS_01",))
+    root = paths[1]
+    # Ctrl-C during the motion correction.
+    interrupted, status, output = _stop_a_watch_mid_run(*paths, stop=signal.SIGINT, steps_done=1, timeout_s=120)
+    assert status == 130 and "Run the same command again" in output, output
     with open_project(root, read_only=True) as project:
         stopped = project.get_run(interrupted.id)
         assert stopped.status == "FAILED" and "KeyboardInterrupt" in (stopped.error or "")
     assert read_state(root)["active"] is False
 
-    second = _watch(session, root, workflow, "--until-idle", "1")
-    output, _ = second.communicate(timeout=300)
-    assert second.returncode == 0, output
+    _watch_until_idle(*paths, idle_s=1, timeout_s=300)
     with open_project(root, read_only=True) as project:
         assert [(r.step, r.status) for r in project.list_runs()] == [("import", "SUCCEEDED"),
                                                                       ("motioncorr", "SUCCEEDED")]  # fmt: skip
@@ -180,13 +200,9 @@ def test_ctrl_c_stops_the_run_in_progress_and_the_next_watch_resumes_it(simulate
 
 @pytest.mark.slow
 def test_with_parallel_chains_two_series_are_processed_at_once_each_once(simulated: Path, tmp_path: Path) -> None:
-    session, root, workflow = tmp_path / "session", tmp_path / "project", tmp_path / "workflow.toml"
-    shutil.copytree(simulated, session)
-    (session / f"{INCOMPLETE}.mrc.mdoc").unlink()
-    workflow.write_text(WORKFLOW.format(movies=session / "frames"))
-    watch = _watch(session, root, workflow, "--parallel", "2", "--jobs", "2", "--until-idle", "2")
-    output, _ = watch.communicate(timeout=900)
-    assert watch.returncode == 0, output
+    paths = _one_session(simulated, tmp_path, WORKFLOW, COMPLETE)
+    _watch_until_idle(*paths, "--parallel", "2", "--jobs", "2", idle_s=2, timeout_s=900)
+    root = paths[1]
     with open_project(root, read_only=True) as project:
         chains = _chains(project)
     assert sorted(chains) == list(COMPLETE)
@@ -201,26 +217,17 @@ def test_with_parallel_chains_two_series_are_processed_at_once_each_once(simulat
 def test_ctrl_c_with_parallel_chains_lets_the_steps_finish_and_the_next_watch_goes_on(
     simulated: Path, tmp_path: Path
 ) -> None:
-    session, root, workflow = tmp_path / "session", tmp_path / "project", tmp_path / "workflow.toml"
-    shutil.copytree(simulated, session)
-    (session / f"{INCOMPLETE}.mrc.mdoc").unlink()
-    workflow.write_text('[import]\nmovies = "{movies}"\n[motioncorr]\n[clean]\n'.format(movies=session / "frames"))
-    first = _watch(session, root, workflow, "--parallel", "2")
-    try:
-        in_progress = _wait_for_running(root, steps_done=1, timeout_s=120)
-        first.send_signal(signal.SIGINT)
-        output, _ = first.communicate(timeout=300)
-    finally:
-        first.kill()
-    assert first.returncode == 130 and "steps in progress finish first" in output, output
+    paths = _one_session(simulated, tmp_path, '[import]\nmovies = "{movies}"\n[motioncorr]\n[clean]\n', COMPLETE)
+    root = paths[1]
+    in_progress, status, output = _stop_a_watch_mid_run(*paths, "--parallel", "2", stop=signal.SIGINT, steps_done=1,
+                                                        timeout_s=300)  # fmt: skip
+    assert status == 130 and "steps in progress finish first" in output, output
     with open_project(root, read_only=True) as project:
         assert project.get_run(in_progress.id).status == "SUCCEEDED"  # finished, not cut short
         assert not [r for r in project.list_runs() if r.status != "SUCCEEDED"]
         assert len(project.list_runs()) < 2 * 3  # the chains stopped after their steps
 
-    second = _watch(session, root, workflow, "--parallel", "2", "--until-idle", "1")
-    output, _ = second.communicate(timeout=600)
-    assert second.returncode == 0, output
+    _watch_until_idle(*paths, "--parallel", "2", idle_s=1, timeout_s=600)
     with open_project(root, read_only=True) as project:
         chains = _chains(project)
     assert sorted(chains) == list(COMPLETE)

@@ -30,6 +30,21 @@ def test_init_creates_explicit_schema_and_runs_folder(tmp_path: Path) -> None:
         init_project(tmp_path / "p")
 
 
+def test_the_index_appears_only_whole(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A reader that polls a project being created (a watch's page, ``status``) must never find a ``project.db``
+    without its tables: it would call the index damaged and send the user to repair it. The index is written
+    under another name and moved into place; while its tables are written, no ``project.db`` is there."""
+    import tomoprep.project.store as store
+
+    db, seen = tmp_path / "p" / "project.db", []
+    real_now = store.now
+    monkeypatch.setattr(store, "now", lambda: seen.append(db.exists()) or real_now())  # while the index is written
+    with init_project(tmp_path / "p"), open_project(tmp_path / "p", read_only=True) as reader:
+        assert reader.list_runs() == []
+    assert seen == [False]
+    assert sorted(p.name for p in (tmp_path / "p").iterdir()) == ["project.db", "runs"]  # nothing left beside it
+
+
 def test_open_missing_project_says_how_to_create_one(tmp_path: Path) -> None:
     with pytest.raises(ProjectError, match="tomoprep init"):
         open_project(tmp_path)

@@ -45,3 +45,14 @@ def plain_stacks(folder: Path) -> Path:
             mrc.voxel_size = 2.5
     (folder / "TS_A.rawtlt").write_text("-3\n3\n")
     return folder
+
+
+def import_plain_stacks(tmp_path: Path, pattern: str):
+    """A new project ``tmp_path/p`` and the import of the :func:`plain_stacks` matching ``pattern`` (axis 85°,
+    3 e/Å² per tilt): ``(project folder, the import's CLI result)``."""
+    stacks = plain_stacks(tmp_path / "stacks")
+    project = tmp_path / "p"
+    assert tomoprep("init", str(project)).exit_code == 0
+    result = tomoprep("import", "-p", str(project), "--stack", str(stacks / pattern), "--tilt-axis-angle-deg", "85",
+                      "--dose-per-tilt-e-per-angstrom2", "3")  # fmt: skip
+    return project, result

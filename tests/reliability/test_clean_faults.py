@@ -36,19 +36,31 @@ def true_displacements(series: SeriesTruth) -> np.ndarray:
     return np.array(out) / (min(series.detector_shape_yx) * series.pixel_spacing_angstrom)
 
 
+@pytest.fixture(scope="module")
+def sessions(tmp_path_factory: pytest.TempPathFactory):
+    """``sessions(seed) -> (folder, truth)``: a simulated session of one good series, with its stack, made once a
+    seed for the module (the tests spoil copies of the stack, never the session)."""
+    made: dict[int, tuple[Path, SeriesTruth]] = {}
+
+    def session(seed: int) -> tuple[Path, SeriesTruth]:
+        if seed not in made:
+            folder = tmp_path_factory.mktemp(f"small{seed}") / "session"
+            made[seed] = folder, simulate_session(folder, SimulateParams(**SMALL, seed=seed)).tilt_series[0]
+        return made[seed]
+
+    return session
+
+
 @pytest.fixture(scope="module", params=[1, 2])
-def small_session(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory):
-    """A simulated session of one good series (seeds 1 and 2), with its stack."""
-    folder = tmp_path_factory.mktemp("small") / "session"
-    truth = simulate_session(folder, SimulateParams(**SMALL, seed=request.param))
-    return folder, truth.tilt_series[0]
+def small_session(request: pytest.FixtureRequest, sessions):
+    """The sessions of seeds 1 and 2."""
+    return sessions(request.param)
 
 
 @pytest.fixture(scope="module")
-def one_session(tmp_path_factory: pytest.TempPathFactory):
+def one_session(sessions):
     """The session of seed 1 alone, to spoil."""
-    folder = tmp_path_factory.mktemp("small") / "session"
-    return folder, simulate_session(folder, SimulateParams(**SMALL, seed=1)).tilt_series[0]
+    return sessions(1)
 
 
 def _imported(tmp_path: Path, session: Path, edit=None) -> tuple[Path, dict[str, str]]:

@@ -10,7 +10,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import typer
-from project_faults import flat, plain_stacks, run_folders, snapshot, tomoprep
+from project_faults import flat, import_plain_stacks, run_folders, snapshot, tomoprep
 from typer.testing import CliRunner
 
 from tomoprep.cli.main import CRASH_EXIT_CODE, _clear_errors, step_command
@@ -29,13 +29,7 @@ def test_init_on_a_regular_file_says_it_is_a_file(tmp_path: Path) -> None:
 
 
 def test_input_naming_a_failed_run_says_it_failed_and_why(tmp_path: Path) -> None:
-    stacks = plain_stacks(tmp_path / "stacks")
-    project = tmp_path / "p"
-    assert tomoprep("init", str(project)).exit_code == 0
-    failed = tomoprep(
-        "import", "-p", str(project), "--stack", str(stacks / "TS_B.mrc"), "--tilt-axis-angle-deg", "85",
-        "--dose-per-tilt-e-per-angstrom2", "3",
-    )  # fmt: skip
+    project, failed = import_plain_stacks(tmp_path, "TS_B.mrc")
     assert failed.exit_code == 1 and "FAILED" in failed.output
     before = snapshot(project, skip=("project.db-wal", "project.db-shm"))
     result = tomoprep("motioncorr", "-p", str(project), "--input", "1")

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 from project_faults import flat, snapshot, tomoprep
 
-from tomoprep.model import TiltExclusion
+from tomoprep.model import TiltExclusion, TiltSeries
 from tomoprep.steps.tilt_series_set import load_tilt_series_set
 
 MOVIE = "TS_01_001_10.0.mrc"
@@ -32,6 +32,16 @@ def _motioncorr(tmp_path: Path, session: Path) -> tuple[object, Path, dict[str, 
     return result, project, before
 
 
+def _corrected(tmp_path: Path, session: Path) -> tuple[str, Path, TiltSeries]:
+    """Import and motion-correct the session, which must succeed: the output (lines joined), the project and the
+    corrected series."""
+    result, project, _ = _motioncorr(tmp_path, session)
+    text = flat(result.output)
+    assert result.exit_code == 0, text
+    (ts,) = load_tilt_series_set(project / "runs" / "002_motioncorr")
+    return text, project, ts
+
+
 def _sums(project: Path) -> dict[str, np.ndarray]:
     return {p.name: mrcfile.read(p) for p in sorted((project / "runs" / "002_motioncorr").rglob("*.mrc"))}
 
@@ -49,9 +59,7 @@ def test_a_nan_in_the_gain_is_a_defect_and_no_output_is_nan(tmp_path: Path, sess
     gain = session / "gain_A.mrc"
     with mrcfile.open(gain, mode="r+") as mrc:
         mrc.data[40, 70] = np.nan
-    result, project, _ = _motioncorr(tmp_path, session)
-    text = flat(result.output)
-    assert result.exit_code == 0, text
+    text, project, _ = _corrected(tmp_path, session)
     assert "gain reference gain_A.mrc: 1 pixel not finite (nan or inf, first at x=70, y=40)" in text
     assert "treated as defects" in text
     sums = _sums(project)
@@ -60,12 +68,9 @@ def test_a_nan_in_the_gain_is_a_defect_and_no_output_is_nan(tmp_path: Path, sess
 
 def test_a_movie_frame_of_nan_excludes_its_tilt_with_the_reason(tmp_path: Path, session: Path) -> None:
     _float_movie(session / "frames" / MOVIE, lambda frames: frames.__setitem__(2, np.nan))
-    result, project, _ = _motioncorr(tmp_path, session)
-    text = flat(result.output)
-    assert result.exit_code == 0, text
+    text, project, ts = _corrected(tmp_path, session)
     reason = f"motioncorr: non-finite values in frame 2 of {MOVIE} (16384 of 16384 pixels nan or inf)"
     assert reason in text
-    (ts,) = load_tilt_series_set(project / "runs" / "002_motioncorr")
     excluded = [t for t in ts.tilts if t.excluded]
     assert [t.exclusion.reason for t in excluded] == [reason] and excluded[0].acquisition.movie_path.name == MOVIE
     sums = _sums(project)
@@ -75,12 +80,9 @@ def test_a_movie_frame_of_nan_excludes_its_tilt_with_the_reason(tmp_path: Path, 
 
 def test_a_blank_movie_excludes_its_tilt_as_blank(tmp_path: Path, session: Path) -> None:
     _float_movie(session / "frames" / MOVIE, lambda frames: frames.__setitem__(slice(None), 0.0))
-    result, project, _ = _motioncorr(tmp_path, session)
-    text = flat(result.output)
-    assert result.exit_code == 0, text
+    text, project, ts = _corrected(tmp_path, session)
     reason = f"motioncorr: blank movie: every pixel of every frame of {MOVIE} is 0 (no image was recorded)"
     assert reason in text
-    (ts,) = load_tilt_series_set(project / "runs" / "002_motioncorr")
     assert [t.exclusion.reason for t in ts.tilts if t.exclusion is not None] == [reason]
     assert not any(MOVIE.removesuffix(".mrc") in name for name in _sums(project))
 
@@ -95,13 +97,10 @@ def _keep_frames(path: Path, count: int) -> None:
 
 def test_a_movie_of_one_frame_excludes_its_tilt_saying_no_motion_can_be_measured(tmp_path: Path, session: Path) -> None:
     _keep_frames(session / "frames" / MOVIE, 1)
-    result, project, _ = _motioncorr(tmp_path, session)
-    text = flat(result.output)
-    assert result.exit_code == 0, text
+    text, project, ts = _corrected(tmp_path, session)
     reason = f"motioncorr: {MOVIE} has 1 frame: no motion can be measured in a single image"
     assert reason in text and "import single images as a tilt stack (tomoprep import --stack)" in text
     assert "--group-frames" not in text
-    (ts,) = load_tilt_series_set(project / "runs" / "002_motioncorr")
     assert [t.exclusion.reason.startswith(reason) for t in ts.tilts if t.exclusion is not None] == [True]
     assert len(_sums(project)) >= 2  # the other tilts are corrected
 
@@ -122,11 +121,8 @@ def test_a_few_infinite_pixels_of_a_frame_are_repaired_as_defects(tmp_path: Path
         frames[1, 90, 5] = np.nan
 
     _float_movie(session / "frames" / MOVIE, spoil)
-    result, project, _ = _motioncorr(tmp_path, session)
-    text = flat(result.output)
-    assert result.exit_code == 0, text
+    text, project, ts = _corrected(tmp_path, session)
     assert f"{MOVIE}: pixels not finite (nan or inf; 1 in frame 1, 1 in frame 4, counted from 0)" in text
-    (ts,) = load_tilt_series_set(project / "runs" / "002_motioncorr")
     assert not any(t.excluded for t in ts.tilts)
     sums = _sums(project)
     assert any(MOVIE.removesuffix(".mrc") in name for name in sums)

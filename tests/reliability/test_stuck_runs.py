@@ -9,7 +9,7 @@ import stat
 from pathlib import Path
 
 import pytest
-from project_faults import flat, plain_stacks, run_folders, snapshot, tomoprep
+from project_faults import flat, import_plain_stacks, run_folders, snapshot, tomoprep
 
 from tomoprep import __version__
 from tomoprep.project import open_project
@@ -48,13 +48,7 @@ def test_resume_remakes_the_folder_of_a_run_left_running_without_one(two_runs: P
 
 
 def test_a_partly_failed_run_shows_partial_and_fails_the_command(tmp_path: Path) -> None:
-    stacks = plain_stacks(tmp_path / "stacks")
-    project = tmp_path / "p"
-    assert tomoprep("init", str(project)).exit_code == 0
-    result = tomoprep(
-        "import", "-p", str(project), "--stack", str(stacks / "*.mrc"), "--tilt-axis-angle-deg", "85",
-        "--dose-per-tilt-e-per-angstrom2", "3",
-    )  # fmt: skip
+    project, result = import_plain_stacks(tmp_path, "*.mrc")
     text = flat(result.output)
     assert result.exit_code == 1
     assert "Run 001_import: PARTIAL" in text

@@ -2,7 +2,24 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
+
+from tomoprep.simulate.params import SimulateParams
+from tomoprep.simulate.session import simulate_session
+from tomoprep.simulate.truth import SeriesTruth
+
+#: The simulator's tiny preset (11 tilts of 256² at 4 Å/px, ±50°) with a tilt stack and its mdoc, seed 1.
+TINY_STACK = SimulateParams(preset="tiny", write_tilt_stack=True, frames_per_tilt=2, seed=1)
+
+
+@pytest.fixture(scope="session")
+def tiny_stack_session(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, SeriesTruth]:
+    """A session of :data:`TINY_STACK` (movies, tilt stack, mdoc), simulated once for every step test that reads
+    it, and its series' truth; tests copy what they change, never the session itself."""
+    folder = tmp_path_factory.mktemp("tiny_stack") / "session"
+    return folder, simulate_session(folder, TINY_STACK).tilt_series[0]
 
 
 @pytest.fixture(autouse=True)

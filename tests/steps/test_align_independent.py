@@ -49,9 +49,10 @@ def _import_and_align(root: Path, spec: BlobStackSpec, align_params: dict, **imp
 
 @pytest.mark.parametrize("imported_hand", [-1, pytest.param(1, marks=pytest.mark.slow)])
 def test_a_small_stack_aligns_and_says_its_hand_is_undetermined(tmp_path: Path, imported_hand: int) -> None:
-    """A 96² stack (no 128-px tile fits on either side of the axis for the defocus gradient) aligns; the log says
-    why the hand is undetermined, and the imported hand is written; the tilt offset comes from the tilts' means."""
-    spec = BlobStackSpec(size_px=96, tilt_step_deg=10.0, thickness_px=16, seed=1)
+    """A 96² stack of 9 tilts (no 128-px tile fits on either side of the axis for the defocus gradient) aligns; the
+    log says why the hand is undetermined, and the imported hand is written; the tilt offset comes from the tilts'
+    means."""
+    spec = BlobStackSpec(size_px=96, tilt_step_deg=15.0, thickness_px=16, seed=1)
     _, series, project, run = _import_and_align(tmp_path, spec, {"matching_iterations": 1}, tomo_hand=imported_hand)
     log = (project.run_dir(run) / "log.txt").read_text()
     assert "defocus hand undetermined: no 128-px tile fits wholly on each side" in log

@@ -36,11 +36,9 @@ DEFOCUS_RMS_TOLERANCE = 0.015
 
 
 @pytest.fixture(scope="module")
-def tiny(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, SeriesTruth]:
+def tiny(tiny_stack_session) -> tuple[Path, SeriesTruth]:
     """A tiny simulated session with a tilt stack (and its mdoc): its folder and the series' truth."""
-    folder = tmp_path_factory.mktemp("tiny") / "session"
-    truth = simulate_session(folder, SimulateParams(preset="tiny", write_tilt_stack=True, frames_per_tilt=2, seed=1))
-    return folder, truth.tilt_series[0]
+    return tiny_stack_session
 
 
 def _imported(root: Path, stack: Path):

@@ -29,6 +29,12 @@ def _session(folder: Path, **options: object) -> dict:
     return json.loads((folder / "truth.json").read_text())
 
 
+def _ten_frame_session(folder: Path, **options: object) -> dict:
+    """Three tilt movies 20° apart of 10 frames each (detector, pixels, dose and motion as ``options`` say), the
+    sessions of the precision tests; returns the truth."""
+    return _session(folder, frames_per_tilt=10, n_tilts=3, tilt_step_deg=20, **options)
+
+
 def _imported(tmp_path: Path, session: Path, **options: object):
     project = init_project(tmp_path / "project")
     run = run_step(project, IMPORT, {"mdoc": str(session / "*.mdoc"), "movies": session / "frames", **options})
@@ -60,15 +66,8 @@ def _rms_px(trajectory_px: np.ndarray) -> float:
 def test_global_trajectories_within_a_tenth_of_a_pixel_at_tomography_dose(tmp_path: Path) -> None:
     """3 e/Å² per tilt over 10 frames at 2 Å/px (1.2 e/px per frame), 1024² movies."""
     session = tmp_path / "session"
-    truth = _session(
-        session,
-        detector_size_px=1024,
-        pixel_spacing_angstrom=2.0,
-        frames_per_tilt=10,
-        n_tilts=3,
-        tilt_step_deg=20,
-        dose_per_tilt_e_per_angstrom2=3.0,
-        seed=11,
+    truth = _ten_frame_session(
+        session, detector_size_px=1024, pixel_spacing_angstrom=2.0, dose_per_tilt_e_per_angstrom2=3.0, seed=11
     )
     project = _imported(tmp_path, session)
     run = run_step(project, MOTIONCORR, {"local_motion": False})
@@ -81,13 +80,10 @@ def test_global_trajectories_within_a_tenth_of_a_pixel_at_tomography_dose(tmp_pa
 def _jittery_session(session: Path, *, detector_size_px: int, seed: int) -> dict:
     """Three tilt movies of 10 frames at 3.8 e/Å² (1.1 e/px per frame at 1.7 Å) whose motion jitters by a random
     walk of 1 Å per axis and frame on top of the settling and drift; returns the truth."""
-    return _session(
+    return _ten_frame_session(
         session,
         detector_size_px=detector_size_px,
         pixel_spacing_angstrom=1.7,
-        frames_per_tilt=10,
-        n_tilts=3,
-        tilt_step_deg=20,
         dose_per_tilt_e_per_angstrom2=3.8,
         jitter_step_angstrom=1.0,
         seed=seed,
@@ -135,7 +131,7 @@ def test_binned_estimate_is_refined_where_the_movies_hold_finer_detail(tmp_path:
 def test_movies_without_a_credible_peak_are_summed_unmoved_and_logged(tmp_path: Path) -> None:
     """0.05 e/Å² per tilt: no group's correlation peak stands above the noise of its map."""
     session = tmp_path / "session"
-    _session(session, n_tilts=2, dose_per_tilt_e_per_angstrom2=0.05, seed=1)
+    _session(session, n_tilts=2, detector_size_px=128, dose_per_tilt_e_per_angstrom2=0.05, seed=1)
     project = _imported(tmp_path, session)
     run = run_step(project, MOTIONCORR, {"local_motion": False})
     assert run.status == "SUCCEEDED", run.error
@@ -183,7 +179,7 @@ def test_motion_notes_name_the_groups_interpolated_and_why() -> None:
 
 def test_search_is_bounded_by_the_largest_shift(tmp_path: Path) -> None:
     session = tmp_path / "session"
-    _session(session, n_tilts=2, seed=5)
+    _session(session, n_tilts=2, detector_size_px=128, seed=5)
     project = _imported(tmp_path, session)
     run = run_step(project, MOTIONCORR, {"local_motion": False, "max_shift_angstrom": 2.0})
     assert run.status == "SUCCEEDED", run.error
@@ -194,7 +190,7 @@ def test_search_is_bounded_by_the_largest_shift(tmp_path: Path) -> None:
 
 def test_outputs_labels_odd_even_and_pixel_size(tmp_path: Path) -> None:
     session = tmp_path / "session"
-    _session(session, seed=2, n_tilts=3)
+    _session(session, seed=2, n_tilts=3, detector_size_px=128)
     project = _imported(tmp_path, session)
     run = run_step(project, MOTIONCORR, {"output_binning": 2.0})
     assert run.status == "SUCCEEDED", run.error
@@ -218,7 +214,7 @@ def test_outputs_labels_odd_even_and_pixel_size(tmp_path: Path) -> None:
     total, odd, even = (
         read_mrc(p) for p in (tilt.micrograph_path, tilt.micrograph_odd_path, tilt.micrograph_even_path)
     )
-    assert total.shape == (128, 128)
+    assert total.shape == (64, 64)
     np.testing.assert_allclose(odd + even, total, rtol=1e-4, atol=1e-3 * float(np.abs(total).mean()))
     assert read_mrc_header(tilt.micrograph_path).pixel_spacing_angstrom == pytest.approx(
         ts.tilt_series_pixel_spacing_angstrom, rel=1e-4
@@ -279,7 +275,7 @@ def test_wrongly_oriented_gain_is_detected(tmp_path: Path) -> None:
 
 def test_movie_with_other_frame_count_than_imported_fails_its_series(tmp_path: Path) -> None:
     session = tmp_path / "session"
-    truth = _session(session, seed=6, movie_format="mrc", n_tilts=3)
+    truth = _session(session, seed=6, movie_format="mrc", n_tilts=3, detector_size_px=128)
     project = _imported(tmp_path, session)
     movie = session / truth["tilt_series"][0]["tilts"][2]["movie"]
     import mrcfile
@@ -296,7 +292,7 @@ def test_movie_with_other_frame_count_than_imported_fails_its_series(tmp_path: P
 def test_an_imported_stack_is_refused_for_it_has_no_movies(tmp_path: Path) -> None:
     """Motion correction needs movies: a stack import holds tilt images instead, and is no input for it."""
     session = tmp_path / "session"
-    _session(session, write_tilt_stack=True, seed=8, n_tilts=3)
+    _session(session, write_tilt_stack=True, seed=8, n_tilts=3, detector_size_px=128)
     project = init_project(tmp_path / "project")
     imported = run_step(project, IMPORT, {"stack": str(session / "stacks" / "*.st")})
     assert imported.status == "SUCCEEDED", imported.error
@@ -314,15 +310,8 @@ def test_local_motion_is_recovered_where_the_simulator_applies_it(tmp_path: Path
     from tomoprep.simulate.frames import LocalMotion
 
     session = tmp_path / "session"
-    truth = _session(
-        session,
-        detector_size_px=1024,
-        pixel_spacing_angstrom=2.0,
-        frames_per_tilt=10,
-        n_tilts=3,
-        tilt_step_deg=20,
-        local_motion_angstrom=8.0,
-        seed=7,
+    truth = _ten_frame_session(
+        session, detector_size_px=1024, pixel_spacing_angstrom=2.0, local_motion_angstrom=8.0, seed=7
     )
     project = _imported(tmp_path, session)
     run = run_step(project, MOTIONCORR, {"local_motion": True})

@@ -47,10 +47,9 @@ def _simulate(folder: Path, seed: int) -> object:
 
 
 @pytest.fixture(scope="module")
-def tiny(tmp_path_factory: pytest.TempPathFactory):
-    """A tiny simulated session (tilt stack and mdoc) and its series' truth."""
-    folder = tmp_path_factory.mktemp("tiny") / "session"
-    return folder, _simulate(folder, seed=1)
+def tiny(tiny_stack_session):
+    """A tiny simulated session (tilt stack and mdoc) and its series' truth (seed 1)."""
+    return tiny_stack_session
 
 
 @pytest.fixture(scope="module")

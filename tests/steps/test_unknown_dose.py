@@ -36,7 +36,9 @@ def _warnings(project: Project, run_id: int) -> list[str]:
 def no_dose_movies(tmp_path: Path, request: pytest.FixtureRequest) -> Project:
     """A tiny simulated session (movies in the format asked for) imported from mdocs that give no dose."""
     session = tmp_path / "session"
-    simulate_session(session, SimulateParams(preset="tiny", n_tilts=3, movie_format=request.param, seed=5))
+    simulate_session(
+        session, SimulateParams(preset="tiny", n_tilts=3, detector_size_px=128, movie_format=request.param, seed=5)
+    )
     for mdoc in session.glob("*.mdoc"):
         _without_dose(mdoc)
     project = init_project(tmp_path / "project")

@@ -9,6 +9,7 @@ at once: the index is in WAL mode and every write takes SQLite's single writer l
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import socket
 import sqlite3
@@ -49,11 +50,23 @@ def _connect(db_path: Path, *, read_only: bool = False) -> sqlite3.Connection:
 
 
 def _new_index(root: Path) -> sqlite3.Connection:
-    conn = _connect(root / DB_NAME)
-    conn.executescript(SCHEMA)
-    conn.execute("INSERT OR REPLACE INTO meta VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),))
-    conn.execute("INSERT OR REPLACE INTO meta VALUES ('created_at', ?)", (now(),))
-    return conn
+    """A new, empty index in ``root``. Its tables are made in a file of another name, moved into place in one
+    step: another process that finds ``project.db`` meanwhile (a ``status``, a watch's page) finds it whole, not a
+    file without tables that it would call damaged and send the user to repair."""
+    partial = root / f".{DB_NAME}.{os.getpid()}.new"
+    partial.unlink(missing_ok=True)
+    conn = _connect(partial)
+    try:
+        conn.executescript(SCHEMA)
+        conn.execute("INSERT OR REPLACE INTO meta VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),))
+        conn.execute("INSERT OR REPLACE INTO meta VALUES ('created_at', ?)", (now(),))
+        conn.close()  # the only connection: closing it writes the WAL into the file and removes the side files
+        os.replace(partial, root / DB_NAME)
+    except BaseException:
+        conn.close()
+        partial.unlink(missing_ok=True)
+        raise
+    return _connect(root / DB_NAME)
 
 
 #: SQLite's side files of an index in WAL mode.
