@@ -35,6 +35,7 @@ from pydantic import BaseModel
 
 from tomoprep.errors import InputError, StepError
 from tomoprep.execution.inputs import input_among, resolve_input
+from tomoprep.execution.recorded_params import params_from_record, recorded_params
 from tomoprep.execution.runner import resume_run, run_step, validate_params
 from tomoprep.project import Project, RunRecord
 from tomoprep.steps import BUILTIN_STEP_MODULES, all_steps, get_step
@@ -95,9 +96,13 @@ def check_workflow(steps: list[WorkflowStep]) -> None:
 
 
 def same_run(project: Project, step: Step, params: dict[str, Any], source: RunRecord | None) -> RunRecord | None:
-    """The newest run of ``step`` with these parameters (as stored) on this input run, if any."""
+    """The newest run of ``step`` with these parameters (as recorded: :mod:`tomoprep.execution.recorded_params`)
+    on this input run, if any. Paths are compared as they resolve in the project, so a record that holds one
+    absolute (made before paths in the project were recorded relative to it) still matches."""
     inputs = () if source is None else (source.id,)
-    runs = [r for r in project.list_runs(step=step.name) if r.params == params and tuple(r.inputs) == inputs]
+    wanted = params_from_record(project, step, params)
+    runs = [r for r in project.list_runs(step=step.name)
+            if tuple(r.inputs) == inputs and params_from_record(project, step, r.params) == wanted]  # fmt: skip
     return max(runs, key=lambda r: r.id, default=None)
 
 
@@ -125,7 +130,7 @@ def run_workflow(
     for item in steps:
         step = get_step(item.name)
         params = validate_params(step, item.values)
-        stored = params.model_dump(mode="json")
+        stored = recorded_params(project, params)
         source = input_among(project, step, params, [o.run for o in outcomes])
         source = source or resolve_input(project, step, params, None)
         earlier = same_run(project, step, stored, source)

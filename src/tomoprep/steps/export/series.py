@@ -17,7 +17,7 @@ from tomoprep.errors import InputError
 from tomoprep.model import TiltSeries
 from tomoprep.steps.base import UnitOutput
 from tomoprep.steps.export.params import ExportParams
-from tomoprep.steps.tilt_series_set import finalize_tilt_series_set
+from tomoprep.steps.tilt_series_set import finalize_tilt_series_set, project_root
 from tomoprep.steps.unit import WARNING_PREFIX
 
 GLOBAL_ROW_FILE = "relion5_global.star"
@@ -32,7 +32,8 @@ def export_one(ts: TiltSeries, params: ExportParams, output_dir: Path) -> UnitOu
         from tomoprep.io.star import write_star
 
         exported = export_series(ts, params.out, copy=params.copy_files,
-                                 thickness_angstrom=params.tomogram_thickness_angstrom)  # fmt: skip
+                                 thickness_angstrom=params.tomogram_thickness_angstrom,
+                                 moves_with=project_root(output_dir.parent))  # fmt: skip
         write_star(output_dir / GLOBAL_ROW_FILE, {"global": pd.DataFrame([exported.global_row])})
         warnings = exported.notes
         done = f"{ts.name}: {len(ts.included_tilts)} tilts into {params.out}"
