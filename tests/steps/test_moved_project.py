@@ -35,12 +35,12 @@ TEXT_SUFFIXES = (".star", ".json", ".toml", ".txt", ".tlt", ".xf", ".xtilt", ".a
 
 def _chain(session: Path, export: Path) -> list[WorkflowStep]:
     """The steps, small and quick (not accurate): the patch tracking and the axis search write their files."""
+    imported = {"mdoc": str(session / "*.mdoc"), "movies": str(session / "frames"), "gain": str(session / "gain_A.mrc")}
+    aligned = {"working_size_px": 128, "matching_iterations": 1, "patch_tracking": True, "patches": 2}
     return [
-        WorkflowStep("import", {"mdoc": str(session / "*.mdoc"), "movies": str(session / "frames"),
-                                "gain": str(session / "gain_A.mrc")}),  # fmt: skip
+        WorkflowStep("import", imported),
         WorkflowStep("motioncorr", {"local_motion": False, "odd_even": False, "dose_weighting": False}),
-        WorkflowStep("align", {"working_size_px": 128, "matching_iterations": 1, "patch_tracking": True,
-                               "patches": 2}),  # fmt: skip
+        WorkflowStep("align", aligned),
         WorkflowStep("ctf", {"tile_px": 128}),
         WorkflowStep("reconstruct", {}),
         WorkflowStep("export", {"out": str(export)}),

@@ -33,11 +33,11 @@ from tomoprep.errors import (
 from tomoprep.execution.executors import SerialExecutor
 from tomoprep.execution.inputs import resolve_input
 from tomoprep.execution.memory import heap_for_large_arrays, release_free_memory
-from tomoprep.execution.recorded_params import absolute_paths, params_from_record, recorded_params
 from tomoprep.project import Project, RunRecord, UnitRecord
 from tomoprep.project.records import Status, now
 from tomoprep.steps import get_step
 from tomoprep.steps.base import Params, Step
+from tomoprep.steps.recorded_params import absolute_paths, params_from_record, recorded_params
 from tomoprep.steps.unit import WARNING_PREFIX, StepFunction, Unit, UnitOutput
 
 
@@ -81,7 +81,7 @@ def run_step(
     caller says where the units run and why (:meth:`tomoprep.execution.options.Execution.note`), goes into the
     run's log."""
     validated = absolute_paths(validate_params(step, params))
-    recorded = recorded_params(project, validated)
+    recorded = recorded_params(validated, project.root)
     source = resolve_input(project, step, validated, input_run)
     units = step.plan(validated, _load_inputs(project, step, source))
     run = project.create_run(step.name, recorded, [] if source is None else [source.id], __version__)
@@ -106,7 +106,7 @@ def resume_run(
     for :func:`run_step`)."""
     run = project.get_run(run_ref)
     step = step or get_step(run.step)
-    params = validate_params(step, params_from_record(project, step, run.params))
+    params = validate_params(step, params_from_record(step.params, run.params, project.root))
     sources = [project.get_run(i) for i in run.inputs]
     if step.needs and not sources:
         raise StepError(f"run {run.label} cannot be resumed: {run.error or 'it records no input run.'}")

@@ -73,9 +73,8 @@ class FilePlacer:
     def _link_text(self, source: Path, target: Path) -> str:
         """What the link ``target`` holds: ``source`` relative to the link's folder where both lie in
         ``moves_with``, else absolute."""
-        if self.moves_with is not None and source.is_relative_to(self.moves_with) and target.is_relative_to(
-            self.moves_with
-        ):
+        within = self.moves_with
+        if within is not None and source.is_relative_to(within) and target.is_relative_to(within):
             return os.path.relpath(source, target.parent)
         return str(source)
 

@@ -55,7 +55,7 @@ def map_paths(record: Record, convert: Callable[[Path], Path]) -> Record:
             new = map_paths(old, convert)
             if new is not old:
                 changes[field.name] = new
-        return dataclasses.replace(value, **changes) if changes else record
+        return dataclasses.replace(value, **changes) if changes else record  # type: ignore[return-value]
     return record
 
 

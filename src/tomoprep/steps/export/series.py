@@ -17,6 +17,7 @@ from tomoprep.errors import InputError
 from tomoprep.model import TiltSeries
 from tomoprep.steps.base import UnitOutput
 from tomoprep.steps.export.params import ExportParams
+from tomoprep.steps.recorded_params import params_from_record
 from tomoprep.steps.tilt_series_set import finalize_tilt_series_set, project_root
 from tomoprep.steps.unit import WARNING_PREFIX
 
@@ -80,7 +81,8 @@ def finish_export(run_dir: Path, names: Sequence[str]) -> Path:
     """Close the run's tilt-series set; for RELION 5 write ``tomograms.star``, ``particles.star`` (with
     coordinates) and ``optimisation_set.star`` from the units' global rows."""
     path = finalize_tilt_series_set(run_dir, names)
-    params = ExportParams.model_validate(json.loads((run_dir / "run.json").read_text())["params"])
+    recorded = json.loads((run_dir / "run.json").read_text())["params"]
+    params = ExportParams.model_validate(params_from_record(ExportParams, recorded, project_root(run_dir)))
     if params.format != "relion5" or not names:
         return path
     from tomoprep.export.relion5 import write_optimisation_set, write_tomogram_set

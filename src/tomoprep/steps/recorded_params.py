@@ -15,8 +15,7 @@ from pathlib import Path
 from typing import Any, Union, get_args, get_origin
 
 from tomoprep.io.stored_paths import project_path, stored_path
-from tomoprep.project import Project
-from tomoprep.steps.base import Params, Step
+from tomoprep.steps.base import Params
 
 
 def _names_a_path(annotation: Any) -> bool:
@@ -44,22 +43,23 @@ def absolute_paths(params: Params) -> Params:
     return params.model_copy(update=changes) if changes else params
 
 
-def recorded_params(project: Project, params: Params) -> dict[str, Any]:
-    """``params`` as the run's record keeps them (JSON values): every path absolute (a relative one is taken from
-    the working folder, as the step itself would) and, where it lies in the project, relative to its folder."""
+def recorded_params(params: Params, root: Path) -> dict[str, Any]:
+    """``params`` as the record of a run of the project in ``root`` keeps them (JSON values): every path absolute
+    (a relative one is taken from the working folder, as the step itself would) and, where it lies in the project,
+    relative to its folder."""
     recorded = params.model_dump(mode="json")
     for name in path_fields(type(params)):
         value = getattr(params, name)
         if value is not None:
-            recorded[name] = stored_path(Path(value).expanduser().resolve(), project.root).as_posix()
+            recorded[name] = stored_path(Path(value).expanduser().resolve(), root).as_posix()
     return recorded
 
 
-def params_from_record(project: Project, step: Step, recorded: Mapping[str, Any]) -> dict[str, Any]:
-    """The parameter values of a run's record, with every relative path joined to the project folder: the values
-    to validate (:func:`tomoprep.execution.runner.validate_params`) and run with."""
+def params_from_record(params_type: type[Params], recorded: Mapping[str, Any], root: Path) -> dict[str, Any]:
+    """The parameter values of a run's record (of a step whose parameters are ``params_type``, in the project in
+    ``root``), with every relative path joined to the project folder: the values to validate and run with."""
     values = dict(recorded)
-    for name in path_fields(step.params):
+    for name in path_fields(params_type):
         if values.get(name) is not None:
-            values[name] = str(project_path(Path(str(values[name])), project.root))
+            values[name] = str(project_path(Path(str(values[name])), root))
     return values
