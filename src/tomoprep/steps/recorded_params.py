@@ -47,11 +47,12 @@ def recorded_params(params: Params, root: Path) -> dict[str, Any]:
     """``params`` as the record of a run of the project in ``root`` keeps them (JSON values): every path absolute
     (a relative one is taken from the working folder, as the step itself would) and, where it lies in the project,
     relative to its folder."""
-    recorded = params.model_dump(mode="json")
+    absolute = absolute_paths(params)
+    recorded = absolute.model_dump(mode="json")
     for name in path_fields(type(params)):
-        value = getattr(params, name)
+        value = getattr(absolute, name)
         if value is not None:
-            recorded[name] = stored_path(Path(value).expanduser().resolve(), root).as_posix()
+            recorded[name] = stored_path(value, root).as_posix()
     return recorded
 
 
