@@ -147,6 +147,25 @@ def test_copies_are_files_and_links_point_at_the_sources(tmp_path: Path) -> None
     assert image.is_symlink() and image.resolve().parent.name == "sums"
 
 
+def test_links_within_the_project_are_relative_and_survive_moving_it(tmp_path: Path) -> None:
+    project = tmp_path / "project"
+    ts = built_series(project / "runs" / "002_motioncorr")
+    outside = tmp_path / "relion"
+    for out in (project / "export", outside):
+        write_tomogram_set(out, [export_series(ts, out, moves_with=project).global_row])
+    inside_links = [p for p in (project / "export").rglob("*") if p.is_symlink()]
+    outside_links = [p for p in outside.rglob("*") if p.is_symlink()]
+    assert inside_links and all(not Path(p.readlink()).is_absolute() for p in inside_links)
+    assert outside_links and all(Path(p.readlink()).is_absolute() for p in outside_links)
+    shutil.move(project, tmp_path / "moved")
+    moved = tmp_path / "moved" / "export"
+    table = starfile.read(moved / "tilt_series" / "TS_07.star")
+    for name in (*table["rlnMicrographName"], *table["rlnMicrographMovieName"]):
+        assert (moved / name).resolve().is_file(), name
+    tomogram = starfile.read(moved / "tomograms.star")["rlnTomoReconstructedTomogram"].iloc[0]
+    assert (moved / tomogram).resolve().is_relative_to((tmp_path / "moved").resolve())
+
+
 def test_sizes_are_the_tomogram_header_times_its_binning(exported) -> None:
     out, _ = exported
     table = starfile.read(out / "tomograms.star")

@@ -39,6 +39,15 @@ def imported(tmp_path_factory: pytest.TempPathFactory):
     return root, project, first
 
 
+def test_an_export_into_the_project_is_recorded_relative_to_it_and_written_there(imported) -> None:
+    _, project, _ = imported
+    out = project.root / "export"
+    run = run_step(project, EXPORT, {"out": out, "tomogram_thickness_angstrom": 61.0})
+    assert run.status == "SUCCEEDED", run.error
+    assert run.params["out"] == "export"  # so a moved project exports, and resumes, into its own folder
+    assert (out / "tomograms.star").is_file() and (out / "optimisation_set.star").is_file()
+
+
 def test_relion5_set_imported_and_exported_again_gives_the_same_tables(imported) -> None:
     root, project, first = imported
     run = run_step(project, EXPORT, {"out": root / "second", "tomogram_thickness_angstrom": 61.0})

@@ -132,7 +132,9 @@ def test_the_set_star_reads_back_the_tomograms_with_relions_fields(reconstructed
     row = blocks["global"].iloc[0]
     ts = load_tilt_series_set(run_dir)[0]
     primary = ts.primary_tomogram
-    assert Path(row["rlnTomoReconstructedTomogram"]) == primary.path and row["rlnTomoTomogramBinning"] == 4.0
+    # Written relative to the project folder, read back joined to it.
+    assert not Path(row["rlnTomoReconstructedTomogram"]).is_absolute()
+    assert project.root / row["rlnTomoReconstructedTomogram"] == primary.path and row["rlnTomoTomogramBinning"] == 4.0
     assert (row["rlnTomoSizeX"], row["rlnTomoSizeY"], row["rlnTomoSizeZ"]) == (256, 256, 400)
     assert len(blocks["tp_tomograms"]) == 4
     # Written again from what was read, the set is the same: the tomograms read back exactly.

@@ -35,16 +35,18 @@ def _body(path: Path) -> list[str]:
 
 def test_v1_movie_series_reads_into_stage_records(v1_run: Path) -> None:
     movies, _ = load_tilt_series_set(v1_run)
+    project = v1_run.parents[1]
     assert movies.name == "TS_01" and movies.nominal_tilt_axis_angle_deg == -94.6
     assert (movies.tilt_series_pixel_spacing_angstrom, movies.specimen_thickness_angstrom) == (1.9, 1830.0)
-    assert movies.local_alignment_path == Path("runs/003_align/TS_01/TS_01_local.star")
+    # Paths in the project are stored relative to its folder, and read back joined to it.
+    assert movies.local_alignment_path == project / "runs/003_align/TS_01/TS_01_local.star"
     first = movies.tilts[0]
     assert first.acquisition.movie_path == Path("/data/TS_01_000.eer") and first.acquisition.frame_count == 400
     assert first.acquisition.nominal_defocus_angstrom == 35000.0 and first.acquisition.section_index == 1
     assert first.acquisition.date_time == datetime(2024, 1, 1, 10, 0, 0)
     assert first.acquisition.gain is not None and first.acquisition.gain.rotation_deg == 90
     assert first.motion is not None and first.motion.accumulated_motion_angstrom == (4.5, 1.25, 3.25)
-    assert first.motion.micrograph_dose_weighted_path == Path("runs/002_motioncorr/TS_01/TS_01_000_DW.mrc")
+    assert first.motion.micrograph_dose_weighted_path == project / "runs/002_motioncorr/TS_01/TS_01_000_DW.mrc"
     assert first.alignment == TiltAlignment(0.4, -94.2, 0.0, 12.5, -0.0, local_shift_rms_angstrom=2.5)
     excluded = movies.tilts[2]
     assert excluded.exclusion == TiltExclusion("auto: dark: mean 0.12 of the neighbours")
@@ -65,9 +67,12 @@ def test_v1_stack_series_reads_into_stage_records(v1_run: Path) -> None:
 
 
 def test_v1_records_are_written_back_unchanged(v1_run: Path, tmp_path: Path) -> None:
-    series = load_tilt_series_set(v1_run)
+    # Written back into its own project (a copy, whose paths the records then name), so that relative paths stay.
+    shutil.copytree(V1, tmp_path / "again")
     again = tmp_path / "again" / RUN
-    again.mkdir(parents=True)
+    series = load_tilt_series_set(again)
+    for name in FILES:
+        (again / name).unlink()
     for ts in series:
         save_tilt_series(ts, again)
     finalize_tilt_series_set(again, [ts.name for ts in series])

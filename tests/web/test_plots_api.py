@@ -44,9 +44,9 @@ def test_motion_comes_from_the_movies_motion_star_files_in_angstrom(
     np.testing.assert_allclose([r["tilt_deg"] for r in rows], table["rlnTomoNominalStageTiltAngle"], atol=1e-6)
     np.testing.assert_allclose([r["total_motion_angstrom"] for r in rows], table["rlnAccumMotionTotal"], atol=1e-6)
     for row, star, micrograph in zip(rows, table["rlnMicrographMetadata"], table["rlnMicrographName"], strict=True):
-        blocks = starfile.read(star)
+        blocks = starfile.read(processed_project / star)  # paths in the project are relative to its folder
         shifts = blocks["global_shift"][["rlnMicrographShiftX", "rlnMicrographShiftY"]].to_numpy()
-        with mrcfile.open(micrograph, header_only=True) as mrc:
+        with mrcfile.open(processed_project / micrograph, header_only=True) as mrc:
             spacing = float(mrc.voxel_size.x) * int(mrc.header.nx) / int(blocks["general"]["rlnImageSizeX"].iloc[0])
         expected = -(shifts - shifts[0]) * spacing
         np.testing.assert_allclose(row["trajectory_angstrom"], expected, atol=2e-3)

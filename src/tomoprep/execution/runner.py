@@ -37,6 +37,7 @@ from tomoprep.project import Project, RunRecord, UnitRecord
 from tomoprep.project.records import Status, now
 from tomoprep.steps import get_step
 from tomoprep.steps.base import Params, Step
+from tomoprep.steps.recorded_params import absolute_paths, params_from_record, recorded_params
 from tomoprep.steps.unit import WARNING_PREFIX, StepFunction, Unit, UnitOutput
 
 
@@ -79,12 +80,11 @@ def run_step(
     shows the run while it works, such as the web UI's, learns its number there). ``execution_note``, where the
     caller says where the units run and why (:meth:`tomoprep.execution.options.Execution.note`), goes into the
     run's log."""
-    validated = validate_params(step, params)
+    validated = absolute_paths(validate_params(step, params))
+    recorded = recorded_params(validated, project.root)
     source = resolve_input(project, step, validated, input_run)
     units = step.plan(validated, _load_inputs(project, step, source))
-    run = project.create_run(
-        step.name, validated.model_dump(mode="json"), [] if source is None else [source.id], __version__
-    )
+    run = project.create_run(step.name, recorded, [] if source is None else [source.id], __version__)
     source_text = "" if source is None else f" on run {source.label}"
     project.log_event(run.id, f"{step.name}{source_text}: {len(units)} units; params {validated.model_dump_json()}")
     if execution_note:
@@ -106,7 +106,7 @@ def resume_run(
     for :func:`run_step`)."""
     run = project.get_run(run_ref)
     step = step or get_step(run.step)
-    params = validate_params(step, run.params)
+    params = validate_params(step, params_from_record(step.params, run.params, project.root))
     sources = [project.get_run(i) for i in run.inputs]
     if step.needs and not sources:
         raise StepError(f"run {run.label} cannot be resumed: {run.error or 'it records no input run.'}")

@@ -39,6 +39,7 @@ from tomoprep.execution.runner import resume_run, run_step, validate_params
 from tomoprep.project import Project, RunRecord
 from tomoprep.steps import BUILTIN_STEP_MODULES, all_steps, get_step
 from tomoprep.steps.base import Step
+from tomoprep.steps.recorded_params import params_from_record, recorded_params
 
 #: Values the template sets, where they differ from the defaults: the tutorial's workflow (movies and mdoc files of a
 #: session folder, a quick bin-8 tomogram and one at bin 4). A key is used only where its step has the parameter.
@@ -95,9 +96,16 @@ def check_workflow(steps: list[WorkflowStep]) -> None:
 
 
 def same_run(project: Project, step: Step, params: dict[str, Any], source: RunRecord | None) -> RunRecord | None:
-    """The newest run of ``step`` with these parameters (as stored) on this input run, if any."""
+    """The newest run of ``step`` with these parameters (as recorded: :mod:`tomoprep.steps.recorded_params`)
+    on this input run, if any. Paths are compared as they resolve in the project, so a record that holds one
+    absolute (made before paths in the project were recorded relative to it) still matches."""
     inputs = () if source is None else (source.id,)
-    runs = [r for r in project.list_runs(step=step.name) if r.params == params and tuple(r.inputs) == inputs]
+    wanted = params_from_record(step.params, params, project.root)
+    runs = [
+        r
+        for r in project.list_runs(step=step.name)
+        if tuple(r.inputs) == inputs and params_from_record(step.params, r.params, project.root) == wanted
+    ]
     return max(runs, key=lambda r: r.id, default=None)
 
 
@@ -125,7 +133,7 @@ def run_workflow(
     for item in steps:
         step = get_step(item.name)
         params = validate_params(step, item.values)
-        stored = params.model_dump(mode="json")
+        stored = recorded_params(params, project.root)
         source = input_among(project, step, params, [o.run for o in outcomes])
         source = source or resolve_input(project, step, params, None)
         earlier = same_run(project, step, stored, source)

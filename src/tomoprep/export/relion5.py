@@ -54,7 +54,12 @@ def series_star_file(name: str) -> str:
 
 
 def export_series(
-    ts: TiltSeries, out: Path, *, copy: bool = False, thickness_angstrom: float | None = None
+    ts: TiltSeries,
+    out: Path,
+    *,
+    copy: bool = False,
+    thickness_angstrom: float | None = None,
+    moves_with: Path | None = None,
 ) -> ExportedSeries:
     """Write ``ts``'s per-series STAR and place its files under ``out``; return its global row.
 
@@ -69,6 +74,9 @@ def export_series(
     thickness_angstrom
         Depth of the volume RELION reconstructs when the series has no tomogram, Å; default: the specimen
         thickness the alignment measured.
+    moves_with
+        The project folder: links from an export folder inside it to its files are relative
+        (:class:`~tomoprep.export.files.FilePlacer`), so the project can be moved with its export.
 
     Raises
     ------
@@ -81,7 +89,7 @@ def export_series(
     from tomoprep.io.star import write_star
 
     spacing = _tilt_series_spacing(ts)
-    placer = FilePlacer(out, copy=copy)
+    placer = FilePlacer(out, copy=copy, moves_with=moves_with)
     place = _placing(placer)
     table = tilt_rows(ts, place)
     write_star(Path(out) / series_star_file(ts.name), {ts.name: pd.DataFrame(table.rows)})

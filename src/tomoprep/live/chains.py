@@ -19,6 +19,7 @@ from tomoprep.execution.runner import validate_params
 from tomoprep.execution.workflow import WorkflowStep, check_workflow, same_run
 from tomoprep.project import Project, RunRecord
 from tomoprep.steps import BUILTIN_STEP_MODULES, get_step
+from tomoprep.steps.recorded_params import recorded_params
 
 #: The default export folder, inside the project, when the workflow gives none.
 DEFAULT_EXPORT_FOLDER = "export"
@@ -116,7 +117,7 @@ def chain_state(project: Project, chain: list[WorkflowStep]) -> ChainState:
         source = input_among(project, step, params, runs)
         if step.needs and source is None:
             break
-        earlier = same_run(project, step, params.model_dump(mode="json"), source)
+        earlier = same_run(project, step, recorded_params(params, project.root), source)
         if earlier is None:
             break
         runs.append(earlier)

@@ -2,8 +2,11 @@
 
 ``<run>/tilt_series.star`` holds ``data_global`` (one row per tilt series, RELION 5 labels);
 ``<run>/tilt_series/<name>.star`` holds ``data_<name>`` (one row per tilt); where a step made tomograms, the set
-file also holds ``data_tp_tomograms`` (one row per tomogram, :mod:`tomoprep.io.tomogram_star`). The per-series
-path in the set table is relative to the project root, as RELION stores it relative to its project directory.
+file also holds ``data_tp_tomograms`` (one row per tomogram, :mod:`tomoprep.io.tomogram_star`). Every path these
+files hold that lies in the project (the per-series STAR, micrographs, power spectra, tomograms, the alignment's
+files) is written relative to the project folder, as RELION writes its paths relative to its project directory,
+and read back joined to it (:mod:`tomoprep.io.stored_paths`); absolute paths, as earlier versions wrote them, read
+as they are.
 This module knows where the files of a run folder are; what their labels mean is
 :mod:`tomoprep.io.tilt_series_star`'s.
 
@@ -51,12 +54,9 @@ def series_star_path(run_dir: Path, name: str) -> Path:
     return run_dir / SERIES_DIR / f"{name}.star"
 
 
-def _relative_to_project(run_dir: Path, path: Path) -> str:
-    project_root = run_dir.resolve().parent.parent
-    try:
-        return str(path.resolve().relative_to(project_root))
-    except ValueError:
-        return str(path.resolve())
+def project_root(run_dir: Path) -> Path:
+    """The project folder of the run folder ``run_dir`` (``<project>/runs/<run>``), resolved."""
+    return run_dir.resolve().parent.parent
 
 
 def save_tilt_series(ts: TiltSeries, run_dir: Path) -> Path:
@@ -68,12 +68,15 @@ def save_tilt_series(ts: TiltSeries, run_dir: Path) -> Path:
     import pandas as pd
 
     from tomoprep.io.star import write_star
+    from tomoprep.io.stored_paths import stored_path, stored_record
     from tomoprep.io.tilt_series_star import set_row, tilt_series_table
     from tomoprep.io.tomogram_star import tomogram_rows
 
+    root = project_root(run_dir)
     path = series_star_path(run_dir, ts.name)
+    ts = stored_record(ts, root)
     write_star(path, {ts.name: tilt_series_table(ts)})
-    row = set_row(ts, tilt_series_star_file=_relative_to_project(run_dir, path))
+    row = set_row(ts, tilt_series_star_file=str(stored_path(path.resolve(), root)))
     tables = {"global": pd.DataFrame([row]), TOMOGRAM_TABLE: pd.DataFrame(tomogram_rows(ts))}
     for block, current in _read_set_blocks(run_dir).items():
         if block in tables:
@@ -139,16 +142,13 @@ def load_tilt_series(run_dir: Path, name: str) -> TiltSeries:
     raise InputError(run_dir / SET_FILE, f"has no tilt series named {name!r}.")
 
 
-def _resolve(run_dir: Path, stored: str) -> Path:
-    path = Path(stored)
-    return path if path.is_absolute() else run_dir.resolve().parent.parent / path
-
-
 def load_tilt_series_set(run_dir: Path) -> list[TiltSeries]:
     """Every tilt series of a run folder, in the order of its set table."""
     from tomoprep.io.star import read_star
+    from tomoprep.io.stored_paths import project_path, project_record
     from tomoprep.io.tilt_series_star import tilt_series_from_tables
 
+    root = project_root(run_dir)
     set_path = run_dir / SET_FILE
     table = _read_set_table(run_dir)
     if table is None:
@@ -157,9 +157,10 @@ def load_tilt_series_set(run_dir: Path) -> list[TiltSeries]:
     series = []
     for _, row in table.iterrows():
         name = str(row[NAME_LABEL])
-        star = _resolve(run_dir, str(row[STAR_FILE_LABEL]))
+        star = project_path(Path(str(row[STAR_FILE_LABEL])), root)
         per_series = read_star(star)
         if name not in per_series:
             raise InputError(set_path, f"the STAR file of {name!r} has no data_{name} table.")
-        series.append(tilt_series_from_tables(row, per_series[name], source=star, tomograms=tomograms))
+        ts = tilt_series_from_tables(row, per_series[name], source=star, tomograms=tomograms)
+        series.append(project_record(ts, root))
     return series

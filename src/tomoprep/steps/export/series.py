@@ -17,7 +17,8 @@ from tomoprep.errors import InputError
 from tomoprep.model import TiltSeries
 from tomoprep.steps.base import UnitOutput
 from tomoprep.steps.export.params import ExportParams
-from tomoprep.steps.tilt_series_set import finalize_tilt_series_set
+from tomoprep.steps.recorded_params import params_from_record
+from tomoprep.steps.tilt_series_set import finalize_tilt_series_set, project_root
 from tomoprep.steps.unit import WARNING_PREFIX
 
 GLOBAL_ROW_FILE = "relion5_global.star"
@@ -32,7 +33,8 @@ def export_one(ts: TiltSeries, params: ExportParams, output_dir: Path) -> UnitOu
         from tomoprep.io.star import write_star
 
         exported = export_series(ts, params.out, copy=params.copy_files,
-                                 thickness_angstrom=params.tomogram_thickness_angstrom)  # fmt: skip
+                                 thickness_angstrom=params.tomogram_thickness_angstrom,
+                                 moves_with=project_root(output_dir.parent))  # fmt: skip
         write_star(output_dir / GLOBAL_ROW_FILE, {"global": pd.DataFrame([exported.global_row])})
         warnings = exported.notes
         done = f"{ts.name}: {len(ts.included_tilts)} tilts into {params.out}"
@@ -79,7 +81,8 @@ def finish_export(run_dir: Path, names: Sequence[str]) -> Path:
     """Close the run's tilt-series set; for RELION 5 write ``tomograms.star``, ``particles.star`` (with
     coordinates) and ``optimisation_set.star`` from the units' global rows."""
     path = finalize_tilt_series_set(run_dir, names)
-    params = ExportParams.model_validate(json.loads((run_dir / "run.json").read_text())["params"])
+    recorded = json.loads((run_dir / "run.json").read_text())["params"]
+    params = ExportParams.model_validate(params_from_record(ExportParams, recorded, project_root(run_dir)))
     if params.format != "relion5" or not names:
         return path
     from tomoprep.export.relion5 import write_optimisation_set, write_tomogram_set
