@@ -13,7 +13,8 @@ With Gaussian noise of variance ``σ²`` per pixel, ``Δχ²(δ) = (E(δ) - E(0)
 ratio of the best specimen at the true axis against the best at ``δ`` off: where it stays below 1 the data
 cannot tell the two apart, and no estimator that takes the specimen as unknown can have a spread under
 ``δ / sqrt(Δχ²(δ))`` (the Cramér-Rao bound with the specimen profiled out). A finite number of iterations
-overstates ``E`` at both angles; the difference falls as the fit converges, so the bound it gives is safe.
+overstates ``E`` at both angles, and on the blob stacks measured the difference fell as the fit converged, so
+the bound comes out too tight rather than too loose.
 """
 
 from __future__ import annotations
