@@ -18,6 +18,7 @@ from __future__ import annotations
 import argparse
 import math
 import time
+from dataclasses import replace
 
 import torch
 from machine import describe_machine
@@ -38,8 +39,7 @@ KINDS = {
 
 def measure(spec: BlobStackSpec, offsets_deg: list[float], rows: int, iterations: int) -> dict:
     """Residual fractions at the true axis and each offset, and Δχ² scaled to the whole field."""
-    noisy_spec = BlobStackSpec(**{**spec.__dict__, "noise_to_signal": 0.0})
-    stack, truth = make_blob_stack(noisy_spec)
+    stack, truth = make_blob_stack(replace(spec, noise_to_signal=0.0))
     images = torch.from_numpy(stack).double()
     signal_variance = float((stack - stack.mean(axis=(1, 2), keepdims=True)).var())
     noise_variance = (spec.noise_to_signal**2) * signal_variance
